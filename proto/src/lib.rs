@@ -1,0 +1,76 @@
+//! warren's wire contract, shared by the hub, the engines and every client.
+//!
+//! - [`v1`]: the generated gRPC services and messages of package `warren.v1`
+//!   (`Execution`, `Control`, `Registration`), built from `proto/` without `protoc`.
+//! - [`auth`]: the one HMAC-SHA256 call-signing scheme: keys, signing, verification and the
+//!   replay cache.
+//! - [`connection`]: the connection file that tells engines and clients where a hub is and
+//!   which key it trusts, and the default places for it.
+//! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
+//! - [`private_file`]: the ssh-style checks that keep keys in files only their owner can read.
+
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod connection;
+pub mod private_file;
+pub mod transport;
+
+/// The generated code for protobuf package `warren.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("warren.v1");
+}
+
+/// The encoded descriptor set of every `warren.v1` file, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("warren_descriptor");
+
+/// The protocol version this build speaks. Peers must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// This build's software version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Checks a peer's protocol version, explaining a mismatch in terms of both versions.
+pub fn check_protocol_version(peer: &str, theirs: u32) -> Result<(), String> {
+    if theirs == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "{peer} speaks warren protocol {theirs} but this hub speaks protocol {PROTOCOL_VERSION}; \
+             run the same warren release on both sides"
+        ))
+    }
+}
+
+/// Microseconds since the Unix epoch, the unit of every timestamp on the wire.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl v1::TaskState {
+    /// Whether the task has ended and will not change again.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Self::Unspecified | Self::Queued | Self::Running
+        )
+    }
+
+    /// The state's short lower-case name, as the CLI shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::TimedOut => "timed-out",
+            Self::Lost => "lost",
+        }
+    }
+}
