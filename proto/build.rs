@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Output chunks move through the hub without being copied.
         .bytes(".warren.v1.OutputChunk.data")
         .bytes(".warren.v1.TaskOutput.data")
+        .bytes(".warren.v1.TaskSpec.stdin")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -51,7 +51,9 @@ pub enum KeyError {
     #[error(transparent)]
     File(#[from] PrivateFileError),
     /// The key text is not 64 hex digits.
-    #[error("{0}: a warren key is 64 hex digits (32 bytes); make one with `warren-hub --new-key-file PATH`")]
+    #[error(
+        "{0}: a warren key is 64 hex digits (32 bytes); make one with `warren-hub --new-key-file PATH`"
+    )]
     Malformed(String),
     /// The operating system's random source failed.
     #[error("the operating system's random source failed: {0}")]
@@ -192,13 +194,19 @@ fn rand_fallback() -> [u8; 16] {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// No `authorization` entry.
-    #[error("missing signature: every call needs an `authorization: {SCHEME} ...` metadata entry; make one with `warren sign METHOD`")]
+    #[error(
+        "missing signature: every call needs an `authorization: {SCHEME} ...` metadata entry; make one with `warren sign METHOD`"
+    )]
     Missing,
     /// The entry is not in the scheme's form.
-    #[error("malformed signature: {0}; the form is `{SCHEME} ts=<unix seconds>,nonce=<random>,sig=<hex>`")]
+    #[error(
+        "malformed signature: {0}; the form is `{SCHEME} ts=<unix seconds>,nonce=<random>,sig=<hex>`"
+    )]
     Malformed(String),
     /// The MAC does not match: wrong key, other hub, other method, or altered fields.
-    #[error("bad signature: it does not match this hub's key for this method (wrong key, a signature made for another hub or method, or altered fields)")]
+    #[error(
+        "bad signature: it does not match this hub's key for this method (wrong key, a signature made for another hub or method, or altered fields)"
+    )]
     BadSignature,
     /// The timestamp is older than the skew window.
     #[error("stale signature: ts={ts} is {} s behind the hub's clock (hub time {hub_time}, window {window} s); sign each call afresh and check this machine's clock", hub_time - ts)]
@@ -224,7 +232,9 @@ pub enum Refusal {
     #[error("replayed signature: this nonce was already used; every call needs a fresh signature")]
     Replayed,
     /// Too many distinct signed calls within the window to remember them all.
-    #[error("too many signed calls within the {window} s window ({capacity} remembered); retry shortly")]
+    #[error(
+        "too many signed calls within the {window} s window ({capacity} remembered); retry shortly"
+    )]
     ReplayCacheFull {
         /// The window, in seconds.
         window: u64,
@@ -288,11 +298,16 @@ impl<'a> Credentials<'a> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(malformed("nonce must be 16 to 64 characters of [A-Za-z0-9_-]"));
+            return Err(malformed(
+                "nonce must be 16 to 64 characters of [A-Za-z0-9_-]",
+            ));
         }
         let mut sig_bytes = [0u8; 32];
-        hex::decode_to_slice(sig.ok_or_else(|| malformed("no sig field"))?, &mut sig_bytes)
-            .map_err(|_| malformed("sig must be 64 hex digits"))?;
+        hex::decode_to_slice(
+            sig.ok_or_else(|| malformed("no sig field"))?,
+            &mut sig_bytes,
+        )
+        .map_err(|_| malformed("sig must be 64 hex digits"))?;
         Ok(Self {
             ts,
             nonce,
@@ -444,7 +459,8 @@ mod tests {
     fn signature_matches_an_independent_hmac_sha256() {
         // Reference value computed with Python:
         // hmac.new(bytes.fromhex('ab'*32), b'warren-hmac-v1\nhub1\n/warren.v1.Control/ListEngines\n1700000000\n0123456789abcdef', 'sha256').hexdigest()
-        let header = Signer::new(&key(), "hub1").sign_with(METHOD, 1_700_000_000, "0123456789abcdef");
+        let header =
+            Signer::new(&key(), "hub1").sign_with(METHOD, 1_700_000_000, "0123456789abcdef");
         assert_eq!(
             header,
             "Warren-HMAC-SHA256 ts=1700000000,nonce=0123456789abcdef,sig=\
@@ -482,19 +498,23 @@ mod tests {
             verifier.verify(METHOD, Some(other_hub.as_bytes())),
             Err(Refusal::BadSignature)
         );
-        let other_key = Signer::new(&Key::from_hex(&"cd".repeat(32), "t").expect("key"), "hub1")
-            .sign(METHOD);
+        let other_key =
+            Signer::new(&Key::from_hex(&"cd".repeat(32), "t").expect("key"), "hub1").sign(METHOD);
         assert_eq!(
             verifier.verify(METHOD, Some(other_key.as_bytes())),
             Err(Refusal::BadSignature)
         );
         let now = unix_seconds();
         let stale = signer.sign_with(METHOD, now - 120, "aaaaaaaaaaaaaaaa");
-        let refusal = verifier.verify(METHOD, Some(stale.as_bytes())).expect_err("stale");
+        let refusal = verifier
+            .verify(METHOD, Some(stale.as_bytes()))
+            .expect_err("stale");
         assert!(matches!(refusal, Refusal::Stale { .. }), "{refusal}");
         assert!(refusal.hub_time().is_some());
         let future = signer.sign_with(METHOD, now + 120, "bbbbbbbbbbbbbbbb");
-        let refusal = verifier.verify(METHOD, Some(future.as_bytes())).expect_err("future");
+        let refusal = verifier
+            .verify(METHOD, Some(future.as_bytes()))
+            .expect_err("future");
         assert!(matches!(refusal, Refusal::Future { .. }), "{refusal}");
     }
 
@@ -503,7 +523,7 @@ mod tests {
         let sig = "00".repeat(32);
         for bad in [
             String::new(),
-            format!("{SCHEME}"),
+            SCHEME.to_string(),
             format!("{SCHEME} ts=1,nonce=aaaaaaaaaaaaaaaa"),
             format!("{SCHEME} ts=x,nonce=aaaaaaaaaaaaaaaa,sig={sig}"),
             format!("{SCHEME} ts=1,nonce=short,sig={sig}"),
@@ -534,7 +554,10 @@ mod tests {
         assert_eq!(cache.record("d", start), Err(Full::AtCapacity));
         assert_eq!(cache.len(), 3);
         // A refused call leaves every live nonce in place.
-        assert_eq!(cache.record("a", start + Duration::from_secs(9)), Err(Full::Replayed));
+        assert_eq!(
+            cache.record("a", start + Duration::from_secs(9)),
+            Err(Full::Replayed)
+        );
         // Once they expire, room frees up and old nonces are forgotten.
         assert_eq!(cache.record("d", start + ttl), Ok(()));
         assert_eq!(cache.len(), 1);
@@ -553,8 +576,14 @@ mod tests {
             );
         }
         let signer = Signer::new(&key(), "hub1");
-        assert_eq!(verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())), Ok(()));
-        assert_eq!(verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())), Ok(()));
+        assert_eq!(
+            verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())),
+            Ok(())
+        );
+        assert_eq!(
+            verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())),
+            Ok(())
+        );
         assert!(matches!(
             verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())),
             Err(Refusal::ReplayCacheFull { capacity: 2, .. })

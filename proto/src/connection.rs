@@ -79,10 +79,11 @@ impl ConnectionInfo {
 
     /// Writes the file with mode 0600, atomically.
     pub fn save(&self, path: &Path) -> Result<(), ConnectionError> {
-        let mut text = serde_json::to_string_pretty(self).map_err(|e| ConnectionError::Malformed {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|e| ConnectionError::Malformed {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         text.push('\n');
         private_file::write(path, text.as_bytes())?;
         Ok(())
@@ -143,7 +144,10 @@ mod tests {
 
         std::fs::write(&path, "{\"version\":1}").expect("write");
         let err = ConnectionInfo::load(&path).expect_err("incomplete file");
-        assert!(err.to_string().contains("not a warren connection file"), "{err}");
+        assert!(
+            err.to_string().contains("not a warren connection file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,10 +54,7 @@ pub fn now_us() -> i64 {
 impl v1::TaskState {
     /// Whether the task has ended and will not change again.
     pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            Self::Unspecified | Self::Queued | Self::Running
-        )
+        !matches!(self, Self::Unspecified | Self::Queued | Self::Running)
     }
 
     /// The state's short lower-case name, as the CLI shows it.

@@ -21,7 +21,9 @@ pub enum PrivateFileError {
         source: io::Error,
     },
     /// The file is a symbolic link.
-    #[error("{path} is a symbolic link; refusing to follow it for a secret. Point at the real file instead")]
+    #[error(
+        "{path} is a symbolic link; refusing to follow it for a secret. Point at the real file instead"
+    )]
     Symlink {
         /// The file.
         path: PathBuf,
@@ -37,7 +39,9 @@ pub enum PrivateFileError {
         me: u32,
     },
     /// Group or others may read or write the file.
-    #[error("permissions {mode:04o} for {path} are too open: it holds a secret. Run `chmod 600 {path}`")]
+    #[error(
+        "permissions {mode:04o} for {path} are too open: it holds a secret. Run `chmod 600 {path}`"
+    )]
     TooOpen {
         /// The file.
         path: PathBuf,

@@ -1,0 +1,259 @@
+//! warren's hub: serves gRPC on a private Unix socket and nothing else.
+//!
+//! The hub keeps the registry of engines ([`registry`]) and the table of tasks ([`tasks`],
+//! [`tasklog`]), places tasks on engines as slots free up ([`scheduler`]), and streams each
+//! task's events to whoever follows it ([`follow`]). Every call passes the HMAC check in
+//! [`auth`] before it reaches a service; health and reflection alone answer unsigned.
+//!
+//! Start-up ([`run`]): bind the socket inside a private directory ([`socket`]), write the
+//! connection file beside it, serve until SIGINT, SIGTERM or `Control.Shutdown`, then tell the
+//! engines, let followers see the end, and remove the socket and the connection file.
+
+pub mod auth;
+pub mod config;
+mod engines;
+pub mod follow;
+pub mod hub;
+pub mod registry;
+mod scheduler;
+pub mod service;
+pub mod socket;
+pub mod tasklog;
+pub mod tasks;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Server;
+use warren_proto::auth::{Key, KeyError, Verifier};
+use warren_proto::connection::{self, ConnectionError, ConnectionInfo};
+use warren_proto::v1::{
+    control_server::ControlServer, execution_server::ExecutionServer,
+    registration_server::RegistrationServer,
+};
+
+use crate::config::HubConfig;
+use crate::hub::{Hub, Settings, StopRequest};
+use crate::socket::SocketError;
+use crate::tasklog::LogLimits;
+
+/// How long connections get to finish after the hub has stopped its work.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the hub could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The socket or its directory was refused or failed.
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    /// The key could not be read or made.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The connection file could not be written.
+    #[error("cannot write the connection file: {0}")]
+    Connection(#[from] ConnectionError),
+    /// gRPC serving failed.
+    #[error("serving failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// Reflection could not be set up.
+    #[error("reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Removes the socket and the connection file when the hub ends, however it ends.
+struct Cleanup {
+    paths: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Runs the hub until it is told to stop.
+pub async fn run(config: HubConfig) -> Result<(), HubError> {
+    if let Some(path) = &config.new_key_file {
+        Key::generate()?.save(path)?;
+        println!("wrote a new key to {}", path.display());
+        return Ok(());
+    }
+    let socket_path = socket::absolute(
+        &config
+            .socket
+            .clone()
+            .unwrap_or_else(connection::default_socket),
+    )?;
+    let (key, hub_id) = key_and_id(&config)?;
+
+    let listener = socket::bind(&socket_path)?;
+    let connection_file = connection::connection_file_for(&socket_path);
+    let _cleanup = Cleanup {
+        paths: vec![socket_path.clone(), connection_file.clone()],
+    };
+    ConnectionInfo::new(
+        socket_path.clone(),
+        hub_id.clone(),
+        &key,
+        std::process::id(),
+    )
+    .save(&connection_file)?;
+
+    let hub = Hub::new(Settings {
+        hub_id: hub_id.clone(),
+        heartbeat: config.heartbeat(),
+        log_limits: LogLimits {
+            keep: config.max_output_kept,
+            window: config.follow_window,
+        },
+    });
+    let verifier = Arc::new(Verifier::new(
+        &key,
+        &hub_id,
+        config.skew(),
+        config.replay_capacity,
+    ));
+    tracing::info!(
+        socket = %socket_path.display(),
+        connection_file = %connection_file.display(),
+        hub_id,
+        "hub serving"
+    );
+
+    let heartbeats = tokio::spawn(send_heartbeats(hub.clone()));
+    let uid = rustix::process::geteuid().as_raw();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        hub.clone(),
+        verifier,
+        socket::incoming(listener, uid),
+        async move {
+            let _ = stopped_rx.await;
+        },
+    )?);
+
+    let request = wait_for_stop(&hub).await?;
+    tracing::info!(?request, "hub stopping");
+    hub.stop(request == StopRequest::HubAndEngines);
+    heartbeats.abort();
+    let _ = stopped_tx.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => tracing::error!(%join_error, "server task failed"),
+        Err(_) => tracing::warn!("connections did not close within 5 s; stopping anyway"),
+    }
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+/// The key (from `--key-file` or new) and the hub id (from `--hub-id`, the key file, or new).
+fn key_and_id(config: &HubConfig) -> Result<(Key, String), HubError> {
+    let (key, derived_id) = match &config.key_file {
+        Some(path) => {
+            let key = Key::load(path)?;
+            let id = key.default_hub_id();
+            (key, Some(id))
+        }
+        None => (Key::generate()?, None),
+    };
+    let hub_id = match (&config.hub_id, derived_id) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id)) => id,
+        (None, None) => Key::generate()?.to_hex()[..16].to_owned(),
+    };
+    Ok((key, hub_id))
+}
+
+/// Builds the gRPC server: the three warren services behind the HMAC layer, plus health and
+/// reflection (v1 and v1alpha, which grpcurl 1.8 asks for).
+fn serve<I, F>(
+    hub: Arc<Hub>,
+    verifier: Arc<Verifier>,
+    incoming: I,
+    shutdown: F,
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, HubError>
+where
+    I: tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(warren_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(warren_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let health_reporter_for_task = health_reporter.clone();
+    tokio::spawn(async move {
+        for name in [
+            "warren.v1.Execution",
+            "warren.v1.Control",
+            "warren.v1.Registration",
+        ] {
+            health_reporter_for_task
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+    });
+
+    Ok(Server::builder()
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+        .layer(auth::AuthLayer::new(verifier))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ExecutionServer::new(service::ExecutionService::new(
+            hub.clone(),
+        )))
+        .add_service(ControlServer::new(service::ControlService::new(
+            hub.clone(),
+        )))
+        .add_service(RegistrationServer::new(service::RegistrationService::new(
+            hub,
+        )))
+        .serve_with_incoming_shutdown(incoming, shutdown))
+}
+
+/// Resolves on SIGINT, SIGTERM or `Control.Shutdown`.
+async fn wait_for_stop(hub: &Hub) -> Result<StopRequest, HubError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(HubError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(HubError::Signals)?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => StopRequest::Hub,
+        _ = terminate.recv() => StopRequest::Hub,
+        request = hub.stop_requested() => request,
+    })
+}
+
+async fn send_heartbeats(hub: Arc<Hub>) {
+    let mut tick = tokio::time::interval(hub.settings().heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        hub.heartbeat_engines();
+    }
+}
+
+/// The socket path the hub would use with this configuration.
+pub fn socket_path(config: &HubConfig) -> PathBuf {
+    config
+        .socket
+        .clone()
+        .unwrap_or_else(connection::default_socket)
+}
+
+/// Whether `path` looks like a place a hub could serve.
+pub fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}

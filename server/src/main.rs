@@ -1,0 +1,46 @@
+//! `warren-hub`: parse the flags, start logging, serve until told to stop.
+
+use clap::Parser;
+use std::process::ExitCode;
+use warren_hub::config::HubConfig;
+
+fn main() -> ExitCode {
+    let config = match HubConfig::try_parse() {
+        Ok(config) => config,
+        Err(err) => {
+            let usage_error = err.use_stderr();
+            let _ = err.print();
+            // A usage error exits 64 (EX_USAGE); --help and --version exit 0.
+            return if usage_error {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("warren-hub: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(warren_hub::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("warren-hub: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The engines registered with the hub, and the ids they keep across reconnects.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tonic::Status;
+use warren_proto::v1::{EngineInfo, Hello, HubMessage, hub_message};
+
+/// Where messages to an engine go: its registration stream's response half.
+pub type EngineTx = mpsc::UnboundedSender<Result<HubMessage, Status>>;
+
+/// A connected engine and the work placed on it.
+#[derive(Debug)]
+pub struct Engine {
+    /// The hub's id for it.
+    pub id: u32,
+    /// Which registration stream this is, so a stale stream can't remove a newer one.
+    pub connection: u64,
+    /// What it said about itself.
+    pub hello: Hello,
+    /// When it registered, microseconds since the epoch.
+    pub registered_us: i64,
+    /// When the hub last heard from it.
+    pub last_seen: Instant,
+    tx: EngineTx,
+    /// Tasks placed on this engine by id, waiting for a slot, oldest first.
+    pub queue: VecDeque<u64>,
+    /// Tasks assigned to it and not yet finished.
+    pub active: HashSet<u64>,
+}
+
+impl Engine {
+    /// Tasks it can run at once (at least one).
+    pub fn slots(&self) -> usize {
+        self.hello.slots.max(1) as usize
+    }
+
+    /// Whether it can take another task now.
+    pub fn has_free_slot(&self) -> bool {
+        self.active.len() < self.slots()
+    }
+
+    /// Work on it per slot, running or waiting, scaled to compare engines of different sizes.
+    pub fn load(&self) -> u64 {
+        ((self.active.len() + self.queue.len()) as u64 * 1024) / self.slots() as u64
+    }
+
+    /// Sends a message; if the engine is gone, its stream's end will clean up after it.
+    pub fn send(&self, kind: hub_message::Kind) {
+        let _ = self.tx.send(Ok(HubMessage { kind: Some(kind) }));
+    }
+
+    /// The engine as `ListEngines` shows it.
+    pub fn info(&self) -> EngineInfo {
+        EngineInfo {
+            id: self.id,
+            uuid: self.hello.uuid.clone(),
+            hostname: self.hello.hostname.clone(),
+            pid: self.hello.pid,
+            labels: self.hello.labels.clone(),
+            slots: self.slots() as u32,
+            version: self.hello.version.clone(),
+            running: self.active.len() as u32,
+            queued: self.queue.len() as u32,
+            registered_us: self.registered_us,
+        }
+    }
+
+    /// How people should hear of this engine in messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "engine {} ({} pid {})",
+            self.id, self.hello.hostname, self.hello.pid
+        )
+    }
+}
+
+/// All connected engines, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    engines: BTreeMap<u32, Engine>,
+    ids_by_uuid: HashMap<String, u32>,
+    next_id: u32,
+    next_connection: u64,
+}
+
+impl Registry {
+    /// Adds an engine, giving back the id its uuid had before, if any. A still-connected
+    /// engine with the same uuid is replaced and returned so its work can be settled.
+    pub fn register(
+        &mut self,
+        hello: Hello,
+        tx: EngineTx,
+        now_us: i64,
+    ) -> (u32, u64, Option<Engine>) {
+        let id = match self.ids_by_uuid.get(&hello.uuid) {
+            Some(&id) => id,
+            None => {
+                self.next_id += 1;
+                self.ids_by_uuid.insert(hello.uuid.clone(), self.next_id);
+                self.next_id
+            }
+        };
+        self.next_connection += 1;
+        let engine = Engine {
+            id,
+            connection: self.next_connection,
+            hello,
+            registered_us: now_us,
+            last_seen: Instant::now(),
+            tx,
+            queue: VecDeque::new(),
+            active: HashSet::new(),
+        };
+        let replaced = self.engines.insert(id, engine);
+        (id, self.next_connection, replaced)
+    }
+
+    /// Removes the engine if `connection` is still its current stream.
+    pub fn remove(&mut self, id: u32, connection: u64) -> Option<Engine> {
+        match self.engines.get(&id) {
+            Some(engine) if engine.connection == connection => self.engines.remove(&id),
+            _ => None,
+        }
+    }
+
+    /// Removes every engine (the hub is stopping).
+    pub fn drain(&mut self) -> Vec<Engine> {
+        std::mem::take(&mut self.engines).into_values().collect()
+    }
+
+    /// The engine with this id.
+    pub fn get(&self, id: u32) -> Option<&Engine> {
+        self.engines.get(&id)
+    }
+
+    /// The engine with this id, to change.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Engine> {
+        self.engines.get_mut(&id)
+    }
+
+    /// The engine with this id, only if `connection` is its current stream.
+    pub fn current(&mut self, id: u32, connection: u64) -> Option<&mut Engine> {
+        self.engines
+            .get_mut(&id)
+            .filter(|engine| engine.connection == connection)
+    }
+
+    /// Every engine, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Engine> {
+        self.engines.values()
+    }
+
+    /// Every engine's id, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        self.engines.keys().copied().collect()
+    }
+
+    /// How many engines are connected.
+    pub fn len(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// Whether no engine is connected.
+    pub fn is_empty(&self) -> bool {
+        self.engines.is_empty()
+    }
+}

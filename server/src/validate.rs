@@ -1,0 +1,148 @@
+//! Checks on everything a caller or engine sends, before anything runs.
+
+use tonic::Status;
+use warren_proto::v1::{Hello, TaskSpec, task_spec};
+
+/// The longest timeout a task may ask for: 30 days.
+pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// The most slots an engine may offer.
+pub const MAX_SLOTS: u32 = 4096;
+
+fn no_nul(what: &str, text: &str) -> Result<(), Status> {
+    if text.contains('\0') {
+        Err(Status::invalid_argument(format!(
+            "{what} contains a NUL byte, which no program can receive; remove it"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a task spec: a command to run, and nothing a process could not be given.
+pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
+    let spec = spec.ok_or_else(|| {
+        Status::invalid_argument("the request has no spec: give spec.argv or spec.script")
+    })?;
+    match &spec.command {
+        None => {
+            return Err(Status::invalid_argument(
+                "the spec has no command: give spec.argv (a program and its arguments) or spec.script (run with sh -c)",
+            ));
+        }
+        Some(task_spec::Command::Argv(argv)) => {
+            match argv.args.first() {
+                None => {
+                    return Err(Status::invalid_argument(
+                        "spec.argv is empty: give at least the program to run",
+                    ));
+                }
+                Some(program) if program.is_empty() => {
+                    return Err(Status::invalid_argument(
+                        "spec.argv[0], the program to run, is empty",
+                    ));
+                }
+                Some(_) => {}
+            }
+            for (i, arg) in argv.args.iter().enumerate() {
+                no_nul(&format!("spec.argv[{i}]"), arg)?;
+            }
+        }
+        Some(task_spec::Command::Script(script)) => {
+            if script.trim().is_empty() {
+                return Err(Status::invalid_argument(
+                    "spec.script is empty: give the shell text to run",
+                ));
+            }
+            no_nul("spec.script", script)?;
+        }
+    }
+    for (name, value) in &spec.env {
+        if name.is_empty() || name.contains('=') {
+            return Err(Status::invalid_argument(format!(
+                "environment variable name `{name}` is not valid: it must be non-empty and have no `=`"
+            )));
+        }
+        no_nul(&format!("environment variable `{name}`"), name)?;
+        no_nul(
+            &format!("the value of environment variable `{name}`"),
+            value,
+        )?;
+    }
+    no_nul("spec.cwd", &spec.cwd)?;
+    if spec.timeout_ms > MAX_TIMEOUT_MS {
+        return Err(Status::invalid_argument(format!(
+            "timeout of {} ms is more than 30 days; give a shorter one, or 0 for none",
+            spec.timeout_ms
+        )));
+    }
+    Ok(spec)
+}
+
+/// Checks a signal number; 0 means SIGINT.
+pub fn signal(signal: i32) -> Result<i32, Status> {
+    match signal {
+        0 => Ok(rustix::process::Signal::INT.as_raw()),
+        1..=64 => Ok(signal),
+        _ => Err(Status::invalid_argument(format!(
+            "{signal} is not a signal number; use 1 to 64 (e.g. 2 for SIGINT, 15 for SIGTERM)"
+        ))),
+    }
+}
+
+/// Checks an engine's introduction.
+pub fn hello(hello: &Hello) -> Result<(), Status> {
+    if hello.uuid.is_empty() || hello.uuid.len() > 128 {
+        return Err(Status::invalid_argument(
+            "the engine's uuid must be 1 to 128 characters",
+        ));
+    }
+    if hello.slots > MAX_SLOTS {
+        return Err(Status::invalid_argument(format!(
+            "an engine may offer at most {MAX_SLOTS} slots, not {}",
+            hello.slots
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_proto::v1::Argv;
+
+    fn argv(args: &[&str]) -> Option<TaskSpec> {
+        Some(TaskSpec {
+            command: Some(task_spec::Command::Argv(Argv {
+                args: args.iter().map(|s| s.to_string()).collect(),
+            })),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn bad_specs_are_invalid_arguments_with_reasons() {
+        for (spec, needle) in [
+            (None, "no spec"),
+            (Some(TaskSpec::default()), "no command"),
+            (argv(&[]), "argv is empty"),
+            (argv(&[""]), "is empty"),
+            (argv(&["echo", "a\0b"]), "NUL"),
+        ] {
+            let err = super::spec(spec).expect_err(needle);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().contains(needle), "{}", err.message());
+        }
+        let mut long = argv(&["sleep"]).expect("spec");
+        long.timeout_ms = MAX_TIMEOUT_MS + 1;
+        assert!(super::spec(Some(long)).is_err());
+        assert!(super::spec(argv(&["true"])).is_ok());
+    }
+
+    #[test]
+    fn signals_default_to_sigint_and_stay_in_range() {
+        assert_eq!(signal(0).ok(), Some(2));
+        assert_eq!(signal(15).ok(), Some(15));
+        assert!(signal(-1).is_err());
+        assert!(signal(65).is_err());
+    }
+}
