@@ -7,6 +7,7 @@
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
 //!   which key it trusts, and the default places for it.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
+//! - [`signals`]: signal names as people write them.
 //! - [`private_file`]: the ssh-style checks that keep keys in files only their owner can read.
 
 #![deny(unsafe_code)]
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod connection;
 pub mod private_file;
+pub mod signals;
 pub mod transport;
 
 /// The generated code for protobuf package `warren.v1`.

@@ -2,8 +2,12 @@
 
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tower::Service;
+
+use crate::auth::{HEADER, Signer};
 
 /// Flow-control windows large enough that streaming output is not held up by window updates.
 const STREAM_WINDOW: u32 = 4 << 20;
@@ -25,7 +29,7 @@ fn endpoint() -> Endpoint {
 
 fn connector(
     path: PathBuf,
-) -> impl tower::Service<
+) -> impl Service<
     Uri,
     Response = TokioIo<UnixStream>,
     Error = std::io::Error,
@@ -36,4 +40,45 @@ fn connector(
         let path = path.clone();
         async move { Ok(TokioIo::new(UnixStream::connect(path).await?)) }
     })
+}
+
+/// A channel that signs every call with the hub's key (see [`crate::auth`]).
+///
+/// Signing happens here, below the generated clients, because the signature covers the method
+/// path, which a tonic interceptor can't see. A retried call passes through again and is
+/// signed afresh.
+#[derive(Clone, Debug)]
+pub struct SignedChannel {
+    inner: Channel,
+    signer: Signer,
+}
+
+impl SignedChannel {
+    /// Wraps `inner` so that every call carries a signature from `signer`.
+    pub fn new(inner: Channel, signer: Signer) -> Self {
+        Self { inner, signer }
+    }
+
+    /// The signer, for adjusting its clock.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+impl Service<http::Request<tonic::body::Body>> for SignedChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let value = self.signer.sign(request.uri().path());
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            request.headers_mut().insert(HEADER, value);
+        }
+        self.inner.call(request)
+    }
 }

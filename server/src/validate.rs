@@ -80,11 +80,13 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
 
 /// Checks a signal number; 0 means SIGINT.
 pub fn signal(signal: i32) -> Result<i32, Status> {
-    match signal {
-        0 => Ok(rustix::process::Signal::INT.as_raw()),
-        1..=64 => Ok(signal),
-        _ => Err(Status::invalid_argument(format!(
-            "{signal} is not a signal number; use 1 to 64 (e.g. 2 for SIGINT, 15 for SIGTERM)"
+    if signal == 0 {
+        return Ok(rustix::process::Signal::INT.as_raw());
+    }
+    match rustix::process::Signal::from_named_raw(signal) {
+        Some(signal) => Ok(signal.as_raw()),
+        None => Err(Status::invalid_argument(format!(
+            "{signal} is not a signal number this hub knows; use a standard one (e.g. 2 for SIGINT, 15 for SIGTERM)"
         ))),
     }
 }
@@ -144,5 +146,6 @@ mod tests {
         assert_eq!(signal(15).ok(), Some(15));
         assert!(signal(-1).is_err());
         assert!(signal(65).is_err());
+        assert!(signal(40).is_err(), "real-time signals are not named");
     }
 }

@@ -1,0 +1,210 @@
+//! The command line, as clap sees it. Doc comments are the help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Run code on a warren hub's engines, from here or from another machine over ssh.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) hub: HubArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Where the hub is.
+#[derive(Debug, Args)]
+pub(crate) struct HubArgs {
+    /// The hub's connection file [default: $XDG_RUNTIME_DIR/warren/hub.json, else /tmp/warren-<uid>/hub.json]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_CONNECTION_FILE",
+        value_name = "PATH"
+    )]
+    pub(crate) connection_file: Option<PathBuf>,
+
+    /// The hub's socket; its connection file is the same path ending in .json, unless --key-file is given
+    #[arg(long, global = true, env = "WARREN_SOCKET", value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
+
+    /// Hex key file (mode 0600), used with --socket instead of a connection file
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_KEY_FILE",
+        value_name = "PATH",
+        requires = "socket"
+    )]
+    pub(crate) key_file: Option<PathBuf>,
+
+    /// The hub's id, with --key-file [default: derived from the key]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_HUB_ID",
+        value_name = "ID",
+        requires = "key_file"
+    )]
+    pub(crate) hub_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a program on engines and stream its output here
+    Exec(ExecArgs),
+    /// Run shell text (with `sh -c`) on engines and stream its output here
+    Sh(ShArgs),
+    /// List the engines, or stop some
+    Engines {
+        #[command(subcommand)]
+        action: Option<EnginesAction>,
+    },
+    /// List tasks, newest first
+    Tasks(TasksArgs),
+    /// Show one task's record: state, engine, exit, timings, output size
+    Result {
+        /// The task id
+        task: u64,
+    },
+    /// Follow a task's output: replay from a sequence number, then live until it ends
+    Attach {
+        /// The task id
+        task: u64,
+        /// The first event to replay (0 replays everything the hub kept)
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        from: u64,
+    },
+    /// Send a signal to running tasks' process groups
+    Interrupt {
+        /// Task ids
+        #[arg(required = true)]
+        tasks: Vec<u64>,
+        /// The signal: a name (INT, TERM, KILL, USR1...) or a number
+        #[arg(long, short = 's', default_value = "INT")]
+        signal: String,
+    },
+    /// Abort tasks: queued ones never start, running ones get SIGTERM then SIGKILL
+    Abort {
+        /// Task ids
+        #[arg(required = true)]
+        tasks: Vec<u64>,
+    },
+    /// Show how many tasks wait, overall and per engine
+    Queue,
+    /// Stop the hub, and its engines unless --keep-engines
+    Shutdown {
+        /// Leave the engines running; they reconnect when a hub comes back
+        #[arg(long)]
+        keep_engines: bool,
+    },
+    /// Print a signed `authorization` metadata line for one call, for grpcurl -rpc-header
+    Sign {
+        /// The full gRPC method path, e.g. /warren.v1.Control/ListEngines
+        method: String,
+    },
+    /// Show the hub's version, protocol, id and clock
+    Version,
+    /// Run a local cluster
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EnginesAction {
+    /// Tell engines to exit (all of them if no id is given)
+    Stop {
+        /// Engine ids
+        ids: Vec<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterAction {
+    /// Start a hub and N engines here, in the foreground, until Ctrl-C
+    Start(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// How many engines to start
+    #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub(crate) engines: u32,
+    /// Slots per engine
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) slots: u32,
+    /// Once the engines are up, run this on all of them and show its output (the cluster keeps running)
+    #[arg(last = true, value_name = "CMD")]
+    pub(crate) command: Vec<String>,
+}
+
+/// Which engines a job runs on.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct TargetArgs {
+    /// One task on every engine
+    #[arg(long, short = 'a')]
+    pub(crate) all: bool,
+    /// One task on each named engine (repeatable)
+    #[arg(long = "engine", short = 'e', value_name = "ID")]
+    pub(crate) engines: Vec<u32>,
+    /// One task on the least loaded engine (the default)
+    #[arg(long)]
+    pub(crate) any: bool,
+}
+
+/// How a job runs.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) targets: TargetArgs,
+    /// Stop the task (SIGTERM, then SIGKILL) after this many seconds
+    #[arg(long, short = 't', value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
+    /// Set an environment variable for the task (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// Run in this directory on the engine
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<String>,
+    /// Feed this file to the task's stdin (`-` for this command's stdin)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) stdin: Option<PathBuf>,
+    /// Print the task ids and return without waiting
+    #[arg(long, short = 'd')]
+    pub(crate) detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// The program and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub(crate) argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// The shell text
+    pub(crate) script: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TasksArgs {
+    /// Only tasks in this state (queued, running, succeeded, failed, aborted, timed-out, lost; repeatable)
+    #[arg(long = "state", value_name = "STATE")]
+    pub(crate) states: Vec<String>,
+    /// Only tasks on this engine
+    #[arg(long, value_name = "ID")]
+    pub(crate) engine: Option<u32>,
+    /// At most this many
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+}

@@ -1,0 +1,155 @@
+//! Printing task events as they arrive: raw for one task, prefixed by engine for several.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use warren::proto::{
+    OutputStream, TaskEvent, TaskResult, TaskState, task_event::Kind, task_result,
+};
+
+/// Writes task output to stdout and stderr and keeps each task's result.
+pub(crate) struct Printer {
+    /// Prefix each line with its engine (several tasks), or pass bytes through (one task).
+    prefixed: bool,
+    /// Bytes after the last newline, per task and stream, waiting for the rest of the line.
+    partial: HashMap<(u64, i32), Vec<u8>>,
+    engines: HashMap<u64, u32>,
+    results: BTreeMap<u64, TaskResult>,
+}
+
+impl Printer {
+    /// A printer for `tasks` tasks.
+    pub(crate) fn new(tasks: usize) -> Self {
+        Self {
+            prefixed: tasks > 1,
+            partial: HashMap::new(),
+            engines: HashMap::new(),
+            results: BTreeMap::new(),
+        }
+    }
+
+    /// Shows one event.
+    pub(crate) fn event(&mut self, event: TaskEvent) -> io::Result<()> {
+        if event.engine_id != 0 {
+            self.engines.insert(event.task_id, event.engine_id);
+        }
+        match event.kind {
+            Some(Kind::Output(chunk)) => {
+                self.output(event.task_id, event.engine_id, chunk.stream, &chunk.data)
+            }
+            Some(Kind::Result(result)) => {
+                self.flush_task(event.task_id)?;
+                self.report(event.task_id, &result);
+                self.results.insert(event.task_id, result);
+                Ok(())
+            }
+            Some(Kind::Gap(gap)) => {
+                eprintln!(
+                    "warren: task {}: {} bytes of output (events {} to {}) were past the hub's output cap and are not shown",
+                    event.task_id, gap.bytes, gap.first_seq, gap.last_seq
+                );
+                Ok(())
+            }
+            Some(Kind::State(_)) | None => Ok(()),
+        }
+    }
+
+    fn output(&mut self, task_id: u64, engine_id: u32, stream: i32, data: &[u8]) -> io::Result<()> {
+        let is_stderr = stream == OutputStream::Stderr as i32;
+        if !self.prefixed {
+            return write_to(is_stderr, data);
+        }
+        let pending = self.partial.entry((task_id, stream)).or_default();
+        pending.extend_from_slice(data);
+        let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let rest = pending.split_off(last_newline + 1);
+        let complete = std::mem::replace(pending, rest);
+        let mut text = Vec::with_capacity(complete.len() + 16);
+        for line in complete.split_inclusive(|&b| b == b'\n') {
+            text.extend_from_slice(format!("[engine {engine_id}] ").as_bytes());
+            text.extend_from_slice(line);
+        }
+        write_to(is_stderr, &text)
+    }
+
+    /// Writes out what is left of a task's last lines.
+    fn flush_task(&mut self, task_id: u64) -> io::Result<()> {
+        let engine_id = self.engines.get(&task_id).copied().unwrap_or(0);
+        for stream in [OutputStream::Stdout as i32, OutputStream::Stderr as i32] {
+            if let Some(rest) = self.partial.remove(&(task_id, stream)) {
+                if !rest.is_empty() {
+                    let mut text = format!("[engine {engine_id}] ").into_bytes();
+                    text.extend_from_slice(&rest);
+                    text.push(b'\n');
+                    write_to(stream == OutputStream::Stderr as i32, &text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Says why a task did not succeed, unless it simply exited non-zero on its own.
+    fn report(&self, task_id: u64, result: &TaskResult) {
+        let state = result.state();
+        let plain_exit = state == TaskState::Failed
+            && matches!(result.exit, Some(task_result::Exit::ExitCode(_)));
+        if state == TaskState::Succeeded || (plain_exit && !self.prefixed) {
+            return;
+        }
+        let engine = match self.engines.get(&task_id) {
+            Some(id) => format!(" on engine {id}"),
+            None => String::new(),
+        };
+        let why = if result.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", result.error)
+        };
+        eprintln!("warren: task {task_id}{engine} {}{why}", state.label());
+    }
+
+    /// The exit status for the results seen: one task's own status, or for several, 0 if
+    /// every one succeeded and 1 otherwise.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self.results.len() {
+            0 => 1,
+            1 => self.results.values().next().map_or(1, exit_code_of),
+            _ => u8::from(
+                !self
+                    .results
+                    .values()
+                    .all(|r| r.state() == TaskState::Succeeded),
+            ),
+        }
+    }
+
+    /// How many tasks have ended.
+    pub(crate) fn finished(&self) -> usize {
+        self.results.len()
+    }
+}
+
+/// A task's result as a process exit status, the way a shell would report it.
+pub(crate) fn exit_code_of(result: &TaskResult) -> u8 {
+    match (result.state(), result.exit) {
+        (TaskState::Succeeded, _) => 0,
+        // As timeout(1) does.
+        (TaskState::TimedOut, _) => 124,
+        (_, Some(task_result::Exit::ExitCode(code))) if code != 0 => code.clamp(1, 255) as u8,
+        (_, Some(task_result::Exit::Signal(signal))) => (128 + signal).clamp(129, 255) as u8,
+        _ => 1,
+    }
+}
+
+fn write_to(stderr: bool, bytes: &[u8]) -> io::Result<()> {
+    if stderr {
+        let mut err = io::stderr().lock();
+        err.write_all(bytes)?;
+        err.flush()
+    } else {
+        let mut out = io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+}

@@ -1,0 +1,65 @@
+//! What can go wrong calling a hub, in words that say what to do.
+
+use std::path::PathBuf;
+use warren_proto::auth::KeyError;
+use warren_proto::connection::ConnectionError;
+
+/// An SDK error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection file could not be used.
+    #[error("cannot use connection file {path}: {source}")]
+    ConnectionFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ConnectionError,
+    },
+    /// The key file could not be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Nothing answers on the socket.
+    #[error(
+        "no hub answers at {socket}: {reason}. Start one with `warren cluster start` (or `warren-hub`), or point --socket / --connection-file at a running hub"
+    )]
+    NoHub {
+        /// The socket.
+        socket: PathBuf,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The hub answered with an error.
+    #[error("{}", describe_status(.0))]
+    Status(#[from] tonic::Status),
+}
+
+impl Error {
+    /// The gRPC status, if the hub answered with one.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            Self::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+fn describe_status(status: &tonic::Status) -> String {
+    let code = match status.code() {
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::FailedPrecondition => "failed precondition",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::ResourceExhausted => "resource exhausted",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::DeadlineExceeded => "deadline exceeded",
+        tonic::Code::OutOfRange => "out of range",
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Cancelled => "cancelled",
+        tonic::Code::Internal => "internal error",
+        _ => "error",
+    };
+    format!("the hub said ({code}): {}", status.message())
+}
+
+/// An SDK result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! Building an `ExecuteRequest`: what to run, how, and where.
+
+use std::time::Duration;
+use warren_proto::v1::{
+    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, Targets, TaskSpec, targets, task_spec,
+};
+
+/// What to run and where, built step by step and turned into an [`ExecuteRequest`].
+///
+/// ```
+/// use std::time::Duration;
+/// let request = warren::Job::argv(["uname", "-a"])
+///     .all()
+///     .timeout(Duration::from_secs(10))
+///     .into_request();
+/// assert_eq!(request.spec.unwrap().timeout_ms, 10_000);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Job {
+    spec: TaskSpec,
+    targets: targets::Selector,
+}
+
+impl Job {
+    /// Runs a program with arguments; the first item is the program.
+    pub fn argv<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_command(task_spec::Command::Argv(Argv {
+            args: args.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Runs shell text with `sh -c`.
+    pub fn script(script: impl Into<String>) -> Self {
+        Self::with_command(task_spec::Command::Script(script.into()))
+    }
+
+    fn with_command(command: task_spec::Command) -> Self {
+        Self {
+            spec: TaskSpec {
+                command: Some(command),
+                ..TaskSpec::default()
+            },
+            targets: targets::Selector::Any(AnyEngine {}),
+        }
+    }
+
+    /// Sets an environment variable for the task.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Runs the task in this directory on the engine.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.spec.cwd = dir.into();
+        self
+    }
+
+    /// Feeds these bytes to the task's stdin.
+    pub fn stdin(mut self, bytes: impl Into<bytes::Bytes>) -> Self {
+        self.spec.stdin = bytes.into();
+        self
+    }
+
+    /// Ends the task (SIGTERM, then SIGKILL) if it runs longer than this.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.spec.timeout_ms = limit.as_millis().min(u128::from(u64::MAX)) as u64;
+        self
+    }
+
+    /// One task on every engine.
+    pub fn all(mut self) -> Self {
+        self.targets = targets::Selector::All(AllEngines {});
+        self
+    }
+
+    /// One task, on whichever engine the hub picks (the default).
+    pub fn any(mut self) -> Self {
+        self.targets = targets::Selector::Any(AnyEngine {});
+        self
+    }
+
+    /// One task on each of these engines.
+    pub fn engines(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
+        self.targets = targets::Selector::Engines(EngineIds {
+            ids: ids.into_iter().collect(),
+        });
+        self
+    }
+
+    /// The request to send.
+    pub fn into_request(self) -> ExecuteRequest {
+        ExecuteRequest {
+            spec: Some(self.spec),
+            targets: Some(Targets {
+                selector: Some(self.targets),
+            }),
+        }
+    }
+}
+
+impl From<Job> for ExecuteRequest {
+    fn from(job: Job) -> Self {
+        job.into_request()
+    }
+}

@@ -1,0 +1,83 @@
+//! The engine's flags. Every flag has a `WARREN_*` environment fallback.
+
+use clap::Parser;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Run tasks for a warren hub.
+///
+/// The engine finds the hub from its connection file (or --socket and --key-file), registers
+/// on one stream, runs each task it is given as a child process in its own process group, and
+/// streams the task's output back as it is produced. When the hub goes away it reconnects with
+/// backoff, keeping its uuid so the hub gives it its old id back.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "warren-engine", version)]
+pub struct EngineConfig {
+    /// The hub's connection file [default: the one beside the default socket]
+    #[arg(long, env = "WARREN_CONNECTION_FILE", value_name = "PATH")]
+    pub connection_file: Option<PathBuf>,
+
+    /// The hub's socket, used with --key-file instead of a connection file
+    #[arg(
+        long,
+        env = "WARREN_SOCKET",
+        value_name = "PATH",
+        requires = "key_file"
+    )]
+    pub socket: Option<PathBuf>,
+
+    /// Hex key file (mode 0600), used with --socket
+    #[arg(
+        long,
+        env = "WARREN_KEY_FILE",
+        value_name = "PATH",
+        requires = "socket"
+    )]
+    pub key_file: Option<PathBuf>,
+
+    /// The hub's id, with --key-file [default: derived from the key, as the hub does]
+    #[arg(long, env = "WARREN_HUB_ID", value_name = "ID", requires = "key_file")]
+    pub hub_id: Option<String>,
+
+    /// Tasks to run at once
+    #[arg(long, env = "WARREN_SLOTS", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub slots: u32,
+
+    /// A label the hub shows and can select on, as key=value (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// The engine's stable identity [default: a new random uuid]
+    #[arg(long, env = "WARREN_ENGINE_UUID", value_name = "UUID")]
+    pub uuid: Option<String>,
+
+    /// Time a task gets between SIGTERM and SIGKILL on timeout or abort, in milliseconds
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub kill_grace_ms: u64,
+
+    /// Longest wait between reconnection attempts, in milliseconds
+    #[arg(long, default_value_t = 5000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub max_backoff_ms: u64,
+}
+
+impl EngineConfig {
+    /// The grace period between SIGTERM and SIGKILL.
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_millis(self.kill_grace_ms)
+    }
+
+    /// The labels as a map.
+    pub fn label_map(&self) -> HashMap<String, String> {
+        self.labels.iter().cloned().collect()
+    }
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not a label; write it as key=value")),
+    }
+}

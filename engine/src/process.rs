@@ -1,0 +1,87 @@
+//! Starting a task's process in its own process group, and signalling that group.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::process::Command;
+use warren_proto::v1::{TaskSpec, task_spec};
+
+/// Builds the command for a task: argv directly, a script with `sh -c`.
+pub fn command(spec: &TaskSpec) -> Result<Command, String> {
+    let mut command = match &spec.command {
+        Some(task_spec::Command::Argv(argv)) => {
+            let (program, args) = argv
+                .args
+                .split_first()
+                .ok_or_else(|| "the task has an empty argv".to_owned())?;
+            let mut command = Command::new(program);
+            command.args(args);
+            command
+        }
+        Some(task_spec::Command::Script(script)) => {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(script);
+            command
+        }
+        None => return Err("the task has no command".to_owned()),
+    };
+    if !spec.cwd.is_empty() {
+        // Checked here because spawn's error for a bad cwd looks like a missing program.
+        if !Path::new(&spec.cwd).is_dir() {
+            return Err(format!(
+                "working directory {} does not exist on this engine (or is not a directory)",
+                spec.cwd
+            ));
+        }
+        command.current_dir(&spec.cwd);
+    }
+    command
+        .envs(&spec.env)
+        .stdin(if spec.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so signals reach everything it starts and nothing else.
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_engine(command.as_std_mut());
+    Ok(command)
+}
+
+/// Asks the kernel to SIGKILL the child if the engine dies, so none outlives a killed engine.
+#[allow(unsafe_code)]
+fn die_with_engine(command: &mut std::process::Command) {
+    let engine_pid = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and makes only two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The engine may have died before prctl took effect.
+            if rustix::process::getppid() != Some(engine_pid) {
+                return Err(std::io::Error::other(
+                    "the engine exited while starting the task",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` to every process in the task's group; a group already gone is not an error.
+pub fn signal_group(pgid: u32, signal: i32) {
+    let (Some(pid), Some(signal)) = (
+        rustix::process::Pid::from_raw(pgid as i32),
+        rustix::process::Signal::from_named_raw(signal),
+    ) else {
+        return;
+    };
+    if let Err(err) = rustix::process::kill_process_group(pid, signal) {
+        if err != rustix::io::Errno::SRCH {
+            tracing::warn!(pgid, signal = signal.as_raw(), %err, "could not signal the task's process group");
+        }
+    }
+}
