@@ -31,8 +31,8 @@ struct Follower {
 /// Follows one task from `from_seq` until its final event.
 pub fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64) -> Result<EventStream, Status> {
     let notify = {
-        let state = hub.lock();
-        let task = state.task(task_id)?;
+        let mut state = hub.lock();
+        let task = state.task_mut(task_id)?;
         let next = task.log.next_seq();
         if task.state.is_final() && from_seq > next {
             return Err(Status::out_of_range(format!(
@@ -40,6 +40,7 @@ pub fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64) -> Result<EventStream,
                 next.saturating_sub(1)
             )));
         }
+        task.follower_joined();
         task.notify.clone()
     };
     let follower = Follower {
@@ -79,6 +80,14 @@ async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follo
         }
         if f.pending.is_empty() && !f.done {
             notified.await;
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(task) = self.hub.lock().tasks.get_mut(&self.task_id) {
+            task.follower_left();
         }
     }
 }

@@ -320,6 +320,14 @@ impl State {
             .ok_or_else(|| unknown_task(id, self.next_task_id))
     }
 
+    /// The task with this id to change, or NOT_FOUND.
+    pub fn task_mut(&mut self, id: u64) -> Result<&mut Task, Status> {
+        let newest = self.next_task_id;
+        self.tasks
+            .get_mut(&id)
+            .ok_or_else(|| unknown_task(id, newest))
+    }
+
     fn check_known(&self, ids: &[u64]) -> Result<(), Status> {
         if ids.is_empty() {
             return Err(Status::invalid_argument("no task ids given"));

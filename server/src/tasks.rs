@@ -45,6 +45,8 @@ pub struct Task {
     pub log: TaskLog,
     /// Woken whenever an event is added, for followers.
     pub notify: Arc<Notify>,
+    /// Followers attached now; the live window is kept for them after the task ends.
+    pub followers: usize,
 }
 
 impl Task {
@@ -69,6 +71,7 @@ impl Task {
             submitter,
             log: TaskLog::new(limits),
             notify: Arc::new(Notify::new()),
+            followers: 0,
         };
         task.record(Kind::State(StateChange {
             state: TaskState::Queued as i32,
@@ -108,7 +111,22 @@ impl Task {
         self.reason.clone_from(&result.error);
         self.result = Some(result.clone());
         self.record(Kind::Result(result));
-        self.log.seal();
+        if self.followers == 0 {
+            self.log.seal();
+        }
+    }
+
+    /// A follower attached.
+    pub fn follower_joined(&mut self) {
+        self.followers += 1;
+    }
+
+    /// A follower left; once the task is final and nobody follows, only what is kept remains.
+    pub fn follower_left(&mut self) {
+        self.followers = self.followers.saturating_sub(1);
+        if self.followers == 0 && self.state.is_final() {
+            self.log.seal();
+        }
     }
 
     /// Ends the task without it having run to an end of its own (aborted, lost, failed).

@@ -1,0 +1,10 @@
+//! The end-to-end test harness: real `warren-hub` and `warren-engine` processes on a socket in
+//! a temp dir, real gRPC. Everything a test starts is killed when its [`Cluster`] drops, even
+//! when the test panics, and the logs of a failed test's processes are printed.
+
+pub mod events;
+pub mod process;
+pub mod raw;
+
+pub use events::*;
+pub use process::*;

@@ -1,0 +1,299 @@
+//! Starting and stopping the real binaries.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use warren::Client;
+
+/// How long anything in a test may take to come up or go down.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A binary built by `cargo test --workspace`: beside the test executable's `deps` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WARREN_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("current_exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("test executable lives in target/<profile>/deps")
+                .to_owned()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: run the tests with `cargo test --workspace`, which builds every binary",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command` with stdout and stderr going to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Self {
+        let file = File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+
+    /// Its exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for it to exit, up to `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What it has written so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} log ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.output()
+            );
+        }
+    }
+}
+
+/// A hub and its engines in a private temp dir.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The engines, in start order.
+    pub engines: Vec<Proc>,
+    /// The hub, if running.
+    pub hub: Option<Proc>,
+    /// The hub's socket.
+    pub socket: PathBuf,
+    /// The hub's connection file.
+    pub connection_file: PathBuf,
+    // Dropped last, after every process is gone.
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// A temp dir with a socket path in it, and no processes yet.
+    pub fn empty() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("warren-test-")
+            .tempdir()
+            .expect("tempdir");
+        // The hub refuses a socket directory others can enter; tempfile's mode follows the umask.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod 700 the temp dir");
+        let socket = dir.path().join("hub.sock");
+        let connection_file = dir.path().join("hub.json");
+        Self {
+            engines: Vec::new(),
+            hub: None,
+            socket,
+            connection_file,
+            dir,
+        }
+    }
+
+    /// A running hub with default settings and no engines.
+    pub fn hub() -> Self {
+        Self::hub_with(&[])
+    }
+
+    /// A running hub started with extra flags.
+    pub fn hub_with(args: &[&str]) -> Self {
+        let mut cluster = Self::empty();
+        cluster.start_hub(args);
+        cluster
+    }
+
+    /// A running hub with `n` one-slot engines registered.
+    pub async fn with_engines(n: usize) -> Self {
+        let cluster = Self::hub();
+        let mut cluster = cluster;
+        for _ in 0..n {
+            cluster.add_engine(&[]);
+        }
+        cluster.wait_for_engines(n).await;
+        cluster
+    }
+
+    /// The temp dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The command that starts a hub on this cluster's socket.
+    pub fn hub_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("warren-hub"));
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env("RUST_LOG", "warn,warren_hub=debug");
+        command
+    }
+
+    /// Starts the hub and waits until it accepts signed calls.
+    pub fn start_hub(&mut self, args: &[&str]) {
+        let log = self.dir().join(format!("hub-{}.log", rand_suffix()));
+        let command = self.hub_command(args);
+        self.hub = Some(Proc::spawn("warren-hub", command, log));
+        self.wait_for_hub();
+    }
+
+    fn wait_for_hub(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let hub = self.hub.as_mut().expect("hub");
+            if let Some(status) = hub.try_wait() {
+                panic!("warren-hub exited early ({status}):\n{}", hub.output());
+            }
+            if self.connection_file.exists()
+                && std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warren-hub did not come up in time"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts an engine with extra flags; returns its index in `engines`.
+    pub fn add_engine(&mut self, args: &[&str]) -> usize {
+        let mut command = Command::new(binary("warren-engine"));
+        command
+            .arg("--connection-file")
+            .arg(&self.connection_file)
+            .args(["--max-backoff-ms", "200", "--kill-grace-ms", "500"])
+            .args(args)
+            .env("RUST_LOG", "warn,warren_engine=debug");
+        let index = self.engines.len();
+        let log = self.dir().join(format!("engine-{index}.log"));
+        self.engines.push(Proc::spawn(
+            &format!("warren-engine #{index}"),
+            command,
+            log,
+        ));
+        index
+    }
+
+    /// A signed SDK client.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.connection_file)
+            .await
+            .expect("connect to the test hub")
+    }
+
+    /// Waits until `n` engines are registered.
+    pub async fn wait_for_engines(&self, n: usize) {
+        let client = self.client().await;
+        let mut last = 0;
+        let ok = eventually(PATIENCE, || {
+            let client = client.clone();
+            async move {
+                let count = client.engines().await.map(|e| e.len()).unwrap_or(0);
+                (count == n).then_some(()).ok_or(count)
+            }
+        })
+        .await
+        .map_err(|count| last = count);
+        assert!(ok.is_ok(), "expected {n} engines, saw {last}");
+    }
+
+    /// Runs the `warren` CLI against this hub; returns (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(binary("warren"))
+            .arg("--connection-file")
+            .arg(&self.connection_file)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run warren");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Polls `check` until it returns `Ok`, or gives back its last `Err` after `limit`.
+pub async fn eventually<T, E, F, Fut>(limit: Duration, mut check: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(err) if Instant::now() > deadline => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

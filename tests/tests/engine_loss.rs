@@ -1,0 +1,68 @@
+//! An engine that dies: its running tasks are lost, its queued ones fail, and it comes back
+//! under its old uuid.
+
+use rustix::process::Signal;
+use warren::Job;
+use warren::proto::{TaskState, task_event::Kind};
+use warren_tests::*;
+
+#[tokio::test]
+async fn an_engine_killed_mid_task_loses_its_tasks_and_says_which_engine() {
+    let cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    let mut events = client
+        .run(Job::script("echo started; exec sleep 60").engines([1]))
+        .await
+        .expect("run");
+    let queued = client
+        .submit(Job::argv(["true"]).engines([1]))
+        .await
+        .expect("submit")[0];
+    loop {
+        let event = next_event(&mut events, PATIENCE).await.expect("stream");
+        if matches!(event.kind, Some(Kind::Output(_))) {
+            break;
+        }
+    }
+    cluster.engines[0].signal(Signal::KILL);
+    let rest = collect(events).await;
+    let lost = only_result(&rest);
+    assert_eq!(lost.state(), TaskState::Lost);
+    assert!(
+        lost.error.contains("engine 1") && lost.error.contains("while the task was running"),
+        "{}",
+        lost.error
+    );
+
+    let info = client.task(queued).await.expect("task");
+    assert_eq!(info.state(), TaskState::Failed);
+    assert!(
+        info.reason.contains("before the task started"),
+        "{}",
+        info.reason
+    );
+    assert!(client.engines().await.expect("engines").is_empty());
+}
+
+#[tokio::test]
+async fn an_engine_comes_back_with_its_uuid_when_the_hub_returns() {
+    let mut cluster = Cluster::hub();
+    cluster.add_engine(&["--uuid", "engine-under-test"]);
+    cluster.wait_for_engines(1).await;
+    let before = cluster.client().await.engines().await.expect("engines");
+    assert_eq!(before[0].uuid, "engine-under-test");
+
+    let mut hub = cluster.hub.take().expect("hub");
+    hub.signal(Signal::KILL);
+    assert!(hub.wait_for_exit(PATIENCE).is_some());
+    // The engine outlives the hub and keeps trying.
+    assert!(
+        cluster.engines[0].try_wait().is_none(),
+        "the engine exited with its hub"
+    );
+    cluster.start_hub(&[]);
+    cluster.wait_for_engines(1).await;
+    let after = cluster.client().await.engines().await.expect("engines");
+    assert_eq!(after[0].uuid, "engine-under-test");
+    assert_eq!(after[0].pid, cluster.engines[0].pid());
+}

@@ -1,0 +1,150 @@
+//! StreamOutput: replay from any sequence number, then follow live; several followers at once.
+
+use warren::Job;
+use warren::proto::{TaskState, task_event::Kind};
+use warren_tests::*;
+
+#[tokio::test]
+async fn two_followers_from_different_seqs_see_the_same_task() {
+    let cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    let gate = cluster.dir().join("gate");
+    let script = format!(
+        "i=1; while [ $i -le 20 ]; do echo a$i; i=$((i+1)); done; \
+         j=0; while [ ! -e {} ] && [ $j -lt 400 ]; do sleep 0.05; j=$((j+1)); done; \
+         i=1; while [ $i -le 20 ]; do echo b$i; i=$((i+1)); done",
+        gate.display()
+    );
+    let id = client.submit(Job::script(script)).await.expect("submit")[0];
+    // Wait until the first half is out, so the first follower starts with a replay and the
+    // second starts at the first event after it.
+    let info = eventually(PATIENCE, || async {
+        let info = client.task(id).await.map_err(|_| ())?;
+        if info.output_bytes == 71 {
+            Ok(info)
+        } else {
+            Err(())
+        }
+    })
+    .await
+    .expect("the first half of the output");
+    let from = info.next_seq;
+    let from_start = client.follow(id, 0).await.expect("follow from 0");
+    let from_later = client.follow(id, from).await.expect("follow from later");
+    std::fs::write(&gate, b"").expect("gate");
+    let (all, later) = tokio::join!(collect(from_start), collect(from_later));
+
+    assert_contiguous(&all, id, 0);
+    assert_contiguous(&later, id, from);
+    let a: String = (1..=20).map(|i| format!("a{i}\n")).collect();
+    let b: String = (1..=20).map(|i| format!("b{i}\n")).collect();
+    assert_eq!(stdout_text(&all, id), format!("{a}{b}"));
+    assert_eq!(stdout_text(&later, id), b);
+    assert_eq!(
+        &all[from as usize..],
+        &later[..],
+        "both followers see the same events from {from}"
+    );
+    assert_eq!(only_result(&all).state(), TaskState::Succeeded);
+
+    // After the end, a replay from 0 still has everything, and asking past the end is an error.
+    let replay = collect(client.follow(id, 0).await.expect("replay")).await;
+    assert_eq!(replay, all);
+    let past = client
+        .follow(id, all.len() as u64 + 10)
+        .await
+        .expect_err("past the end");
+    assert_eq!(
+        past.status().map(|s| s.code()),
+        Some(tonic::Code::OutOfRange)
+    );
+}
+
+#[tokio::test]
+async fn a_follower_that_goes_away_does_not_hurt_the_task() {
+    let cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    let id = client
+        .submit(Job::script(
+            "i=1; while [ $i -le 2000 ]; do echo line$i; i=$((i+1)); done",
+        ))
+        .await
+        .expect("submit")[0];
+    let mut events = client.follow(id, 0).await.expect("follow");
+    let _ = next_event(&mut events, PATIENCE).await;
+    drop(events);
+    let replay = collect(client.follow(id, 0).await.expect("follow")).await;
+    assert_eq!(only_result(&replay).state(), TaskState::Succeeded);
+    let text = stdout_text(&replay, id);
+    assert_eq!(text.lines().count(), 2000);
+    assert!(
+        replay
+            .iter()
+            .any(|e| matches!(e.kind, Some(Kind::State(_))))
+    );
+}
+
+#[tokio::test]
+async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_kept() {
+    let cluster = Cluster::hub_with(&["--max-output-kept", "256KiB"]);
+    let mut cluster = cluster;
+    cluster.add_engine(&[]);
+    cluster.wait_for_engines(1).await;
+    let client = cluster.client().await;
+    let live = collect(
+        client
+            .run(Job::script("head -c 1048576 /dev/zero"))
+            .await
+            .expect("run"),
+    )
+    .await;
+    let id = live[0].task_id;
+    // Live, every byte arrives: the follow window (8 MiB) covers the whole output.
+    let live_kinds: Vec<_> = live
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                match &e.kind {
+                    Some(Kind::Gap(g)) => format!("gap {g:?}"),
+                    Some(Kind::Output(c)) => format!("out {}", c.data.len()),
+                    other => format!("{other:?}"),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        output(&live, id, warren::proto::OutputStream::Stdout).len(),
+        1 << 20,
+        "{live_kinds:?}"
+    );
+    let info = client.task(id).await.expect("task");
+    assert_eq!(info.output_bytes, 1 << 20);
+    assert!(info.output_bytes_dropped > 0 && info.output_bytes_dropped < 1 << 20);
+    // A replay later gets what was kept and one gap that accounts for every other byte.
+    let replay = collect(client.follow(id, 0).await.expect("replay")).await;
+    let kept = output(&replay, id, warren::proto::OutputStream::Stdout).len() as u64;
+    let gap: u64 = replay
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Gap(g)) => Some(g.bytes),
+            _ => None,
+        })
+        .sum();
+    let kinds: Vec<_> = replay
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                match &e.kind {
+                    Some(Kind::Gap(g)) => format!("gap {:?}", g),
+                    Some(Kind::Output(c)) => format!("out {}", c.data.len()),
+                    other => format!("{other:?}"),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(kept + gap, 1 << 20, "{kinds:?}");
+    assert_eq!(gap, info.output_bytes_dropped);
+    assert_eq!(only_result(&replay).state(), TaskState::Succeeded);
+}
