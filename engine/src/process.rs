@@ -79,9 +79,9 @@ pub fn signal_group(pgid: u32, signal: i32) {
     ) else {
         return;
     };
-    if let Err(err) = rustix::process::kill_process_group(pid, signal) {
-        if err != rustix::io::Errno::SRCH {
-            tracing::warn!(pgid, signal = signal.as_raw(), %err, "could not signal the task's process group");
-        }
+    if let Err(err) = rustix::process::kill_process_group(pid, signal)
+        && err != rustix::io::Errno::SRCH
+    {
+        tracing::warn!(pgid, signal = signal.as_raw(), %err, "could not signal the task's process group");
     }
 }

@@ -73,18 +73,15 @@ impl Proc {
         self.child.try_wait().expect("try_wait")
     }
 
-    /// Waits for it to exit, up to `limit`.
-    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// Waits for it to exit, up to `limit`, without blocking the test's runtime (whose
+    /// connections must keep running to see the hub's goodbye).
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        eventually(limit, || {
+            let status = self.try_wait();
+            async move { status.ok_or(()) }
+        })
+        .await
+        .ok()
     }
 
     /// What it has written so far.

@@ -8,11 +8,24 @@ use warren_proto::transport::connect_unix;
 
 use crate::process::Cluster;
 
-/// A header set on every call, or none.
-pub type FixedHeader = InterceptedService<
-    Channel,
-    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>,
->;
+/// Sets (or leaves out) the `authorization` header of every call.
+#[derive(Clone, Debug)]
+pub struct FixedHeader(Option<String>);
+
+impl tonic::service::Interceptor for FixedHeader {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            let value = value
+                .parse()
+                .map_err(|_| tonic::Status::internal("the test's header is not valid metadata"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
 
 impl Cluster {
     /// An unsigned channel to the hub.
@@ -29,21 +42,10 @@ impl Cluster {
     }
 
     /// A channel whose every call carries `authorization: <value>` (or nothing if `None`).
-    pub async fn channel_with_header(&self, value: Option<String>) -> FixedHeader {
-        let channel = self.raw_channel().await;
-        let interceptor: Box<
-            dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>
-                + Send
-                + Sync,
-        > = Box::new(move |mut request: tonic::Request<()>| {
-            if let Some(value) = &value {
-                let value = value
-                    .parse()
-                    .map_err(|_| tonic::Status::internal("bad header"))?;
-                request.metadata_mut().insert("authorization", value);
-            }
-            Ok(request)
-        });
-        InterceptedService::new(channel, interceptor)
+    pub async fn channel_with_header(
+        &self,
+        value: Option<String>,
+    ) -> InterceptedService<Channel, FixedHeader> {
+        InterceptedService::new(self.raw_channel().await, FixedHeader(value))
     }
 }

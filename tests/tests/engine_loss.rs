@@ -54,7 +54,7 @@ async fn an_engine_comes_back_with_its_uuid_when_the_hub_returns() {
 
     let mut hub = cluster.hub.take().expect("hub");
     hub.signal(Signal::KILL);
-    assert!(hub.wait_for_exit(PATIENCE).is_some());
+    assert!(hub.wait_for_exit(PATIENCE).await.is_some());
     // The engine outlives the hub and keeps trying.
     assert!(
         cluster.engines[0].try_wait().is_none(),

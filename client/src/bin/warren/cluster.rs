@@ -129,10 +129,10 @@ async fn wait_for_hub(connection_file: &Path, hub: &mut Child) -> anyhow::Result
         if let Some(status) = hub.try_wait()? {
             bail!("warren-hub exited ({status}) before it was ready; its message is above");
         }
-        if connection_file.exists() {
-            if let Ok(client) = Client::connect(connection_file).await {
-                return Ok(client);
-            }
+        if connection_file.exists()
+            && let Ok(client) = Client::connect(connection_file).await
+        {
+            return Ok(client);
         }
         if Instant::now() > deadline {
             bail!("warren-hub did not become ready within {START_LIMIT:?}");

@@ -227,11 +227,12 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
     );
     println!("command   {}", command_text(&info, 200));
     println!("exit      {}", exit_text(&info));
-    if let Some(result) = &info.result {
-        if result.started_us > 0 && result.finished_us >= result.started_us {
-            let micros = (result.finished_us - result.started_us) as u64;
-            println!("ran for   {:?}", Duration::from_micros(micros));
-        }
+    if let Some(result) = &info.result
+        && result.started_us > 0
+        && result.finished_us >= result.started_us
+    {
+        let micros = (result.finished_us - result.started_us) as u64;
+        println!("ran for   {:?}", Duration::from_micros(micros));
     }
     println!(
         "submitter uid {} pid {}",

@@ -77,13 +77,13 @@ impl Printer {
     fn flush_task(&mut self, task_id: u64) -> io::Result<()> {
         let engine_id = self.engines.get(&task_id).copied().unwrap_or(0);
         for stream in [OutputStream::Stdout as i32, OutputStream::Stderr as i32] {
-            if let Some(rest) = self.partial.remove(&(task_id, stream)) {
-                if !rest.is_empty() {
-                    let mut text = format!("[engine {engine_id}] ").into_bytes();
-                    text.extend_from_slice(&rest);
-                    text.push(b'\n');
-                    write_to(stream == OutputStream::Stderr as i32, &text)?;
-                }
+            if let Some(rest) = self.partial.remove(&(task_id, stream))
+                && !rest.is_empty()
+            {
+                let mut text = format!("[engine {engine_id}] ").into_bytes();
+                text.extend_from_slice(&rest);
+                text.push(b'\n');
+                write_to(stream == OutputStream::Stderr as i32, &text)?;
             }
         }
         Ok(())

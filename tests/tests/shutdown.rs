@@ -1,0 +1,118 @@
+//! Stopping: Control.Shutdown and SIGTERM stop the hub gracefully, tell the engines, let
+//! followers see the end, and remove the socket and the connection file.
+
+use rustix::process::Signal;
+use warren::Job;
+use warren::proto::{TaskState, task_event::Kind};
+use warren_tests::*;
+
+#[tokio::test]
+async fn control_shutdown_stops_hub_and_engines_and_followers_see_the_end() {
+    let mut cluster = Cluster::with_engines(2).await;
+    let client = cluster.client().await;
+    let mut events = client
+        .run(Job::script("echo up; exec sleep 60").engines([1]))
+        .await
+        .expect("run");
+    loop {
+        let event = next_event(&mut events, PATIENCE).await.expect("stream");
+        if matches!(event.kind, Some(Kind::Output(_))) {
+            break;
+        }
+    }
+    client.shutdown(true).await.expect("shutdown");
+    let rest = collect(events).await;
+    let result = only_result(&rest);
+    assert_eq!(result.state(), TaskState::Lost);
+    assert!(result.error.contains("shut down"), "{}", result.error);
+
+    let hub = cluster.hub.as_mut().expect("hub");
+    let status = hub.wait_for_exit(PATIENCE).await.expect("the hub exits");
+    assert!(status.success(), "{status}");
+    assert!(!cluster.socket.exists(), "the socket is removed");
+    assert!(
+        !cluster.connection_file.exists(),
+        "the connection file is removed"
+    );
+    for engine in &mut cluster.engines {
+        let status = engine
+            .wait_for_exit(PATIENCE)
+            .await
+            .expect("engines exit when the hub asks");
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_hub_and_engines_wait_for_the_next_one() {
+    let mut cluster = Cluster::with_engines(1).await;
+    let hub = cluster.hub.as_mut().expect("hub");
+    hub.signal(Signal::TERM);
+    let status = hub
+        .wait_for_exit(PATIENCE)
+        .await
+        .expect("the hub exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(!cluster.socket.exists() && !cluster.connection_file.exists());
+    assert!(
+        cluster.engines[0].try_wait().is_none(),
+        "the engine keeps waiting for a hub"
+    );
+
+    cluster.start_hub(&[]);
+    cluster.wait_for_engines(1).await;
+    let events = collect(
+        cluster
+            .client()
+            .await
+            .run(Job::argv(["echo", "back"]))
+            .await
+            .expect("run"),
+    )
+    .await;
+    assert_eq!(stdout_text(&events, events[0].task_id), "back\n");
+
+    cluster.engines[0].signal(Signal::TERM);
+    let status = cluster.engines[0]
+        .wait_for_exit(PATIENCE)
+        .await
+        .expect("the engine exits on SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn engines_can_be_stopped_one_by_one() {
+    let mut cluster = Cluster::with_engines(2).await;
+    let client = cluster.client().await;
+    let engines = client.engines().await.expect("engines");
+    let pid_of_2 = engines.iter().find(|e| e.id == 2).expect("engine 2").pid;
+    let (stopping, staying): (Vec<_>, Vec<_>) = cluster
+        .engines
+        .iter_mut()
+        .partition(|p| p.pid() == pid_of_2);
+    assert_eq!(
+        client.shutdown_engines(&[2]).await.expect("stop engine 2"),
+        vec![2]
+    );
+    let status = stopping
+        .into_iter()
+        .next()
+        .expect("engine 2's process")
+        .wait_for_exit(PATIENCE)
+        .await
+        .expect("engine 2 exits");
+    assert!(status.success());
+    assert!(
+        staying.into_iter().all(|p| p.try_wait().is_none()),
+        "only engine 2 stops"
+    );
+    cluster.wait_for_engines(1).await;
+    let unknown = client
+        .shutdown_engines(&[9])
+        .await
+        .expect_err("unknown engine");
+    assert_eq!(
+        unknown.status().map(|s| s.code()),
+        Some(tonic::Code::NotFound)
+    );
+}
