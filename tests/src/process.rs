@@ -294,3 +294,12 @@ where
         }
     }
 }
+
+/// Shell text that waits until `gate` exists (for at most 20 s), so a test can hold a task
+/// at a known point and release it by creating the file.
+pub fn wait_for_gate(gate: &Path) -> String {
+    format!(
+        "_w=0; while [ ! -e '{}' ] && [ $_w -lt 400 ]; do sleep 0.05; _w=$((_w+1)); done",
+        gate.display()
+    )
+}

@@ -10,10 +10,9 @@ async fn two_followers_from_different_seqs_see_the_same_task() {
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
     let script = format!(
-        "i=1; while [ $i -le 20 ]; do echo a$i; i=$((i+1)); done; \
-         j=0; while [ ! -e {} ] && [ $j -lt 400 ]; do sleep 0.05; j=$((j+1)); done; \
+        "i=1; while [ $i -le 20 ]; do echo a$i; i=$((i+1)); done; {}; \
          i=1; while [ $i -le 20 ]; do echo b$i; i=$((i+1)); done",
-        gate.display()
+        wait_for_gate(&gate)
     );
     let id = client.submit(Job::script(script)).await.expect("submit")[0];
     // Wait until the first half is out, so the first follower starts with a replay and the

@@ -10,10 +10,7 @@ async fn output_arrives_while_the_task_is_still_running() {
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
     // The task waits (bounded) for the test to open the gate after it has seen "first".
-    let script = format!(
-        "echo first; i=0; while [ ! -e {} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; echo second",
-        gate.display()
-    );
+    let script = format!("echo first; {}; echo second", wait_for_gate(&gate));
     let mut events = client.run(Job::script(script)).await.expect("run");
     let task_id = loop {
         let event = next_event(&mut events, PATIENCE)

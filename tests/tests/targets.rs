@@ -69,10 +69,7 @@ async fn any_spreads_concurrent_tasks_over_idle_engines() {
     let cluster = Cluster::with_engines(2).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
-    let script = format!(
-        "echo up; i=0; while [ ! -e {} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
-        gate.display()
-    );
+    let script = format!("echo up; {}", wait_for_gate(&gate));
     let a = client
         .submit(Job::script(script.clone()).any())
         .await
