@@ -8,12 +8,14 @@
 //!   which key it trusts, and the default places for it.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`signals`]: signal names as people write them.
-//! - [`private_file`]: the ssh-style checks that keep keys in files only their owner can read.
+//! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
+//!   directories only their owner can reach.
 
 #![deny(unsafe_code)]
 
 pub mod auth;
 pub mod connection;
+pub mod private_dir;
 pub mod private_file;
 pub mod signals;
 pub mod transport;

@@ -42,19 +42,69 @@ pub struct HubConfig {
           value_parser = clap::value_parser!(u32).range(10..=60_000))]
     pub heartbeat_ms: u32,
 
+    /// Silence after which an engine is declared dead (and the engine gives up on the hub), in milliseconds
+    #[arg(long, default_value_t = 3000, value_name = "MS",
+          value_parser = clap::value_parser!(u32).range(50..=600_000))]
+    pub engine_timeout_ms: u32,
+
+    /// How long tasks wait for their engine to come back (after a hub restart or a lost stream), in milliseconds
+    #[arg(long, default_value_t = 15_000, value_name = "MS")]
+    pub reattach_grace_ms: u64,
+
+    /// The task history database, or :memory: for none [default: $XDG_STATE_HOME/warren/hub.db, else ~/.local/state/warren/hub.db; a hub on another --socket gets one of its own there]
+    #[arg(long, env = "WARREN_DB", value_name = "PATH")]
+    pub db: Option<String>,
+
     /// Output bytes the hub keeps per task for replay; past it output still streams live
-    #[arg(long, default_value = "32MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_output_kept: u64,
 
-    /// Output past the cap held briefly so that a follower a little behind misses nothing
+    /// Recent output held in memory per task for live followers
     #[arg(long, default_value = "8MiB", value_parser = parse_size, value_name = "SIZE")]
     pub follow_window: u64,
+
+    /// Finished tasks older than this are deleted from the history (e.g. 30d, 12h)
+    #[arg(long, default_value = "30d", value_parser = parse_age, value_name = "AGE")]
+    pub retain_age: Duration,
+
+    /// Oldest finished tasks are deleted while the history's kept output is larger than this
+    #[arg(long, default_value = "10GiB", value_parser = parse_size, value_name = "SIZE")]
+    pub retain_size: u64,
+
+    /// Times a task may be on an engine that dies before it is not retried again
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_engine_deaths: u32,
+
+    /// Tasks waiting for an engine, in all
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_queued: usize,
+
+    /// Tasks waiting for an engine, per submitting process
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_queued_per_client: usize,
+
+    /// Engines registered at once
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_engines: usize,
+
+    /// Clients following one task at once
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_followers_per_task: usize,
+
+    /// Follow streams one client process may have open at once
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_streams_per_client: usize,
 }
 
 impl HubConfig {
     /// The heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(u64::from(self.heartbeat_ms))
+    }
+
+    /// The liveness timeout.
+    pub fn engine_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.engine_timeout_ms))
     }
 
     /// The signature window.
@@ -92,6 +142,29 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Parses an age: a whole number with a unit (s, m, h, d).
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age; write it like 90s, 30m, 12h or 30d"))?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown age unit `{other}`; use s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +178,13 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("3 parsecs").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn ages_need_a_unit() {
+        assert_eq!(parse_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_age("30").is_err());
+        assert!(parse_age("soon").is_err());
     }
 }

@@ -1,30 +1,58 @@
-//! Engines joining, working and leaving: what the hub does with each registration stream.
+//! Engines joining, working, leaving and coming back: what the hub does with each
+//! registration stream.
+//!
+//! An engine that leaves is not written off at once: its tasks wait for it (for the liveness
+//! timeout, or longer after a hub restart), because an engine keeps running its tasks while it
+//! is away and reports them when it registers again. Tasks whose engine does not come back end
+//! `lost`, or run again elsewhere if their request allowed retries.
 
+use std::collections::HashSet;
+use std::time::Instant;
 use tonic::Status;
 use warren_proto::v1::{
-    EngineMessage, Heartbeat, Hello, OutputChunk, TaskResult, TaskState, Welcome, engine_message,
-    hub_message, task_event,
+    Ack, CancelTask, EngineMessage, Hello, OutputChunk, TaskReport, TaskResult, TaskState,
+    Welcome, engine_message, hub_message,
 };
 use warren_proto::{PROTOCOL_VERSION, check_protocol_version, now_us};
 
-use crate::hub::{Hub, State, stopping_status};
-use crate::registry::{Engine, EngineTx};
+use crate::hub::{Awaiting, Hub, State, stopping_status};
+use crate::registry::EngineTx;
+use crate::store::Op;
 use crate::validate;
 
 impl Hub {
-    /// Accepts an engine's Hello: gives it an id (its old one if its uuid is known) and work.
-    pub fn register_engine(&self, hello: Hello, tx: EngineTx) -> Result<(u32, u64), Status> {
+    /// Accepts an engine's Hello: gives it its id (the old one if its uuid is known), takes
+    /// back the tasks it still has, and gives it work.
+    pub fn register_engine(&self, mut hello: Hello, tx: EngineTx) -> Result<(u32, u64), Status> {
         check_protocol_version("this engine", hello.protocol_version)
             .map_err(Status::failed_precondition)?;
         validate::hello(&hello)?;
         let mut state = self.lock();
-        if state.stopping {
+        if !state.accepting {
             return Err(stopping_status());
         }
+        let (id, _) = state.engines.id_for(&hello.uuid);
+        if state.engines.get(id).is_none() && state.engines.len() >= self.settings().limits.max_engines {
+            return Err(Status::resource_exhausted(format!(
+                "the hub already has {} engines (--max-engines); stop some first",
+                state.engines.len()
+            )));
+        }
+        state.store.send(Op::Engine {
+            id,
+            uuid: hello.uuid.clone(),
+            hostname: hello.hostname.clone(),
+            registered_us: now_us(),
+        });
+        let reports = std::mem::take(&mut hello.tasks);
         let (hostname, pid) = (hello.hostname.clone(), hello.pid);
-        let (id, connection, replaced) = state.engines.register(hello, tx, now_us());
+        let (connection, replaced) = state.engines.insert(id, hello, tx, now_us());
+        let mut left_behind: Vec<u64> = Vec::new();
         if let Some(old) = replaced {
-            state.settle_departed(old, "registered again on a new stream");
+            if let Some(reader) = old.reader {
+                reader.abort();
+            }
+            left_behind.extend(old.active);
         }
         if let Some(engine) = state.engines.get(id) {
             engine.send(hub_message::Kind::Welcome(Welcome {
@@ -32,116 +60,264 @@ impl Hub {
                 protocol_version: PROTOCOL_VERSION,
                 heartbeat_interval_ms: self.settings().heartbeat.as_millis() as u32,
                 hub_id: self.settings().hub_id.clone(),
+                timeout_ms: self.settings().engine_timeout.as_millis() as u32,
             }));
         }
-        tracing::info!(engine = id, %hostname, pid, "engine registered");
+        tracing::info!(engine = id, %hostname, pid, tasks = reports.len(), "engine registered");
+        state.reattach(id, reports, left_behind);
         state.dispatch();
         Ok((id, connection))
     }
 
-    /// Handles one message from an engine's stream.
-    pub fn engine_message(&self, engine_id: u32, connection: u64, message: EngineMessage) {
+    /// Handles one message from an engine's stream. `budget` bytes of the output budget were
+    /// taken for it; returns whether the hub holds them now (to release when committed).
+    pub fn engine_message(
+        &self,
+        engine_id: u32,
+        connection: u64,
+        message: EngineMessage,
+        budget: u64,
+    ) -> bool {
         let mut state = self.lock();
+        let store = state.store.clone();
         let Some(engine) = state.engines.current(engine_id, connection) else {
-            return;
+            return false;
         };
-        engine.last_seen = std::time::Instant::now();
+        engine.last_seen = Instant::now();
         let hostname = engine.hello.hostname.clone();
         match message.kind {
             Some(engine_message::Kind::Started(started)) => {
-                if let Some(task) = state.active_task(engine_id, started.task_id) {
-                    task.started_us = started.started_us;
-                    task.set_state(
-                        TaskState::Running,
-                        format!("pid {} on {hostname}", started.pid),
-                    );
+                if let Some(task) = state.active_task(engine_id, started.task_id, started.attempt)
+                    && task.row.state != TaskState::Running
+                {
+                    task.row.started_us = started.started_us;
+                    let reason = format!("pid {} on {hostname}", started.pid);
+                    task.set_state(TaskState::Running, reason, &store);
                 }
+                false
             }
             Some(engine_message::Kind::Output(output)) => {
-                if let Some(task) = state.active_task(engine_id, output.task_id) {
-                    task.record(task_event::Kind::Output(OutputChunk {
-                        stream: output.stream,
-                        data: output.data,
-                    }));
+                match state.active_task(engine_id, output.task_id, output.attempt) {
+                    // A resent chunk the hub already has.
+                    Some(task) if output.chunk_seq <= task.chunk_received => false,
+                    Some(task) => {
+                        let chunk = OutputChunk {
+                            stream: output.stream,
+                            data: output.data,
+                        };
+                        task.record_output(chunk, output.chunk_seq, budget, &store);
+                        true
+                    }
+                    None => false,
                 }
             }
             Some(engine_message::Kind::Finished(finished)) => {
                 let result = checked_result(finished.result);
-                if let Some(task) = state.active_task(engine_id, finished.task_id) {
-                    task.finish(result);
+                if let Some(task) = state.active_task(engine_id, finished.task_id, finished.attempt) {
+                    if finished.chunks > task.chunk_received {
+                        tracing::warn!(
+                            task = finished.task_id,
+                            missing = finished.chunks - task.chunk_received,
+                            "an engine reported a task's end before all of its output"
+                        );
+                    }
+                    task.end_attempt(result.state().label(), &store);
+                    task.finish(result, &store);
                     if let Some(engine) = state.engines.get_mut(engine_id) {
                         engine.active.remove(&finished.task_id);
                     }
                     state.dispatch();
                 }
+                false
             }
-            Some(engine_message::Kind::Heartbeat(_)) => {}
+            Some(engine_message::Kind::Heartbeat(_)) => false,
             Some(engine_message::Kind::Hello(_)) | None => {
-                tracing::warn!(
-                    engine = engine_id,
-                    "ignored an unexpected message from engine"
-                );
+                tracing::warn!(engine = engine_id, "ignored an unexpected message from an engine");
+                false
             }
         }
     }
 
-    /// The engine's stream ended: its running tasks are lost, its queued ones fail.
+    /// The engine's stream ended: its tasks wait (for the liveness timeout) for it to return.
     pub fn engine_gone(&self, engine_id: u32, connection: u64, why: &str) {
         let mut state = self.lock();
         if let Some(engine) = state.engines.remove(engine_id, connection) {
             tracing::warn!(engine = engine_id, why, "engine left");
-            state.settle_departed(engine, why);
-            state.dispatch();
-        }
-    }
-
-    /// Sends every engine a heartbeat.
-    pub fn heartbeat_engines(&self) {
-        let state = self.lock();
-        for engine in state.engines.iter() {
-            engine.send(hub_message::Kind::Heartbeat(Heartbeat {
-                time_us: now_us(),
-            }));
+            let deadline = Instant::now() + self.settings().engine_timeout;
+            state.await_engine(engine_id, engine.describe(), engine.active, deadline, why);
         }
     }
 }
 
 impl State {
-    /// The task, if it is assigned to this engine and not finished.
-    fn active_task(&mut self, engine_id: u32, task_id: u64) -> Option<&mut crate::tasks::Task> {
+    /// The task, if it is active on this engine in this attempt and not ending.
+    fn active_task(&mut self, engine_id: u32, task_id: u64, attempt: u32) -> Option<&mut crate::tasks::Task> {
         let active = self
             .engines
             .get(engine_id)
             .is_some_and(|e| e.active.contains(&task_id));
-        if !active {
-            tracing::debug!(
-                engine = engine_id,
-                task = task_id,
-                "ignored news of a task not active there"
-            );
+        let task = self.tasks.get_mut(&task_id)?;
+        if !active || task.row.attempt != attempt || task.is_ending() {
+            tracing::debug!(engine = engine_id, task = task_id, attempt, "ignored news of a task not active there");
             return None;
         }
-        self.tasks.get_mut(&task_id)
+        Some(task)
     }
 
-    /// Ends the work of an engine that is gone.
-    pub fn settle_departed(&mut self, engine: Engine, why: &str) {
-        let who = engine.describe();
-        for id in engine.active {
-            if let Some(task) = self.tasks.get_mut(&id) {
-                task.end(
-                    TaskState::Lost,
-                    format!("{who} {why} while the task was running"),
-                );
+    /// Makes an engine's tasks wait for it until `deadline`.
+    pub fn await_engine(&mut self, engine_id: u32, who: String, tasks: HashSet<u64>, deadline: Instant, why: &str) {
+        let entry = self.awaiting.entry(engine_id).or_insert_with(|| Awaiting {
+            deadline,
+            tasks: Vec::new(),
+            why: why.to_owned(),
+            who: who.clone(),
+        });
+        entry.deadline = entry.deadline.min(deadline);
+        entry.why = why.to_owned();
+        entry.who = who;
+        entry.tasks.extend(tasks);
+    }
+
+    /// Takes back what a registering engine still has, and settles what it no longer has.
+    fn reattach(&mut self, engine_id: u32, reports: Vec<TaskReport>, left_behind: Vec<u64>) {
+        let store = self.store.clone();
+        let mut expected: HashSet<u64> = self
+            .awaiting
+            .remove(&engine_id)
+            .map(|a| a.tasks.into_iter().collect())
+            .unwrap_or_default();
+        expected.extend(left_behind);
+        for report in reports {
+            expected.remove(&report.task_id);
+            let ours = self.tasks.get_mut(&report.task_id).filter(|task| {
+                task.row.engine_id == engine_id
+                    && task.row.attempt == report.attempt
+                    && !task.is_ending()
+            });
+            let Some(engine) = self.engines.get_mut(engine_id) else {
+                return;
+            };
+            match ours {
+                Some(task) => {
+                    engine.active.insert(report.task_id);
+                    // The engine resends everything after what the database has.
+                    task.chunk_received = task.chunk_committed;
+                    engine.send(hub_message::Kind::Ack(Ack {
+                        task_id: report.task_id,
+                        attempt: report.attempt,
+                        chunk_seq: task.chunk_committed,
+                        finished: false,
+                    }));
+                }
+                None => engine.send(hub_message::Kind::Cancel(CancelTask {
+                    task_id: report.task_id,
+                    discard: true,
+                    attempt: report.attempt,
+                })),
             }
         }
-        for id in engine.queue {
-            if let Some(task) = self.tasks.get_mut(&id) {
-                task.end(
-                    TaskState::Failed,
-                    format!("{who} {why} before the task started; submit it again"),
-                );
+        // Tasks the engine no longer has: never received, or lost with an engine restart.
+        let who = self
+            .engines
+            .get(engine_id)
+            .map(|e| e.describe())
+            .unwrap_or_default();
+        for task_id in expected {
+            let started = self
+                .tasks
+                .get(&task_id)
+                .is_some_and(|t| t.row.state == TaskState::Running);
+            if started {
+                self.settle_task(task_id, engine_id, &who, "came back without it");
+            } else if let Some(task) = self.tasks.get_mut(&task_id) {
+                if task.is_ending() || task.row.attempt == 0 {
+                    continue;
+                }
+                task.end_attempt("the engine never had it", &store);
+                self.enqueue(task_id);
             }
+        }
+    }
+
+    /// Settles the tasks of engines that have not come back in time.
+    pub fn settle_overdue(&mut self, now: Instant) {
+        let overdue: Vec<u32> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for engine_id in overdue {
+            let Some(awaiting) = self.awaiting.remove(&engine_id) else {
+                continue;
+            };
+            tracing::warn!(engine = engine_id, why = %awaiting.why, tasks = awaiting.tasks.len(), "engine written off");
+            for task_id in awaiting.tasks {
+                self.settle_task(task_id, engine_id, &awaiting.who, &awaiting.why);
+            }
+            // Tasks queued for it alone can't run.
+            for task_id in self.queues.remove(&engine_id).unwrap_or_default() {
+                let pid = self.tasks.get(&task_id).map(|t| t.row.submitter.pid);
+                if let Some(pid) = pid {
+                    self.dequeued(pid);
+                }
+                let store = self.store.clone();
+                if let Some(task) = self.tasks.get_mut(&task_id) {
+                    task.end(
+                        TaskState::Failed,
+                        format!("{} {} before the task started; submit it again", awaiting.who, awaiting.why),
+                        &store,
+                    );
+                }
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Ends, or retries, one task whose engine is gone.
+    fn settle_task(&mut self, task_id: u64, engine_id: u32, who: &str, why: &str) {
+        let store = self.store.clone();
+        let max_deaths = self.settings.max_engine_deaths;
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if task.is_ending() || task.row.engine_id != engine_id {
+            return;
+        }
+        if task.row.state != TaskState::Running {
+            // Placed but never started: run it elsewhere, or fail it if it was for this engine.
+            task.end_attempt(&format!("{who} {why} before it started"), &store);
+            if task.row.pinned.is_some() {
+                task.end(TaskState::Failed, format!("{who} {why} before the task started; submit it again"), &store);
+            } else {
+                task.row.engine_id = 0;
+                self.enqueue(task_id);
+            }
+            return;
+        }
+        task.row.engine_deaths += 1;
+        task.avoid.push(engine_id);
+        let deaths = task.row.engine_deaths;
+        let lost = format!("{who} {why} while the task was running");
+        task.end_attempt(&lost, &store);
+        if task.row.pinned.is_some() || deaths > task.row.retries {
+            task.end(TaskState::Lost, lost, &store);
+        } else if deaths >= max_deaths {
+            task.end(
+                TaskState::Lost,
+                format!(
+                    "{lost}; not retried again: {deaths} engines have died running it (--max-engine-deaths {max_deaths})"
+                ),
+                &store,
+            );
+        } else {
+            let reason = format!(
+                "{lost}; retrying elsewhere (retry {deaths} of {})",
+                task.row.retries
+            );
+            task.row.engine_id = 0;
+            task.set_state(TaskState::Queued, reason, &store);
+            self.enqueue(task_id);
         }
     }
 }

@@ -1,20 +1,26 @@
 //! Following tasks: replay a task's events from a sequence number, then stream it live.
 //!
-//! A follower reads the task's log through its own cursor, so it never holds up the engine or
-//! another follower: it is woken when events arrive and takes them in batches under the lock.
+//! A follower reads through its own cursor: from the task's window in memory while it keeps
+//! up, from the database when it is further behind (or the task has ended and left memory).
+//! It never holds up the engine or another follower. An idle stream carries a heartbeat every
+//! heartbeat interval, so a client can tell a quiet task from a vanished hub; when the hub
+//! stops, the stream ends with UNAVAILABLE and says where to pick up.
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
 use tonic::Status;
-use warren_proto::v1::{TaskEvent, task_event};
+use warren_proto::v1::{Heartbeat, TaskEvent, task_event};
 
 use crate::hub::Hub;
-use crate::tasklog::Entry;
+use crate::tasklog::{Entry, Read};
+use crate::tasks::Submitter;
 
-/// Events taken from the log per lock.
+/// Entries taken from memory per lock.
 const BATCH: usize = 64;
+/// Bytes read from the database per query, about.
+const STORED_BATCH: usize = 1 << 20;
 
 /// A stream of one or more tasks' events.
 pub type EventStream = BoxStream<'static, Result<TaskEvent, Status>>;
@@ -22,45 +28,107 @@ pub type EventStream = BoxStream<'static, Result<TaskEvent, Status>>;
 struct Follower {
     hub: Arc<Hub>,
     task_id: u64,
-    notify: Arc<Notify>,
+    client: u32,
     cursor: u64,
     pending: VecDeque<TaskEvent>,
     done: bool,
+    /// Counted among the in-memory task's followers.
+    attached: bool,
+}
+
+enum Step {
+    Again,
+    Wait(tokio::sync::futures::OwnedNotified),
+    Stored { below: Option<u64> },
+    Fail(Status),
 }
 
 /// Follows one task from `from_seq` until its final event.
-pub fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64) -> Result<EventStream, Status> {
-    let notify = {
+pub async fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64, client: Submitter) -> Result<EventStream, Status> {
+    let limits = hub.settings().limits.clone();
+    let attached = {
         let mut state = hub.lock();
-        let task = state.task_mut(task_id)?;
-        let next = task.log.next_seq();
-        if task.state.is_final() && from_seq > next {
-            return Err(Status::out_of_range(format!(
-                "task {task_id} ended with {next} events (seq 0 to {}); ask for a seq up to {next}",
-                next.saturating_sub(1)
+        let streams = state.streams_by_client.get(&client.pid).copied().unwrap_or(0);
+        if streams >= limits.max_streams_per_client {
+            return Err(Status::resource_exhausted(format!(
+                "this process (pid {}) already follows {streams} streams (--max-streams-per-client); close some",
+                client.pid
             )));
         }
-        task.follower_joined();
-        task.notify.clone()
+        match state.tasks.get_mut(&task_id) {
+            Some(task) => {
+                if task.followers >= limits.max_followers_per_task {
+                    return Err(Status::resource_exhausted(format!(
+                        "task {task_id} already has {} followers (--max-followers-per-task)",
+                        task.followers
+                    )));
+                }
+                task.followers += 1;
+                true
+            }
+            None => false,
+        }
     };
+    // From here on the follower's Drop undoes the counting.
     let follower = Follower {
-        hub,
+        hub: hub.clone(),
         task_id,
-        notify,
+        client: client.pid,
         cursor: from_seq,
         pending: VecDeque::new(),
         done: false,
+        attached,
     };
-    Ok(stream::unfold(follower, next_event).boxed())
+    *hub.lock().streams_by_client.entry(client.pid).or_default() += 1;
+    if !attached {
+        let info = hub.get_task(task_id).await?;
+        if from_seq > info.next_seq {
+            return Err(Status::out_of_range(format!(
+                "task {task_id} ended with {} events (seq 0 to {}); ask for a seq up to {}",
+                info.next_seq,
+                info.next_seq.saturating_sub(1),
+                info.next_seq
+            )));
+        }
+    }
+    let every = hub.settings().heartbeat;
+    Ok(with_heartbeats(stream::unfold(follower, next_event).boxed(), every))
 }
 
 /// Follows several tasks from their start, interleaving their events as they come.
-pub fn follow_all(hub: Arc<Hub>, task_ids: &[u64]) -> Result<EventStream, Status> {
-    let streams = task_ids
-        .iter()
-        .map(|&id| follow(hub.clone(), id, 0))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(stream::select_all(streams).boxed())
+pub async fn follow_all(hub: Arc<Hub>, task_ids: &[u64], client: Submitter) -> Result<EventStream, Status> {
+    let mut streams = Vec::with_capacity(task_ids.len());
+    for &id in task_ids {
+        streams.push(follow(hub.clone(), id, 0, client).await?);
+    }
+    let merged = stream::select_all(streams)
+        .filter(|item| {
+            // Each task's stream beats on its own; one beat for the whole is enough.
+            let heartbeat = matches!(item, Ok(e) if matches!(e.kind, Some(task_event::Kind::Heartbeat(_))));
+            std::future::ready(!heartbeat)
+        })
+        .boxed();
+    Ok(with_heartbeats(merged, hub.settings().heartbeat))
+}
+
+/// Adds a heartbeat event whenever the stream has been quiet for `every`.
+fn with_heartbeats(events: EventStream, every: Duration) -> EventStream {
+    stream::unfold(events, move |mut events| async move {
+        match tokio::time::timeout(every, events.next()).await {
+            Ok(Some(item)) => Some((item, events)),
+            Ok(None) => None,
+            Err(_) => {
+                let beat = TaskEvent {
+                    kind: Some(task_event::Kind::Heartbeat(Heartbeat {
+                        time_us: warren_proto::now_us(),
+                    })),
+                    ..TaskEvent::default()
+                };
+                Some((Ok(beat), events))
+            }
+        }
+    })
+    .boxed()
 }
 
 async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follower)> {
@@ -71,57 +139,117 @@ async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follo
         if f.done {
             return None;
         }
-        let notify = f.notify.clone();
-        // Registered before looking, so an event added after the look still wakes us.
-        let notified = notify.notified();
-        if let Err(status) = f.fill() {
-            f.done = true;
-            return Some((Err(status), f));
-        }
-        if f.pending.is_empty() && !f.done {
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        if let Some(task) = self.hub.lock().tasks.get_mut(&self.task_id) {
-            task.follower_left();
+        match f.step() {
+            Step::Again => {}
+            Step::Wait(notified) => notified.await,
+            Step::Stored { below } => {
+                if let Err(status) = f.read_stored(below).await {
+                    f.done = true;
+                    return Some((Err(status), f));
+                }
+            }
+            Step::Fail(status) => {
+                f.done = true;
+                return Some((Err(status), f));
+            }
         }
     }
 }
 
 impl Follower {
-    /// Takes a batch of what is there into `pending`; marks the end once the task is final.
-    fn fill(&mut self) -> Result<(), Status> {
+    /// Takes what memory has, or says where to look or what to wait for.
+    fn step(&mut self) -> Step {
         let state = self.hub.lock();
-        let Some(task) = state.tasks.get(&self.task_id) else {
-            return Err(Status::not_found(format!("task {} is gone", self.task_id)));
-        };
-        for _ in 0..BATCH {
-            let Some((entry, next)) = task.log.read(self.cursor) else {
-                break;
-            };
-            self.cursor = next;
-            self.pending.push_back(match entry {
-                Entry::Event(event) => event,
-                Entry::Gap(gap) => TaskEvent {
-                    task_id: task.id,
-                    engine_id: task.engine_id,
-                    seq: gap.first_seq,
-                    time_us: warren_proto::now_us(),
-                    kind: Some(task_event::Kind::Gap(gap)),
-                },
-            });
+        if state.stopping {
+            return Step::Fail(Status::unavailable(format!(
+                "the hub is shutting down; task {id} has not ended. Follow it again with `warren attach {id} --from {}` once a hub is back",
+                self.cursor,
+                id = self.task_id
+            )));
         }
-        if self.pending.is_empty() {
-            if task.state.is_final() {
-                self.done = true;
-            } else if state.stopping {
-                return Err(crate::hub::stopping_status());
+        let Some(task) = state.tasks.get(&self.task_id) else {
+            return Step::Stored { below: None };
+        };
+        // Registered before looking, so an event shown after the look still wakes us.
+        let notified = task.notify.clone().notified_owned();
+        for _ in 0..BATCH {
+            match task.log.read(self.cursor) {
+                Read::Ready(entry, next) => {
+                    self.cursor = next;
+                    self.pending.push_back(to_event(entry, self.task_id, task.row.engine_id));
+                }
+                Read::Stored { below } if self.pending.is_empty() => {
+                    return Step::Stored { below: Some(below) };
+                }
+                Read::Stored { .. } => break,
+                Read::Pending if self.pending.is_empty() && task.state().is_final() => {
+                    self.done = true;
+                    break;
+                }
+                Read::Pending if self.pending.is_empty() => return Step::Wait(notified),
+                Read::Pending => break,
             }
         }
+        Step::Again
+    }
+
+    /// Reads the next batch from the database (for a task not in memory, up to its end).
+    async fn read_stored(&mut self, below: Option<u64>) -> Result<(), Status> {
+        let (task_id, from) = (self.task_id, self.cursor);
+        let entries = self
+            .hub
+            .store()
+            .query(move |conn| {
+                let below = match below {
+                    Some(below) => below,
+                    None => conn.query_row("SELECT next_seq FROM tasks WHERE id = ?1", [task_id as i64], |r| {
+                        r.get::<_, i64>(0)
+                    })? as u64,
+                };
+                crate::store::entries(conn, task_id, from, below, STORED_BATCH)
+            })
+            .await?;
+        if entries.is_empty() && below.is_none() {
+            self.done = true;
+        }
+        for (entry, next) in entries {
+            self.cursor = next;
+            self.pending.push_back(to_event(entry, self.task_id, 0));
+        }
         Ok(())
+    }
+}
+
+fn to_event(entry: Entry, task_id: u64, engine_id: u32) -> TaskEvent {
+    match entry {
+        Entry::Event(event) => event,
+        Entry::Gap(gap) => TaskEvent {
+            task_id,
+            engine_id,
+            seq: gap.first_seq,
+            time_us: warren_proto::now_us(),
+            kind: Some(task_event::Kind::Gap(gap)),
+        },
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        if let Some(count) = state.streams_by_client.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.streams_by_client.remove(&self.client);
+            }
+        }
+        if self.attached {
+            let done_with = state.tasks.get_mut(&self.task_id).is_some_and(|task| {
+                task.followers = task.followers.saturating_sub(1);
+                task.is_done_with()
+            });
+            if done_with {
+                state.tasks.remove(&self.task_id);
+            }
+        }
     }
 }

@@ -1,23 +1,31 @@
 //! warren's hub: serves gRPC on a private Unix socket and nothing else.
 //!
-//! The hub keeps the registry of engines ([`registry`]) and the table of tasks ([`tasks`],
+//! The hub keeps the registry of engines ([`registry`]) and its live tasks ([`tasks`],
 //! [`tasklog`]), places tasks on engines as slots free up ([`scheduler`]), and streams each
-//! task's events to whoever follows it ([`follow`]). Every call passes the HMAC check in
-//! [`auth`] before it reaches a service; health and reflection alone answer unsigned.
+//! task's events to whoever follows it ([`follow`]). Every task, state change and kept output
+//! chunk goes to a SQLite history ([`store`]) written off the hot path; an engine's output is
+//! acknowledged only once committed, so a hub killed at any moment loses nothing an engine
+//! can't send again. Engines that fall silent are written off; their tasks end `lost` or run
+//! again elsewhere. Every call passes the HMAC check in [`auth`] before it reaches a service;
+//! health and reflection alone answer unsigned.
 //!
-//! Start-up ([`run`]): bind the socket inside a private directory ([`socket`]), write the
-//! connection file beside it, serve until SIGINT, SIGTERM or `Control.Shutdown`, then tell the
-//! engines, let followers see the end, and remove the socket and the connection file.
+//! Start-up ([`run`]): open and check the history, bind the socket inside a private directory
+//! ([`socket`]), write the connection file beside it, carry on the unfinished tasks, serve
+//! until SIGINT, SIGTERM or `Control.Shutdown`, then tell the engines, end the follow streams,
+//! and remove the socket and the connection file.
 
 pub mod auth;
+mod committed;
 pub mod config;
 mod engines;
+mod liveness;
 pub mod follow;
 pub mod hub;
 pub mod registry;
 mod scheduler;
 pub mod service;
 pub mod socket;
+pub mod store;
 pub mod tasklog;
 pub mod tasks;
 pub mod validate;
@@ -34,7 +42,8 @@ use warren_proto::v1::{
 };
 
 use crate::config::HubConfig;
-use crate::hub::{Hub, Settings, StopRequest};
+use crate::hub::{Hub, Limits, Settings, StopRequest};
+use crate::store::{Location, Store};
 use crate::socket::SocketError;
 use crate::tasklog::LogLimits;
 
@@ -62,6 +71,9 @@ pub enum HubError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The task history can't be used.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 /// Removes the socket and the connection file when the hub ends, however it ends.
@@ -91,6 +103,16 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
             .unwrap_or_else(connection::default_socket),
     )?;
     let (key, hub_id) = key_and_id(&config)?;
+    let location = match &config.db {
+        Some(text) => Location::parse(text),
+        None => Location::default_for(
+            &socket_path,
+            config.socket.is_none() || socket_path == connection::default_socket(),
+        )?,
+    };
+    // Checked before the socket exists, so a hub with a bad history never looks alive.
+    let (store, recovered, commits) = Store::open(location)?;
+    let database = store.location().to_string();
 
     let listener = socket::bind(&socket_path)?;
     let connection_file = connection::connection_file_for(&socket_path);
@@ -105,14 +127,7 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
     )
     .save(&connection_file)?;
 
-    let hub = Hub::new(Settings {
-        hub_id: hub_id.clone(),
-        heartbeat: config.heartbeat(),
-        log_limits: LogLimits {
-            keep: config.max_output_kept,
-            window: config.follow_window,
-        },
-    });
+    let hub = Hub::new(settings(&config, hub_id.clone()), store, recovered);
     let verifier = Arc::new(Verifier::new(
         &key,
         &hub_id,
@@ -123,10 +138,15 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
         socket = %socket_path.display(),
         connection_file = %connection_file.display(),
         hub_id,
+        database,
         "hub serving"
     );
 
-    let heartbeats = tokio::spawn(send_heartbeats(hub.clone()));
+    let background = [
+        tokio::spawn(committed::run(hub.clone(), commits)),
+        tokio::spawn(liveness::run(hub.clone())),
+        tokio::spawn(retention(hub.clone(), config.retain_age, config.retain_size)),
+    ];
     let uid = rustix::process::geteuid().as_raw();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
@@ -140,8 +160,12 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
 
     let request = wait_for_stop(&hub).await?;
     tracing::info!(?request, "hub stopping");
-    hub.stop(request == StopRequest::HubAndEngines);
-    heartbeats.abort();
+    let grace = Duration::from_secs(10);
+    hub.wind_down(request == StopRequest::HubAndEngines, grace).await;
+    hub.stop();
+    for task in background {
+        task.abort();
+    }
     let _ = stopped_tx.send(());
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(result)) => result?,
@@ -235,12 +259,45 @@ async fn wait_for_stop(hub: &Hub) -> Result<StopRequest, HubError> {
     })
 }
 
-async fn send_heartbeats(hub: Arc<Hub>) {
-    let mut tick = tokio::time::interval(hub.settings().heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The hub's settings from its flags.
+fn settings(config: &HubConfig, hub_id: String) -> Settings {
+    Settings {
+        hub_id,
+        heartbeat: config.heartbeat(),
+        engine_timeout: config.engine_timeout(),
+        reattach_grace: Duration::from_millis(config.reattach_grace_ms),
+        log_limits: LogLimits {
+            keep: config.max_output_kept,
+            window: config.follow_window,
+        },
+        max_engine_deaths: config.max_engine_deaths,
+        limits: Limits {
+            max_queued: config.max_queued,
+            max_queued_per_client: config.max_queued_per_client,
+            max_engines: config.max_engines,
+            max_followers_per_task: config.max_followers_per_task,
+            max_streams_per_client: config.max_streams_per_client,
+            output_in_flight: 64 << 20,
+        },
+    }
+}
+
+/// Deletes history past the retention policy, at start and then every minute.
+async fn retention(hub: Arc<Hub>, max_age: Duration, max_bytes: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        hub.heartbeat_engines();
+        let max_age_us = max_age.as_micros().min(i64::MAX as u128) as i64;
+        let now = warren_proto::now_us();
+        let purged = hub
+            .store()
+            .query(move |conn| store::enforce_retention(conn, now, max_age_us, max_bytes))
+            .await;
+        match purged {
+            Ok((0, _)) => {}
+            Ok((tasks, bytes)) => tracing::info!(tasks, bytes, "retention purged old tasks"),
+            Err(status) => tracing::warn!(%status, "retention could not run"),
+        }
     }
 }
 

@@ -1,15 +1,16 @@
-//! The engines registered with the hub, and the ids they keep across reconnects.
+//! The engines connected to the hub, and the ids their uuids keep across reconnects and restarts.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 use tonic::Status;
 use warren_proto::v1::{EngineInfo, Hello, HubMessage, hub_message};
 
 /// Where messages to an engine go: its registration stream's response half.
 pub type EngineTx = mpsc::UnboundedSender<Result<HubMessage, Status>>;
 
-/// A connected engine and the work placed on it.
+/// A connected engine and the tasks it runs.
 #[derive(Debug)]
 pub struct Engine {
     /// The hub's id for it.
@@ -23,8 +24,8 @@ pub struct Engine {
     /// When the hub last heard from it.
     pub last_seen: Instant,
     tx: EngineTx,
-    /// Tasks placed on this engine by id, waiting for a slot, oldest first.
-    pub queue: VecDeque<u64>,
+    /// The task reading its stream, stopped when the engine is written off.
+    pub reader: Option<AbortHandle>,
     /// Tasks assigned to it and not yet finished.
     pub active: HashSet<u64>,
 }
@@ -40,9 +41,11 @@ impl Engine {
         self.active.len() < self.slots()
     }
 
-    /// Work on it per slot, running or waiting, scaled to compare engines of different sizes.
-    pub fn load(&self) -> u64 {
-        ((self.active.len() + self.queue.len()) as u64 * 1024) / self.slots() as u64
+    /// Whether it has every one of these labels.
+    pub fn has_labels(&self, wanted: &HashMap<String, String>) -> bool {
+        wanted
+            .iter()
+            .all(|(key, value)| self.hello.labels.get(key) == Some(value))
     }
 
     /// Sends a message; if the engine is gone, its stream's end will clean up after it.
@@ -50,8 +53,8 @@ impl Engine {
         let _ = self.tx.send(Ok(HubMessage { kind: Some(kind) }));
     }
 
-    /// The engine as `ListEngines` shows it.
-    pub fn info(&self) -> EngineInfo {
+    /// The engine as `ListEngines` shows it, with its queue length.
+    pub fn info(&self, queued: usize) -> EngineInfo {
         EngineInfo {
             id: self.id,
             uuid: self.hello.uuid.clone(),
@@ -61,21 +64,23 @@ impl Engine {
             slots: self.slots() as u32,
             version: self.hello.version.clone(),
             running: self.active.len() as u32,
-            queued: self.queue.len() as u32,
+            queued: queued as u32,
             registered_us: self.registered_us,
         }
     }
 
     /// How people should hear of this engine in messages.
     pub fn describe(&self) -> String {
-        format!(
-            "engine {} ({} pid {})",
-            self.id, self.hello.hostname, self.hello.pid
-        )
+        describe(self.id, &self.hello.hostname, self.hello.pid)
     }
 }
 
-/// All connected engines, by id.
+/// How people should hear of an engine in messages.
+pub fn describe(id: u32, hostname: &str, pid: u32) -> String {
+    format!("engine {id} ({hostname} pid {pid})")
+}
+
+/// All connected engines, by id, and every uuid's id.
 #[derive(Debug, Default)]
 pub struct Registry {
     engines: BTreeMap<u32, Engine>,
@@ -85,22 +90,32 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds an engine, giving back the id its uuid had before, if any. A still-connected
-    /// engine with the same uuid is replaced and returned so its work can be settled.
-    pub fn register(
-        &mut self,
-        hello: Hello,
-        tx: EngineTx,
-        now_us: i64,
-    ) -> (u32, u64, Option<Engine>) {
-        let id = match self.ids_by_uuid.get(&hello.uuid) {
-            Some(&id) => id,
+    /// A registry that remembers these ids (from the database).
+    pub fn remembering(known: Vec<(u32, String)>) -> Self {
+        let next_id = known.iter().map(|(id, _)| *id).max().unwrap_or(0);
+        Self {
+            engines: BTreeMap::new(),
+            ids_by_uuid: known.into_iter().map(|(id, uuid)| (uuid, id)).collect(),
+            next_id,
+            next_connection: 0,
+        }
+    }
+
+    /// The id for a uuid, new if never seen; and whether it is new.
+    pub fn id_for(&mut self, uuid: &str) -> (u32, bool) {
+        match self.ids_by_uuid.get(uuid) {
+            Some(&id) => (id, false),
             None => {
                 self.next_id += 1;
-                self.ids_by_uuid.insert(hello.uuid.clone(), self.next_id);
-                self.next_id
+                self.ids_by_uuid.insert(uuid.to_owned(), self.next_id);
+                (self.next_id, true)
             }
-        };
+        }
+    }
+
+    /// Adds an engine under `id`. A still-connected engine with the same id is replaced and
+    /// returned so its work can be settled.
+    pub fn insert(&mut self, id: u32, hello: Hello, tx: EngineTx, now_us: i64) -> (u64, Option<Engine>) {
         self.next_connection += 1;
         let engine = Engine {
             id,
@@ -109,11 +124,10 @@ impl Registry {
             registered_us: now_us,
             last_seen: Instant::now(),
             tx,
-            queue: VecDeque::new(),
+            reader: None,
             active: HashSet::new(),
         };
-        let replaced = self.engines.insert(id, engine);
-        (id, self.next_connection, replaced)
+        (self.next_connection, self.engines.insert(id, engine))
     }
 
     /// Removes the engine if `connection` is still its current stream.
@@ -122,6 +136,11 @@ impl Registry {
             Some(engine) if engine.connection == connection => self.engines.remove(&id),
             _ => None,
         }
+    }
+
+    /// Removes the engine whatever its stream.
+    pub fn remove_any(&mut self, id: u32) -> Option<Engine> {
+        self.engines.remove(&id)
     }
 
     /// Removes every engine (the hub is stopping).

@@ -2,146 +2,100 @@
 //!
 //! A task named for an engine waits in that engine's queue; a task for "any" engine waits in
 //! one shared queue. Whenever something changes, free slots are filled, least loaded engine
-//! first, each time with the oldest task it may run.
+//! first, each with the oldest task it may run: its own queue's head, or the oldest shared
+//! task whose labels it has and that has not killed it before.
 
 use warren_proto::v1::{Assign, hub_message};
 
 use crate::hub::State;
+use crate::registry::Engine;
+
+/// How far into the shared queue an engine looks for a task it may run.
+const SCAN_LIMIT: usize = 1024;
 
 impl State {
     /// Starts every queued task that has a free slot to go to.
     pub fn dispatch(&mut self) {
-        while let Some(engine_id) = self.next_engine_with_work() {
-            let Some(engine) = self.engines.get_mut(engine_id) else {
+        loop {
+            let Some((engine_id, task_id, shared_index)) = self.next_placement() else {
                 return;
             };
-            let from_shared = match (engine.queue.front(), self.unplaced.front()) {
-                (Some(own), Some(shared)) => shared < own,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (None, None) => return,
-            };
-            let task_id = if from_shared {
-                self.unplaced.pop_front()
-            } else {
-                engine.queue.pop_front()
-            };
-            let Some(task) = task_id.and_then(|id| self.tasks.get_mut(&id)) else {
-                continue;
-            };
-            task.engine_id = engine_id;
-            engine.active.insert(task.id);
-            engine.send(hub_message::Kind::Assign(Assign {
-                task_id: task.id,
-                spec: Some(task.spec.clone()),
-            }));
+            match shared_index {
+                Some(index) => {
+                    self.unplaced.remove(index);
+                }
+                None => {
+                    if let Some(queue) = self.queues.get_mut(&engine_id) {
+                        queue.pop_front();
+                    }
+                }
+            }
+            self.assign(engine_id, task_id);
         }
     }
 
-    /// The least loaded engine that has a free slot and a task it may run.
-    fn next_engine_with_work(&self) -> Option<u32> {
-        let shared_work = !self.unplaced.is_empty();
-        self.engines
-            .iter()
-            .filter(|e| e.has_free_slot() && (shared_work || !e.queue.is_empty()))
-            .min_by_key(|e| (e.load(), e.id))
-            .map(|e| e.id)
+    /// The least loaded engine with a free slot and work it may take: (engine, task, index
+    /// in the shared queue if the task comes from there).
+    fn next_placement(&self) -> Option<(u32, u64, Option<usize>)> {
+        let mut best: Option<(u64, u32, u64, Option<usize>)> = None;
+        for engine in self.engines.iter().filter(|e| e.has_free_slot()) {
+            let load = self.load(engine);
+            if best.is_some_and(|(best_load, ..)| best_load <= load) {
+                continue;
+            }
+            let own = self
+                .queues
+                .get(&engine.id)
+                .and_then(|q| q.front().copied());
+            let shared = self
+                .unplaced
+                .iter()
+                .take(SCAN_LIMIT)
+                .position(|id| self.may_run(engine, *id))
+                .map(|i| (self.unplaced[i], i));
+            let pick = match (own, shared) {
+                (Some(own), Some((shared, i))) if shared < own => Some((shared, Some(i))),
+                (Some(own), _) => Some((own, None)),
+                (None, Some((shared, i))) => Some((shared, Some(i))),
+                (None, None) => None,
+            };
+            if let Some((task, index)) = pick {
+                best = Some((load, engine.id, task, index));
+            }
+        }
+        best.map(|(_, engine, task, index)| (engine, task, index))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use crate::hub::{Hub, Settings};
-    use crate::tasklog::LogLimits;
-    use crate::tasks::Submitter;
-    use std::time::Duration;
-    use tokio::sync::mpsc;
-    use warren_proto::v1::{
-        AnyEngine, EngineMessage, ExecuteRequest, Hello, HubMessage, Targets, TaskFinished,
-        TaskResult, TaskSpec, TaskState, engine_message, hub_message, targets, task_result,
-        task_spec,
-    };
+    /// Work on an engine per slot, running or waiting, scaled to compare engines of any size.
+    fn load(&self, engine: &Engine) -> u64 {
+        let queued = self.queues.get(&engine.id).map_or(0, |q| q.len());
+        ((engine.active.len() + queued) as u64 * 1024) / engine.slots() as u64
+    }
 
-    fn hub() -> std::sync::Arc<Hub> {
-        Hub::new(Settings {
-            hub_id: "test".into(),
-            heartbeat: Duration::from_secs(1),
-            log_limits: LogLimits {
-                keep: 1 << 20,
-                window: 1 << 20,
-            },
+    /// Whether a shared task may go to this engine.
+    fn may_run(&self, engine: &Engine, task_id: u64) -> bool {
+        self.tasks.get(&task_id).is_some_and(|task| {
+            engine.has_labels(&task.row.engine_labels) && !task.avoid.contains(&engine.id)
         })
     }
 
-    fn any_request() -> ExecuteRequest {
-        ExecuteRequest {
-            spec: Some(TaskSpec {
-                command: Some(task_spec::Command::Script("true".into())),
-                ..Default::default()
-            }),
-            targets: Some(Targets {
-                selector: Some(targets::Selector::Any(AnyEngine {})),
-            }),
-        }
-    }
-
-    fn assigned(rx: &mut mpsc::UnboundedReceiver<Result<HubMessage, tonic::Status>>) -> Vec<u64> {
-        let mut ids = Vec::new();
-        while let Ok(Ok(message)) = rx.try_recv() {
-            if let Some(hub_message::Kind::Assign(assign)) = message.kind {
-                ids.push(assign.task_id);
-            }
-        }
-        ids
-    }
-
-    #[test]
-    fn any_goes_to_the_least_loaded_engine_and_waits_for_free_slots() {
-        let hub = hub();
-        let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let hello = |uuid: &str, slots| Hello {
-            protocol_version: warren_proto::PROTOCOL_VERSION,
-            uuid: uuid.into(),
-            slots,
-            ..Default::default()
+    /// Hands a task to an engine.
+    fn assign(&mut self, engine_id: u32, task_id: u64) {
+        let store = self.store.clone();
+        let Some(engine) = self.engines.get_mut(engine_id) else {
+            return;
         };
-        let (e1, conn1) = hub.register_engine(hello("one", 1), tx1).expect("register");
-        let (e2, _) = hub.register_engine(hello("two", 2), tx2).expect("register");
-        for _ in 0..5 {
-            hub.submit(any_request(), Submitter::default())
-                .expect("submit");
-        }
-        // Three slots in all: tasks 1..=3 start, 4 and 5 wait.
-        let mut on_one = assigned(&mut rx1);
-        let mut on_two = assigned(&mut rx2);
-        assert_eq!(on_one.len() + on_two.len(), 3);
-        assert_eq!(on_one.len(), 1);
-        assert_eq!(hub.queue_status().unassigned, 2);
-        assert_eq!(hub.get_task(on_one[0]).expect("task").engine_id, e1);
-        assert_eq!(hub.get_task(on_two[0]).expect("task").engine_id, e2);
-
-        // Finishing a task on engine one hands it the oldest waiting task.
-        let finished = on_one.remove(0);
-        let result = TaskResult {
-            state: TaskState::Succeeded as i32,
-            exit: Some(task_result::Exit::ExitCode(0)),
-            ..Default::default()
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
         };
-        let message = EngineMessage {
-            kind: Some(engine_message::Kind::Finished(TaskFinished {
-                task_id: finished,
-                result: Some(result),
-            })),
-        };
-        hub.engine_message(e1, conn1, message);
-        assert_eq!(
-            hub.get_task(finished).expect("task").state,
-            TaskState::Succeeded as i32
-        );
-        on_one = assigned(&mut rx1);
-        on_two.extend(assigned(&mut rx2));
-        assert_eq!(on_one, vec![4]);
-        assert_eq!(hub.queue_status().unassigned, 1);
+        let pid = task.row.submitter.pid;
+        task.begin_attempt(engine_id, &engine.hello.uuid, &engine.hello.hostname, &store);
+        engine.active.insert(task_id);
+        engine.send(hub_message::Kind::Assign(Assign {
+            task_id,
+            spec: Some(task.row.spec.clone()),
+            attempt: task.row.attempt,
+        }));
+        self.dequeued(pid);
     }
 }

@@ -7,45 +7,20 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 
+use warren_proto::private_dir::{self, DirError};
+
 /// Why the hub cannot serve on the socket it was given.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    /// The directory is a symlink.
-    #[error(
-        "socket directory {0} is a symbolic link; refusing to serve behind a link someone could redirect. Point --socket at a real directory"
-    )]
-    DirIsSymlink(PathBuf),
-    /// The path exists and is not a directory.
-    #[error("{0} is not a directory; choose another --socket")]
-    DirNotDirectory(PathBuf),
-    /// Someone else owns the directory.
-    #[error(
-        "socket directory {dir} belongs to uid {owner}, not to you (uid {me}); someone else could replace the socket. Choose another --socket"
-    )]
-    DirWrongOwner {
-        /// The directory.
-        dir: PathBuf,
-        /// Its owner.
-        owner: u32,
-        /// The hub's user.
-        me: u32,
-    },
-    /// Group or others can enter the directory.
-    #[error(
-        "socket directory {dir} is open to group or others (mode {mode:04o}); other users could reach the socket. Run `chmod 700 {dir}` or choose another --socket"
-    )]
-    DirTooOpen {
-        /// The directory.
-        dir: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The socket's directory is not private.
+    #[error("socket {0}")]
+    Dir(#[from] DirError),
     /// A hub already answers on the socket.
     #[error(
         "a hub is already serving on {0}; stop it with `warren shutdown` or choose another --socket"
@@ -79,49 +54,6 @@ pub fn absolute(path: &Path) -> Result<PathBuf, SocketError> {
     std::path::absolute(path).map_err(io_err("cannot resolve", path))
 }
 
-/// Creates the directory with mode 0700 if missing, then checks it is private to this user.
-pub fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
-    if fs::symlink_metadata(dir).is_err() {
-        if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-        }
-        match fs::DirBuilder::new().mode(0o700).create(dir) {
-            Ok(()) => {}
-            // Another process made it first; it is checked below like any existing directory.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("cannot create", dir)(e)),
-        }
-    }
-    check_private_dir(dir)
-}
-
-/// Refuses a directory that is a symlink, owned by someone else, or open to group or others.
-pub fn check_private_dir(dir: &Path) -> Result<(), SocketError> {
-    let meta = fs::symlink_metadata(dir).map_err(io_err("cannot inspect", dir))?;
-    if meta.file_type().is_symlink() {
-        return Err(SocketError::DirIsSymlink(dir.to_owned()));
-    }
-    if !meta.is_dir() {
-        return Err(SocketError::DirNotDirectory(dir.to_owned()));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(SocketError::DirWrongOwner {
-            dir: dir.to_owned(),
-            owner: meta.uid(),
-            me,
-        });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(SocketError::DirTooOpen {
-            dir: dir.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
 /// Removes a leftover socket nobody answers on; refuses if a hub answers or the path is no socket.
 fn clear_stale(path: &Path) -> Result<(), SocketError> {
     let meta = match fs::symlink_metadata(path) {
@@ -145,7 +77,7 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
 /// Binds the socket at `path` (absolute) with mode 0600 inside its private directory.
 pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    prepare_dir(dir)?;
+    private_dir::prepare(dir)?;
     clear_stale(path)?;
     let listener = UnixListener::bind(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
@@ -180,33 +112,4 @@ pub fn incoming(listener: UnixListener, uid: u32) -> impl Stream<Item = io::Resu
         },
         Err(e) => Some(Err(e)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn creates_a_private_directory() {
-        let base = tempfile::tempdir().expect("tempdir");
-        let dir = base.path().join("a/b");
-        prepare_dir(&dir).expect("prepare");
-        let mode = fs::metadata(&dir).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-    }
-
-    #[test]
-    fn refuses_open_and_linked_directories() {
-        let base = tempfile::tempdir().expect("tempdir");
-        let open = base.path().join("open");
-        fs::create_dir(&open).expect("mkdir");
-        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let err = prepare_dir(&open).expect_err("0755 must be refused");
-        assert!(err.to_string().contains("chmod 700"), "{err}");
-
-        let link = base.path().join("link");
-        std::os::unix::fs::symlink(base.path(), &link).expect("symlink");
-        let err = prepare_dir(&link).expect_err("a symlink must be refused");
-        assert!(matches!(err, SocketError::DirIsSymlink(_)), "{err}");
-    }
 }

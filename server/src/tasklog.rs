@@ -1,23 +1,26 @@
-//! One task's events, kept for replay and held briefly for live followers.
+//! One live task's events: sequence numbers, the output cap, and a window for followers.
 //!
 //! Every event goes into `recent`, a window bounded in bytes that live followers read from.
-//! Events within the task's output cap are also kept for good; output past the cap is only
-//! in the window, and when it leaves the window it is recorded as a gap: a follower that falls
-//! that far behind is told exactly which events and how many bytes it missed. The engine is
-//! never held up by a follower, and no task holds more than its cap plus the window.
+//! Output within the task's cap is also kept in the database; output past the cap is not, and
+//! is recorded as a gap, so a later reader is told exactly which events and how many bytes it
+//! misses. An event leaves the window only once the database has it (or it was never to be
+//! kept), so a follower that falls behind the window reads on from the database and never
+//! holds up the engine.
 
 use std::collections::VecDeque;
 use warren_proto::v1::{OutputGap, TaskEvent, task_event::Kind};
 
-/// What an event costs beyond its output bytes, so that a flood of tiny chunks is bounded too.
+use crate::store::Progress;
+
+/// What an event costs in memory beyond its output bytes, so a flood of tiny chunks is bounded.
 const EVENT_OVERHEAD: u64 = 128;
 
-/// How much of a task's output a log keeps.
+/// How much of a task's output is kept and held.
 #[derive(Clone, Copy, Debug)]
 pub struct LogLimits {
-    /// Output bytes kept for replay.
+    /// Output bytes kept for replay (in the database).
     pub keep: u64,
-    /// Bytes held for live followers past the cap.
+    /// Bytes of recent events held in memory for live followers.
     pub window: u64,
 }
 
@@ -30,145 +33,195 @@ pub enum Entry {
     Gap(OutputGap),
 }
 
-/// A task's events by sequence number.
+/// Where the event at a cursor is.
+#[derive(Debug)]
+pub enum Read {
+    /// In the window: here it is, and the cursor after it.
+    Ready(Entry, u64),
+    /// Older than the window: in the database, below this seq.
+    Stored {
+        /// The first seq still in the window.
+        below: u64,
+    },
+    /// Not there yet.
+    Pending,
+}
+
+/// What the database should keep of an appended output event.
+#[derive(Debug)]
+pub enum Persist {
+    /// The event itself.
+    Event(TaskEvent),
+    /// Nothing but the gap it now belongs to.
+    Gap(OutputGap),
+}
+
+/// A live task's events.
 #[derive(Debug)]
 pub struct TaskLog {
     limits: LogLimits,
-    /// Every event kept for replay, by seq.
-    kept: Vec<TaskEvent>,
-    /// The latest events, seqs `recent_start..next_seq`, with whether each is also kept.
-    recent: VecDeque<(TaskEvent, bool)>,
+    recent: VecDeque<TaskEvent>,
     recent_start: u64,
     recent_cost: u64,
-    /// Ranges of events that left the window without being kept.
-    gaps: Vec<OutputGap>,
+    /// Seqs below this are visible to followers.
+    visible_end: u64,
+    /// The seq the next event gets (one past `visible_end` while a final event is pending).
     next_seq: u64,
-    kept_cost: u64,
+    /// Seqs below this are in the database (or were never to be kept).
+    committed_end: u64,
     capped: bool,
+    open_gap: Option<OutputGap>,
     output_bytes: u64,
+    kept_bytes: u64,
     dropped_bytes: u64,
 }
 
-fn output_len(event: &TaskEvent) -> u64 {
-    match &event.kind {
-        Some(Kind::Output(chunk)) => chunk.data.len() as u64,
+fn output_len(kind: &Kind) -> u64 {
+    match kind {
+        Kind::Output(chunk) => chunk.data.len() as u64,
         _ => 0,
     }
 }
 
+/// What an event costs the window.
+fn cost(event: &TaskEvent) -> u64 {
+    event.kind.as_ref().map_or(0, output_len) + EVENT_OVERHEAD
+}
+
 impl TaskLog {
-    /// An empty log.
-    pub fn new(limits: LogLimits) -> Self {
+    /// A log that goes on from `progress` (all zero for a new task).
+    pub fn resume(limits: LogLimits, progress: &Progress) -> Self {
         Self {
             limits,
-            kept: Vec::new(),
             recent: VecDeque::new(),
-            recent_start: 0,
+            recent_start: progress.next_seq,
             recent_cost: 0,
-            gaps: Vec::new(),
-            next_seq: 0,
-            kept_cost: 0,
-            capped: false,
-            output_bytes: 0,
-            dropped_bytes: 0,
+            visible_end: progress.next_seq,
+            next_seq: progress.next_seq,
+            committed_end: progress.next_seq,
+            capped: progress.dropped_bytes > 0,
+            open_gap: None,
+            output_bytes: progress.output_bytes,
+            kept_bytes: progress.kept_bytes,
+            dropped_bytes: progress.dropped_bytes,
         }
     }
 
-    /// Appends an event, giving it the next sequence number.
-    pub fn push(&mut self, mut event: TaskEvent) {
-        event.seq = self.next_seq;
+    fn event(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> TaskEvent {
+        let event = TaskEvent {
+            task_id,
+            engine_id,
+            seq: self.next_seq,
+            time_us: warren_proto::now_us(),
+            kind: Some(kind),
+        };
         self.next_seq += 1;
-        let is_output = matches!(event.kind, Some(Kind::Output(_)));
-        let len = output_len(&event);
-        let cost = len + EVENT_OVERHEAD;
+        event
+    }
+
+    /// Appends an event, visible at once; says what the database should keep of it.
+    pub fn append(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> Persist {
+        let len = output_len(&kind);
+        let is_output = matches!(kind, Kind::Output(_));
+        let event = self.event(task_id, engine_id, kind);
         self.output_bytes += len;
         // Kept output is a prefix: once one chunk is over the cap, so is every later one.
-        let keep = !is_output || (!self.capped && self.kept_cost + cost <= self.limits.keep);
-        if !keep {
+        let keep = !is_output || (!self.capped && self.kept_bytes + len <= self.limits.keep);
+        let persist = if keep {
+            self.kept_bytes += len;
+            self.open_gap = None;
+            Persist::Event(event.clone())
+        } else {
             self.capped = true;
             self.dropped_bytes += len;
-        }
-        if keep {
-            self.kept_cost += cost;
-            self.kept.push(event.clone());
-        }
-        self.recent.push_back((event, keep));
-        self.recent_cost += cost;
-        while self.recent_cost > self.limits.window && self.recent.len() > 1 {
-            self.evict_oldest();
-        }
-    }
-
-    fn evict_oldest(&mut self) {
-        let Some((event, kept)) = self.recent.pop_front() else {
-            return;
-        };
-        self.recent_start += 1;
-        let len = output_len(&event);
-        self.recent_cost -= len + EVENT_OVERHEAD;
-        if kept {
-            return;
-        }
-        match self.gaps.last_mut() {
-            Some(gap) if gap.last_seq + 1 == event.seq => {
-                gap.last_seq = event.seq;
-                gap.bytes += len;
-            }
-            _ => self.gaps.push(OutputGap {
-                first_seq: event.seq,
-                last_seq: event.seq,
-                bytes: len,
-            }),
-        }
-    }
-
-    /// Frees the live window once the task is final: only what is kept remains readable.
-    pub fn seal(&mut self) {
-        while !self.recent.is_empty() {
-            self.evict_oldest();
-        }
-    }
-
-    /// The entry at `cursor` and the cursor after it, or `None` if no event has that seq yet.
-    pub fn read(&self, cursor: u64) -> Option<(Entry, u64)> {
-        if cursor >= self.next_seq {
-            return None;
-        }
-        if cursor >= self.recent_start {
-            let (event, _) = &self.recent[(cursor - self.recent_start) as usize];
-            return Some((Entry::Event(event.clone()), cursor + 1));
-        }
-        if let Ok(i) = self.kept.binary_search_by_key(&cursor, |e| e.seq) {
-            return Some((Entry::Event(self.kept[i].clone()), cursor + 1));
-        }
-        let i = self.gaps.partition_point(|g| g.last_seq < cursor);
-        match self.gaps.get(i) {
-            Some(gap) if gap.first_seq <= cursor => Some((Entry::Gap(*gap), gap.last_seq + 1)),
-            // Unreachable while the invariants hold; skip one event rather than stall.
-            _ => Some((
-                Entry::Gap(OutputGap {
-                    first_seq: cursor,
-                    last_seq: cursor,
-                    bytes: 0,
+            let gap = match &mut self.open_gap {
+                Some(gap) if gap.last_seq + 1 == event.seq => {
+                    gap.last_seq = event.seq;
+                    gap.bytes += len;
+                    *gap
+                }
+                open => *open.insert(OutputGap {
+                    first_seq: event.seq,
+                    last_seq: event.seq,
+                    bytes: len,
                 }),
-                cursor + 1,
-            )),
+            };
+            Persist::Gap(gap)
+        };
+        self.show(event);
+        persist
+    }
+
+    /// Builds the final event, with the next seq, without showing it: it is shown
+    /// ([`TaskLog::publish`]) once the database has it.
+    pub fn prepare_final(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> TaskEvent {
+        self.event(task_id, engine_id, kind)
+    }
+
+    /// Shows a prepared final event.
+    pub fn publish(&mut self, event: TaskEvent) {
+        self.show(event);
+    }
+
+    fn show(&mut self, event: TaskEvent) {
+        self.recent_cost += cost(&event);
+        self.visible_end = event.seq + 1;
+        self.recent.push_back(event);
+        self.trim();
+    }
+
+    /// The database now has every event below `next_seq`.
+    pub fn committed(&mut self, next_seq: u64) {
+        self.committed_end = self.committed_end.max(next_seq);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.recent_cost > self.limits.window && self.recent_start < self.committed_end {
+            let Some(event) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_start += 1;
+            self.recent_cost -= cost(&event);
         }
     }
 
-    /// The seq the next event will get.
+    /// Frees the window; only for a task whose every event is committed and that nobody follows.
+    pub fn seal(&mut self) {
+        self.recent.clear();
+        self.recent_cost = 0;
+        self.recent_start = self.visible_end;
+    }
+
+    /// Where the event at `cursor` is.
+    pub fn read(&self, cursor: u64) -> Read {
+        if cursor >= self.visible_end {
+            Read::Pending
+        } else if cursor >= self.recent_start {
+            let event = self.recent[(cursor - self.recent_start) as usize].clone();
+            Read::Ready(Entry::Event(event), cursor + 1)
+        } else {
+            Read::Stored {
+                below: self.recent_start,
+            }
+        }
+    }
+
+    /// The seq the next event gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
-    /// Output bytes the task has written.
-    pub fn output_bytes(&self) -> u64 {
-        self.output_bytes
-    }
-
-    /// Output bytes past the cap, which were streamed but not kept.
-    pub fn dropped_bytes(&self) -> u64 {
-        self.dropped_bytes
+    /// The counters, with the engine's chunk number in an attempt, as the database keeps them.
+    pub fn progress(&self, attempt: u32, chunk_seq: u64) -> Progress {
+        Progress {
+            attempt,
+            next_seq: self.next_seq,
+            output_bytes: self.output_bytes,
+            kept_bytes: self.kept_bytes,
+            dropped_bytes: self.dropped_bytes,
+            chunk_seq,
+        }
     }
 }
 
@@ -177,97 +230,78 @@ mod tests {
     use super::*;
     use warren_proto::v1::{OutputChunk, StateChange};
 
-    fn output(n: usize) -> TaskEvent {
-        TaskEvent {
-            kind: Some(Kind::Output(OutputChunk {
-                stream: 1,
-                data: vec![b'x'; n].into(),
-            })),
-            ..Default::default()
-        }
+    fn output(n: usize) -> Kind {
+        Kind::Output(OutputChunk {
+            stream: 1,
+            data: vec![b'x'; n].into(),
+        })
     }
 
-    fn state() -> TaskEvent {
-        TaskEvent {
-            kind: Some(Kind::State(StateChange::default())),
-            ..Default::default()
-        }
+    fn state() -> Kind {
+        Kind::State(StateChange::default())
     }
 
-    fn read_all(log: &TaskLog, from: u64) -> Vec<Entry> {
-        let mut cursor = from;
-        let mut entries = Vec::new();
-        while let Some((entry, next)) = log.read(cursor) {
-            entries.push(entry);
-            cursor = next;
-        }
-        entries
+    fn log(keep: u64, window: u64) -> TaskLog {
+        TaskLog::resume(LogLimits { keep, window }, &Progress::default())
     }
 
     #[test]
-    fn everything_under_the_cap_replays_from_any_seq() {
-        let mut log = TaskLog::new(LogLimits {
-            keep: 1 << 20,
-            window: 1000,
-        });
-        log.push(state());
-        for _ in 0..50 {
-            log.push(output(100));
-        }
-        log.seal();
-        let entries = read_all(&log, 0);
-        assert_eq!(entries.len(), 51);
-        assert!(entries.iter().all(|e| matches!(e, Entry::Event(_))));
-        let from_ten = read_all(&log, 10);
-        assert_eq!(from_ten.len(), 41);
-        assert!(matches!(&from_ten[0], Entry::Event(e) if e.seq == 10));
-        assert_eq!(log.dropped_bytes(), 0);
-        assert_eq!(log.output_bytes(), 5000);
+    fn output_past_the_cap_is_one_growing_gap() {
+        let mut log = log(250, 1 << 20);
+        assert!(matches!(log.append(1, 1, state()), Persist::Event(_)));
+        let persisted: Vec<_> = (0..5).map(|_| log.append(1, 1, output(100))).collect();
+        assert!(matches!(persisted[0], Persist::Event(_)));
+        assert!(matches!(persisted[1], Persist::Event(_)));
+        // 300 > 250: the third chunk and every later one are not kept.
+        let Persist::Gap(gap) = persisted[4] else {
+            panic!("{persisted:?}")
+        };
+        assert_eq!((gap.first_seq, gap.last_seq, gap.bytes), (3, 5, 300));
+        assert_eq!(log.progress(0, 0).dropped_bytes, 300);
+        assert_eq!(log.progress(0, 0).kept_bytes, 200);
+        // A later state change is kept, and ends the gap.
+        assert!(matches!(log.append(1, 1, state()), Persist::Event(_)));
+        let Persist::Gap(gap) = log.append(1, 1, output(1)) else {
+            panic!("past the cap")
+        };
+        assert_eq!(gap.first_seq, 7);
     }
 
     #[test]
-    fn output_past_the_cap_becomes_one_exact_gap() {
-        let mut log = TaskLog::new(LogLimits {
-            keep: 3 * (100 + EVENT_OVERHEAD),
-            window: 2 * (100 + EVENT_OVERHEAD),
-        });
-        log.push(state()); // seq 0, kept
+    fn nothing_leaves_the_window_before_it_is_committed() {
+        let window = 2 * (100 + EVENT_OVERHEAD);
+        let mut log = log(1 << 20, window);
         for _ in 0..10 {
-            log.push(output(100)); // seqs 1..=10; 1..=2 kept (the state event used some budget)
+            log.append(1, 1, output(100));
         }
-        // A live follower at the tail still sees the newest events.
-        assert!(matches!(log.read(10), Some((Entry::Event(e), 11)) if e.seq == 10));
-        log.push(state()); // seq 11: final events are always kept
-        log.seal();
-        let entries = read_all(&log, 0);
-        let gaps: Vec<_> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Gap(g) => Some(*g),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(gaps.len(), 1, "{entries:?}");
-        assert_eq!(gaps[0].first_seq, 3);
-        assert_eq!(gaps[0].last_seq, 10);
-        assert_eq!(gaps[0].bytes, 800);
-        assert_eq!(log.dropped_bytes(), 800);
-        assert!(matches!(entries.last(), Some(Entry::Event(e)) if e.seq == 11));
-        // Starting inside the gap reports the whole gap, then goes on.
-        assert!(matches!(log.read(5), Some((Entry::Gap(g), 11)) if g.first_seq == 3));
+        // Nothing committed: every event is still readable from memory.
+        assert!(matches!(log.read(0), Read::Ready(_, 1)));
+        log.committed(8);
+        // Trimmed down to the window, but never past what is committed.
+        assert!(matches!(log.read(7), Read::Stored { below: 8 }));
+        assert!(matches!(log.read(8), Read::Ready(_, 9)));
+        assert!(matches!(log.read(10), Read::Pending));
+    }
+
+    #[test]
+    fn a_final_event_is_shown_only_when_published() {
+        let mut log = log(1 << 20, 1 << 20);
+        log.append(1, 1, state());
+        let last = log.prepare_final(1, 1, state());
+        assert_eq!(last.seq, 1);
+        assert!(matches!(log.read(1), Read::Pending));
+        log.publish(last);
+        assert!(matches!(log.read(1), Read::Ready(_, 2)));
     }
 
     #[test]
     fn the_window_bounds_memory_however_small_the_chunks() {
-        let mut log = TaskLog::new(LogLimits {
-            keep: 0,
-            window: 10 * (1 + EVENT_OVERHEAD),
-        });
-        for _ in 0..100_000 {
-            log.push(output(1));
+        let mut log = log(0, 10 * (1 + EVENT_OVERHEAD));
+        for i in 0..100_000u64 {
+            log.append(1, 1, output(1));
+            log.committed(i + 1);
         }
         assert!(log.recent.len() <= 10);
-        assert_eq!(log.gaps.len(), 1);
-        assert_eq!(log.dropped_bytes(), 100_000);
+        assert_eq!(log.progress(0, 0).dropped_bytes, 100_000);
     }
 }

@@ -1,16 +1,23 @@
-//! A task as the hub keeps it: what to run, where, its state and its event log.
+//! A task as the hub holds it while it lives: its row, its log, its attempts, its followers.
+//!
+//! Every change goes to the database through [`Store`]; the in-memory task is dropped once it
+//! has ended, its end is committed, and nobody follows it. After that it lives in the
+//! database alone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use warren_proto::now_us;
 use warren_proto::v1::{
-    StateChange, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState, task_event::Kind,
+    Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState,
+    task_event::Kind,
 };
 
-use crate::tasklog::{LogLimits, TaskLog};
+use crate::store::{Op, Progress, Store, TaskRow};
+use crate::tasklog::{LogLimits, Persist, TaskLog};
 
 /// Who submitted a task, from the socket's peer credentials.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Submitter {
     /// The caller's uid.
     pub uid: u32,
@@ -18,143 +25,252 @@ pub struct Submitter {
     pub pid: u32,
 }
 
-/// One task.
+/// What a new task is.
 #[derive(Debug)]
-pub struct Task {
-    /// Its id.
-    pub id: u64,
+pub struct NewTask {
     /// What it runs.
     pub spec: TaskSpec,
-    /// The engine the request named, or `None` for "any".
+    /// The engine the request named, if any.
     pub pinned: Option<u32>,
-    /// The engine it is placed on; 0 until then.
-    pub engine_id: u32,
-    /// Where it is in its life.
-    pub state: TaskState,
-    /// Why it is in that state, when there is more to say.
-    pub reason: String,
-    /// How it ended, once it has.
-    pub result: Option<TaskResult>,
-    /// When it was submitted.
-    pub submitted_us: i64,
-    /// When its process started; 0 until then.
-    pub started_us: i64,
+    /// Labels an engine must have.
+    pub engine_labels: HashMap<String, String>,
+    /// Its own labels.
+    pub labels: HashMap<String, String>,
+    /// Retries allowed if its engine dies.
+    pub retries: u32,
     /// Who submitted it.
     pub submitter: Submitter,
+}
+
+/// A live task.
+#[derive(Debug)]
+pub struct Task {
+    /// Its row, as the database has it (state, attempt, result...).
+    pub row: TaskRow,
     /// Its events.
     pub log: TaskLog,
-    /// Woken whenever an event is added, for followers.
+    /// Its placements so far.
+    pub attempts: Vec<Attempt>,
+    /// Engines that died running it; a retry avoids them.
+    pub avoid: Vec<u32>,
+    /// The highest output chunk received from the engine for the current attempt.
+    pub chunk_received: u64,
+    /// The highest output chunk the database has, for the current attempt.
+    pub chunk_committed: u64,
+    /// The final event, built but not shown until the database has it.
+    pending_final: Option<TaskEvent>,
+    /// Woken whenever an event is shown, for followers.
     pub notify: Arc<Notify>,
-    /// Followers attached now; the live window is kept for them after the task ends.
+    /// Followers attached now.
     pub followers: usize,
 }
 
 impl Task {
-    /// A new queued task; its first event says so.
-    pub fn new(
-        id: u64,
-        spec: TaskSpec,
-        pinned: Option<u32>,
-        submitter: Submitter,
-        limits: LogLimits,
-    ) -> Self {
-        let mut task = Self {
+    /// A new queued task; records it and its first event.
+    pub fn create(id: u64, new: NewTask, limits: LogLimits, store: &Store) -> Self {
+        let row = TaskRow {
             id,
-            spec,
-            pinned,
-            engine_id: pinned.unwrap_or(0),
+            spec: new.spec,
+            pinned: new.pinned,
+            engine_labels: new.engine_labels,
+            labels: new.labels,
+            retries: new.retries,
+            submitter: new.submitter,
+            submitted_us: now_us(),
             state: TaskState::Queued,
             reason: String::new(),
-            result: None,
-            submitted_us: now_us(),
+            engine_id: new.pinned.unwrap_or(0),
+            attempt: 0,
+            engine_deaths: 0,
             started_us: 0,
-            submitter,
-            log: TaskLog::new(limits),
-            notify: Arc::new(Notify::new()),
-            followers: 0,
+            result: None,
+            progress: Progress::default(),
         };
-        task.record(Kind::State(StateChange {
-            state: TaskState::Queued as i32,
-            reason: String::new(),
-        }));
+        let mut task = Self::resume(row, Vec::new(), limits);
+        store.send(Op::Task(Box::new(task.snapshot())));
+        task.set_state(TaskState::Queued, String::new(), store);
         task
     }
 
-    /// Appends an event and wakes the followers.
-    pub fn record(&mut self, kind: Kind) {
-        self.log.push(TaskEvent {
-            task_id: self.id,
-            engine_id: self.engine_id,
-            seq: 0,
-            time_us: now_us(),
-            kind: Some(kind),
+    /// A task carried on from the database.
+    pub fn resume(row: TaskRow, attempts: Vec<Attempt>, limits: LogLimits) -> Self {
+        let log = TaskLog::resume(limits, &row.progress);
+        let chunk = row.progress.chunk_seq;
+        Self {
+            row,
+            log,
+            attempts,
+            avoid: Vec::new(),
+            chunk_received: chunk,
+            chunk_committed: chunk,
+            pending_final: None,
+            notify: Arc::new(Notify::new()),
+            followers: 0,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.row.id
+    }
+
+    /// Its state as callers see it: final only once the database has the end.
+    pub fn state(&self) -> TaskState {
+        if self.pending_final.is_some() {
+            TaskState::Running
+        } else {
+            self.row.state
+        }
+    }
+
+    /// Whether its end has been decided (even if not yet committed): no more changes.
+    pub fn is_ending(&self) -> bool {
+        self.row.state.is_final()
+    }
+
+    /// The row with current counters, for the database.
+    pub fn snapshot(&self) -> TaskRow {
+        let mut row = self.row.clone();
+        row.progress = self.log.progress(self.row.attempt, self.chunk_received);
+        row
+    }
+
+    /// Moves to a live state, saying why.
+    pub fn set_state(&mut self, state: TaskState, reason: String, store: &Store) {
+        self.row.state = state;
+        self.row.reason.clone_from(&reason);
+        let persist = self.log.append(
+            self.row.id,
+            self.row.engine_id,
+            Kind::State(StateChange {
+                state: state as i32,
+                reason,
+                attempt: self.row.attempt,
+            }),
+        );
+        store.send(Op::Task(Box::new(self.snapshot())));
+        if let Persist::Event(event) = persist {
+            store.send(Op::Event {
+                task_id: self.row.id,
+                event,
+                progress: self.log.progress(self.row.attempt, self.chunk_received),
+            });
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Adds an output chunk; `bytes` of hub memory are released when it is committed.
+    pub fn record_output(&mut self, chunk: OutputChunk, chunk_seq: u64, bytes: u64, store: &Store) {
+        self.chunk_received = self.chunk_received.max(chunk_seq);
+        let persist = self
+            .log
+            .append(self.row.id, self.row.engine_id, Kind::Output(chunk));
+        let (event, gap) = match persist {
+            Persist::Event(event) => (Some(event), None),
+            Persist::Gap(gap) => (None, Some(gap)),
+        };
+        store.send(Op::Output {
+            task_id: self.row.id,
+            event,
+            gap,
+            progress: self.log.progress(self.row.attempt, self.chunk_received),
+            bytes,
         });
         self.notify.notify_waiters();
     }
 
-    /// Moves to a live state, saying why.
-    pub fn set_state(&mut self, state: TaskState, reason: String) {
-        self.state = state;
-        self.reason.clone_from(&reason);
-        self.record(Kind::State(StateChange {
-            state: state as i32,
-            reason,
-        }));
-    }
-
-    /// Ends the task with this result; later calls change nothing.
-    pub fn finish(&mut self, result: TaskResult) {
-        if self.state.is_final() {
+    /// Decides the task's end; it is shown when the database has it. Later calls do nothing.
+    pub fn finish(&mut self, mut result: TaskResult, store: &Store) {
+        if self.is_ending() {
             return;
         }
-        self.state = result.state();
-        self.reason.clone_from(&result.error);
-        self.result = Some(result.clone());
-        self.record(Kind::Result(result));
-        if self.followers == 0 {
-            self.log.seal();
-        }
-    }
-
-    /// A follower attached.
-    pub fn follower_joined(&mut self) {
-        self.followers += 1;
-    }
-
-    /// A follower left; once the task is final and nobody follows, only what is kept remains.
-    pub fn follower_left(&mut self) {
-        self.followers = self.followers.saturating_sub(1);
-        if self.followers == 0 && self.state.is_final() {
-            self.log.seal();
-        }
-    }
-
-    /// Ends the task without it having run to an end of its own (aborted, lost, failed).
-    pub fn end(&mut self, state: TaskState, error: String) {
-        self.finish(TaskResult {
-            state: state as i32,
-            exit: None,
-            error,
-            started_us: self.started_us,
-            finished_us: now_us(),
+        result.attempt = self.row.attempt;
+        self.row.state = result.state();
+        self.row.reason.clone_from(&result.error);
+        self.row.result = Some(result.clone());
+        let event = self
+            .log
+            .prepare_final(self.row.id, self.row.engine_id, Kind::Result(result));
+        self.pending_final = Some(event.clone());
+        store.send(Op::Finish {
+            event,
+            row: Box::new(self.snapshot()),
         });
+    }
+
+    /// Ends the task without its process having ended on its own (aborted, lost, failed).
+    pub fn end(&mut self, state: TaskState, error: String, store: &Store) {
+        self.finish(
+            TaskResult {
+                state: state as i32,
+                exit: None,
+                error,
+                started_us: self.row.started_us,
+                finished_us: now_us(),
+                attempt: self.row.attempt,
+            },
+            store,
+        );
+    }
+
+    /// The database has the end: show it to followers.
+    pub fn publish_final(&mut self) {
+        if let Some(event) = self.pending_final.take() {
+            self.log.publish(event);
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Whether the task has ended, its end is shown, and nobody follows it: it can leave memory.
+    pub fn is_done_with(&self) -> bool {
+        self.row.state.is_final() && self.pending_final.is_none() && self.followers == 0
+    }
+
+    /// Records a new placement on an engine.
+    pub fn begin_attempt(&mut self, engine_id: u32, uuid: &str, hostname: &str, store: &Store) {
+        self.row.attempt += 1;
+        self.row.engine_id = engine_id;
+        self.row.started_us = 0;
+        self.chunk_received = 0;
+        self.chunk_committed = 0;
+        let attempt = Attempt {
+            number: self.row.attempt,
+            engine_id,
+            engine_uuid: uuid.to_owned(),
+            hostname: hostname.to_owned(),
+            assigned_us: now_us(),
+            ended_us: 0,
+            outcome: String::new(),
+        };
+        store.send(Op::Attempt {
+            task_id: self.row.id,
+            attempt: attempt.clone(),
+        });
+        self.attempts.push(attempt);
+        store.send(Op::Task(Box::new(self.snapshot())));
+    }
+
+    /// Records how the current attempt ended.
+    pub fn end_attempt(&mut self, outcome: &str, store: &Store) {
+        let number = self.row.attempt;
+        if let Some(attempt) = self.attempts.iter_mut().find(|a| a.number == number) {
+            attempt.ended_us = now_us();
+            attempt.outcome = outcome.to_owned();
+            store.send(Op::Attempt {
+                task_id: self.row.id,
+                attempt: attempt.clone(),
+            });
+        }
     }
 
     /// The task as `GetTask` and `ListTasks` show it.
     pub fn info(&self) -> TaskInfo {
-        TaskInfo {
-            id: self.id,
-            spec: Some(self.spec.clone()),
-            engine_id: self.engine_id,
-            state: self.state as i32,
-            result: self.result.clone(),
-            submitted_us: self.submitted_us,
-            submitter_uid: self.submitter.uid,
-            submitter_pid: self.submitter.pid,
-            next_seq: self.log.next_seq(),
-            output_bytes: self.log.output_bytes(),
-            output_bytes_dropped: self.log.dropped_bytes(),
-            reason: self.reason.clone(),
+        let mut info = self.snapshot().info(self.attempts.clone());
+        if self.pending_final.is_some() {
+            info.state = TaskState::Running as i32;
+            info.result = None;
+            info.next_seq = self.log.next_seq() - 1;
         }
+        info
     }
 }

@@ -1,12 +1,83 @@
 //! Checks on everything a caller or engine sends, before anything runs.
 
+use prost::Message;
+use std::collections::HashMap;
 use tonic::Status;
-use warren_proto::v1::{Hello, TaskSpec, task_spec};
+use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 
 /// The longest timeout a task may ask for: 30 days.
 pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 /// The most slots an engine may offer.
 pub const MAX_SLOTS: u32 = 4096;
+/// The largest request the hub takes.
+pub const MAX_REQUEST: usize = 16 << 20;
+/// The most stdin a task may be given.
+pub const MAX_STDIN: usize = 8 << 20;
+/// The most retries a request may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// The most labels a task or an engine may have, and their longest key or value.
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_LEN: usize = 256;
+/// The most tasks an engine may report when it registers again.
+const MAX_REPORTS: usize = 65_536;
+
+/// Checks a whole request: its size, its spec, its retries and labels.
+pub fn request(request: ExecuteRequest) -> Result<ExecuteRequest, Status> {
+    let size = request.encoded_len();
+    if size > MAX_REQUEST {
+        return Err(Status::resource_exhausted(format!(
+            "the request is {size} bytes, over the hub's limit of {MAX_REQUEST}; send large inputs another way (a file on the engines' machine)"
+        )));
+    }
+    if let Some(spec) = &request.spec
+        && spec.stdin.len() > MAX_STDIN
+    {
+        return Err(Status::resource_exhausted(format!(
+            "stdin of {} bytes is over the limit of {MAX_STDIN}; put large inputs in a file on the engines' machine",
+            spec.stdin.len()
+        )));
+    }
+    if request.retries > MAX_RETRIES {
+        return Err(Status::invalid_argument(format!(
+            "retries {} is more than the most allowed, {MAX_RETRIES}",
+            request.retries
+        )));
+    }
+    labels("labels", &request.labels)?;
+    if let Some(targets) = &request.targets {
+        labels("targets.engine_labels", &targets.engine_labels)?;
+    }
+    let mut request = request;
+    request.spec = Some(spec(request.spec.take())?);
+    Ok(request)
+}
+
+/// Checks a label map: bounded, no empty keys, no NUL bytes.
+pub fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), Status> {
+    if labels.len() > MAX_LABELS {
+        return Err(Status::invalid_argument(format!(
+            "{what} has {} entries; at most {MAX_LABELS} are allowed",
+            labels.len()
+        )));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
+            return Err(Status::invalid_argument(format!(
+                "{what}: label `{key}` must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}"
+            )));
+        }
+        no_nul(&format!("{what}: label `{key}`"), key)?;
+        no_nul(&format!("{what}: label `{key}`'s value"), value)?;
+    }
+    Ok(())
+}
+
+/// Labels as people write them: `a=b, c=d`, sorted.
+pub fn labels_text(labels: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join(", ")
+}
 
 fn no_nul(what: &str, text: &str) -> Result<(), Status> {
     if text.contains('\0') {
@@ -69,11 +140,18 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
         )?;
     }
     no_nul("spec.cwd", &spec.cwd)?;
-    if spec.timeout_ms > MAX_TIMEOUT_MS {
-        return Err(Status::invalid_argument(format!(
-            "timeout of {} ms is more than 30 days; give a shorter one, or 0 for none",
-            spec.timeout_ms
-        )));
+    match spec.timeout_ms {
+        Some(0) => {
+            return Err(Status::invalid_argument(
+                "a timeout of 0 ms would stop the task at once; leave timeout_ms unset for none",
+            ));
+        }
+        Some(ms) if ms > MAX_TIMEOUT_MS => {
+            return Err(Status::invalid_argument(format!(
+                "timeout of {ms} ms is more than 30 days; give a shorter one, or leave it unset for none"
+            )));
+        }
+        _ => {}
     }
     Ok(spec)
 }
@@ -98,6 +176,12 @@ pub fn hello(hello: &Hello) -> Result<(), Status> {
             "the engine's uuid must be 1 to 128 characters",
         ));
     }
+    if hello.tasks.len() > MAX_REPORTS {
+        return Err(Status::invalid_argument(format!(
+            "an engine may report at most {MAX_REPORTS} tasks"
+        )));
+    }
+    labels("the engine's labels", &hello.labels)?;
     if hello.slots > MAX_SLOTS {
         return Err(Status::invalid_argument(format!(
             "an engine may offer at most {MAX_SLOTS} slots, not {}",
@@ -135,7 +219,9 @@ mod tests {
             assert!(err.message().contains(needle), "{}", err.message());
         }
         let mut long = argv(&["sleep"]).expect("spec");
-        long.timeout_ms = MAX_TIMEOUT_MS + 1;
+        long.timeout_ms = Some(MAX_TIMEOUT_MS + 1);
+        assert!(super::spec(Some(long.clone())).is_err());
+        long.timeout_ms = Some(0);
         assert!(super::spec(Some(long)).is_err());
         assert!(super::spec(argv(&["true"])).is_ok());
     }

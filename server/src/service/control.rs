@@ -6,12 +6,13 @@ use warren_proto::v1::control_server::Control;
 use warren_proto::v1::{
     AbortReply, AbortRequest, GetTaskRequest, GetVersionRequest, InterruptReply, InterruptRequest,
     ListEnginesReply, ListEnginesRequest, ListTasksReply, ListTasksRequest, QueueStatusReply,
-    QueueStatusRequest, ShutdownEnginesReply, ShutdownEnginesRequest, ShutdownReply,
-    ShutdownRequest, TaskInfo, VersionInfo,
+    PurgeReply, PurgeRequest, QueueStatusRequest, ShutdownEnginesReply, ShutdownEnginesRequest,
+    ShutdownReply, ShutdownRequest, TaskInfo, TaskState, VersionInfo, purge_request,
 };
 use warren_proto::{PROTOCOL_VERSION, VERSION, check_protocol_version};
 
 use crate::hub::{Hub, StopRequest};
+use crate::store::{ListFilter, PurgeSelector};
 
 /// Serves `warren.v1.Control`.
 #[derive(Debug, Clone)]
@@ -41,6 +42,7 @@ impl Control for ControlService {
             hub_version: VERSION.into(),
             hub_id: self.hub.settings().hub_id.clone(),
             hub_time: warren_proto::now_us() / 1_000_000,
+            heartbeat_ms: self.hub.settings().heartbeat.as_millis() as u32,
         }))
     }
 
@@ -58,7 +60,7 @@ impl Control for ControlService {
         request: Request<GetTaskRequest>,
     ) -> Result<Response<TaskInfo>, Status> {
         Ok(Response::new(
-            self.hub.get_task(request.into_inner().task_id)?,
+            self.hub.get_task(request.into_inner().task_id).await?,
         ))
     }
 
@@ -66,8 +68,14 @@ impl Control for ControlService {
         &self,
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksReply>, Status> {
+        let filter = list_filter(request.into_inner())?;
+        let page = self.hub.store().list(filter).await?;
         Ok(Response::new(ListTasksReply {
-            tasks: self.hub.list_tasks(request.get_ref()),
+            tasks: page.tasks,
+            next_page_token: page
+                .next_below
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         }))
     }
 
@@ -81,7 +89,7 @@ impl Control for ControlService {
     async fn abort(&self, request: Request<AbortRequest>) -> Result<Response<AbortReply>, Status> {
         let by = super::submitter(&request);
         Ok(Response::new(
-            self.hub.abort(&request.get_ref().task_ids, by)?,
+            self.hub.abort(&request.get_ref().task_ids, by).await?,
         ))
     }
 
@@ -91,7 +99,7 @@ impl Control for ControlService {
     ) -> Result<Response<InterruptReply>, Status> {
         let request = request.into_inner();
         Ok(Response::new(
-            self.hub.interrupt(&request.task_ids, request.signal)?,
+            self.hub.interrupt(&request.task_ids, request.signal).await?,
         ))
     }
 
@@ -116,4 +124,66 @@ impl Control for ControlService {
         self.hub.request_stop(stop);
         Ok(Response::new(ShutdownReply {}))
     }
+
+    async fn purge(&self, request: Request<PurgeRequest>) -> Result<Response<PurgeReply>, Status> {
+        let selector = match request.into_inner().selector {
+            Some(purge_request::Selector::FinishedBeforeUs(t)) => PurgeSelector::FinishedBefore(t),
+            Some(purge_request::Selector::Tasks(ids)) if !ids.ids.is_empty() => {
+                // Ids must exist and be finished: say which are not, rather than skip them.
+                for &id in &ids.ids {
+                    let info = self.hub.get_task(id).await?;
+                    if !info.state().is_final() {
+                        return Err(Status::failed_precondition(format!(
+                            "task {id} is {}; only finished tasks can be purged (abort it first)",
+                            info.state().label()
+                        )));
+                    }
+                }
+                PurgeSelector::Ids(ids.ids)
+            }
+            Some(purge_request::Selector::AllFinished(true)) => PurgeSelector::AllFinished,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "say what to purge: finished_before_us, tasks (ids), or all_finished",
+                ));
+            }
+        };
+        let (purged, bytes) = self
+            .hub
+            .store()
+            .query(move |conn| crate::store::purge(conn, &selector))
+            .await?;
+        tracing::info!(purged, bytes, "purged finished tasks");
+        Ok(Response::new(PurgeReply { purged, bytes }))
+    }
+}
+
+/// The database filter for a ListTasks request.
+fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
+    crate::validate::labels("labels", &request.labels)?;
+    let below_id = match request.page_token.as_str() {
+        "" => None,
+        token => Some(token.parse::<u64>().map_err(|_| {
+            Status::invalid_argument(format!(
+                "page_token `{token}` is not one this hub gave out; pass next_page_token from the previous reply"
+            ))
+        })?),
+    };
+    for &state in &request.states {
+        if TaskState::try_from(state).is_err() || state == 0 {
+            return Err(Status::invalid_argument(format!("{state} is not a task state")));
+        }
+    }
+    Ok(ListFilter {
+        states: request.states,
+        engine_id: request.engine_id,
+        labels: request.labels,
+        after_us: request.submitted_after_us,
+        before_us: request.submitted_before_us,
+        below_id,
+        limit: match request.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        },
+    })
 }

@@ -32,7 +32,8 @@ impl Execution for ExecutionService {
     ) -> Result<Response<Self::ExecuteStream>, Status> {
         let submitter = super::submitter(&request);
         let ids = self.hub.submit(request.into_inner(), submitter)?;
-        Ok(Response::new(follow::follow_all(self.hub.clone(), &ids)?))
+        let events = follow::follow_all(self.hub.clone(), &ids, submitter).await?;
+        Ok(Response::new(events))
     }
 
     async fn submit(
@@ -48,8 +49,9 @@ impl Execution for ExecutionService {
         &self,
         request: Request<StreamOutputRequest>,
     ) -> Result<Response<Self::StreamOutputStream>, Status> {
+        let client = super::submitter(&request);
         let request = request.into_inner();
-        let events = follow::follow(self.hub.clone(), request.task_id, request.from_seq)?;
+        let events = follow::follow(self.hub.clone(), request.task_id, request.from_seq, client).await?;
         Ok(Response::new(events))
     }
 }

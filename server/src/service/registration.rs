@@ -10,6 +10,26 @@ use warren_proto::v1::{EngineMessage, HubMessage, engine_message};
 
 use crate::hub::Hub;
 
+/// Handles one engine message, first taking room in the output budget for its bytes: when the
+/// database falls behind, the hub stops reading engines' streams instead of growing.
+async fn receive(hub: &Hub, engine_id: u32, connection: u64, message: EngineMessage) {
+    let wanted = match &message.kind {
+        Some(engine_message::Kind::Output(output)) => {
+            (output.data.len().max(1)).min(hub.settings().limits.output_in_flight) as u32
+        }
+        _ => 0,
+    };
+    if wanted > 0
+        && let Ok(permit) = hub.output_budget.clone().acquire_many_owned(wanted).await
+    {
+        permit.forget();
+    }
+    let held = hub.engine_message(engine_id, connection, message, u64::from(wanted));
+    if !held && wanted > 0 {
+        hub.output_budget.add_permits(wanted as usize);
+    }
+}
+
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,10 +76,10 @@ impl Registration for RegistrationService {
         let (engine_id, connection) = self.hub.register_engine(hello, tx)?;
 
         let hub = self.hub.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let why = loop {
                 match inbound.message().await {
-                    Ok(Some(message)) => hub.engine_message(engine_id, connection, message),
+                    Ok(Some(message)) => receive(&hub, engine_id, connection, message).await,
                     Ok(None) => break "closed its stream",
                     Err(status) => {
                         tracing::debug!(engine = engine_id, %status, "engine stream failed");
@@ -69,6 +89,9 @@ impl Registration for RegistrationService {
             };
             hub.engine_gone(engine_id, connection, why);
         });
+        if let Some(engine) = self.hub.lock().engines.current(engine_id, connection) {
+            engine.reader = Some(reader.abort_handle());
+        }
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
 }

@@ -1,0 +1,194 @@
+//! Applying a batch of changes in one transaction.
+
+use prost::Message;
+use rusqlite::{Connection, Transaction, params};
+use std::collections::HashMap;
+use warren_proto::v1::{Attempt, OutputGap, TaskEvent, Targets};
+
+use super::{Committed, Op, Progress, TaskRow};
+
+/// Applies every write in `ops` in one transaction; reads are set aside to run after it.
+pub(super) fn apply_batch(
+    conn: &mut Connection,
+    ops: Vec<Op>,
+    queries: &mut Vec<Box<dyn FnOnce(&mut Connection) + Send>>,
+    report: &mut Committed,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    // Counters move with every chunk: only each task's last ones are written.
+    let mut progress: HashMap<u64, Progress> = HashMap::new();
+    for op in ops {
+        match op {
+            Op::Task(row) => {
+                upsert_task(&tx, &row)?;
+                if row.state.is_final() {
+                    report.finals.push(row.id);
+                }
+                progress.insert(row.id, row.progress);
+            }
+            Op::Event {
+                task_id,
+                event,
+                progress: after,
+            } => {
+                insert_event(&tx, task_id, &event)?;
+                progress.insert(task_id, after);
+            }
+            Op::Output {
+                task_id,
+                event,
+                gap,
+                progress: after,
+                bytes,
+            } => {
+                if let Some(event) = event {
+                    insert_event(&tx, task_id, &event)?;
+                }
+                if let Some(gap) = gap {
+                    upsert_gap(&tx, task_id, &gap)?;
+                }
+                progress.insert(task_id, after);
+                report.bytes += bytes;
+            }
+            Op::Finish { event, row } => {
+                insert_event(&tx, row.id, &event)?;
+                upsert_task(&tx, &row)?;
+                report.finals.push(row.id);
+                progress.insert(row.id, row.progress);
+            }
+            Op::Attempt { task_id, attempt } => upsert_attempt(&tx, task_id, &attempt)?,
+            Op::Engine {
+                id,
+                uuid,
+                hostname,
+                registered_us,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO engines (id, uuid, hostname, registered_us) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname,
+                                                    registered_us = excluded.registered_us",
+                )?
+                .execute(params![id, uuid, hostname, registered_us])?;
+            }
+            Op::Query(query) => queries.push(query),
+        }
+    }
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE tasks SET next_seq = ?2, output_bytes = ?3, kept_bytes = ?4,
+                              dropped_bytes = ?5, chunk_seq = ?6 WHERE id = ?1",
+        )?;
+        for (task_id, p) in &progress {
+            update.execute(params![
+                *task_id as i64,
+                p.next_seq as i64,
+                p.output_bytes as i64,
+                p.kept_bytes as i64,
+                p.dropped_bytes as i64,
+                p.chunk_seq as i64
+            ])?;
+        }
+    }
+    tx.commit()?;
+    report.progress = progress;
+    Ok(())
+}
+
+fn insert_event(tx: &Transaction<'_>, task_id: u64, event: &TaskEvent) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO events (task_id, seq, event) VALUES (?1, ?2, ?3)")?
+        .execute(params![task_id as i64, event.seq as i64, event.encode_to_vec()])?;
+    Ok(())
+}
+
+fn upsert_gap(tx: &Transaction<'_>, task_id: u64, gap: &OutputGap) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO gaps (task_id, first_seq, last_seq, bytes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (task_id, first_seq) DO UPDATE SET last_seq = excluded.last_seq,
+                                                        bytes = excluded.bytes",
+    )?
+    .execute(params![
+        task_id as i64,
+        gap.first_seq as i64,
+        gap.last_seq as i64,
+        gap.bytes as i64
+    ])?;
+    Ok(())
+}
+
+fn upsert_attempt(tx: &Transaction<'_>, task_id: u64, a: &Attempt) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (task_id, number, engine_id, engine_uuid, hostname, assigned_us, ended_us, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (task_id, number) DO UPDATE SET ended_us = excluded.ended_us,
+                                                     outcome = excluded.outcome",
+    )?
+    .execute(params![
+        task_id as i64,
+        a.number,
+        a.engine_id,
+        a.engine_uuid,
+        a.hostname,
+        a.assigned_us,
+        a.ended_us,
+        a.outcome
+    ])?;
+    Ok(())
+}
+
+fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
+    let engine_labels = Targets {
+        selector: None,
+        engine_labels: row.engine_labels.clone(),
+    }
+    .encode_to_vec();
+    let finished_us = row.result.as_ref().map(|r| r.finished_us);
+    let result = row.result.as_ref().map(Message::encode_to_vec);
+    let p = &row.progress;
+    tx.prepare_cached(
+            "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
+                                submitter_pid, submitted_us, state, reason, engine_id, attempt,
+                                engine_deaths, started_us, finished_us, result, next_seq,
+                                output_bytes, kept_bytes, dropped_bytes, chunk_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20, ?21)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+                engine_id = excluded.engine_id, attempt = excluded.attempt,
+                engine_deaths = excluded.engine_deaths, started_us = excluded.started_us,
+                finished_us = excluded.finished_us, result = excluded.result,
+                next_seq = excluded.next_seq, output_bytes = excluded.output_bytes,
+                kept_bytes = excluded.kept_bytes, dropped_bytes = excluded.dropped_bytes,
+                chunk_seq = excluded.chunk_seq",
+    )?
+    .execute(params![
+                row.id as i64,
+                row.spec.encode_to_vec(),
+                row.pinned,
+                engine_labels,
+                row.retries,
+                row.submitter.uid,
+                row.submitter.pid,
+                row.submitted_us,
+                row.state as i32,
+                row.reason,
+                row.engine_id,
+                row.attempt,
+                row.engine_deaths,
+                row.started_us,
+                finished_us,
+                result,
+                p.next_seq as i64,
+                p.output_bytes as i64,
+                p.kept_bytes as i64,
+                p.dropped_bytes as i64,
+        p.chunk_seq as i64
+    ])?;
+    if !row.labels.is_empty() {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO task_labels (task_id, key, value) VALUES (?1, ?2, ?3)",
+        )?;
+        for (key, value) in &row.labels {
+            insert.execute(params![row.id as i64, key, value])?;
+        }
+    }
+    Ok(())
+}
