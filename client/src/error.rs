@@ -31,6 +31,11 @@ pub enum Error {
     /// The hub answered with an error.
     #[error("{}", describe_status(.0))]
     Status(#[from] tonic::Status),
+    /// A follow stream carried nothing, not even a heartbeat, for too long.
+    #[error(
+        "no word from the hub for {0:?}, not even a heartbeat; it may be gone. Check it, then follow the task again with `warren attach`"
+    )]
+    Silent(std::time::Duration),
 }
 
 impl Error {

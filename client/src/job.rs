@@ -1,5 +1,6 @@
 //! Building an `ExecuteRequest`: what to run, how, and where.
 
+use std::collections::HashMap;
 use std::time::Duration;
 use warren_proto::v1::{
     AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, Targets, TaskSpec, targets, task_spec,
@@ -13,12 +14,15 @@ use warren_proto::v1::{
 ///     .all()
 ///     .timeout(Duration::from_secs(10))
 ///     .into_request();
-/// assert_eq!(request.spec.unwrap().timeout_ms, 10_000);
+/// assert_eq!(request.spec.unwrap().timeout_ms, Some(10_000));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Job {
     spec: TaskSpec,
     targets: targets::Selector,
+    engine_labels: HashMap<String, String>,
+    labels: HashMap<String, String>,
+    retries: u32,
 }
 
 impl Job {
@@ -45,6 +49,9 @@ impl Job {
                 ..TaskSpec::default()
             },
             targets: targets::Selector::Any(AnyEngine {}),
+            engine_labels: HashMap::new(),
+            labels: HashMap::new(),
+            retries: 0,
         }
     }
 
@@ -68,7 +75,25 @@ impl Job {
 
     /// Ends the task (SIGTERM, then SIGKILL) if it runs longer than this.
     pub fn timeout(mut self, limit: Duration) -> Self {
-        self.spec.timeout_ms = limit.as_millis().min(u128::from(u64::MAX)) as u64;
+        self.spec.timeout_ms = Some(limit.as_millis().min(u128::from(u64::MAX)) as u64);
+        self
+    }
+
+    /// Runs it again elsewhere, up to `retries` times, if its engine dies while running it.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Labels the task, to find it later with `ListTasks`.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Runs only on engines with this label (with `all` or `any`).
+    pub fn on_engines_labelled(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.engine_labels.insert(key.into(), value.into());
         self
     }
 
@@ -98,7 +123,10 @@ impl Job {
             spec: Some(self.spec),
             targets: Some(Targets {
                 selector: Some(self.targets),
+                engine_labels: self.engine_labels,
             }),
+            retries: self.retries,
+            labels: self.labels,
         }
     }
 }

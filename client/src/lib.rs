@@ -46,9 +46,10 @@ use warren_proto::v1::control_client::ControlClient;
 use warren_proto::v1::execution_client::ExecutionClient;
 use warren_proto::v1::{
     AbortReply, AbortRequest, EngineInfo, ExecuteRequest, GetTaskRequest, GetVersionRequest,
-    InterruptReply, InterruptRequest, ListEnginesRequest, ListTasksRequest, QueueStatusReply,
-    QueueStatusRequest, ShutdownEnginesRequest, ShutdownRequest, StreamOutputRequest, TaskEvent,
-    TaskInfo, VersionInfo,
+    InterruptReply, InterruptRequest, ListEnginesRequest, ListTasksReply, ListTasksRequest,
+    PurgeReply, PurgeRequest, QueueStatusReply, QueueStatusRequest, ShutdownEnginesRequest,
+    ShutdownRequest, StreamOutputRequest, TaskEvent, TaskInfo, VersionInfo, purge_request,
+    task_event::Kind,
 };
 
 /// How long a unary call may take by default.
@@ -61,6 +62,33 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub struct Client {
     channel: SignedChannel,
     timeout: Duration,
+    /// How long a follow stream may stay silent (the hub sends heartbeats much more often).
+    idle_limit: Duration,
+}
+
+/// The events of one or more tasks, as they happen. Heartbeats are taken care of: a stream
+/// that falls silent for several heartbeat intervals ends with [`Error::Silent`] instead of
+/// hanging.
+#[derive(Debug)]
+pub struct Events {
+    inner: Streaming<TaskEvent>,
+    idle_limit: Duration,
+}
+
+impl Events {
+    /// The next event, or `None` when every task followed has ended.
+    pub async fn message(&mut self) -> Result<Option<TaskEvent>> {
+        loop {
+            let next = tokio::time::timeout(self.idle_limit, self.inner.message()).await;
+            match next {
+                Err(_) => return Err(Error::Silent(self.idle_limit)),
+                Ok(Err(status)) => return Err(status.into()),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(event))) if matches!(event.kind, Some(Kind::Heartbeat(_))) => {}
+                Ok(Ok(Some(event))) => return Ok(Some(event)),
+            }
+        }
+    }
 }
 
 /// The connection file a client uses when told nothing: `$WARREN_CONNECTION_FILE`, else the
@@ -120,12 +148,15 @@ impl Client {
             reason: std::error::Error::source(&err)
                 .map_or_else(|| err.to_string(), ToString::to_string),
         })?;
-        let client = Self {
+        let mut client = Self {
             channel: SignedChannel::new(channel, signer),
             timeout: DEFAULT_TIMEOUT,
+            idle_limit: DEFAULT_TIMEOUT,
         };
         // Checks the key and protocol now, with a clear error, and learns any clock skew.
-        client.version().await?;
+        let version = client.version().await?;
+        let heartbeat = Duration::from_millis(u64::from(version.heartbeat_ms.max(1)));
+        client.idle_limit = heartbeat * 3 + Duration::from_secs(2);
         Ok(client)
     }
 
@@ -262,18 +293,36 @@ impl Client {
     }
 
     /// Submits a job and streams every event of its tasks until all have ended.
-    pub async fn run(&self, job: impl Into<ExecuteRequest>) -> Result<Streaming<TaskEvent>> {
+    pub async fn run(&self, job: impl Into<ExecuteRequest>) -> Result<Events> {
         let request = job.into();
-        rpc!(self, execution, execute, request.clone())
+        let inner = rpc!(self, execution, execute, request.clone())?;
+        Ok(self.events(inner))
     }
 
     /// Replays a task's events from `from_seq`, then follows it until it ends.
-    pub async fn follow(&self, task_id: u64, from_seq: u64) -> Result<Streaming<TaskEvent>> {
-        rpc!(
-            self,
-            execution,
-            stream_output,
-            StreamOutputRequest { task_id, from_seq }
-        )
+    pub async fn follow(&self, task_id: u64, from_seq: u64) -> Result<Events> {
+        let request = StreamOutputRequest { task_id, from_seq };
+        let inner = rpc!(self, execution, stream_output, request)?;
+        Ok(self.events(inner))
+    }
+
+    fn events(&self, inner: Streaming<TaskEvent>) -> Events {
+        Events {
+            inner,
+            idle_limit: self.idle_limit,
+        }
+    }
+
+    /// Deletes finished tasks from the hub's history; returns how many and their kept bytes.
+    pub async fn purge(&self, selector: purge_request::Selector) -> Result<PurgeReply> {
+        let request = PurgeRequest {
+            selector: Some(selector),
+        };
+        rpc!(self, control, purge, request.clone())
+    }
+
+    /// A page of tasks (see [`ListTasksReply::next_page_token`] for the next).
+    pub async fn tasks_page(&self, filter: ListTasksRequest) -> Result<ListTasksReply> {
+        rpc!(self, control, list_tasks, filter.clone())
     }
 }

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use warren_proto::units::parse_size;
 
 /// Run tasks for a warren hub.
 ///
@@ -58,15 +59,32 @@ pub struct EngineConfig {
     pub kill_grace_ms: u64,
 
     /// Longest wait between reconnection attempts, in milliseconds
-    #[arg(long, default_value_t = 5000, value_name = "MS",
+    #[arg(long, default_value_t = 2000, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(10..))]
     pub max_backoff_ms: u64,
+
+    /// Output per task held in memory until the hub acknowledges it; past it, the task waits
+    /// (or, while the hub is away, output goes to a spill file)
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub outbox_memory: u64,
+
+    /// Where output waits on disk while the hub is away (mode 0700) [default: a directory of
+    /// its own beside the default socket]
+    #[arg(long, env = "WARREN_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
     /// The grace period between SIGTERM and SIGKILL.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_millis(self.kill_grace_ms)
+    }
+
+    /// The directory for spill files.
+    pub fn spill_dir(&self, uuid: &str) -> PathBuf {
+        self.spill_dir.clone().unwrap_or_else(|| {
+            warren_proto::connection::runtime_dir().join(format!("engine-{uuid}"))
+        })
     }
 
     /// The labels as a map.

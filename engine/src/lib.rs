@@ -3,21 +3,27 @@
 //! [`run`] keeps one registration stream open at a time ([`session`]), reconnecting with
 //! backoff and jitter when the hub goes away and keeping its uuid, so the hub gives it its old
 //! id back. Each task runs as a child process in its own process group ([`process`]), its
-//! stdout and stderr streamed to the hub as they are produced ([`runner`]).
+//! stdout and stderr read as they are produced ([`runner`]) into numbered chunks that stay in
+//! the task's [`outbox`] until the hub acknowledges them. Tasks keep running while the hub is
+//! away ([`tasks`]); when it is back, the engine reports them and sends again whatever the hub
+//! had not made safe.
 
 pub mod config;
+pub mod outbox;
 pub mod process;
 pub mod runner;
 pub mod session;
+pub mod tasks;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use warren_proto::v1::Hello;
 use warren_proto::{PROTOCOL_VERSION, VERSION};
 
 use crate::config::EngineConfig;
-use crate::runner::{Control, RunningTask};
-use crate::session::End;
+use crate::session::{Context, End};
+use crate::tasks::Tasks;
 
 /// Why the engine stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,49 +34,95 @@ pub enum EngineError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[from] std::io::Error),
+    /// The spill directory is unsafe or can't be made.
+    #[error("spill directory: {0}")]
+    SpillDir(#[from] warren_proto::private_dir::DirError),
 }
 
 /// Serves hubs until told to exit, by the hub or by SIGINT, SIGTERM or SIGHUP.
 pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-
     let hello = hello(&config);
+    let spill_dir = config.spill_dir(&hello.uuid);
+    warren_proto::private_dir::prepare(&spill_dir)?;
+    let _cleanup = RemoveDir(spill_dir.clone());
+    let tasks = Arc::new(Tasks::new(config.outbox_memory as usize, spill_dir));
+    let mut shutdown = watch_signals()?;
     tracing::info!(uuid = %hello.uuid, slots = hello.slots, "engine starting");
-    let mut tasks = HashMap::new();
+
     let mut backoff = Backoff::new(Duration::from_millis(config.max_backoff_ms));
     loop {
         let mut registered = false;
-        let end = tokio::select! {
-            end = session::serve(&config, &hello, &mut tasks, &mut registered) => end,
-            _ = interrupt.recv() => End::Exit("SIGINT".into()),
-            _ = terminate.recv() => End::Exit("SIGTERM".into()),
-            _ = hangup.recv() => End::Exit("SIGHUP".into()),
+        let ctx = Context {
+            config: &config,
+            hello: &hello,
+            tasks: &tasks,
+            shutdown: &mut shutdown,
         };
-        // The hub has written off whatever was running on this connection.
-        stop_all(&mut tasks, config.kill_grace()).await;
-        match end {
-            End::Exit(why) => {
+        let end = session::serve(ctx, &mut registered).await;
+        let stopping = shutdown.borrow().clone();
+        match (end, stopping) {
+            (End::Exit(why), _) | (End::Retry(_), Some(why)) => {
+                finish_tasks(&tasks, &config, &why).await;
                 tracing::info!(%why, "engine exiting");
                 return Ok(());
             }
-            End::Fatal(why) => return Err(EngineError::Refused(why)),
-            End::Retry(why) => {
+            (End::Fatal(why), _) => {
+                finish_tasks(&tasks, &config, &why).await;
+                return Err(EngineError::Refused(why));
+            }
+            (End::Retry(why), None) => {
                 if registered {
                     backoff = Backoff::new(backoff.ceiling);
                 }
                 let delay = backoff.next();
-                tracing::warn!(%why, retry_in = ?delay, "not connected to a hub");
+                tracing::warn!(%why, retry_in = ?delay, running = tasks.running(), "not connected to a hub");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = interrupt.recv() => return Ok(()),
-                    _ = terminate.recv() => return Ok(()),
-                    _ = hangup.recv() => return Ok(()),
+                    _ = shutdown.changed() => {}
                 }
             }
         }
+    }
+}
+
+/// Stops whatever still runs (without a hub to tell) and waits, bounded, for it to end.
+async fn finish_tasks(tasks: &Tasks, config: &EngineConfig, why: &str) {
+    if tasks.running() == 0 {
+        return;
+    }
+    tasks.stop_all(&format!("stopped: its engine is exiting ({why})"));
+    let deadline = tokio::time::Instant::now() + config.kill_grace() + Duration::from_secs(3);
+    while tasks.running() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A channel that says why the engine should stop, once a signal asks it to.
+fn watch_signals() -> Result<watch::Receiver<Option<String>>, EngineError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        let _ = tx.send(Some(why.to_owned()));
+        // Keep the sender alive so receivers see the value, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    Ok(rx)
+}
+
+/// Removes the engine's spill directory when it exits.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -87,6 +139,7 @@ fn hello(config: &EngineConfig) -> Hello {
         labels: config.label_map(),
         slots: config.slots,
         version: VERSION.into(),
+        tasks: Vec::new(),
     }
 }
 
@@ -107,27 +160,6 @@ fn new_uuid() -> String {
         &hex[16..20],
         &hex[20..]
     )
-}
-
-/// Terminates every running task and waits (bounded) for them to end.
-async fn stop_all(tasks: &mut HashMap<u64, RunningTask>, grace: Duration) {
-    tasks.retain(|_, task| !task.is_finished());
-    if tasks.is_empty() {
-        return;
-    }
-    for task in tasks.values() {
-        task.send(Control::Cancel);
-    }
-    let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(3);
-    while tokio::time::Instant::now() < deadline {
-        tasks.retain(|_, task| !task.is_finished());
-        if tasks.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::warn!(left = tasks.len(), "tasks did not stop in time");
-    tasks.clear();
 }
 
 /// Exponential backoff with jitter, from 100 ms up to a ceiling.

@@ -3,17 +3,16 @@
 use bytes::BytesMut;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use warren_proto::v1::{
-    EngineMessage, OutputStream, TaskFinished, TaskOutput, TaskResult, TaskSpec, TaskStarted,
-    TaskState, engine_message, task_result,
-};
+use warren_proto::v1::{OutputStream, TaskResult, TaskSpec, TaskStarted, TaskState, task_result};
 use warren_proto::{now_us, signals};
 
 use crate::process;
+use crate::tasks::Tasks;
 
 /// Bytes read from a pipe at most per output chunk.
 const CHUNK: usize = 64 * 1024;
@@ -22,55 +21,50 @@ const CHUNK: usize = 64 * 1024;
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// What the engine may ask of a running task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Control {
     /// Send this signal to the task's process group.
     Signal(i32),
-    /// Stop it: SIGTERM, then SIGKILL after the grace period; it ends ABORTED.
+    /// Abort it: SIGTERM, then SIGKILL after the grace period; it ends ABORTED.
     Cancel,
+    /// The engine is stopping: the same, with this reason.
+    Stop(String),
+    /// The hub has written this attempt off: kill it and report nothing.
+    Discard,
 }
 
-/// A task being run: the handle the engine keeps to steer it.
-#[derive(Debug)]
-pub struct RunningTask {
-    control: mpsc::UnboundedSender<Control>,
+/// Where a running task reports.
+#[derive(Clone)]
+struct Run {
+    task_id: u64,
+    attempt: u32,
+    tasks: Arc<Tasks>,
 }
 
-impl RunningTask {
-    /// Asks the task to do something; a task that has ended ignores it.
-    pub fn send(&self, control: Control) {
-        let _ = self.control.send(control);
-    }
-
-    /// Whether the task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.control.is_closed()
-    }
-}
-
-/// Starts a task; its messages (started, output, finished) go to `out`, in order.
+/// Starts a task (which must already be in `tasks`); its start, output and end go there.
 pub fn start(
     task_id: u64,
+    attempt: u32,
     spec: TaskSpec,
-    out: mpsc::Sender<EngineMessage>,
+    tasks: Arc<Tasks>,
     grace: Duration,
-) -> RunningTask {
-    let (control, control_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(task_id, spec, out, grace, control_rx));
-    RunningTask { control }
+    control: mpsc::UnboundedReceiver<Control>,
+) {
+    let run = Run {
+        task_id,
+        attempt,
+        tasks,
+    };
+    tokio::spawn(supervise(run, spec, grace, control));
 }
 
-fn message(kind: engine_message::Kind) -> EngineMessage {
-    EngineMessage { kind: Some(kind) }
-}
-
-async fn run(
-    task_id: u64,
+async fn supervise(
+    run: Run,
     spec: TaskSpec,
-    out: mpsc::Sender<EngineMessage>,
     grace: Duration,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
+    let (task_id, attempt) = (run.task_id, run.attempt);
     let started_us = now_us();
     let spawned = process::command(&spec).and_then(|mut command| {
         command
@@ -87,19 +81,23 @@ async fn run(
                 error,
                 started_us: 0,
                 finished_us: now_us(),
+                attempt,
             };
-            let _ = out.send(finished(task_id, result)).await;
+            run.tasks.finished(task_id, attempt, result);
             return;
         }
     };
     let pgid = child.id().unwrap_or(0);
-    let _ = out
-        .send(message(engine_message::Kind::Started(TaskStarted {
+    run.tasks.started(
+        task_id,
+        attempt,
+        TaskStarted {
             task_id,
             pid: pgid,
             started_us,
-        })))
-        .await;
+            attempt,
+        },
+    );
 
     if let Some(mut stdin) = child.stdin.take() {
         let bytes = spec.stdin.clone();
@@ -113,44 +111,47 @@ async fn run(
         pumps.push(tokio::spawn(pump(
             stdout,
             OutputStream::Stdout,
-            task_id,
-            out.clone(),
+            run.clone(),
         )));
     }
     if let Some(stderr) = child.stderr.take() {
         pumps.push(tokio::spawn(pump(
             stderr,
             OutputStream::Stderr,
-            task_id,
-            out.clone(),
+            run.clone(),
         )));
     }
 
-    let deadline =
-        (spec.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(spec.timeout_ms));
+    let limit = spec.timeout_ms.map(Duration::from_millis);
+    let deadline = limit.map(|limit| Instant::now() + limit);
     let mut ending: Option<(TaskState, String)> = None;
+    let mut discarded = false;
     let mut kill_at: Option<Instant> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             () = sleep_until(deadline), if ending.is_none() => {
-                let limit = Duration::from_millis(spec.timeout_ms);
-                ending = Some((TaskState::TimedOut, format!("timed out after {limit:?}")));
-                process::signal_group(pgid, rustix::process::Signal::TERM.as_raw());
-                kill_at = Some(Instant::now() + grace);
+                let why = format!("timed out after {:?}", limit.unwrap_or_default());
+                terminate(&mut ending, &mut kill_at, (pgid, grace), TaskState::TimedOut, why);
             }
             () = sleep_until(kill_at) => {
                 process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
                 kill_at = None;
             }
-            Some(request) = control.recv() => match request {
-                Control::Signal(signal) => process::signal_group(pgid, signal),
-                Control::Cancel if ending.is_none() => {
-                    ending = Some((TaskState::Aborted, "aborted while running".to_owned()));
-                    process::signal_group(pgid, rustix::process::Signal::TERM.as_raw());
-                    kill_at = Some(Instant::now() + grace);
+            request = control.recv(), if !discarded => match request {
+                Some(Control::Signal(signal)) => process::signal_group(pgid, signal),
+                Some(Control::Cancel) => {
+                    let why = "aborted while running".to_owned();
+                    terminate(&mut ending, &mut kill_at, (pgid, grace), TaskState::Aborted, why);
                 }
-                Control::Cancel => {}
+                Some(Control::Stop(why)) => {
+                    terminate(&mut ending, &mut kill_at, (pgid, grace), TaskState::Aborted, why);
+                }
+                Some(Control::Discard) | None => {
+                    // Nobody wants this attempt any more: no grace.
+                    discarded = true;
+                    process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
+                }
             },
         }
     };
@@ -164,7 +165,10 @@ async fn run(
             );
         }
     }
-    let result = match status {
+    if discarded {
+        return;
+    }
+    let mut result = match status {
         Ok(status) => result_of(status, ending, started_us),
         Err(err) => TaskResult {
             state: TaskState::Failed as i32,
@@ -172,9 +176,26 @@ async fn run(
             error: format!("cannot wait for the task's process: {err}"),
             started_us,
             finished_us: now_us(),
+            attempt,
         },
     };
-    let _ = out.send(finished(task_id, result)).await;
+    result.attempt = attempt;
+    run.tasks.finished(task_id, attempt, result);
+}
+
+/// Begins ending a task (once): SIGTERM now, SIGKILL after the grace period.
+fn terminate(
+    ending: &mut Option<(TaskState, String)>,
+    kill_at: &mut Option<Instant>,
+    (pgid, grace): (u32, Duration),
+    state: TaskState,
+    why: String,
+) {
+    if ending.is_none() {
+        *ending = Some((state, why));
+        process::signal_group(pgid, rustix::process::Signal::TERM.as_raw());
+        *kill_at = Some(Instant::now() + grace);
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -184,11 +205,32 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn finished(task_id: u64, result: TaskResult) -> EngineMessage {
-    message(engine_message::Kind::Finished(TaskFinished {
-        task_id,
-        result: Some(result),
-    }))
+/// Streams one pipe to the hub as it is written, a chunk per read, without copying.
+async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, run: Run) {
+    let mut buffer = BytesMut::with_capacity(CHUNK);
+    loop {
+        if buffer.capacity() < CHUNK / 4 {
+            buffer.reserve(CHUNK);
+        }
+        match reader.read_buf(&mut buffer).await {
+            Ok(0) => return,
+            Ok(_) => {
+                let data = buffer.split().freeze();
+                if !run
+                    .tasks
+                    .output(run.task_id, run.attempt, stream as i32, data)
+                    .await
+                {
+                    return;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                tracing::warn!(task = run.task_id, %err, "reading the task's output failed");
+                return;
+            }
+        }
+    }
 }
 
 fn program_name(spec: &TaskSpec) -> String {
@@ -229,42 +271,6 @@ fn result_of(
         error,
         started_us,
         finished_us: now_us(),
-    }
-}
-
-/// Streams one pipe to the hub as it is written, a chunk per read, without copying.
-async fn pump(
-    mut reader: impl AsyncRead + Unpin,
-    stream: OutputStream,
-    task_id: u64,
-    out: mpsc::Sender<EngineMessage>,
-) {
-    let mut buffer = BytesMut::with_capacity(CHUNK);
-    loop {
-        if buffer.capacity() < CHUNK / 4 {
-            buffer.reserve(CHUNK);
-        }
-        match reader.read_buf(&mut buffer).await {
-            Ok(0) => return,
-            Ok(_) => {
-                let output = TaskOutput {
-                    task_id,
-                    stream: stream as i32,
-                    data: buffer.split().freeze(),
-                };
-                if out
-                    .send(message(engine_message::Kind::Output(output)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                tracing::warn!(task = task_id, %err, "reading the task's output failed");
-                return;
-            }
-        }
+        attempt: 0,
     }
 }

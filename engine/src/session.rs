@@ -1,9 +1,12 @@
-//! One registration with the hub: say hello, then run what the hub assigns until the stream ends.
+//! One registration with the hub: say hello (with the tasks still here), then send output
+//! and run what the hub assigns until the stream ends, the hub falls silent, or it is time to
+//! stop.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use warren_proto::auth::{HUB_TIME_HEADER, Key, Signer};
@@ -14,22 +17,37 @@ use warren_proto::v1::registration_client::RegistrationClient;
 use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_message, hub_message};
 
 use crate::config::EngineConfig;
-use crate::runner::{self, Control, RunningTask};
+use crate::runner::{self, Control};
+use crate::tasks::Tasks;
 
-/// Messages waiting to go to the hub; when full, task output waits (and so do the tasks).
+/// Messages waiting to go to the hub; when full, sending waits (and so does task output).
 const OUTBOX: usize = 64;
+/// Messages taken from the tasks per round.
+const BATCH: usize = 32;
 /// Largest message the engine accepts (an assignment carries the task's stdin).
 const MAX_MESSAGE: usize = 64 << 20;
 
 /// How a session ended.
 #[derive(Debug)]
 pub enum End {
-    /// The hub told the engine to exit.
+    /// Time to exit (told by the hub, or by a signal, and every task is settled).
     Exit(String),
     /// The hub went away or refused for now; try again later.
     Retry(String),
     /// The hub refused in a way retrying can't fix.
     Fatal(String),
+}
+
+/// What a session works with.
+pub struct Context<'a> {
+    /// The flags.
+    pub config: &'a EngineConfig,
+    /// The engine's introduction, without tasks.
+    pub hello: &'a Hello,
+    /// The engine's tasks.
+    pub tasks: &'a Arc<Tasks>,
+    /// Set to a reason when the engine should stop.
+    pub shutdown: &'a mut watch::Receiver<Option<String>>,
 }
 
 /// Where the hub is and how to sign for it, read afresh for each attempt: a restarted hub
@@ -55,13 +73,8 @@ fn resolve(config: &EngineConfig) -> Result<(PathBuf, Signer), End> {
 
 /// Registers and serves one hub connection until it ends; sets `registered` once the hub
 /// has welcomed the engine.
-pub async fn serve(
-    config: &EngineConfig,
-    hello: &Hello,
-    tasks: &mut HashMap<u64, RunningTask>,
-    registered: &mut bool,
-) -> End {
-    let (socket, signer) = match resolve(config) {
+pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
+    let (socket, signer) = match resolve(ctx.config) {
         Ok(found) => found,
         Err(end) => return end,
     };
@@ -74,16 +87,17 @@ pub async fn serve(
             ));
         }
     };
-    let signed = SignedChannel::new(channel, signer.clone());
-    let mut client = RegistrationClient::new(signed)
+    let mut client = RegistrationClient::new(SignedChannel::new(channel, signer.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
 
+    let mut hello = ctx.hello.clone();
+    hello.tasks = ctx.tasks.begin_session();
     let (out, out_rx) = mpsc::channel(OUTBOX);
-    let hello_message = EngineMessage {
-        kind: Some(engine_message::Kind::Hello(hello.clone())),
+    let hello = EngineMessage {
+        kind: Some(engine_message::Kind::Hello(hello)),
     };
-    if out.send(hello_message).await.is_err() {
+    if out.send(hello).await.is_err() {
         return End::Retry("internal: outbox closed".into());
     }
     let mut inbound = match client.register(ReceiverStream::new(out_rx)).await {
@@ -99,60 +113,147 @@ pub async fn serve(
     };
     tracing::info!(engine = welcome.engine_id, socket = %socket.display(), "registered with the hub");
     *registered = true;
+    ctx.tasks.set_connected(true);
+    converse(ctx, &welcome, &out, &mut inbound).await
+}
 
+async fn converse(
+    ctx: Context<'_>,
+    welcome: &warren_proto::v1::Welcome,
+    out: &mpsc::Sender<EngineMessage>,
+    inbound: &mut tonic::Streaming<HubMessage>,
+) -> End {
+    let Context {
+        config,
+        tasks,
+        shutdown,
+        ..
+    } = ctx;
     let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(10)));
+    let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms.max(100)));
     let mut heartbeat = tokio::time::interval(interval);
-    loop {
+    let mut last_heard = Instant::now();
+    let mut draining: Option<(Instant, String)> = shutdown
+        .borrow()
+        .clone()
+        .map(|why| begin_drain(tasks, config, why));
+    let end = loop {
+        if let Some((deadline, why)) = &draining
+            && (tasks.is_empty() || Instant::now() >= *deadline)
+        {
+            break End::Exit(why.clone());
+        }
+        let changed = tasks.changed.notified();
+        let batch = tasks.next_messages(BATCH);
+        if !batch.is_empty() {
+            for message in batch {
+                if out.send(message).await.is_err() {
+                    break;
+                }
+            }
+            continue;
+        }
+        let drain_deadline = draining.as_ref().map(|(deadline, _)| *deadline);
         tokio::select! {
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
-                    if let Some(end) = handle(message, config, &out, tasks) {
-                        return end;
+                    last_heard = Instant::now();
+                    match handle(message, config, tasks) {
+                        Some(Handled::Exit(why)) if draining.is_none() => {
+                            draining = Some(begin_drain(tasks, config, why));
+                        }
+                        Some(Handled::Exit(_)) => {}
+                        Some(Handled::Retry(why)) => break End::Retry(why),
+                        None => {}
                     }
                 }
-                Ok(None) => return End::Retry("the hub closed the stream".into()),
-                Err(status) => return End::Retry(format!("lost the hub: {}", status.message())),
+                Ok(None) => break End::Retry("the hub closed the stream".into()),
+                Err(status) => break End::Retry(format!("lost the hub: {}", status.message())),
             },
+            () = changed => {}
             _ = heartbeat.tick() => {
                 // Skipped when output fills the outbox: the output itself shows we are alive.
                 let _ = out.try_send(EngineMessage {
                     kind: Some(engine_message::Kind::Heartbeat(Heartbeat { time_us: now_us() })),
                 });
             }
+            () = tokio::time::sleep_until(last_heard + silence_limit) => {
+                break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
+            }
+            changed = shutdown.changed(), if draining.is_none() => {
+                let why = match changed {
+                    Ok(()) => shutdown.borrow().clone().unwrap_or_else(|| "asked to stop".into()),
+                    Err(_) => "asked to stop".into(),
+                };
+                draining = Some(begin_drain(tasks, config, why));
+            }
+            () = sleep_or_never(drain_deadline) => {}
         }
+    };
+    tasks.set_connected(false);
+    end
+}
+
+/// Stops every task and gives their ends time to reach the hub.
+fn begin_drain(tasks: &Tasks, config: &EngineConfig, why: String) -> (Instant, String) {
+    tracing::info!(%why, tasks = tasks.running(), "stopping tasks before exiting");
+    tasks.stop_all(&format!("stopped: its engine is exiting ({why})"));
+    (
+        Instant::now() + config.kill_grace() + Duration::from_secs(3),
+        why,
+    )
+}
+
+async fn sleep_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
-fn handle(
-    message: HubMessage,
-    config: &EngineConfig,
-    out: &mpsc::Sender<EngineMessage>,
-    tasks: &mut HashMap<u64, RunningTask>,
-) -> Option<End> {
+/// What a hub message asks of the session.
+enum Handled {
+    Exit(String),
+    Retry(String),
+}
+
+fn handle(message: HubMessage, config: &EngineConfig, tasks: &Arc<Tasks>) -> Option<Handled> {
     match message.kind? {
         hub_message::Kind::Assign(assign) => {
-            tasks.retain(|_, task| !task.is_finished());
-            let spec = assign.spec.unwrap_or_default();
-            tracing::debug!(task = assign.task_id, "assigned");
-            let task = runner::start(assign.task_id, spec, out.clone(), config.kill_grace());
-            tasks.insert(assign.task_id, task);
+            if tasks.has(assign.task_id, assign.attempt) {
+                return None;
+            }
+            tracing::debug!(task = assign.task_id, attempt = assign.attempt, "assigned");
+            let (control, control_rx) = mpsc::unbounded_channel();
+            tasks.add(assign.task_id, assign.attempt, control);
+            runner::start(
+                assign.task_id,
+                assign.attempt,
+                assign.spec.unwrap_or_default(),
+                tasks.clone(),
+                config.kill_grace(),
+                control_rx,
+            );
         }
         hub_message::Kind::Signal(signal) => {
-            if let Some(task) = tasks.get(&signal.task_id) {
-                task.send(Control::Signal(signal.signal));
-            }
+            tasks.control(signal.task_id, Control::Signal(signal.signal));
         }
-        hub_message::Kind::Cancel(cancel) => {
-            if let Some(task) = tasks.get(&cancel.task_id) {
-                task.send(Control::Cancel);
-            }
+        hub_message::Kind::Cancel(cancel) if cancel.discard => {
+            tracing::info!(
+                task = cancel.task_id,
+                attempt = cancel.attempt,
+                "the hub wrote this task off; discarding it"
+            );
+            tasks.discard(cancel.task_id, cancel.attempt);
+        }
+        hub_message::Kind::Cancel(cancel) => tasks.control(cancel.task_id, Control::Cancel),
+        hub_message::Kind::Ack(ack) => {
+            tasks.ack(ack.task_id, ack.attempt, ack.chunk_seq, ack.finished);
         }
         hub_message::Kind::Shutdown(shutdown) if shutdown.exit => {
-            return Some(End::Exit(shutdown.reason));
+            return Some(Handled::Exit(shutdown.reason));
         }
-        hub_message::Kind::Shutdown(shutdown) => {
-            return Some(End::Retry(shutdown.reason));
-        }
+        hub_message::Kind::Shutdown(shutdown) => return Some(Handled::Retry(shutdown.reason)),
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
     }
     None

@@ -19,6 +19,7 @@ pub mod private_dir;
 pub mod private_file;
 pub mod signals;
 pub mod transport;
+pub mod units;
 
 /// The generated code for protobuf package `warren.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -13,13 +13,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
     /// The directory is a symlink.
-    #[error("directory {0} is a symbolic link; refusing to work behind a link someone could redirect. Use the real directory")]
+    #[error(
+        "directory {0} is a symbolic link; refusing to work behind a link someone could redirect. Use the real directory"
+    )]
     Symlink(PathBuf),
     /// The path exists and is not a directory.
     #[error("{0} is not a directory")]
     NotDirectory(PathBuf),
     /// Someone else owns the directory.
-    #[error("directory {dir} belongs to uid {owner}, not to you (uid {me}); someone else could replace what is in it. Choose another place")]
+    #[error(
+        "directory {dir} belongs to uid {owner}, not to you (uid {me}); someone else could replace what is in it. Choose another place"
+    )]
     WrongOwner {
         /// The directory.
         dir: PathBuf,
@@ -29,7 +33,9 @@ pub enum DirError {
         me: u32,
     },
     /// Group or others can enter the directory.
-    #[error("directory {dir} is open to group or others (mode {mode:04o}); other users could reach what is in it. Run `chmod 700 {dir}` or choose another place")]
+    #[error(
+        "directory {dir} is open to group or others (mode {mode:04o}); other users could reach what is in it. Run `chmod 700 {dir}` or choose another place"
+    )]
     TooOpen {
         /// The directory.
         dir: PathBuf,
@@ -59,7 +65,11 @@ fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -
 /// Creates the directory (and its parents) with mode 0700 if missing, then checks it.
 pub fn prepare(dir: &Path) -> Result<(), DirError> {
     if fs::symlink_metadata(dir).is_err() {
-        match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
             Ok(()) => {}
             // Another process made it first; it is checked below like any existing directory.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::time::Instant;
 use tonic::Status;
 use warren_proto::v1::{
-    Ack, CancelTask, EngineMessage, Hello, OutputChunk, TaskReport, TaskResult, TaskState,
-    Welcome, engine_message, hub_message,
+    Ack, CancelTask, EngineMessage, Hello, OutputChunk, TaskReport, TaskResult, TaskState, Welcome,
+    engine_message, hub_message,
 };
 use warren_proto::{PROTOCOL_VERSION, check_protocol_version, now_us};
 
@@ -32,7 +32,9 @@ impl Hub {
             return Err(stopping_status());
         }
         let (id, _) = state.engines.id_for(&hello.uuid);
-        if state.engines.get(id).is_none() && state.engines.len() >= self.settings().limits.max_engines {
+        if state.engines.get(id).is_none()
+            && state.engines.len() >= self.settings().limits.max_engines
+        {
             return Err(Status::resource_exhausted(format!(
                 "the hub already has {} engines (--max-engines); stop some first",
                 state.engines.len()
@@ -113,7 +115,8 @@ impl Hub {
             }
             Some(engine_message::Kind::Finished(finished)) => {
                 let result = checked_result(finished.result);
-                if let Some(task) = state.active_task(engine_id, finished.task_id, finished.attempt) {
+                if let Some(task) = state.active_task(engine_id, finished.task_id, finished.attempt)
+                {
                     if finished.chunks > task.chunk_received {
                         tracing::warn!(
                             task = finished.task_id,
@@ -132,7 +135,10 @@ impl Hub {
             }
             Some(engine_message::Kind::Heartbeat(_)) => false,
             Some(engine_message::Kind::Hello(_)) | None => {
-                tracing::warn!(engine = engine_id, "ignored an unexpected message from an engine");
+                tracing::warn!(
+                    engine = engine_id,
+                    "ignored an unexpected message from an engine"
+                );
                 false
             }
         }
@@ -151,21 +157,38 @@ impl Hub {
 
 impl State {
     /// The task, if it is active on this engine in this attempt and not ending.
-    fn active_task(&mut self, engine_id: u32, task_id: u64, attempt: u32) -> Option<&mut crate::tasks::Task> {
+    fn active_task(
+        &mut self,
+        engine_id: u32,
+        task_id: u64,
+        attempt: u32,
+    ) -> Option<&mut crate::tasks::Task> {
         let active = self
             .engines
             .get(engine_id)
             .is_some_and(|e| e.active.contains(&task_id));
         let task = self.tasks.get_mut(&task_id)?;
         if !active || task.row.attempt != attempt || task.is_ending() {
-            tracing::debug!(engine = engine_id, task = task_id, attempt, "ignored news of a task not active there");
+            tracing::debug!(
+                engine = engine_id,
+                task = task_id,
+                attempt,
+                "ignored news of a task not active there"
+            );
             return None;
         }
         Some(task)
     }
 
     /// Makes an engine's tasks wait for it until `deadline`.
-    pub fn await_engine(&mut self, engine_id: u32, who: String, tasks: HashSet<u64>, deadline: Instant, why: &str) {
+    pub fn await_engine(
+        &mut self,
+        engine_id: u32,
+        who: String,
+        tasks: HashSet<u64>,
+        deadline: Instant,
+        why: &str,
+    ) {
         let entry = self.awaiting.entry(engine_id).or_insert_with(|| Awaiting {
             deadline,
             tasks: Vec::new(),
@@ -265,7 +288,10 @@ impl State {
                 if let Some(task) = self.tasks.get_mut(&task_id) {
                     task.end(
                         TaskState::Failed,
-                        format!("{} {} before the task started; submit it again", awaiting.who, awaiting.why),
+                        format!(
+                            "{} {} before the task started; submit it again",
+                            awaiting.who, awaiting.why
+                        ),
                         &store,
                     );
                 }
@@ -288,7 +314,11 @@ impl State {
             // Placed but never started: run it elsewhere, or fail it if it was for this engine.
             task.end_attempt(&format!("{who} {why} before it started"), &store);
             if task.row.pinned.is_some() {
-                task.end(TaskState::Failed, format!("{who} {why} before the task started; submit it again"), &store);
+                task.end(
+                    TaskState::Failed,
+                    format!("{who} {why} before the task started; submit it again"),
+                    &store,
+                );
             } else {
                 task.row.engine_id = 0;
                 self.enqueue(task_id);

@@ -44,11 +44,20 @@ enum Step {
 }
 
 /// Follows one task from `from_seq` until its final event.
-pub async fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64, client: Submitter) -> Result<EventStream, Status> {
+pub async fn follow(
+    hub: Arc<Hub>,
+    task_id: u64,
+    from_seq: u64,
+    client: Submitter,
+) -> Result<EventStream, Status> {
     let limits = hub.settings().limits.clone();
     let attached = {
         let mut state = hub.lock();
-        let streams = state.streams_by_client.get(&client.pid).copied().unwrap_or(0);
+        let streams = state
+            .streams_by_client
+            .get(&client.pid)
+            .copied()
+            .unwrap_or(0);
         if streams >= limits.max_streams_per_client {
             return Err(Status::resource_exhausted(format!(
                 "this process (pid {}) already follows {streams} streams (--max-streams-per-client); close some",
@@ -92,11 +101,18 @@ pub async fn follow(hub: Arc<Hub>, task_id: u64, from_seq: u64, client: Submitte
         }
     }
     let every = hub.settings().heartbeat;
-    Ok(with_heartbeats(stream::unfold(follower, next_event).boxed(), every))
+    Ok(with_heartbeats(
+        stream::unfold(follower, next_event).boxed(),
+        every,
+    ))
 }
 
 /// Follows several tasks from their start, interleaving their events as they come.
-pub async fn follow_all(hub: Arc<Hub>, task_ids: &[u64], client: Submitter) -> Result<EventStream, Status> {
+pub async fn follow_all(
+    hub: Arc<Hub>,
+    task_ids: &[u64],
+    client: Submitter,
+) -> Result<EventStream, Status> {
     let mut streams = Vec::with_capacity(task_ids.len());
     for &id in task_ids {
         streams.push(follow(hub.clone(), id, 0, client).await?);
@@ -104,7 +120,8 @@ pub async fn follow_all(hub: Arc<Hub>, task_ids: &[u64], client: Submitter) -> R
     let merged = stream::select_all(streams)
         .filter(|item| {
             // Each task's stream beats on its own; one beat for the whole is enough.
-            let heartbeat = matches!(item, Ok(e) if matches!(e.kind, Some(task_event::Kind::Heartbeat(_))));
+            let heartbeat =
+                matches!(item, Ok(e) if matches!(e.kind, Some(task_event::Kind::Heartbeat(_))));
             std::future::ready(!heartbeat)
         })
         .boxed();
@@ -176,7 +193,8 @@ impl Follower {
             match task.log.read(self.cursor) {
                 Read::Ready(entry, next) => {
                     self.cursor = next;
-                    self.pending.push_back(to_event(entry, self.task_id, task.row.engine_id));
+                    self.pending
+                        .push_back(to_event(entry, self.task_id, task.row.engine_id));
                 }
                 Read::Stored { below } if self.pending.is_empty() => {
                     return Step::Stored { below: Some(below) };
@@ -202,9 +220,11 @@ impl Follower {
             .query(move |conn| {
                 let below = match below {
                     Some(below) => below,
-                    None => conn.query_row("SELECT next_seq FROM tasks WHERE id = ?1", [task_id as i64], |r| {
-                        r.get::<_, i64>(0)
-                    })? as u64,
+                    None => conn.query_row(
+                        "SELECT next_seq FROM tasks WHERE id = ?1",
+                        [task_id as i64],
+                        |r| r.get::<_, i64>(0),
+                    )? as u64,
                 };
                 crate::store::entries(conn, task_id, from, below, STORED_BATCH)
             })

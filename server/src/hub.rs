@@ -191,7 +191,11 @@ impl Hub {
     }
 
     /// Submits a request's tasks, one per selected engine, and starts what can start.
-    pub fn submit(&self, request: ExecuteRequest, submitter: Submitter) -> Result<Vec<u64>, Status> {
+    pub fn submit(
+        &self,
+        request: ExecuteRequest,
+        submitter: Submitter,
+    ) -> Result<Vec<u64>, Status> {
         let request = validate::request(request)?;
         let mut state = self.lock();
         if !state.accepting {
@@ -343,7 +347,10 @@ impl Hub {
                     .filter(|e| e.active.contains(&id) && task.state() == TaskState::Running);
                 match engine {
                     Some(engine) => {
-                        engine.send(hub_message::Kind::Signal(SignalTask { task_id: id, signal }));
+                        engine.send(hub_message::Kind::Signal(SignalTask {
+                            task_id: id,
+                            signal,
+                        }));
                         reply.signalled.push(id);
                     }
                     None => reply.not_running.push(id),
@@ -440,7 +447,8 @@ impl State {
             let id = row.id;
             let assigned = row.attempt > 0 && row.engine_id != 0;
             let engine_id = row.engine_id;
-            self.tasks.insert(id, Task::resume(row, Vec::new(), self.settings.log_limits));
+            self.tasks
+                .insert(id, Task::resume(row, Vec::new(), self.settings.log_limits));
             if assigned {
                 self.awaiting
                     .entry(engine_id)
@@ -528,7 +536,11 @@ impl State {
                 limits.max_queued
             )));
         }
-        let mine = self.queued_by_client.get(&submitter.pid).copied().unwrap_or(0);
+        let mine = self
+            .queued_by_client
+            .get(&submitter.pid)
+            .copied()
+            .unwrap_or(0);
         if mine + more > limits.max_queued_per_client {
             return Err(Status::resource_exhausted(format!(
                 "this process (pid {}) already has {mine} tasks waiting for engines (--max-queued-per-client {}); wait for some to start",
@@ -609,7 +621,9 @@ impl State {
 /// NOT_FOUND for a task id, saying which ids exist.
 pub fn unknown_task(id: u64, newest: u64) -> Status {
     if newest == 0 {
-        Status::not_found(format!("task {id} does not exist: this hub has no tasks yet"))
+        Status::not_found(format!(
+            "task {id} does not exist: this hub has no tasks yet"
+        ))
     } else {
         Status::not_found(format!(
             "task {id} does not exist (or was purged): this hub's tasks are numbered up to {newest}"

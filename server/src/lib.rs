@@ -18,9 +18,9 @@ pub mod auth;
 mod committed;
 pub mod config;
 mod engines;
-mod liveness;
 pub mod follow;
 pub mod hub;
+mod liveness;
 pub mod registry;
 mod scheduler;
 pub mod service;
@@ -43,8 +43,8 @@ use warren_proto::v1::{
 
 use crate::config::HubConfig;
 use crate::hub::{Hub, Limits, Settings, StopRequest};
-use crate::store::{Location, Store};
 use crate::socket::SocketError;
+use crate::store::{Location, Store};
 use crate::tasklog::LogLimits;
 
 /// How long connections get to finish after the hub has stopped its work.
@@ -145,7 +145,11 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
     let background = [
         tokio::spawn(committed::run(hub.clone(), commits)),
         tokio::spawn(liveness::run(hub.clone())),
-        tokio::spawn(retention(hub.clone(), config.retain_age, config.retain_size)),
+        tokio::spawn(retention(
+            hub.clone(),
+            config.retain_age,
+            config.retain_size,
+        )),
     ];
     let uid = rustix::process::geteuid().as_raw();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,7 +165,8 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
     let request = wait_for_stop(&hub).await?;
     tracing::info!(?request, "hub stopping");
     let grace = Duration::from_secs(10);
-    hub.wind_down(request == StopRequest::HubAndEngines, grace).await;
+    hub.wind_down(request == StopRequest::HubAndEngines, grace)
+        .await;
     hub.stop();
     for task in background {
         task.abort();

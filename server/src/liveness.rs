@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use warren_proto::v1::{Heartbeat, hub_message};
 use warren_proto::now_us;
+use warren_proto::v1::{Heartbeat, hub_message};
 
 use crate::hub::Hub;
 
@@ -15,7 +15,9 @@ impl Hub {
         let mut state = self.lock();
         let now = Instant::now();
         for engine in state.engines.iter() {
-            engine.send(hub_message::Kind::Heartbeat(Heartbeat { time_us: now_us() }));
+            engine.send(hub_message::Kind::Heartbeat(Heartbeat {
+                time_us: now_us(),
+            }));
         }
         let silent: Vec<u32> = state
             .engines

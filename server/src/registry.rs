@@ -115,7 +115,13 @@ impl Registry {
 
     /// Adds an engine under `id`. A still-connected engine with the same id is replaced and
     /// returned so its work can be settled.
-    pub fn insert(&mut self, id: u32, hello: Hello, tx: EngineTx, now_us: i64) -> (u64, Option<Engine>) {
+    pub fn insert(
+        &mut self,
+        id: u32,
+        hello: Hello,
+        tx: EngineTx,
+        now_us: i64,
+    ) -> (u64, Option<Engine>) {
         self.next_connection += 1;
         let engine = Engine {
             id,

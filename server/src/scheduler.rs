@@ -43,10 +43,7 @@ impl State {
             if best.is_some_and(|(best_load, ..)| best_load <= load) {
                 continue;
             }
-            let own = self
-                .queues
-                .get(&engine.id)
-                .and_then(|q| q.front().copied());
+            let own = self.queues.get(&engine.id).and_then(|q| q.front().copied());
             let shared = self
                 .unplaced
                 .iter()
@@ -89,7 +86,12 @@ impl State {
             return;
         };
         let pid = task.row.submitter.pid;
-        task.begin_attempt(engine_id, &engine.hello.uuid, &engine.hello.hostname, &store);
+        task.begin_attempt(
+            engine_id,
+            &engine.hello.uuid,
+            &engine.hello.hostname,
+            &store,
+        );
         engine.active.insert(task_id);
         engine.send(hub_message::Kind::Assign(Assign {
             task_id,

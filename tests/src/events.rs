@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::timeout;
+use warren::Events;
 use warren::proto::{OutputStream, TaskEvent, TaskResult, task_event::Kind};
-use warren::tonic::Streaming;
 
 use crate::process::PATIENCE;
 
 /// Every event of a stream, until it ends (panics after [`PATIENCE`]).
-pub async fn collect(mut events: Streaming<TaskEvent>) -> Vec<TaskEvent> {
+pub async fn collect(mut events: Events) -> Vec<TaskEvent> {
     let mut all = Vec::new();
     let result = timeout(PATIENCE, async {
         while let Some(event) = events.message().await.expect("event stream failed") {
@@ -25,7 +25,7 @@ pub async fn collect(mut events: Streaming<TaskEvent>) -> Vec<TaskEvent> {
 }
 
 /// The next event, within `limit`.
-pub async fn next_event(events: &mut Streaming<TaskEvent>, limit: Duration) -> Option<TaskEvent> {
+pub async fn next_event(events: &mut Events, limit: Duration) -> Option<TaskEvent> {
     timeout(limit, events.message())
         .await
         .expect("no event in time")

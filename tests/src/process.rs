@@ -177,11 +177,11 @@ impl Cluster {
     /// The command that starts a hub on this cluster's socket.
     pub fn hub_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("warren-hub"));
-        command
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .env("RUST_LOG", "warn,warren_hub=debug");
+        command.arg("--socket").arg(&self.socket);
+        if !args.contains(&"--db") {
+            command.arg("--db").arg(self.dir().join("hub.db"));
+        }
+        command.args(args).env("RUST_LOG", "warn,warren_hub=debug");
         command
     }
 
@@ -215,14 +215,16 @@ impl Cluster {
 
     /// Starts an engine with extra flags; returns its index in `engines`.
     pub fn add_engine(&mut self, args: &[&str]) -> usize {
+        let index = self.engines.len();
         let mut command = Command::new(binary("warren-engine"));
         command
             .arg("--connection-file")
             .arg(&self.connection_file)
+            .arg("--spill-dir")
+            .arg(self.dir().join(format!("spill-{index}")))
             .args(["--max-backoff-ms", "200", "--kill-grace-ms", "500"])
             .args(args)
             .env("RUST_LOG", "warn,warren_engine=debug");
-        let index = self.engines.len();
         let log = self.dir().join(format!("engine-{index}.log"));
         self.engines.push(Proc::spawn(
             &format!("warren-engine #{index}"),

@@ -23,8 +23,12 @@ async fn control_shutdown_stops_hub_and_engines_and_followers_see_the_end() {
     client.shutdown(true).await.expect("shutdown");
     let rest = collect(events).await;
     let result = only_result(&rest);
-    assert_eq!(result.state(), TaskState::Lost);
-    assert!(result.error.contains("shut down"), "{}", result.error);
+    assert_eq!(result.state(), TaskState::Aborted);
+    assert!(
+        result.error.contains("engine is exiting"),
+        "{}",
+        result.error
+    );
 
     let hub = cluster.hub.as_mut().expect("hub");
     let status = hub.wait_for_exit(PATIENCE).await.expect("the hub exits");

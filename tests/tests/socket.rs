@@ -127,7 +127,9 @@ async fn a_stale_socket_is_replaced() {
 #[tokio::test]
 async fn a_second_hub_on_the_same_socket_refuses_to_start() {
     let cluster = Cluster::hub();
-    let text = refused_start(cluster.hub_command(&[]));
+    let own_db = cluster.dir().join("second.db");
+    let own_db = own_db.to_str().expect("utf-8 path");
+    let text = refused_start(cluster.hub_command(&["--db", own_db]));
     assert!(text.contains("already serving"), "{text}");
     cluster
         .client()

@@ -5,9 +5,10 @@ use tonic::{Request, Response, Status};
 use warren_proto::v1::control_server::Control;
 use warren_proto::v1::{
     AbortReply, AbortRequest, GetTaskRequest, GetVersionRequest, InterruptReply, InterruptRequest,
-    ListEnginesReply, ListEnginesRequest, ListTasksReply, ListTasksRequest, QueueStatusReply,
-    PurgeReply, PurgeRequest, QueueStatusRequest, ShutdownEnginesReply, ShutdownEnginesRequest,
-    ShutdownReply, ShutdownRequest, TaskInfo, TaskState, VersionInfo, purge_request,
+    ListEnginesReply, ListEnginesRequest, ListTasksReply, ListTasksRequest, PurgeReply,
+    PurgeRequest, QueueStatusReply, QueueStatusRequest, ShutdownEnginesReply,
+    ShutdownEnginesRequest, ShutdownReply, ShutdownRequest, TaskInfo, TaskState, VersionInfo,
+    purge_request,
 };
 use warren_proto::{PROTOCOL_VERSION, VERSION, check_protocol_version};
 
@@ -72,10 +73,7 @@ impl Control for ControlService {
         let page = self.hub.store().list(filter).await?;
         Ok(Response::new(ListTasksReply {
             tasks: page.tasks,
-            next_page_token: page
-                .next_below
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            next_page_token: page.next_below.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -99,7 +97,9 @@ impl Control for ControlService {
     ) -> Result<Response<InterruptReply>, Status> {
         let request = request.into_inner();
         Ok(Response::new(
-            self.hub.interrupt(&request.task_ids, request.signal).await?,
+            self.hub
+                .interrupt(&request.task_ids, request.signal)
+                .await?,
         ))
     }
 
@@ -171,7 +171,9 @@ fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
     };
     for &state in &request.states {
         if TaskState::try_from(state).is_err() || state == 0 {
-            return Err(Status::invalid_argument(format!("{state} is not a task state")));
+            return Err(Status::invalid_argument(format!(
+                "{state} is not a task state"
+            )));
         }
     }
     Ok(ListFilter {

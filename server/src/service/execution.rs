@@ -51,7 +51,8 @@ impl Execution for ExecutionService {
     ) -> Result<Response<Self::StreamOutputStream>, Status> {
         let client = super::submitter(&request);
         let request = request.into_inner();
-        let events = follow::follow(self.hub.clone(), request.task_id, request.from_seq, client).await?;
+        let events =
+            follow::follow(self.hub.clone(), request.task_id, request.from_seq, client).await?;
         Ok(Response::new(events))
     }
 }

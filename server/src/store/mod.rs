@@ -10,7 +10,9 @@ mod read;
 mod schema;
 mod write;
 
-pub use read::{ListFilter, ListPage, PurgeSelector, Recovered, entries, enforce_retention, purge, task_info};
+pub use read::{
+    ListFilter, ListPage, PurgeSelector, Recovered, enforce_retention, entries, purge, task_info,
+};
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -20,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState};
 
-use warren_proto::private_dir::{self, DirError};
 use crate::tasks::Submitter;
+use warren_proto::private_dir::{self, DirError};
 
 /// Ops taken into one transaction at most.
 const MAX_BATCH: usize = 8192;
@@ -33,7 +35,9 @@ pub enum StoreError {
     #[error("database {0}")]
     Dir(#[from] DirError),
     /// The file is open to others or owned by someone else.
-    #[error("database {path} is {why}; it holds every command and its output. Run `chmod 600 {path}` (or choose another --db)")]
+    #[error(
+        "database {path} is {why}; it holds every command and its output. Run `chmod 600 {path}` (or choose another --db)"
+    )]
     Unsafe {
         /// The file.
         path: String,
@@ -47,16 +51,24 @@ pub enum StoreError {
     #[error("cannot open database {0}: {1}. Check the path, or choose another with --db")]
     Open(String, String),
     /// It is damaged or not a database; it is left as it is.
-    #[error("database {0} is damaged or not a warren database ({1}). It was left untouched: move it aside (e.g. `mv {0} {0}.broken`) to start with an empty history, or point --db elsewhere")]
+    #[error(
+        "database {0} is damaged or not a warren database ({1}). It was left untouched: move it aside (e.g. `mv {0} {0}.broken`) to start with an empty history, or point --db elsewhere"
+    )]
     Corrupt(String, String),
     /// It was made by a newer warren.
-    #[error("database {0} has schema version {1}, newer than this hub understands; run a newer warren-hub or choose another --db")]
+    #[error(
+        "database {0} has schema version {1}, newer than this hub understands; run a newer warren-hub or choose another --db"
+    )]
     Newer(String, i64),
     /// It can't be written.
-    #[error("cannot write database {0}: {1}. Check its permissions and free space, or choose another --db")]
+    #[error(
+        "cannot write database {0}: {1}. Check its permissions and free space, or choose another --db"
+    )]
     Unwritable(String, String),
     /// Nothing says where it should go.
-    #[error("no place for the database: neither XDG_STATE_HOME nor HOME is set; give --db PATH (or --db :memory:)")]
+    #[error(
+        "no place for the database: neither XDG_STATE_HOME nor HOME is set; give --db PATH (or --db :memory:)"
+    )]
     NoStateDir,
 }
 
@@ -187,6 +199,9 @@ impl TaskRow {
     }
 }
 
+/// A read to run on the writer's connection.
+pub type Query = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
+
 /// One change for the writer.
 pub enum Op {
     /// Insert or update a task's row (and, on insert, its labels).
@@ -239,7 +254,7 @@ pub enum Op {
         registered_us: i64,
     },
     /// A read, run after the writes queued before it are committed.
-    Query(Box<dyn FnOnce(&mut rusqlite::Connection) + Send>),
+    Query(Query),
 }
 
 /// What a transaction made safe.
@@ -337,7 +352,9 @@ impl Store {
         })));
         match answer.await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(Status::internal(format!("reading the task database failed: {err}"))),
+            Ok(Err(err)) => Err(Status::internal(format!(
+                "reading the task database failed: {err}"
+            ))),
             Err(_) => Err(Status::unavailable("the hub is shutting down")),
         }
     }

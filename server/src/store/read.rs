@@ -3,7 +3,9 @@
 use prost::Message;
 use rusqlite::{Connection, Row, params, params_from_iter, types::Value};
 use std::collections::HashMap;
-use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState, Targets};
+use warren_proto::v1::{
+    Attempt, OutputGap, Targets, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState,
+};
 
 use super::{Progress, TaskRow};
 use crate::tasklog::Entry;
@@ -56,12 +58,16 @@ fn decode<M: Message + Default>(bytes: Option<Vec<u8>>) -> rusqlite::Result<Opti
     bytes
         .map(|b| M::decode(b.as_slice()))
         .transpose()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+        })
 }
 
 fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let spec: TaskSpec = decode(Some(row.get(1)?))?.unwrap_or_default();
-    let engine_labels = decode::<Targets>(Some(row.get(3)?))?.unwrap_or_default().engine_labels;
+    let engine_labels = decode::<Targets>(Some(row.get(3)?))?
+        .unwrap_or_default()
+        .engine_labels;
     let result: Option<TaskResult> = decode(row.get(14)?)?;
     let get_u64 = |i| row.get::<_, i64>(i).map(|v| v as u64);
     Ok(TaskRow {
@@ -123,7 +129,9 @@ pub(super) fn attempts(conn: &Connection, task_id: u64) -> rusqlite::Result<Vec<
 /// Reads what the hub needs at start.
 pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
     let next_task_id: i64 =
-        conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| r.get(0))?;
+        conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| {
+            r.get(0)
+        })?;
     let mut stmt = conn.prepare("SELECT id, uuid FROM engines ORDER BY id")?;
     let engines = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -149,7 +157,8 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
 
 /// One task's record, if the database has it.
 pub fn task_info(conn: &Connection, task_id: u64) -> rusqlite::Result<Option<TaskInfo>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
     let mut rows = stmt.query_map([task_id as i64], task_row)?;
     let Some(row) = rows.next().transpose()? else {
         return Ok(None);
@@ -240,13 +249,16 @@ pub fn entries(
          WHERE task_id = ?1 AND last_seq >= ?2 AND first_seq < ?3 ORDER BY first_seq",
     )?;
     let mut gaps: std::collections::VecDeque<OutputGap> = stmt
-        .query_map(params![task_id as i64, from_seq as i64, below_seq as i64], |r| {
-            Ok(OutputGap {
-                first_seq: r.get::<_, i64>(0)? as u64,
-                last_seq: r.get::<_, i64>(1)? as u64,
-                bytes: r.get::<_, i64>(2)? as u64,
-            })
-        })?
+        .query_map(
+            params![task_id as i64, from_seq as i64, below_seq as i64],
+            |r| {
+                Ok(OutputGap {
+                    first_seq: r.get::<_, i64>(0)? as u64,
+                    last_seq: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare_cached(
         "SELECT seq, event FROM events WHERE task_id = ?1 AND seq >= ?2 AND seq < ?3
@@ -254,7 +266,12 @@ pub fn entries(
     )?;
     let mut events: std::collections::VecDeque<(u64, Vec<u8>)> = stmt
         .query_map(
-            params![task_id as i64, from_seq as i64, below_seq as i64, EVENTS_PER_READ as i64],
+            params![
+                task_id as i64,
+                from_seq as i64,
+                below_seq as i64,
+                EVENTS_PER_READ as i64
+            ],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -282,9 +299,14 @@ pub fn entries(
                 events.pop_front();
             }
             Some((seq, _)) if *seq == cursor => {
-                let Some((_, blob)) = events.pop_front() else { break };
+                let Some((_, blob)) = events.pop_front() else {
+                    break;
+                };
                 bytes += blob.len();
-                out.push((Entry::Event(TaskEvent::decode(blob.as_slice()).map_err(blob_error)?), cursor + 1));
+                out.push((
+                    Entry::Event(TaskEvent::decode(blob.as_slice()).map_err(blob_error)?),
+                    cursor + 1,
+                ));
                 cursor += 1;
             }
             next => {
@@ -353,7 +375,12 @@ pub fn purge(conn: &mut Connection, selector: &PurgeSelector) -> rusqlite::Resul
 
 /// Deletes the oldest finished tasks until none is older than `max_age_us` and the kept
 /// output of all finished tasks is at most `max_bytes`.
-pub fn enforce_retention(conn: &mut Connection, now_us: i64, max_age_us: i64, max_bytes: u64) -> rusqlite::Result<(u64, u64)> {
+pub fn enforce_retention(
+    conn: &mut Connection,
+    now_us: i64,
+    max_age_us: i64,
+    max_bytes: u64,
+) -> rusqlite::Result<(u64, u64)> {
     let (mut count, mut bytes) = purge(conn, &PurgeSelector::FinishedBefore(now_us - max_age_us))?;
     let live = format!(
         "state NOT IN ({}, {})",
@@ -396,7 +423,9 @@ fn delete_tasks(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<(u64, u6
     let tx = conn.transaction()?;
     let mut bytes = 0u64;
     for &id in ids {
-        let kept: i64 = tx.query_row("SELECT kept_bytes FROM tasks WHERE id = ?1", [id], |r| r.get(0))?;
+        let kept: i64 = tx.query_row("SELECT kept_bytes FROM tasks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
         bytes += kept as u64;
         for table in ["events", "gaps", "attempts", "task_labels"] {
             tx.execute(&format!("DELETE FROM {table} WHERE task_id = ?1"), [id])?;

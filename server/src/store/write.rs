@@ -3,15 +3,15 @@
 use prost::Message;
 use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
-use warren_proto::v1::{Attempt, OutputGap, TaskEvent, Targets};
+use warren_proto::v1::{Attempt, OutputGap, Targets, TaskEvent};
 
-use super::{Committed, Op, Progress, TaskRow};
+use super::{Committed, Op, Progress, Query, TaskRow};
 
 /// Applies every write in `ops` in one transaction; reads are set aside to run after it.
 pub(super) fn apply_batch(
     conn: &mut Connection,
     ops: Vec<Op>,
-    queries: &mut Vec<Box<dyn FnOnce(&mut Connection) + Send>>,
+    queries: &mut Vec<Query>,
     report: &mut Committed,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
@@ -96,7 +96,11 @@ pub(super) fn apply_batch(
 
 fn insert_event(tx: &Transaction<'_>, task_id: u64, event: &TaskEvent) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO events (task_id, seq, event) VALUES (?1, ?2, ?3)")?
-        .execute(params![task_id as i64, event.seq as i64, event.encode_to_vec()])?;
+        .execute(params![
+            task_id as i64,
+            event.seq as i64,
+            event.encode_to_vec()
+        ])?;
     Ok(())
 }
 
@@ -145,7 +149,7 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
     let result = row.result.as_ref().map(Message::encode_to_vec);
     let p = &row.progress;
     tx.prepare_cached(
-            "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
+        "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
                                 submitter_pid, submitted_us, state, reason, engine_id, attempt,
                                 engine_deaths, started_us, finished_us, result, next_seq,
                                 output_bytes, kept_bytes, dropped_bytes, chunk_seq)
@@ -160,26 +164,26 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
                 chunk_seq = excluded.chunk_seq",
     )?
     .execute(params![
-                row.id as i64,
-                row.spec.encode_to_vec(),
-                row.pinned,
-                engine_labels,
-                row.retries,
-                row.submitter.uid,
-                row.submitter.pid,
-                row.submitted_us,
-                row.state as i32,
-                row.reason,
-                row.engine_id,
-                row.attempt,
-                row.engine_deaths,
-                row.started_us,
-                finished_us,
-                result,
-                p.next_seq as i64,
-                p.output_bytes as i64,
-                p.kept_bytes as i64,
-                p.dropped_bytes as i64,
+        row.id as i64,
+        row.spec.encode_to_vec(),
+        row.pinned,
+        engine_labels,
+        row.retries,
+        row.submitter.uid,
+        row.submitter.pid,
+        row.submitted_us,
+        row.state as i32,
+        row.reason,
+        row.engine_id,
+        row.attempt,
+        row.engine_deaths,
+        row.started_us,
+        finished_us,
+        result,
+        p.next_seq as i64,
+        p.output_bytes as i64,
+        p.kept_bytes as i64,
+        p.dropped_bytes as i64,
         p.chunk_seq as i64
     ])?;
     if !row.labels.is_empty() {

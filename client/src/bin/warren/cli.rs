@@ -94,6 +94,8 @@ pub(crate) enum Command {
     },
     /// Show how many tasks wait, overall and per engine
     Queue,
+    /// Delete finished tasks and their output from the hub's history
+    Purge(PurgeArgs),
     /// Stop the hub, and its engines unless --keep-engines
     Shutdown {
         /// Leave the engines running; they reconnect when a hub comes back
@@ -174,6 +176,15 @@ pub(crate) struct RunArgs {
     /// Feed this file to the task's stdin (`-` for this command's stdin)
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,
+    /// Run it again elsewhere, up to N times, if its engine dies while running it
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) retries: u32,
+    /// Label the task, to find it later with `warren tasks --label` (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// Only on engines with this label (with --all or --any; repeatable)
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub(crate) engine_labels: Vec<String>,
     /// Print the task ids and return without waiting
     #[arg(long, short = 'd')]
     pub(crate) detach: bool,
@@ -204,7 +215,29 @@ pub(crate) struct TasksArgs {
     /// Only tasks on this engine
     #[arg(long, value_name = "ID")]
     pub(crate) engine: Option<u32>,
+    /// Only tasks with this label (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// Only tasks submitted within this long (e.g. 90s, 30m, 12h, 7d)
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    pub(crate) since: Option<std::time::Duration>,
     /// At most this many
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: u32,
+    /// Continue a listing where an earlier page ended
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) page_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct PurgeArgs {
+    /// Tasks that finished longer ago than this (e.g. 7d)
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    pub(crate) older_than: Option<std::time::Duration>,
+    /// Every finished task
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// These tasks (each must be finished)
+    pub(crate) tasks: Vec<u64>,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, TaskState, task_result, task_spec};
 use warren::{Client, Job};
 
-use crate::cli::{RunArgs, TasksArgs};
+use crate::cli::{PurgeArgs, RunArgs, TasksArgs};
 use crate::output::{Printer, exit_code_of};
 
 /// The most stdin a task can be given in one request, leaving room for the rest of it.
@@ -41,7 +41,24 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     if let Some(path) = &args.stdin {
         job = job.stdin(read_stdin_source(path)?);
     }
-    Ok(job)
+    for (key, value) in pairs("--label", &args.labels)? {
+        job = job.label(key, value);
+    }
+    for (key, value) in pairs("--where", &args.engine_labels)? {
+        job = job.on_engines_labelled(key, value);
+    }
+    Ok(job.retries(args.retries))
+}
+
+/// Parses `KEY=VALUE` flags.
+fn pairs(flag: &str, texts: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    texts
+        .iter()
+        .map(|text| match text.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => bail!("{flag} {text}: write it as KEY=VALUE"),
+        })
+        .collect()
 }
 
 fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -80,7 +97,7 @@ pub(crate) async fn run(client: &Client, job: Job, detach: bool) -> anyhow::Resu
     let expected = expected_tasks(client, &request).await;
     let mut events = client.run(request).await?;
     let mut printer = Printer::new(expected);
-    while let Some(event) = events.message().await.map_err(warren::Error::from)? {
+    while let Some(event) = events.message().await? {
         printer.event(event)?;
     }
     Ok(printer.exit_code())
@@ -100,7 +117,7 @@ async fn expected_tasks(client: &Client, request: &warren::proto::ExecuteRequest
 pub(crate) async fn attach(client: &Client, task: u64, from: u64) -> anyhow::Result<u8> {
     let mut events = client.follow(task, from).await?;
     let mut printer = Printer::new(1);
-    while let Some(event) = events.message().await.map_err(warren::Error::from)? {
+    while let Some(event) = events.message().await? {
         printer.event(event)?;
     }
     if printer.finished() == 0 {
@@ -142,13 +159,20 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
         .iter()
         .map(|s| parse_state(s).map(|st| st as i32))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let tasks = client
-        .tasks(ListTasksRequest {
+    let page = client
+        .tasks_page(ListTasksRequest {
             states,
             engine_id: args.engine.unwrap_or(0),
             limit: args.limit,
+            labels: pairs("--label", &args.labels)?.into_iter().collect(),
+            submitted_after_us: args.since.map_or(0, |age| {
+                warren_proto::now_us() - age.as_micros().min(i64::MAX as u128) as i64
+            }),
+            submitted_before_us: 0,
+            page_token: args.page_token.clone().unwrap_or_default(),
         })
         .await?;
+    let tasks = page.tasks;
     println!(
         "{:>6}  {:<10} {:>6} {:>6}  COMMAND",
         "ID", "STATE", "ENGINE", "EXIT"
@@ -163,6 +187,34 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             command_text(task, 60)
         );
     }
+    if !page.next_page_token.is_empty() {
+        eprintln!(
+            "warren: more tasks: add --page-token {} for the next page",
+            page.next_page_token
+        );
+    }
+    Ok(0)
+}
+
+/// Deletes finished tasks from the history.
+pub(crate) async fn purge(client: &Client, args: &PurgeArgs) -> anyhow::Result<u8> {
+    use warren::proto::{TaskIds, purge_request::Selector};
+    let selector = if let Some(age) = args.older_than {
+        Selector::FinishedBeforeUs(
+            warren_proto::now_us() - age.as_micros().min(i64::MAX as u128) as i64,
+        )
+    } else if args.all {
+        Selector::AllFinished(true)
+    } else {
+        Selector::Tasks(TaskIds {
+            ids: args.tasks.clone(),
+        })
+    };
+    let reply = client.purge(selector).await?;
+    println!(
+        "purged {} finished tasks ({} bytes of kept output)",
+        reply.purged, reply.bytes
+    );
     Ok(0)
 }
 

@@ -90,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Abort { tasks } => commands::abort(&connect(hub).await?, tasks).await,
         Command::Queue => commands::queue(&connect(hub).await?).await,
+        Command::Purge(args) => commands::purge(&connect(hub).await?, args).await,
         Command::Shutdown { keep_engines } => {
             connect(hub).await?.shutdown(!keep_engines).await?;
             println!("warren: the hub is shutting down");

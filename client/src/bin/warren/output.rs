@@ -49,7 +49,7 @@ impl Printer {
                 );
                 Ok(())
             }
-            Some(Kind::State(_)) | None => Ok(()),
+            Some(Kind::State(_) | Kind::Heartbeat(_)) | None => Ok(()),
         }
     }
 
