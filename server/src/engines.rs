@@ -311,16 +311,32 @@ impl State {
             return;
         }
         if task.row.state != TaskState::Running {
-            // Placed but never started: run it elsewhere, or fail it if it was for this engine.
-            task.end_attempt(&format!("{who} {why} before it started"), &store);
+            // Placed, but not known to have started: no retry is used up, but the engine is
+            // avoided and counted, so a task that kills engines before they can say so still
+            // stops being placed.
+            let before = format!("{who} {why} before the task was known to start");
+            task.end_attempt(&before, &store);
+            task.avoid.push(engine_id);
+            task.unconfirmed_losses += 1;
             if task.row.pinned.is_some() {
                 task.end(
                     TaskState::Failed,
-                    format!("{who} {why} before the task started; submit it again"),
+                    format!("{before}; submit it again"),
                     &store,
                 );
+            } else if task.unconfirmed_losses + task.row.engine_deaths >= max_deaths {
+                let why = format!(
+                    "{before}; not placed again: {} engines have died holding it (--max-engine-deaths {max_deaths})",
+                    task.unconfirmed_losses + task.row.engine_deaths
+                );
+                task.end(TaskState::Lost, why, &store);
             } else {
                 task.row.engine_id = 0;
+                task.set_state(
+                    TaskState::Queued,
+                    format!("{before}; placing it elsewhere"),
+                    &store,
+                );
                 self.enqueue(task_id);
             }
             return;
@@ -332,11 +348,12 @@ impl State {
         task.end_attempt(&lost, &store);
         if task.row.pinned.is_some() || deaths > task.row.retries {
             task.end(TaskState::Lost, lost, &store);
-        } else if deaths >= max_deaths {
+        } else if deaths + task.unconfirmed_losses >= max_deaths {
+            let total = deaths + task.unconfirmed_losses;
             task.end(
                 TaskState::Lost,
                 format!(
-                    "{lost}; not retried again: {deaths} engines have died running it (--max-engine-deaths {max_deaths})"
+                    "{lost}; not retried again: {total} engines have died holding it (--max-engine-deaths {max_deaths})"
                 ),
                 &store,
             );

@@ -441,14 +441,21 @@ impl Hub {
 impl State {
     /// Puts recovered live tasks back: queued ones in their queues, placed ones waiting for
     /// their engine to come back.
-    fn resume(&mut self, live: Vec<crate::store::TaskRow>) {
+    fn resume(&mut self, live: Vec<(crate::store::TaskRow, Vec<warren_proto::v1::Attempt>)>) {
         let grace = self.settings.reattach_grace;
-        for row in live {
+        for (row, attempts) in live {
             let id = row.id;
             let assigned = row.attempt > 0 && row.engine_id != 0;
             let engine_id = row.engine_id;
-            self.tasks
-                .insert(id, Task::resume(row, Vec::new(), self.settings.log_limits));
+            let mut task = Task::resume(row, attempts, self.settings.log_limits);
+            // Engines that died with it stay avoided.
+            task.avoid = task
+                .attempts
+                .iter()
+                .filter(|a| a.ended_us != 0)
+                .map(|a| a.engine_id)
+                .collect();
+            self.tasks.insert(id, task);
             if assigned {
                 self.awaiting
                     .entry(engine_id)

@@ -47,6 +47,10 @@ use crate::socket::SocketError;
 use crate::store::{Location, Store};
 use crate::tasklog::LogLimits;
 
+/// The largest message the hub decodes; its own checks (`validate`) refuse anything over
+/// their limits with RESOURCE_EXHAUSTED well before this.
+const MAX_MESSAGE: usize = 2 * validate::MAX_REQUEST;
+
 /// How long connections get to finish after the hub has stopped its work.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -103,6 +107,8 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
             .unwrap_or_else(connection::default_socket),
     )?;
     let (key, hub_id) = key_and_id(&config)?;
+    // Refuse an unusable socket before touching the history.
+    socket::check(&socket_path)?;
     let location = match &config.db {
         Some(text) => Location::parse(text),
         None => Location::default_for(
@@ -240,15 +246,19 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ExecutionServer::new(service::ExecutionService::new(
-            hub.clone(),
-        )))
-        .add_service(ControlServer::new(service::ControlService::new(
-            hub.clone(),
-        )))
-        .add_service(RegistrationServer::new(service::RegistrationService::new(
-            hub,
-        )))
+        .add_service(
+            ExecutionServer::new(service::ExecutionService::new(hub.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            ControlServer::new(service::ControlService::new(hub.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            RegistrationServer::new(service::RegistrationService::new(hub))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown))
 }
 

@@ -74,11 +74,17 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// Binds the socket at `path` (absolute) with mode 0600 inside its private directory.
-pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+/// Checks that the hub could serve at `path`: a private directory, and no hub answering
+/// there (a leftover socket is removed).
+pub fn check(path: &Path) -> Result<(), SocketError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     private_dir::prepare(dir)?;
-    clear_stale(path)?;
+    clear_stale(path)
+}
+
+/// Binds the socket at `path` (absolute) with mode 0600 inside its private directory.
+pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    check(path)?;
     let listener = UnixListener::bind(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             SocketError::AlreadyServing(path.to_owned())

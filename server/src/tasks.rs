@@ -53,6 +53,8 @@ pub struct Task {
     pub attempts: Vec<Attempt>,
     /// Engines that died running it; a retry avoids them.
     pub avoid: Vec<u32>,
+    /// Engines that died holding it before it was known to start.
+    pub unconfirmed_losses: u32,
     /// The highest output chunk received from the engine for the current attempt.
     pub chunk_received: u64,
     /// The highest output chunk the database has, for the current attempt.
@@ -101,6 +103,7 @@ impl Task {
             log,
             attempts,
             avoid: Vec::new(),
+            unconfirmed_losses: 0,
             chunk_received: chunk,
             chunk_committed: chunk,
             pending_final: None,

@@ -200,9 +200,11 @@ impl Cluster {
             if let Some(status) = hub.try_wait() {
                 panic!("warren-hub exited early ({status}):\n{}", hub.output());
             }
-            if self.connection_file.exists()
-                && std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
-            {
+            // The connection file must be this hub's (a killed hub leaves its own behind).
+            let pid = hub.pid();
+            let ours = warren_proto::connection::ConnectionInfo::load(&self.connection_file)
+                .is_ok_and(|info| info.hub_pid == pid);
+            if ours && std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             assert!(

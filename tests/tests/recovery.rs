@@ -174,8 +174,14 @@ async fn a_task_that_kills_its_engines_is_not_retried_forever() {
     let events = collect(client.run(job).await.expect("run")).await;
     let result = only_result(&events);
     assert_eq!(result.state(), TaskState::Lost);
+    // Whether the last engine died before or after it reported the start is a race.
     assert!(
-        result.error.contains("not retried again") && result.error.contains("3 engines"),
+        result.error.contains("not retried again") || result.error.contains("not placed again"),
+        "{}",
+        result.error
+    );
+    assert!(
+        result.error.contains("3 engines have died"),
         "{}",
         result.error
     );

@@ -36,7 +36,9 @@ async fn under_umask_000_the_directory_is_0700_and_the_socket_and_connection_fil
         .arg("umask 000 && exec \"$0\" \"$@\"")
         .arg(binary("warren-hub"))
         .arg("--socket")
-        .arg(&cluster.socket);
+        .arg(&cluster.socket)
+        .arg("--db")
+        .arg(cluster.dir().join("hub.db"));
     let log = cluster.dir().join("hub.log");
     cluster.hub = Some(Proc::spawn("warren-hub (umask 000)", command, log));
     let ready = eventually(PATIENCE, || async {
@@ -66,7 +68,11 @@ fn a_directory_open_to_others_is_refused_with_the_fix() {
     std::fs::create_dir(&open).expect("mkdir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let mut command = Command::new(binary("warren-hub"));
-    command.arg("--socket").arg(open.join("hub.sock"));
+    command
+        .arg("--db")
+        .arg(cluster.dir().join("hub.db"))
+        .arg("--socket")
+        .arg(open.join("hub.sock"));
     let text = refused_start(command);
     assert!(
         text.contains("open to group or others") && text.contains("chmod 700"),
@@ -84,7 +90,11 @@ fn a_symlinked_directory_is_refused() {
     let link = cluster.dir().join("link");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
     let mut command = Command::new(binary("warren-hub"));
-    command.arg("--socket").arg(link.join("hub.sock"));
+    command
+        .arg("--db")
+        .arg(cluster.dir().join("hub.db"))
+        .arg("--socket")
+        .arg(link.join("hub.sock"));
     let text = refused_start(command);
     assert!(text.contains("symbolic link"), "{text}");
 }
@@ -104,7 +114,11 @@ fn a_directory_owned_by_another_user_is_refused() {
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown to nobody");
     let mut command = Command::new(binary("warren-hub"));
-    command.arg("--socket").arg(theirs.join("hub.sock"));
+    command
+        .arg("--db")
+        .arg(cluster.dir().join("hub.db"))
+        .arg("--socket")
+        .arg(theirs.join("hub.sock"));
     let text = refused_start(command);
     assert!(text.contains("belongs to uid 65534"), "{text}");
 }

@@ -18,8 +18,8 @@ pub struct Recovered {
     pub next_task_id: u64,
     /// Every engine ever seen: id and uuid.
     pub engines: Vec<(u32, String)>,
-    /// Tasks that had not ended, oldest first.
-    pub live: Vec<TaskRow>,
+    /// Tasks that had not ended, oldest first, with their attempts.
+    pub live: Vec<(TaskRow, Vec<Attempt>)>,
 }
 
 /// Which tasks `list` returns.
@@ -145,13 +145,16 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
             task_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    for row in &mut live {
+    let mut with_attempts = Vec::with_capacity(live.len());
+    for mut row in live.drain(..) {
         row.labels = labels(conn, row.id)?;
+        let attempts = attempts(conn, row.id)?;
+        with_attempts.push((row, attempts));
     }
     Ok(Recovered {
         next_task_id: next_task_id as u64,
         engines,
-        live,
+        live: with_attempts,
     })
 }
 

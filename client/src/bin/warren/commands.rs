@@ -300,6 +300,26 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             info.output_bytes_dropped
         );
     }
+    for attempt in &info.attempts {
+        let outcome = if attempt.outcome.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", attempt.outcome)
+        };
+        println!(
+            "attempt {} on engine {} ({}){outcome}",
+            attempt.number, attempt.engine_id, attempt.hostname
+        );
+    }
+    if !info.labels.is_empty() {
+        let mut labels: Vec<_> = info
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        println!("labels    {}", labels.join(", "));
+    }
     Ok(info.result.as_ref().map_or(0, exit_code_of))
 }
 
