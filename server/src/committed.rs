@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use warren_proto::v1::{Ack, hub_message};
+use warren_proto::v1::hub_message;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, State};
 use crate::store::Committed;
 
 impl Hub {
@@ -27,24 +27,9 @@ impl Hub {
             }
         }
         // Tell each engine what it may forget.
-        let mut acks = Vec::new();
         for task_id in report.progress.keys().chain(&report.finals) {
-            if let Some(task) = state.tasks.get(task_id) {
-                acks.push((
-                    task.row.engine_id,
-                    Ack {
-                        task_id: *task_id,
-                        attempt: task.row.attempt,
-                        chunk_seq: task.chunk_committed,
-                        finished: task.row.state.is_final() && report.finals.contains(task_id),
-                    },
-                ));
-            }
-        }
-        for (engine_id, ack) in acks {
-            if let Some(engine) = state.engines.get(engine_id) {
-                engine.send(hub_message::Kind::Ack(ack));
-            }
+            let finished = report.finals.contains(task_id);
+            state.send_ack(*task_id, finished);
         }
         for task_id in &report.finals {
             if state.tasks.get(task_id).is_some_and(|t| t.is_done_with()) {
@@ -55,6 +40,29 @@ impl Hub {
         if report.bytes > 0 {
             self.output_budget
                 .add_permits(report.bytes.min(usize::MAX as u64) as usize);
+        }
+    }
+}
+
+impl State {
+    /// Acknowledges a task's committed output (and end) to its engine, unless its followers
+    /// lag; then the acknowledgement waits for them (see [`State::release_ack`]).
+    pub fn send_ack(&mut self, task_id: u64, finished: bool) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let engine_id = task.row.engine_id;
+        if let Some(ack) = task.ack(finished && task.row.state.is_final())
+            && let Some(engine) = self.engines.get(engine_id)
+        {
+            engine.send(hub_message::Kind::Ack(ack));
+        }
+    }
+
+    /// Sends an acknowledgement held back for lagging followers, once they have caught up.
+    pub fn release_ack(&mut self, task_id: u64) {
+        if self.tasks.get(&task_id).is_some_and(|t| t.ack_withheld) {
+            self.send_ack(task_id, false);
         }
     }
 }

@@ -9,6 +9,7 @@
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tonic::Status;
 use warren_proto::v1::{Heartbeat, TaskEvent, task_event};
@@ -25,7 +26,11 @@ const STORED_BATCH: usize = 1 << 20;
 /// A stream of one or more tasks' events.
 pub type EventStream = BoxStream<'static, Result<TaskEvent, Status>>;
 
+/// Ids for followers, so a task knows where each of its followers is.
+static NEXT_FOLLOWER: AtomicU64 = AtomicU64::new(1);
+
 struct Follower {
+    id: u64,
     hub: Arc<Hub>,
     task_id: u64,
     client: u32,
@@ -51,6 +56,7 @@ pub async fn follow(
     client: Submitter,
 ) -> Result<EventStream, Status> {
     let limits = hub.settings().limits.clone();
+    let follower_id = NEXT_FOLLOWER.fetch_add(1, Ordering::Relaxed);
     let attached = {
         let mut state = hub.lock();
         let streams = state
@@ -66,13 +72,13 @@ pub async fn follow(
         }
         match state.tasks.get_mut(&task_id) {
             Some(task) => {
-                if task.followers >= limits.max_followers_per_task {
+                if task.followers.len() >= limits.max_followers_per_task {
                     return Err(Status::resource_exhausted(format!(
                         "task {task_id} already has {} followers (--max-followers-per-task)",
-                        task.followers
+                        task.followers.len()
                     )));
                 }
-                task.followers += 1;
+                task.follower_at(follower_id, Some(from_seq));
                 true
             }
             None => false,
@@ -80,6 +86,7 @@ pub async fn follow(
     };
     // From here on the follower's Drop undoes the counting.
     let follower = Follower {
+        id: follower_id,
         hub: hub.clone(),
         task_id,
         client: client.pid,
@@ -176,7 +183,7 @@ async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follo
 impl Follower {
     /// Takes what memory has, or says where to look or what to wait for.
     fn step(&mut self) -> Step {
-        let state = self.hub.lock();
+        let mut state = self.hub.lock();
         if state.stopping {
             return Step::Fail(Status::unavailable(format!(
                 "the hub is shutting down; task {id} has not ended. Follow it again with `warren attach {id} --from {}` once a hub is back",
@@ -184,11 +191,12 @@ impl Follower {
                 id = self.task_id
             )));
         }
-        let Some(task) = state.tasks.get(&self.task_id) else {
+        let Some(task) = state.tasks.get_mut(&self.task_id) else {
             return Step::Stored { below: None };
         };
         // Registered before looking, so an event shown after the look still wakes us.
         let notified = task.notify.clone().notified_owned();
+        let mut step = Step::Again;
         for _ in 0..BATCH {
             match task.log.read(self.cursor) {
                 Read::Ready(entry, next) => {
@@ -197,18 +205,25 @@ impl Follower {
                         .push_back(to_event(entry, self.task_id, task.row.engine_id));
                 }
                 Read::Stored { below } if self.pending.is_empty() => {
-                    return Step::Stored { below: Some(below) };
+                    step = Step::Stored { below: Some(below) };
+                    break;
                 }
-                Read::Stored { .. } => break,
                 Read::Pending if self.pending.is_empty() && task.state().is_final() => {
                     self.done = true;
                     break;
                 }
-                Read::Pending if self.pending.is_empty() => return Step::Wait(notified),
-                Read::Pending => break,
+                Read::Pending if self.pending.is_empty() => {
+                    step = Step::Wait(notified);
+                    break;
+                }
+                Read::Stored { .. } | Read::Pending => break,
             }
         }
-        Step::Again
+        if self.attached && !self.pending.is_empty() {
+            task.follower_at(self.id, Some(self.cursor));
+            state.release_ack(self.task_id);
+        }
+        step
     }
 
     /// Reads the next batch from the database (for a task not in memory, up to its end).
@@ -264,11 +279,13 @@ impl Drop for Follower {
         }
         if self.attached {
             let done_with = state.tasks.get_mut(&self.task_id).is_some_and(|task| {
-                task.followers = task.followers.saturating_sub(1);
+                task.follower_at(self.id, None);
                 task.is_done_with()
             });
             if done_with {
                 state.tasks.remove(&self.task_id);
+            } else {
+                state.release_ack(self.task_id);
             }
         }
     }

@@ -71,6 +71,8 @@ pub struct TaskLog {
     committed_end: u64,
     capped: bool,
     open_gap: Option<OutputGap>,
+    /// The most advanced follower's cursor.
+    lead: Option<u64>,
     output_bytes: u64,
     kept_bytes: u64,
     dropped_bytes: u64,
@@ -101,6 +103,7 @@ impl TaskLog {
             committed_end: progress.next_seq,
             capped: progress.dropped_bytes > 0,
             open_gap: None,
+            lead: None,
             output_bytes: progress.output_bytes,
             kept_bytes: progress.kept_bytes,
             dropped_bytes: progress.dropped_bytes,
@@ -176,8 +179,23 @@ impl TaskLog {
         self.trim();
     }
 
+    /// The cursor of the task's most advanced follower, if it has any: the window keeps
+    /// what that follower has not read yet, however long it grows (the hub stops
+    /// acknowledging the engine's output meanwhile, which holds the task back). A slower
+    /// follower falls out of the window and reads on from the database.
+    pub fn set_lead(&mut self, lead: Option<u64>) {
+        self.lead = lead;
+        self.trim();
+    }
+
+    /// Whether the window is over its size, waiting for the lead follower.
+    pub fn backlogged(&self) -> bool {
+        self.recent_cost > self.limits.window
+    }
+
     fn trim(&mut self) {
-        while self.recent_cost > self.limits.window && self.recent_start < self.committed_end {
+        let keep_from = self.committed_end.min(self.lead.unwrap_or(u64::MAX));
+        while self.recent_cost > self.limits.window && self.recent_start < keep_from {
             let Some(event) = self.recent.pop_front() else {
                 break;
             };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use warren_proto::now_us;
 use warren_proto::v1::{
-    Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState,
+    Ack, Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState,
     task_event::Kind,
 };
 
@@ -63,8 +63,11 @@ pub struct Task {
     pending_final: Option<TaskEvent>,
     /// Woken whenever an event is shown, for followers.
     pub notify: Arc<Notify>,
-    /// Followers attached now.
-    pub followers: usize,
+    /// Followers attached now, and where each has read to.
+    pub followers: HashMap<u64, u64>,
+    /// Output is committed but not acknowledged, because followers lag (see
+    /// [`TaskLog::set_lead`]).
+    pub ack_withheld: bool,
 }
 
 impl Task {
@@ -108,7 +111,8 @@ impl Task {
             chunk_committed: chunk,
             pending_final: None,
             notify: Arc::new(Notify::new()),
-            followers: 0,
+            followers: HashMap::new(),
+            ack_withheld: false,
         }
     }
 
@@ -226,7 +230,31 @@ impl Task {
 
     /// Whether the task has ended, its end is shown, and nobody follows it: it can leave memory.
     pub fn is_done_with(&self) -> bool {
-        self.row.state.is_final() && self.pending_final.is_none() && self.followers == 0
+        self.row.state.is_final() && self.pending_final.is_none() && self.followers.is_empty()
+    }
+
+    /// A follower has read up to `cursor` (or left, with `None`).
+    pub fn follower_at(&mut self, follower: u64, cursor: Option<u64>) {
+        match cursor {
+            Some(cursor) => self.followers.insert(follower, cursor),
+            None => self.followers.remove(&follower),
+        };
+        self.log.set_lead(self.followers.values().max().copied());
+    }
+
+    /// The acknowledgement for the engine, unless followers lag too far behind for one.
+    pub fn ack(&mut self, finished: bool) -> Option<Ack> {
+        if !finished && self.log.backlogged() {
+            self.ack_withheld = true;
+            return None;
+        }
+        self.ack_withheld = false;
+        Some(Ack {
+            task_id: self.row.id,
+            attempt: self.row.attempt,
+            chunk_seq: self.chunk_committed,
+            finished,
+        })
     }
 
     /// Records a new placement on an engine.
