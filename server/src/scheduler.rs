@@ -101,3 +101,147 @@ impl State {
         self.dequeued(pid);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use warren_proto::v1::{
+        EngineMessage, ExecuteRequest, Hello, HubMessage, Targets, TaskFinished, TaskResult,
+        TaskSpec, TaskState, engine_message, hub_message, targets, task_spec,
+    };
+
+    use crate::hub::{Hub, Limits, Settings};
+    use crate::store::{Location, Store};
+    use crate::tasklog::LogLimits;
+    use crate::tasks::Submitter;
+
+    type Inbox = mpsc::UnboundedReceiver<Result<HubMessage, tonic::Status>>;
+
+    fn hub() -> Arc<Hub> {
+        let (store, recovered, _commits) = Store::open(Location::Memory).expect("store");
+        let settings = Settings {
+            hub_id: "test".into(),
+            heartbeat: Duration::from_secs(1),
+            engine_timeout: Duration::from_secs(3),
+            reattach_grace: Duration::from_secs(3),
+            log_limits: LogLimits {
+                keep: 1 << 20,
+                window: 1 << 20,
+            },
+            max_engine_deaths: 3,
+            limits: Limits {
+                max_queued: 100,
+                max_queued_per_client: 100,
+                max_engines: 10,
+                max_followers_per_task: 10,
+                max_streams_per_client: 10,
+                output_in_flight: 1 << 20,
+            },
+        };
+        Hub::new(settings, store, recovered)
+    }
+
+    fn engine(hub: &Hub, uuid: &str, slots: u32, labels: &[(&str, &str)]) -> (u32, u64, Inbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hello = Hello {
+            protocol_version: warren_proto::PROTOCOL_VERSION,
+            uuid: uuid.into(),
+            slots,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let (id, connection) = hub.register_engine(hello, tx).expect("register");
+        (id, connection, rx)
+    }
+
+    fn job(labels: &[(&str, &str)]) -> ExecuteRequest {
+        ExecuteRequest {
+            spec: Some(TaskSpec {
+                command: Some(task_spec::Command::Script("true".into())),
+                ..Default::default()
+            }),
+            targets: Some(Targets {
+                selector: Some(targets::Selector::Any(Default::default())),
+                engine_labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<HashMap<_, _>>(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn assigned(rx: &mut Inbox) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Ok(Ok(message)) = rx.try_recv() {
+            if let Some(hub_message::Kind::Assign(assign)) = message.kind {
+                ids.push(assign.task_id);
+            }
+        }
+        ids
+    }
+
+    fn finish(hub: &Hub, engine: u32, connection: u64, task_id: u64) {
+        let message = EngineMessage {
+            kind: Some(engine_message::Kind::Finished(TaskFinished {
+                task_id,
+                attempt: 1,
+                chunks: 0,
+                result: Some(TaskResult {
+                    state: TaskState::Succeeded as i32,
+                    ..Default::default()
+                }),
+            })),
+        };
+        hub.engine_message(engine, connection, message, 0);
+    }
+
+    #[tokio::test]
+    async fn any_goes_to_the_least_loaded_engine_and_waits_for_free_slots() {
+        let hub = hub();
+        let (e1, c1, mut rx1) = engine(&hub, "one", 1, &[]);
+        let (_e2, _c2, mut rx2) = engine(&hub, "two", 2, &[]);
+        for _ in 0..5 {
+            hub.submit(job(&[]), Submitter::default()).expect("submit");
+        }
+        // Three slots in all: three tasks start, two wait.
+        let on_one = assigned(&mut rx1);
+        let on_two = assigned(&mut rx2);
+        assert_eq!((on_one.len(), on_two.len()), (1, 2));
+        assert_eq!(hub.queue_status().unassigned, 2);
+
+        // A freed slot takes the oldest waiting task.
+        finish(&hub, e1, c1, on_one[0]);
+        assert_eq!(assigned(&mut rx1), vec![4]);
+        assert_eq!(hub.queue_status().unassigned, 1);
+    }
+
+    #[tokio::test]
+    async fn labelled_tasks_wait_for_an_engine_with_the_labels() {
+        let hub = hub();
+        let (_plain, _, mut plain_rx) = engine(&hub, "plain", 4, &[]);
+        let (_gpu, _, mut gpu_rx) = engine(&hub, "gpu", 1, &[("gpu", "yes")]);
+        let first = hub
+            .submit(job(&[("gpu", "yes")]), Submitter::default())
+            .expect("submit")[0];
+        let second = hub
+            .submit(job(&[("gpu", "yes")]), Submitter::default())
+            .expect("submit")[0];
+        let plain_job = hub.submit(job(&[]), Submitter::default()).expect("submit")[0];
+        assert_eq!(assigned(&mut gpu_rx), vec![first]);
+        // The second labelled task waits for the gpu engine; the plain one passes it by.
+        assert_eq!(assigned(&mut plain_rx), vec![plain_job]);
+        assert_eq!(hub.queue_status().unassigned, 1);
+        let _ = second;
+        let missing = hub
+            .submit(job(&[("tpu", "yes")]), Submitter::default())
+            .expect_err("no engine has it");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+    }
+}

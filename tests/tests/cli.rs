@@ -116,6 +116,10 @@ async fn cluster_start_runs_a_command_on_its_engines_and_stops_everything_on_ctr
         "echo",
         "hello from an engine",
     ]);
+    // The hub's history and the engines' spill files stay in the test's directory.
+    command
+        .env("XDG_STATE_HOME", cluster.dir().join("state"))
+        .env("XDG_RUNTIME_DIR", cluster.dir());
     let log = cluster.dir().join("cluster.log");
     let mut process = Proc::spawn("warren cluster start", command, log);
     let greeted = eventually(PATIENCE, || {

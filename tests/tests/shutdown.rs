@@ -120,3 +120,69 @@ async fn engines_can_be_stopped_one_by_one() {
         Some(tonic::Code::NotFound)
     );
 }
+
+#[tokio::test]
+async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
+    let mut cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    let gate = cluster.dir().join("gate");
+    let mut events = client
+        .run(Job::script(format!("echo up; {}", wait_for_gate(&gate))))
+        .await
+        .expect("run");
+    loop {
+        let event = next_event(&mut events, PATIENCE).await.expect("stream");
+        if matches!(event.kind, Some(Kind::Output(_))) {
+            break;
+        }
+    }
+    cluster.hub.as_ref().expect("hub").signal(Signal::TERM);
+    let err = loop {
+        match events.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended as if the task had"),
+            Err(err) => break err,
+        }
+    };
+    let status = err.status().expect("a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("warren attach 1 --from"),
+        "{}",
+        status.message()
+    );
+    std::fs::write(&gate, b"").expect("gate");
+}
+
+#[tokio::test]
+async fn a_follower_of_a_hub_that_froze_gets_an_error_not_a_hang() {
+    let cluster = Cluster::hub_with(&["--heartbeat-ms", "100"]);
+    let mut cluster = cluster;
+    cluster.add_engine(&[]);
+    cluster.wait_for_engines(1).await;
+    let client = cluster.client().await;
+    let gate = cluster.dir().join("gate");
+    let mut events = client
+        .run(Job::script(wait_for_gate(&gate)))
+        .await
+        .expect("run");
+    let hub = cluster.hub.as_ref().expect("hub");
+    hub.signal(Signal::STOP);
+    let started = std::time::Instant::now();
+    let err = loop {
+        match events.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended"),
+            Err(err) => break err,
+        }
+    };
+    hub.signal(Signal::CONT);
+    std::fs::write(&gate, b"").expect("gate");
+    assert!(matches!(err, warren::Error::Silent(_)), "{err}");
+    // Three heartbeats of 100 ms plus 2 s of slack.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
