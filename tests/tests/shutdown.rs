@@ -123,7 +123,7 @@ async fn engines_can_be_stopped_one_by_one() {
 
 #[tokio::test]
 async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
-    let mut cluster = Cluster::with_engines(1).await;
+    let cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
     let mut events = client
