@@ -323,7 +323,28 @@ impl Hub {
             self.get_task(id).await?;
             reply.already_final.push(id);
         }
+        // Aborted means aborted: answer once the ends are recorded.
+        for &id in &reply.aborted {
+            self.wait_until_ended(id).await;
+        }
         Ok(reply)
+    }
+
+    /// Waits (a few seconds at most) until a task's end is committed and shown.
+    async fn wait_until_ended(&self, id: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = {
+                let state = self.lock();
+                match state.tasks.get(&id) {
+                    Some(task) if !task.state().is_final() => task.notify.clone().notified_owned(),
+                    _ => return,
+                }
+            };
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Sends a signal to running tasks' process groups.

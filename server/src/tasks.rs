@@ -59,8 +59,9 @@ pub struct Task {
     pub chunk_received: u64,
     /// The highest output chunk the database has, for the current attempt.
     pub chunk_committed: u64,
-    /// The final event, built but not shown until the database has it.
-    pending_final: Option<TaskEvent>,
+    /// The final event, built but not shown until the database has it, and the state shown
+    /// meanwhile.
+    pending_final: Option<(TaskEvent, TaskState)>,
     /// Woken whenever an event is shown, for followers.
     pub notify: Arc<Notify>,
     /// Followers attached now, and where each has read to.
@@ -123,10 +124,9 @@ impl Task {
 
     /// Its state as callers see it: final only once the database has the end.
     pub fn state(&self) -> TaskState {
-        if self.pending_final.is_some() {
-            TaskState::Running
-        } else {
-            self.row.state
+        match &self.pending_final {
+            Some((_, shown)) => *shown,
+            None => self.row.state,
         }
     }
 
@@ -192,13 +192,14 @@ impl Task {
             return;
         }
         result.attempt = self.row.attempt;
+        let shown = self.row.state;
         self.row.state = result.state();
         self.row.reason.clone_from(&result.error);
         self.row.result = Some(result.clone());
         let event = self
             .log
             .prepare_final(self.row.id, self.row.engine_id, Kind::Result(result));
-        self.pending_final = Some(event.clone());
+        self.pending_final = Some((event.clone(), shown));
         store.send(Op::Finish {
             event,
             row: Box::new(self.snapshot()),
@@ -222,7 +223,7 @@ impl Task {
 
     /// The database has the end: show it to followers.
     pub fn publish_final(&mut self) {
-        if let Some(event) = self.pending_final.take() {
+        if let Some((event, _)) = self.pending_final.take() {
             self.log.publish(event);
             self.notify.notify_waiters();
         }
@@ -297,8 +298,8 @@ impl Task {
     /// The task as `GetTask` and `ListTasks` show it.
     pub fn info(&self) -> TaskInfo {
         let mut info = self.snapshot().info(self.attempts.clone());
-        if self.pending_final.is_some() {
-            info.state = TaskState::Running as i32;
+        if let Some((_, shown)) = &self.pending_final {
+            info.state = *shown as i32;
             info.result = None;
             info.next_seq = self.log.next_seq() - 1;
         }

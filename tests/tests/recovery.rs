@@ -34,7 +34,12 @@ async fn wait_for_output(client: &warren::Client, task: u64, bytes: u64) {
 
 #[tokio::test]
 async fn a_hub_killed_mid_stream_restarts_and_every_task_ends_with_all_its_output() {
-    let mut cluster = Cluster::with_engines(2).await;
+    let mut cluster = Cluster::hub();
+    // A small memory bound, so that output written while the hub is down goes to spill files.
+    for _ in 0..2 {
+        cluster.add_engine(&["--outbox-memory", "256KiB"]);
+    }
+    cluster.wait_for_engines(2).await;
     let client = cluster.client().await;
     // Each task writes 6 MB of random bytes in 60 pieces over about three seconds, and keeps
     // a copy of exactly what it wrote.
@@ -75,6 +80,16 @@ async fn a_hub_killed_mid_stream_restarts_and_every_task_ends_with_all_its_outpu
         assert!(done.is_ok(), "a task did not finish while the hub was down");
     }
 
+    let dir = cluster.dir().to_owned();
+    let spilled = move |n: usize| {
+        std::fs::read_dir(dir.join(format!("spill-{n}")))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    assert!(
+        spilled(0) + spilled(1) > 0,
+        "output written while the hub was down is spilled to disk"
+    );
     cluster.start_hub(&[]);
     cluster.wait_for_engines(2).await;
     let client = cluster.client().await;
@@ -93,6 +108,18 @@ async fn a_hub_killed_mid_stream_restarts_and_every_task_ends_with_all_its_outpu
     }
     let events = collect(client.follow(queued, 0).await.expect("follow")).await;
     assert_eq!(stdout_text(&events, queued), "queued before the crash\n");
+    let drained = eventually(PATIENCE, || async {
+        if spilled(0) + spilled(1) == 0 {
+            Ok(())
+        } else {
+            Err(())
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "spill files go once the hub has everything"
+    );
 
     // The CLI sees the tasks from before the restart too.
     let (status, stdout, _) = cluster.cli(&["result", &tasks[0].0.to_string()]);
