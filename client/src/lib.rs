@@ -91,6 +91,32 @@ impl Events {
     }
 }
 
+/// Asks the hub on `socket` whether it is serving, without a key (gRPC health checking, which
+/// the hub answers unsigned).
+pub async fn ping(socket: &Path) -> Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let no_hub = |reason: String| Error::NoHub {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let channel = connect_unix(socket).await.map_err(|err| {
+        no_hub(std::error::Error::source(&err).map_or_else(|| err.to_string(), ToString::to_string))
+    })?;
+    let request = HealthCheckRequest {
+        service: "warren.v1.Control".into(),
+    };
+    let reply = tokio::time::timeout(DEFAULT_TIMEOUT, HealthClient::new(channel).check(request))
+        .await
+        .map_err(|_| no_hub(format!("it did not answer within {DEFAULT_TIMEOUT:?}")))?
+        .map_err(|status| no_hub(status.message().to_owned()))?;
+    match reply.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(no_hub(format!("it says {other:?}"))),
+    }
+}
+
 /// The connection file a client uses when told nothing: `$WARREN_CONNECTION_FILE`, else the
 /// one beside the default socket.
 pub fn default_connection_file() -> PathBuf {

@@ -122,6 +122,16 @@ pub fn connection_file_for(socket: &Path) -> PathBuf {
     socket.with_extension("json")
 }
 
+/// Where `warren tunnel` keeps its local sockets and connection files: `<runtime dir>/remote`.
+pub fn remote_dir() -> PathBuf {
+    runtime_dir().join("remote")
+}
+
+/// The connection file of the tunnel called `name`.
+pub fn remote_connection_file(name: &str) -> PathBuf {
+    remote_dir().join(format!("{name}.json"))
+}
+
 /// The connection file when none is given.
 pub fn default_connection_file() -> PathBuf {
     connection_file_for(&default_socket())

@@ -25,6 +25,11 @@ pub struct HubConfig {
     #[arg(long, env = "WARREN_HUB_ID", value_name = "ID")]
     pub hub_id: Option<String>,
 
+    /// Print the connection file of the hub serving on --socket (or the default socket) and
+    /// exit; `warren tunnel` runs this over ssh, so the key travels inside the ssh session
+    #[arg(long, conflicts_with = "new_key_file")]
+    pub print_connection: bool,
+
     /// Write a new random key to PATH (mode 0600) and exit
     #[arg(long, value_name = "PATH", conflicts_with_all = ["socket", "key_file"])]
     pub new_key_file: Option<PathBuf>,

