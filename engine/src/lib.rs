@@ -48,6 +48,13 @@ pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
     let tasks = Arc::new(Tasks::new(config.outbox_memory as usize, spill_dir));
     let mut shutdown = watch_signals()?;
     tracing::info!(uuid = %hello.uuid, slots = hello.slots, "engine starting");
+    let orphans = process::kill_orphans();
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "killed processes left running by tasks of an engine that was killed"
+        );
+    }
 
     let mut backoff = Backoff::new(Duration::from_millis(config.max_backoff_ms));
     loop {

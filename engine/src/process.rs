@@ -6,8 +6,11 @@ use std::process::Stdio;
 use tokio::process::Command;
 use warren_proto::v1::{TaskSpec, task_spec};
 
+/// The variable every task's processes carry: the pid of the engine that started them.
+pub const ENGINE_PID_VAR: &str = "WARREN_ENGINE_PID";
+
 /// Builds the command for a task: argv directly, a script with `sh -c`.
-pub fn command(spec: &TaskSpec) -> Result<Command, String> {
+pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, String> {
     let mut command = match &spec.command {
         Some(task_spec::Command::Argv(argv)) => {
             let (program, args) = argv
@@ -36,6 +39,8 @@ pub fn command(spec: &TaskSpec) -> Result<Command, String> {
         command.current_dir(&spec.cwd);
     }
     command
+        .env(ENGINE_PID_VAR, std::process::id().to_string())
+        .env("WARREN_TASK_ID", task_id.to_string())
         .envs(&spec.env)
         .stdin(if spec.stdin.is_empty() {
             Stdio::null()
@@ -84,4 +89,53 @@ pub fn signal_group(pgid: u32, signal: i32) {
     {
         tracing::warn!(pgid, signal = signal.as_raw(), %err, "could not signal the task's process group");
     }
+}
+
+/// Kills what tasks of engines that died without cleaning up (SIGKILL) left running: processes
+/// of this user whose environment names an engine pid that no longer exists. The kernel kills
+/// a task's first process with its engine (PR_SET_PDEATHSIG); this catches what that process
+/// had started. Returns how many were killed.
+pub fn kill_orphans() -> usize {
+    let me = rustix::process::getuid().as_raw();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let owned = std::os::unix::fs::MetadataExt::uid(&match entry.metadata() {
+            Ok(meta) => meta,
+            Err(_) => continue,
+        }) == me;
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let engine = environ
+            .split(|&b| b == 0)
+            .filter_map(|var| std::str::from_utf8(var).ok())
+            .find_map(|var| {
+                var.strip_prefix(ENGINE_PID_VAR)?
+                    .strip_prefix('=')?
+                    .parse::<u32>()
+                    .ok()
+            });
+        let Some(engine) = engine else {
+            continue;
+        };
+        if !owned || Path::new(&format!("/proc/{engine}")).exists() {
+            continue;
+        }
+        if let Some(pid) = rustix::process::Pid::from_raw(pid)
+            && rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
 }

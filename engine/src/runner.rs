@@ -66,7 +66,7 @@ async fn supervise(
 ) {
     let (task_id, attempt) = (run.task_id, run.attempt);
     let started_us = now_us();
-    let spawned = process::command(&spec).and_then(|mut command| {
+    let spawned = process::command(task_id, &spec).and_then(|mut command| {
         command
             .spawn()
             .map_err(|err| format!("cannot start {}: {err}", program_name(&spec)))

@@ -66,3 +66,42 @@ async fn an_engine_comes_back_with_its_uuid_when_the_hub_returns() {
     assert_eq!(after[0].uuid, "engine-under-test");
     assert_eq!(after[0].pid, cluster.engines[0].pid());
 }
+
+#[tokio::test]
+async fn what_a_killed_engines_task_left_running_is_killed_when_an_engine_starts() {
+    let mut cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    // The background sleep is not the engine's child: the kernel won't kill it with the engine.
+    let mut events = client
+        .run(Job::script("sleep 300 & echo $!; wait"))
+        .await
+        .expect("run");
+    let orphan: u32 = loop {
+        let event = next_event(&mut events, PATIENCE).await.expect("stream");
+        if let Some(Kind::Output(chunk)) = event.kind {
+            break String::from_utf8_lossy(&chunk.data)
+                .trim()
+                .parse()
+                .expect("pid");
+        }
+    };
+    cluster.engines[0].signal(Signal::KILL);
+    assert!(cluster.engines[0].wait_for_exit(PATIENCE).await.is_some());
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
+    };
+    assert!(
+        alive(orphan),
+        "the test needs the orphan to outlive the engine"
+    );
+    cluster.add_engine(&[]);
+    let gone = eventually(PATIENCE, || async move {
+        if alive(orphan) { Err(()) } else { Ok(()) }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the next engine to start kills the orphan {orphan}"
+    );
+}

@@ -197,7 +197,7 @@ async fn a_task_that_kills_its_engines_is_not_retried_forever() {
     cluster.wait_for_engines(3).await;
     let client = cluster.client().await;
     // Kills whichever engine runs it.
-    let job = Job::script("echo here; kill -KILL $PPID; sleep 60").retries(5);
+    let job = Job::script("echo here; kill -KILL $PPID; exec sleep 60").retries(5);
     let events = collect(client.run(job).await.expect("run")).await;
     let result = only_result(&events);
     assert_eq!(result.state(), TaskState::Lost);
