@@ -1,6 +1,5 @@
 //! Starting a task's process in its own process group, and signalling that group.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::process::Command;
@@ -52,28 +51,8 @@ pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, String> {
         // Its own group, so signals reach everything it starts and nothing else.
         .process_group(0)
         .kill_on_drop(true);
-    die_with_engine(command.as_std_mut());
+    warren_proto::child::die_with_parent(command.as_std_mut());
     Ok(command)
-}
-
-/// Asks the kernel to SIGKILL the child if the engine dies, so none outlives a killed engine.
-#[allow(unsafe_code)]
-fn die_with_engine(command: &mut std::process::Command) {
-    let engine_pid = rustix::process::getpid();
-    // SAFETY: the closure runs in the child between fork and exec and makes only two
-    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no locks.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The engine may have died before prctl took effect.
-            if rustix::process::getppid() != Some(engine_pid) {
-                return Err(std::io::Error::other(
-                    "the engine exited while starting the task",
-                ));
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Sends `signal` to every process in the task's group; a group already gone is not an error.

@@ -11,9 +11,8 @@
 //! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
 //!   directories only their owner can reach.
 
-#![deny(unsafe_code)]
-
 pub mod auth;
+pub mod child;
 pub mod connection;
 pub mod private_dir;
 pub mod private_file;

@@ -27,8 +27,16 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
     )?;
     let connection_file = connection::connection_file_for(&socket);
     let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    // Before any child exists: a Ctrl-C from now on stops them all.
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop_signals = (
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    );
 
-    let mut hub = Command::new(sibling_binary("warren-hub")?)
+    let mut hub = Command::new(sibling_binary("warren-hub")?);
+    warren_proto::child::die_with_parent(hub.as_std_mut());
+    let mut hub = hub
         .arg("--socket")
         .arg(&socket)
         .env("RUST_LOG", &log_level)
@@ -40,7 +48,9 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
 
     let mut engines = Vec::new();
     for _ in 0..args.engines {
-        let engine = Command::new(sibling_binary("warren-engine")?)
+        let mut engine = Command::new(sibling_binary("warren-engine")?);
+        warren_proto::child::die_with_parent(engine.as_std_mut());
+        let engine = engine
             .arg("--connection-file")
             .arg(&connection_file)
             .arg("--slots")
@@ -58,8 +68,8 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
         &mut engines,
         args,
         &socket,
-        &connection_file,
         started,
+        stop_signals,
     )
     .await;
     stop(&client, &mut hub, &mut engines).await;
@@ -72,10 +82,11 @@ async fn serve(
     engines: &mut [Child],
     args: &ClusterArgs,
     socket: &Path,
-    connection_file: &Path,
     started: Instant,
+    (mut interrupt, mut terminate): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
 ) -> anyhow::Result<u8> {
     wait_for_engines(client, engines, args.engines as usize).await?;
+    let connection_file = connection::connection_file_for(socket);
     println!(
         "warren: hub on {} with {} engine(s), ready in {:.2} s",
         socket.display(),
@@ -96,9 +107,6 @@ async fn serve(
     if !args.command.is_empty() {
         status = crate::commands::run(client, Job::argv(args.command.clone()).all(), false).await?;
     }
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}

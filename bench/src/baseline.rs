@@ -1,0 +1,155 @@
+//! What the machine itself can do, measured in the same run: a Unix-socket ping-pong and bulk
+//! transfer between two processes, spawning /bin/true, and an unsigned tonic call.
+
+use anyhow::Context;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procs::Proc;
+use crate::stats::Samples;
+
+/// Bytes per ping.
+const PING: usize = 64;
+/// Bytes per bulk write.
+const BULK_WRITE: usize = 64 * 1024;
+
+/// The other process of the socket baselines: echoes 64-byte pings, or swallows a bulk
+/// transfer and answers one byte at its end (`warren-bench --serve-socket PATH`).
+pub(crate) fn serve(path: &Path) -> anyhow::Result<()> {
+    let listener = UnixListener::bind(path)?;
+    for stream in listener.incoming() {
+        // A connection that says nothing (the readiness probe) is not an error.
+        let _ = serve_one(stream?);
+    }
+    Ok(())
+}
+
+fn serve_one(mut stream: UnixStream) -> anyhow::Result<()> {
+    {
+        let mut kind = [0u8; 1];
+        stream.read_exact(&mut kind)?;
+        match kind[0] {
+            b'p' => {
+                let mut buf = [0u8; PING];
+                while stream.read_exact(&mut buf).is_ok() {
+                    stream.write_all(&buf)?;
+                }
+            }
+            b'b' => {
+                let mut total = [0u8; 8];
+                stream.read_exact(&mut total)?;
+                let mut left = u64::from_le_bytes(total);
+                let mut buf = vec![0u8; BULK_WRITE];
+                while left > 0 {
+                    let n = stream.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    left = left.saturating_sub(n as u64);
+                }
+                stream.write_all(b"k")?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The socket server process, running.
+pub(crate) struct SocketPeer {
+    _proc: Proc,
+    path: std::path::PathBuf,
+}
+
+impl SocketPeer {
+    /// Starts `warren-bench --serve-socket` in another process.
+    pub(crate) fn start(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("peer.sock");
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--serve-socket")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start the socket peer")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&path).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the socket peer did not start");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(Self {
+            _proc: Proc(child),
+            path,
+        })
+    }
+
+    /// Round trips of 64 bytes.
+    pub(crate) fn ping_pong(&self, runs: usize) -> anyhow::Result<Samples> {
+        let mut stream = UnixStream::connect(&self.path)?;
+        stream.write_all(b"p")?;
+        let mut buf = [7u8; PING];
+        let mut samples = Vec::with_capacity(runs);
+        for i in 0..runs + runs / 10 {
+            let start = Instant::now();
+            stream.write_all(&buf)?;
+            stream.read_exact(&mut buf)?;
+            if i >= runs / 10 {
+                samples.push(start.elapsed());
+            }
+        }
+        Ok(Samples::new(samples))
+    }
+
+    /// Bytes per second for `total` bytes in 64 KiB writes.
+    pub(crate) fn bulk(&self, total: u64) -> anyhow::Result<f64> {
+        let mut stream = UnixStream::connect(&self.path)?;
+        stream.write_all(b"b")?;
+        stream.write_all(&total.to_le_bytes())?;
+        let buf = vec![1u8; BULK_WRITE];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < total {
+            stream.write_all(&buf)?;
+            sent += BULK_WRITE as u64;
+        }
+        let mut ack = [0u8; 1];
+        stream.read_exact(&mut ack)?;
+        Ok(total as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+/// `/bin/true` spawned and waited for (Rust's std uses posix_spawn for this).
+pub(crate) fn spawn_true(runs: usize) -> anyhow::Result<Samples> {
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + runs / 10 {
+        let start = Instant::now();
+        let status = Command::new("/bin/true").stdin(Stdio::null()).status()?;
+        anyhow::ensure!(status.success(), "/bin/true failed");
+        if i >= runs / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    Ok(Samples::new(samples))
+}
+
+/// Unsigned unary calls (gRPC health checks, which the hub serves without a signature).
+pub(crate) async fn unsigned_unary(socket: &Path, runs: usize) -> anyhow::Result<Samples> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = warren_proto::transport::connect_unix(socket).await?;
+    let mut client = HealthClient::new(channel);
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + runs / 10 {
+        let start = Instant::now();
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        if i >= runs / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    Ok(Samples::new(samples))
+}

@@ -1,0 +1,342 @@
+//! `warren-bench`: warren's benchmarks, each next to its baseline measured in the same run.
+//!
+//! Starts the release `warren-hub` and `warren-engine` binaries on sockets in a temp dir,
+//! runs every scenario, prints a table of medians and tails with the baselines and targets,
+//! and writes it all as JSON. Run it with `cargo run --release -p warren-bench`.
+
+mod baseline;
+mod procs;
+mod scenarios;
+mod signing;
+mod sim;
+mod stats;
+
+use clap::Parser;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use warren::Job;
+
+use crate::procs::{Cluster, rss};
+use crate::stats::{ms, us};
+
+/// Measure warren against raw sockets, process spawning and plain tonic, in one run.
+#[derive(Debug, Parser)]
+#[command(name = "warren-bench")]
+struct Args {
+    /// Where to write the results as JSON
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// Fewer runs of each scenario, for a quick look (the figures are noisier)
+    #[arg(long)]
+    quick: bool,
+    /// Only the scenarios whose names contain one of these words
+    #[arg(long = "only", value_name = "WORD")]
+    only: Vec<String>,
+    /// Internal: serve the socket baselines' other end on this path
+    #[arg(long, hide = true)]
+    serve_socket: Option<PathBuf>,
+}
+
+/// The results so far: table rows and the JSON document.
+struct Report {
+    rows: Vec<[String; 4]>,
+    json: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    fn row(&mut self, name: &str, figure: String, versus: String, target: String) {
+        println!("{name:<34} {figure:<30} {versus:<34} {target}");
+        self.rows.push([name.into(), figure, versus, target]);
+    }
+
+    fn record(&mut self, name: &str, value: Value) {
+        self.json.insert(name.into(), value);
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(path) = &args.serve_socket {
+        return baseline::serve(path);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let wanted =
+        |name: &str| args.only.is_empty() || args.only.iter().any(|w| name.contains(w.as_str()));
+    let scale = |full: usize, quick: usize| if args.quick { quick } else { full };
+    let mut report = Report {
+        rows: Vec::new(),
+        json: serde_json::Map::new(),
+    };
+    println!(
+        "{:<34} {:<30} {:<34} target",
+        "scenario", "warren", "baseline (same run)"
+    );
+    let scratch = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
+    let hub_flags = [
+        "--max-queued",
+        "1000000",
+        "--max-queued-per-client",
+        "1000000",
+        "--replay-capacity",
+        "4000000",
+    ];
+
+    // Baselines.
+    let peer = baseline::SocketPeer::start(scratch.path())?;
+    let ping = peer.ping_pong(scale(20_000, 2_000))?;
+    let bulk = peer.bulk(if args.quick { 1 << 30 } else { 2 << 30 })?;
+    let spawn = baseline::spawn_true(scale(1_000, 200))?;
+    report.row(
+        "baseline: UDS ping-pong 64 B",
+        format!("p50 {} µs  p99 {} µs", us(ping.p50()), us(ping.p99())),
+        String::new(),
+        String::new(),
+    );
+    report.row(
+        "baseline: UDS bulk, 64 KiB writes",
+        format!("{:.2} GB/s", bulk / 1e9),
+        String::new(),
+        String::new(),
+    );
+    report.row(
+        "baseline: posix_spawn /bin/true",
+        format!("p50 {} ms  p99 {} ms", ms(spawn.p50()), ms(spawn.p99())),
+        String::new(),
+        String::new(),
+    );
+    report.record(
+        "baselines",
+        json!({
+            "uds_ping_pong_64b": {"p50_us": us(ping.p50()), "p99_us": us(ping.p99()), "runs": ping.len()},
+            "uds_bulk_64kib_writes": {"gb_per_s": bulk / 1e9},
+            "spawn_true": {"p50_ms": ms(spawn.p50()), "p99_ms": ms(spawn.p99()), "runs": spawn.len()},
+        }),
+    );
+
+    let mut cluster = Cluster::hub(&hub_flags).await?;
+    cluster.add_engines(2, &["--slots", "4"]).await?;
+    let client = cluster.client().await?;
+    let unsigned = baseline::unsigned_unary(&cluster.socket(), scale(5_000, 1_000)).await?;
+    report.row(
+        "baseline: tonic unary, unsigned",
+        format!(
+            "p50 {} µs  p99 {} µs",
+            us(unsigned.p50()),
+            us(unsigned.p99())
+        ),
+        "(health check on the hub)".into(),
+        String::new(),
+    );
+    report.record(
+        "baseline_tonic_unary_unsigned",
+        json!({"p50_us": us(unsigned.p50()), "p99_us": us(unsigned.p99()), "runs": unsigned.len()}),
+    );
+    let idle_rss = rss(cluster.hub_pid());
+
+    if wanted("roundtrip") {
+        let rt = scenarios::round_trip(&client, scale(2_000, 300)).await?;
+        let above = rt.p50().saturating_sub(spawn.p50());
+        report.row(
+            "1 round trip of `true`",
+            format!("p50 {} ms  p99 {} ms", ms(rt.p50()), ms(rt.p99())),
+            format!("spawn p50 {} ms: +{} ms", ms(spawn.p50()), ms(above)),
+            format!("+0.4 ms: {}", verdict(above <= Duration::from_micros(400))),
+        );
+        report.record(
+            "roundtrip_true",
+            json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(),
+                   "above_spawn_p50_ms": ms(above), "target_above_spawn_ms": 0.4}),
+        );
+    }
+
+    if wanted("throughput") {
+        let tasks = scale(20_000, 4_000);
+        let t = scenarios::throughput(&cluster, &client, Job::argv(["true"]), tasks, 64).await?;
+        report.row(
+            &format!("2 throughput, {tasks} `true` tasks"),
+            format!("{:.0} tasks/s", t.tasks_per_s),
+            format!("hub CPU {} µs/task", us(t.hub_cpu_per_task)),
+            format!("1500/s: {}", verdict(t.tasks_per_s >= 1500.0)),
+        );
+        report.record(
+            "throughput_true",
+            json!({"tasks": tasks, "tasks_per_s": t.tasks_per_s, "seconds": t.elapsed.as_secs_f64(),
+                   "hub_cpu_us_per_task": us(t.hub_cpu_per_task), "engines": 2, "slots_per_engine": 4}),
+        );
+    }
+
+    if wanted("stream") {
+        let bytes: u64 = if args.quick { 256 << 20 } else { 1 << 30 };
+        let before = rss(cluster.hub_pid());
+        let fast = scenarios::stream(&client, bytes, false).await?;
+        let with_slow = scenarios::stream(&client, bytes, true).await?;
+        let after = rss(cluster.hub_pid());
+        let ratio = fast / bulk;
+        report.row(
+            &format!("3 stream {} MiB of stdout", bytes >> 20),
+            format!(
+                "{:.2} GB/s; slow follower {:.2}",
+                fast / 1e9,
+                with_slow / 1e9
+            ),
+            format!("UDS bulk {:.2} GB/s: x{ratio:.2}", bulk / 1e9),
+            format!("1 GB/s & x0.35: {}", verdict(fast >= 1e9 && ratio >= 0.35)),
+        );
+        report.record(
+            "stream",
+            json!({"bytes": bytes, "gb_per_s": fast / 1e9, "with_slow_follower_gb_per_s": with_slow / 1e9,
+                   "ratio_to_uds_bulk": ratio, "hub_rss_before_bytes": before, "hub_rss_after_bytes": after}),
+        );
+    }
+    drop(client);
+    drop(cluster);
+
+    if wanted("fanout") {
+        let mut wide = Cluster::hub(&hub_flags).await?;
+        wide.add_engines(64, &[]).await?;
+        let client = wide.client().await?;
+        let fan = scenarios::fan_out(&client, 64, scale(10, 3)).await?;
+        report.row(
+            "4 fan-out to 64 engines",
+            format!("p50 {} ms  p99 {} ms", ms(fan.p50()), ms(fan.p99())),
+            format!("64 × spawn p50 = {} ms", ms(spawn.p50() * 64)),
+            String::new(),
+        );
+        report.record(
+            "fanout_64",
+            json!({"p50_ms": ms(fan.p50()), "p99_ms": ms(fan.p99()), "runs": fan.len()}),
+        );
+    }
+
+    if wanted("hmac") {
+        let (signed, plain) = signing::compare(scratch.path(), scale(20_000, 2_000)).await?;
+        let overhead = signed.p50().as_secs_f64() / plain.p50().as_secs_f64() - 1.0;
+        report.row(
+            "5 signed unary Control call",
+            format!("p50 {} µs  p99 {} µs", us(signed.p50()), us(signed.p99())),
+            format!(
+                "unsigned p50 {} µs: {:+.1}%",
+                us(plain.p50()),
+                overhead * 100.0
+            ),
+            format!("≤5%: {}", verdict(overhead <= 0.05)),
+        );
+        report.record(
+            "hmac_layer",
+            json!({"signed_p50_us": us(signed.p50()), "unsigned_p50_us": us(plain.p50()),
+                   "signed_p99_us": us(signed.p99()), "unsigned_p99_us": us(plain.p99()),
+                   "overhead_percent": overhead * 100.0, "runs": signed.len(),
+                   "per_call_verification": "cargo bench -p warren-bench --bench signatures"}),
+        );
+    }
+
+    if wanted("scale") {
+        scale_scenario(&mut report, &hub_flags, idle_rss, scale(100_000, 10_000)).await?;
+    }
+
+    if wanted("cluster") {
+        let starts = scenarios::cluster_start(scratch.path(), scale(10, 3)).await?;
+        report.row(
+            "7 cluster start -n 2",
+            format!("p50 {} ms  p99 {} ms", ms(starts.p50()), ms(starts.p99())),
+            format!("2 × spawn p50 = {} ms", ms(spawn.p50() * 2)),
+            format!(
+                "0.2 s: {}",
+                verdict(starts.p50() <= Duration::from_millis(200))
+            ),
+        );
+        report.record(
+            "cluster_start_2",
+            json!({"p50_ms": ms(starts.p50()), "p99_ms": ms(starts.p99()), "runs": starts.len()}),
+        );
+    }
+
+    let document = json!({
+        "system": "warren",
+        "version": warren_proto::VERSION,
+        "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get())},
+        "quick": args.quick,
+        "results": Value::Object(report.json.clone()),
+        "table": report.rows,
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&document)? + "\n")?;
+    println!("\nwrote {}", args.json.display());
+    Ok(())
+}
+
+/// Scenario 6: hub memory idle, with many engines, with a long history, and start-up time.
+async fn scale_scenario(
+    report: &mut Report,
+    hub_flags: &[&str],
+    idle_rss: u64,
+    tasks: usize,
+) -> anyhow::Result<()> {
+    let mut hub = Cluster::hub(hub_flags).await?;
+    let fresh = rss(hub.hub_pid());
+    let engines = sim::start(&hub.connection_file(), 1000).await?;
+    let client = hub.client().await?;
+    procs::wait_until(Duration::from_secs(60), || {
+        let client = client.clone();
+        async move { client.engines().await.is_ok_and(|e| e.len() >= 1000) }
+    })
+    .await?;
+    let with_engines = rss(hub.hub_pid());
+    let t = scenarios::throughput(&hub, &client, Job::argv(["true"]), tasks, 128).await?;
+    let with_history = rss(hub.hub_pid());
+    drop(engines);
+    drop(client);
+    let restart = {
+        if let Some(old) = hub.hub.take() {
+            drop(old);
+        }
+        let started = Instant::now();
+        hub.start_hub(hub_flags).await?;
+        started.elapsed()
+    };
+    let after_restart = rss(hub.hub_pid());
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    report.row(
+        "6 hub RSS idle",
+        mib(fresh),
+        format!("with 2 engines: {}", mib(idle_rss)),
+        format!("20 MB: {}", verdict(fresh <= 20_000_000)),
+    );
+    report.row(
+        "6 hub RSS, 1000 engines",
+        mib(with_engines),
+        String::new(),
+        String::new(),
+    );
+    report.row(
+        &format!("6 hub, {tasks} tasks on 1000 engines"),
+        format!("{:.0} tasks/s, RSS {}", t.tasks_per_s, mib(with_history)),
+        format!("hub CPU {} µs/task", us(t.hub_cpu_per_task)),
+        String::new(),
+    );
+    report.row(
+        &format!("6 hub restart with {tasks} tasks"),
+        format!("ready in {} ms, RSS {}", ms(restart), mib(after_restart)),
+        String::new(),
+        String::new(),
+    );
+    report.record(
+        "scale",
+        json!({"idle_rss_bytes": fresh, "idle_rss_with_2_engines_bytes": idle_rss,
+               "rss_with_1000_engines_bytes": with_engines, "tasks": tasks,
+               "simulated_tasks_per_s": t.tasks_per_s, "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
+               "rss_after_tasks_bytes": with_history, "restart_ms": ms(restart),
+               "rss_after_restart_bytes": after_restart}),
+    );
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The hub and engines under test: the release binaries, on a socket in a temp dir.
+
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use warren::Client;
+
+/// A binary beside this one (cargo puts them all in target/release).
+pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?
+        .parent()
+        .context("no directory")?
+        .join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found; build everything first: cargo build --release",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A child process that is stopped when dropped.
+pub(crate) struct Proc(pub Child);
+
+impl Proc {
+    /// The pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A hub and its engines in a private temp dir.
+pub(crate) struct Cluster {
+    /// The engines.
+    pub(crate) engines: Vec<Proc>,
+    /// The hub.
+    pub(crate) hub: Option<Proc>,
+    /// The temp dir.
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A hub with these flags and no engines yet.
+    pub(crate) async fn hub(args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let mut cluster = Self {
+            engines: Vec::new(),
+            hub: None,
+            dir,
+        };
+        cluster.start_hub(args).await?;
+        Ok(cluster)
+    }
+
+    /// The hub's socket.
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.dir.path().join("hub.sock")
+    }
+
+    /// The hub's connection file.
+    pub(crate) fn connection_file(&self) -> PathBuf {
+        self.dir.path().join("hub.json")
+    }
+
+    /// Starts (or restarts) the hub and waits until it answers; returns how long that took.
+    pub(crate) async fn start_hub(&mut self, args: &[&str]) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut command = Command::new(binary("warren-hub")?);
+        command
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null());
+        if !args.contains(&"--db") {
+            command.arg("--db").arg(self.dir.path().join("hub.db"));
+        }
+        let hub = Proc(command.spawn().context("start warren-hub")?);
+        let pid = hub.pid();
+        self.hub = Some(hub);
+        wait_until(Duration::from_secs(60), || {
+            let info = warren_proto::connection::ConnectionInfo::load(&self.connection_file());
+            async move { info.is_ok_and(|i| i.hub_pid == pid) }
+        })
+        .await?;
+        wait_until(Duration::from_secs(30), || warren_ok(self.socket())).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Starts `n` engines with these flags and waits until they are registered.
+    pub(crate) async fn add_engines(&mut self, n: usize, args: &[&str]) -> anyhow::Result<()> {
+        for i in 0..n {
+            let mut command = Command::new(binary("warren-engine")?);
+            command
+                .arg("--connection-file")
+                .arg(self.connection_file())
+                .arg("--spill-dir")
+                .arg(
+                    self.dir
+                        .path()
+                        .join(format!("spill-{}", self.engines.len() + i)),
+                )
+                .args(args)
+                .env("RUST_LOG", "error")
+                .stdin(Stdio::null());
+            self.engines
+                .push(Proc(command.spawn().context("start warren-engine")?));
+        }
+        let client = self.client().await?;
+        let want = self.engines.len();
+        wait_until(Duration::from_secs(60), || {
+            let client = client.clone();
+            async move { client.engines().await.is_ok_and(|e| e.len() >= want) }
+        })
+        .await
+    }
+
+    /// A signed client.
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(self.connection_file()).await?)
+    }
+
+    /// The hub's pid.
+    pub(crate) fn hub_pid(&self) -> u32 {
+        self.hub.as_ref().map_or(0, Proc::pid)
+    }
+}
+
+async fn warren_ok(socket: PathBuf) -> bool {
+    warren::ping(&socket).await.is_ok()
+}
+
+/// Polls `check` every 2 ms until it is true, for at most `limit`.
+pub(crate) async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// A process's resident memory, in bytes.
+pub(crate) fn rss(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A process's CPU time so far (user + system).
+pub(crate) fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(") ")?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    // Linux reports in clock ticks, 100 per second on every platform warren runs on.
+    Duration::from_millis(ticks * 10)
+}

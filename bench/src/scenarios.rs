@@ -1,0 +1,199 @@
+//! The scenarios: warren doing real work, each timed against the baselines of the same run.
+
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use warren::proto::{TaskState, task_event::Kind};
+use warren::{Client, Job};
+
+use crate::procs::{Cluster, cpu_time, wait_until};
+use crate::stats::Samples;
+
+/// Round trips of one `true` task: submit, run, every event back, end.
+pub(crate) async fn round_trip(client: &Client, runs: usize) -> anyhow::Result<Samples> {
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + runs / 10 {
+        let start = Instant::now();
+        let mut events = client.run(Job::argv(["true"])).await?;
+        let mut ok = false;
+        while let Some(event) = events.message().await? {
+            if let Some(Kind::Result(result)) = event.kind {
+                ok = result.state() == TaskState::Succeeded;
+            }
+        }
+        anyhow::ensure!(ok, "a `true` task did not succeed");
+        if i >= runs / 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    Ok(Samples::new(samples))
+}
+
+/// What a throughput run measured.
+pub(crate) struct Throughput {
+    /// Tasks finished per second.
+    pub(crate) tasks_per_s: f64,
+    /// Hub CPU time per task.
+    pub(crate) hub_cpu_per_task: Duration,
+    /// Wall time.
+    pub(crate) elapsed: Duration,
+}
+
+/// `tasks` tasks, each submitted with its own Submit call (up to `in_flight` calls at once),
+/// timed until every one has ended.
+pub(crate) async fn throughput(
+    cluster: &Cluster,
+    client: &Client,
+    job: Job,
+    tasks: usize,
+    in_flight: usize,
+) -> anyhow::Result<Throughput> {
+    let hub_cpu = cpu_time(cluster.hub_pid());
+    let start = Instant::now();
+    let gate = Arc::new(Semaphore::new(in_flight));
+    let mut handles = Vec::with_capacity(tasks);
+    let last = Arc::new(AtomicU64::new(0));
+    for _ in 0..tasks {
+        let permit = gate.clone().acquire_owned().await?;
+        let client = client.clone();
+        let job = job.clone();
+        let last = last.clone();
+        handles.push(tokio::spawn(async move {
+            let ids = client.submit(job).await;
+            drop(permit);
+            if let Ok(ids) = &ids {
+                last.fetch_max(ids[0], Ordering::Relaxed);
+            }
+            ids.map(|_| ())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    // Every task is done when nothing waits or runs and the last one has ended.
+    let last = last.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(600), || {
+        let client = client.clone();
+        async move {
+            let idle = client.queue_status().await.is_ok_and(|q| {
+                q.unassigned == 0 && q.engines.iter().all(|e| e.running == 0 && e.queued == 0)
+            });
+            idle && client.task(last).await.is_ok_and(|t| t.state().is_final())
+        }
+    })
+    .await?;
+    let elapsed = start.elapsed();
+    Ok(Throughput {
+        tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
+        hub_cpu_per_task: (cpu_time(cluster.hub_pid()) - hub_cpu) / tasks as u32,
+        elapsed,
+    })
+}
+
+/// Bytes per second of one task's stdout reaching the client, optionally with a second,
+/// slow follower (one event every 10 ms) attached.
+pub(crate) async fn stream(
+    client: &Client,
+    bytes: u64,
+    slow_follower: bool,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut events = client
+        .run(Job::argv(["head", "-c", &bytes.to_string(), "/dev/zero"]))
+        .await?;
+    let mut slow = None;
+    let mut received = 0u64;
+    let mut ok = false;
+    while let Some(event) = events.message().await? {
+        if slow_follower && slow.is_none() {
+            let mut follower = client.follow(event.task_id, 0).await?;
+            slow = Some(tokio::spawn(async move {
+                while let Ok(Some(_)) = follower.message().await {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }));
+        }
+        match event.kind {
+            Some(Kind::Output(chunk)) => received += chunk.data.len() as u64,
+            Some(Kind::Gap(gap)) => anyhow::bail!("the fast follower missed {} bytes", gap.bytes),
+            Some(Kind::Result(result)) => ok = result.state() == TaskState::Succeeded,
+            _ => {}
+        }
+    }
+    let elapsed = start.elapsed();
+    if let Some(slow) = slow {
+        slow.abort();
+    }
+    anyhow::ensure!(
+        ok && received == bytes,
+        "received {received} of {bytes} bytes"
+    );
+    Ok(bytes as f64 / elapsed.as_secs_f64())
+}
+
+/// One Execute of `true` to every engine, timed until all are done.
+pub(crate) async fn fan_out(
+    client: &Client,
+    engines: usize,
+    runs: usize,
+) -> anyhow::Result<Samples> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut events = client.run(Job::argv(["true"]).all()).await?;
+        let mut done = 0;
+        while let Some(event) = events.message().await? {
+            if matches!(event.kind, Some(Kind::Result(_))) {
+                done += 1;
+            }
+        }
+        anyhow::ensure!(done == engines, "{done} of {engines} tasks ended");
+        samples.push(start.elapsed());
+    }
+    Ok(Samples::new(samples))
+}
+
+/// Seconds from `warren cluster start -n 2` until it says its engines are ready.
+pub(crate) async fn cluster_start(dir: &std::path::Path, runs: usize) -> anyhow::Result<Samples> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut samples = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let home = dir.join(format!("cluster-{run}"));
+        std::fs::create_dir_all(&home)?;
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new(crate::procs::binary("warren")?)
+            .arg("--socket")
+            .arg(home.join("hub.sock"))
+            .args(["cluster", "start", "-n", "2"])
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_RUNTIME_DIR", &home)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("ready in") {
+                    return Ok(());
+                }
+            }
+            anyhow::bail!("cluster start ended without saying it was ready")
+        })
+        .await;
+        samples.push(start.elapsed());
+        if let Some(pid) = child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        ready.context("cluster start did not become ready in 30 s")??;
+    }
+    Ok(Samples::new(samples))
+}

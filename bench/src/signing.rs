@@ -1,0 +1,117 @@
+//! The cost of the HMAC layer: the same Control call through the hub's services with and
+//! without the signature check, served in one process the way the hub serves (one thread).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+use warren_hub::auth::AuthLayer;
+use warren_hub::hub::{Hub, Limits, Settings};
+use warren_hub::service::ControlService;
+use warren_hub::store::{Location, Store};
+use warren_hub::tasklog::LogLimits;
+use warren_proto::auth::{DEFAULT_SKEW, Key, Signer, Verifier};
+use warren_proto::transport::{SignedChannel, connect_unix};
+use warren_proto::v1::ListEnginesRequest;
+use warren_proto::v1::control_client::ControlClient;
+use warren_proto::v1::control_server::ControlServer;
+
+use crate::stats::Samples;
+
+fn settings() -> Settings {
+    Settings {
+        hub_id: "bench".into(),
+        heartbeat: Duration::from_secs(1),
+        engine_timeout: Duration::from_secs(3),
+        reattach_grace: Duration::from_secs(3),
+        log_limits: LogLimits {
+            keep: 1 << 20,
+            window: 1 << 20,
+        },
+        max_engine_deaths: 3,
+        limits: Limits {
+            max_queued: 1000,
+            max_queued_per_client: 1000,
+            max_engines: 10,
+            max_followers_per_task: 10,
+            max_streams_per_client: 10,
+            output_in_flight: 1 << 20,
+        },
+    }
+}
+
+/// Serves Control on `signed.sock` (with the HMAC layer) and `plain.sock` (without) from one
+/// thread, until the returned sender is dropped.
+fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (signed_path, plain_path) = (dir.join("signed.sock"), dir.join("plain.sock"));
+    let verifier = Arc::new(Verifier::new(key, "bench", DEFAULT_SKEW, 4_000_000));
+    std::thread::Builder::new()
+        .name("bench-hub".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let (store, recovered, _commits) = Store::open(Location::Memory)?;
+                let hub = Hub::new(settings(), store, recovered);
+                let signed = UnixListenerStream::new(UnixListener::bind(&signed_path)?);
+                let plain = UnixListenerStream::new(UnixListener::bind(&plain_path)?);
+                let signed_server = Server::builder()
+                    .layer(AuthLayer::new(verifier))
+                    .add_service(ControlServer::new(ControlService::new(hub.clone())))
+                    .serve_with_incoming(signed);
+                let plain_server = Server::builder()
+                    .add_service(ControlServer::new(ControlService::new(hub)))
+                    .serve_with_incoming(plain);
+                tokio::select! {
+                    _ = signed_server => {}
+                    _ = plain_server => {}
+                    _ = stopped => {}
+                }
+                anyhow::Ok(())
+            })
+        })?;
+    Ok(stop)
+}
+
+/// Round trips of ListEngines, signed and unsigned, interleaved in blocks so that noise falls
+/// on both alike.
+pub(crate) async fn compare(dir: &Path, runs: usize) -> anyhow::Result<(Samples, Samples)> {
+    let key = Key::generate()?;
+    let _stop = serve(dir, &key)?;
+    let wait = Instant::now() + Duration::from_secs(10);
+    while !(dir.join("signed.sock").exists() && dir.join("plain.sock").exists()) {
+        anyhow::ensure!(
+            Instant::now() < wait,
+            "the in-process servers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let signed_channel = SignedChannel::new(
+        connect_unix(&dir.join("signed.sock")).await?,
+        Signer::new(&key, "bench"),
+    );
+    let mut signed = ControlClient::new(signed_channel);
+    let mut plain = ControlClient::new(connect_unix(&dir.join("plain.sock")).await?);
+    let (mut with, mut without) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    let block = 100;
+    for round in 0..(runs / block + 2) {
+        for _ in 0..block {
+            let start = Instant::now();
+            signed.list_engines(ListEnginesRequest {}).await?;
+            let took = start.elapsed();
+            let start = Instant::now();
+            plain.list_engines(ListEnginesRequest {}).await?;
+            let plain_took = start.elapsed();
+            // The first two blocks warm up.
+            if round >= 2 {
+                with.push(took);
+                without.push(plain_took);
+            }
+        }
+    }
+    Ok((Samples::new(with), Samples::new(without)))
+}
