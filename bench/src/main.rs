@@ -145,7 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let idle_rss = rss(cluster.hub_pid());
 
     if wanted("roundtrip") {
-        let rt = scenarios::round_trip(&client, scale(2_000, 300)).await?;
+        let (rt, parts) = scenarios::round_trip(&client, scale(2_000, 300)).await?;
         let above = rt.p50().saturating_sub(spawn.p50());
         report.row(
             "1 round trip of `true`",
@@ -153,10 +153,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!("spawn p50 {} ms: +{} ms", ms(spawn.p50()), ms(above)),
             format!("+0.4 ms: {}", verdict(above <= Duration::from_micros(400))),
         );
+        report.row(
+            "1 … where it goes (p50s)",
+            format!(
+                "{} → hub, {} → engine, {} process",
+                us(parts.to_hub),
+                us(parts.to_engine),
+                us(parts.process)
+            ),
+            format!(
+                "{} → hub, {} → client (µs)",
+                us(parts.back_to_hub),
+                us(parts.to_client)
+            ),
+            String::new(),
+        );
         report.record(
             "roundtrip_true",
             json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(),
-                   "above_spawn_p50_ms": ms(above), "target_above_spawn_ms": 0.4}),
+                   "above_spawn_p50_ms": ms(above), "target_above_spawn_ms": 0.4,
+                   "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_spawn": us(parts.to_engine),
+                                    "process": us(parts.process), "engine_to_hub": us(parts.back_to_hub),
+                                    "hub_commit_to_client": us(parts.to_client)}}),
         );
     }
 

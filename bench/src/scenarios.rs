@@ -11,24 +11,71 @@ use warren::{Client, Job};
 use crate::procs::{Cluster, cpu_time, wait_until};
 use crate::stats::Samples;
 
+/// Where a round trip's time goes, as medians (from the events' and results' timestamps,
+/// all taken on this machine's clock).
+pub(crate) struct Breakdown {
+    /// Client sends → hub records the task as queued.
+    pub(crate) to_hub: Duration,
+    /// Queued → the engine is about to spawn.
+    pub(crate) to_engine: Duration,
+    /// Spawn, run and wait (the engine's own measure).
+    pub(crate) process: Duration,
+    /// Process ended → hub records the end.
+    pub(crate) back_to_hub: Duration,
+    /// Hub records the end → the client has it (commit, then the stream).
+    pub(crate) to_client: Duration,
+}
+
 /// Round trips of one `true` task: submit, run, every event back, end.
-pub(crate) async fn round_trip(client: &Client, runs: usize) -> anyhow::Result<Samples> {
+pub(crate) async fn round_trip(
+    client: &Client,
+    runs: usize,
+) -> anyhow::Result<(Samples, Breakdown)> {
     let mut samples = Vec::with_capacity(runs);
+    let mut parts: [Vec<Duration>; 5] = Default::default();
+    let span = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
     for i in 0..runs + runs / 10 {
         let start = Instant::now();
+        let sent_us = warren_proto::now_us();
         let mut events = client.run(Job::argv(["true"])).await?;
-        let mut ok = false;
+        let (mut queued_us, mut result_at) = (0, None);
         while let Some(event) = events.message().await? {
-            if let Some(Kind::Result(result)) = event.kind {
-                ok = result.state() == TaskState::Succeeded;
+            match event.kind {
+                Some(Kind::State(state)) if state.state() == TaskState::Queued => {
+                    queued_us = event.time_us
+                }
+                Some(Kind::Result(result)) => result_at = Some((event.time_us, result)),
+                _ => {}
             }
         }
-        anyhow::ensure!(ok, "a `true` task did not succeed");
+        let received_us = warren_proto::now_us();
+        let Some((ended_us, result)) = result_at else {
+            anyhow::bail!("a `true` task ended without a result");
+        };
+        anyhow::ensure!(
+            result.state() == TaskState::Succeeded,
+            "a `true` task did not succeed"
+        );
         if i >= runs / 10 {
             samples.push(start.elapsed());
+            parts[0].push(span(sent_us, queued_us));
+            parts[1].push(span(queued_us, result.started_us));
+            parts[2].push(span(result.started_us, result.finished_us));
+            parts[3].push(span(result.finished_us, ended_us));
+            parts[4].push(span(ended_us, received_us));
         }
     }
-    Ok(Samples::new(samples))
+    let [a, b, c, d, e] = parts.map(|p| Samples::new(p).p50());
+    Ok((
+        Samples::new(samples),
+        Breakdown {
+            to_hub: a,
+            to_engine: b,
+            process: c,
+            back_to_hub: d,
+            to_client: e,
+        },
+    ))
 }
 
 /// What a throughput run measured.

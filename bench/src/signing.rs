@@ -99,13 +99,19 @@ pub(crate) async fn compare(dir: &Path, runs: usize) -> anyhow::Result<(Samples,
     let (mut with, mut without) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     let block = 100;
     for round in 0..(runs / block + 2) {
-        for _ in 0..block {
-            let start = Instant::now();
-            signed.list_engines(ListEnginesRequest {}).await?;
-            let took = start.elapsed();
-            let start = Instant::now();
-            plain.list_engines(ListEnginesRequest {}).await?;
-            let plain_took = start.elapsed();
+        // Alternate which goes first, so neither always pays for the other's wake-up.
+        for i in 0..block {
+            let (mut took, mut plain_took) = (Duration::ZERO, Duration::ZERO);
+            for first in [i % 2 == 0, i % 2 != 0] {
+                let start = Instant::now();
+                if first {
+                    signed.list_engines(ListEnginesRequest {}).await?;
+                    took = start.elapsed();
+                } else {
+                    plain.list_engines(ListEnginesRequest {}).await?;
+                    plain_took = start.elapsed();
+                }
+            }
             // The first two blocks warm up.
             if round >= 2 {
                 with.push(took);

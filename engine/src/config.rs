@@ -68,6 +68,10 @@ pub struct EngineConfig {
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub outbox_memory: u64,
 
+    /// Internal: watch the engine with this pid and clean up after it if it is killed
+    #[arg(long, hide = true, value_name = "PID")]
+    pub guard: Option<u32>,
+
     /// Where output waits on disk while the hub is away (mode 0700) [default: a directory of
     /// its own beside the default socket]
     #[arg(long, env = "WARREN_SPILL_DIR", value_name = "DIR")]

@@ -42,13 +42,20 @@ pub enum EngineError {
 /// Serves hubs until told to exit, by the hub or by SIGINT, SIGTERM or SIGHUP.
 pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
     let hello = hello(&config);
+    let _guard = match process::start_guard() {
+        Ok(child) => Some(child),
+        Err(err) => {
+            tracing::warn!(%err, "cannot start the guard; tasks of a killed engine may linger until another engine starts");
+            None
+        }
+    };
     let spill_dir = config.spill_dir(&hello.uuid);
     warren_proto::private_dir::prepare(&spill_dir)?;
     let _cleanup = RemoveDir(spill_dir.clone());
     let tasks = Arc::new(Tasks::new(config.outbox_memory as usize, spill_dir));
     let mut shutdown = watch_signals()?;
     tracing::info!(uuid = %hello.uuid, slots = hello.slots, "engine starting");
-    let orphans = process::kill_orphans();
+    let orphans = process::kill_orphans(None);
     if orphans > 0 {
         tracing::warn!(
             orphans,

@@ -17,6 +17,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(engine) = config.guard {
+        return match warren_engine::process::guard(engine) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("warren-engine guard: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,5 +1,6 @@
 //! Starting a task's process in its own process group, and signalling that group.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::process::Command;
@@ -51,7 +52,8 @@ pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, String> {
         // Its own group, so signals reach everything it starts and nothing else.
         .process_group(0)
         .kill_on_drop(true);
-    warren_proto::child::die_with_parent(command.as_std_mut());
+    // No pre_exec hook here: without one the standard library spawns with posix_spawn, which
+    // is much cheaper than fork for every task. Cleanup after a killed engine is the guard's job.
     Ok(command)
 }
 
@@ -70,11 +72,19 @@ pub fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Kills what tasks of engines that died without cleaning up (SIGKILL) left running: processes
-/// of this user whose environment names an engine pid that no longer exists. The kernel kills
-/// a task's first process with its engine (PR_SET_PDEATHSIG); this catches what that process
-/// had started. Returns how many were killed.
-pub fn kill_orphans() -> usize {
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// Kills what tasks of engines that died without cleaning up (SIGKILL) left running:
+/// processes of this user whose environment names the engine pid `dead` (or, with `None`,
+/// any engine pid that is no longer alive). Returns how many were killed.
+pub fn kill_orphans(dead: Option<u32>) -> usize {
     let me = rustix::process::getuid().as_raw();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
@@ -107,7 +117,11 @@ pub fn kill_orphans() -> usize {
         let Some(engine) = engine else {
             continue;
         };
-        if !owned || Path::new(&format!("/proc/{engine}")).exists() {
+        let orphaned = match dead {
+            Some(dead) => engine == dead,
+            None => !alive(engine),
+        };
+        if !owned || !orphaned {
             continue;
         }
         if let Some(pid) = rustix::process::Pid::from_raw(pid)
@@ -117,4 +131,53 @@ pub fn kill_orphans() -> usize {
         }
     }
     killed
+}
+
+/// Starts the guard: a small process that outlives this engine only to kill what its tasks
+/// left running if the engine is killed outright (it gets SIGTERM from the kernel when the
+/// engine dies, `PR_SET_PDEATHSIG`).
+pub fn start_guard() -> std::io::Result<std::process::Child> {
+    std::process::Command::new(std::env::current_exe()?)
+        .arg("--guard")
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        // Its own group: a Ctrl-C meant for the engine does not reach it.
+        .process_group(0)
+        .spawn()
+}
+
+/// The guard's life: wait for the engine to die, then clean up after it.
+pub fn guard(engine: u32) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    let engine_alive =
+        || rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) == Some(engine);
+    if engine_alive() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (mut term, mut int, mut hup) = (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            );
+            // Only the engine's death ends the watch; stray signals are ignored.
+            while engine_alive() {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            }
+            std::io::Result::Ok(())
+        })?;
+    }
+    let killed = kill_orphans(Some(engine));
+    if killed > 0 {
+        eprintln!(
+            "warren-engine guard: killed {killed} processes left by tasks of engine {engine}"
+        );
+    }
+    Ok(())
 }

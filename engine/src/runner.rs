@@ -14,8 +14,10 @@ use warren_proto::{now_us, signals};
 use crate::process;
 use crate::tasks::Tasks;
 
-/// Bytes read from a pipe at most per output chunk.
-const CHUNK: usize = 64 * 1024;
+/// Bytes read from a pipe at most per output chunk; the pipes are made this big too, so a task
+/// that writes fast is read in few, large chunks (fewer messages to frame, send and store),
+/// while a slow one is still read as soon as it writes.
+const CHUNK: usize = 1 << 20;
 /// How long output may keep flowing after the task's process group is gone (a process that
 /// escaped the group may hold a pipe open).
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -107,6 +109,16 @@ async fn supervise(
         });
     }
     let mut pumps = Vec::new();
+    for fd in [
+        child.stdout.as_ref().map(std::os::fd::AsFd::as_fd),
+        child.stderr.as_ref().map(std::os::fd::AsFd::as_fd),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default 64 KiB still works.
+        let _ = rustix::pipe::fcntl_setpipe_size(fd, CHUNK);
+    }
     if let Some(stdout) = child.stdout.take() {
         pumps.push(tokio::spawn(pump(
             stdout,

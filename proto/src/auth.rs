@@ -21,7 +21,7 @@ use sha2::Sha256;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -124,6 +124,16 @@ pub fn canonical_string(hub_id: &str, method: &str, ts: i64, nonce: &str) -> Str
     format!("{CANONICAL_VERSION}\n{hub_id}\n{method}\n{ts}\n{nonce}")
 }
 
+/// Feeds [`canonical_string`] to a MAC piece by piece.
+fn mac_canonical(mac: &mut HmacSha256, hub_id: &str, method: &str, ts: i64, nonce: &str) {
+    let ts = ts.to_string();
+    mac.update(CANONICAL_VERSION.as_bytes());
+    for part in [hub_id, method, &ts, nonce] {
+        mac.update(b"\n");
+        mac.update(part.as_bytes());
+    }
+}
+
 fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -138,34 +148,41 @@ pub struct Signer {
     hub_id: Arc<str>,
     /// Seconds to add to the local clock to get the hub's, learned from refusals.
     clock_offset: Arc<AtomicI64>,
+    /// 64 random bits, so that no two signers' nonces meet.
+    nonce_prefix: Arc<str>,
+    /// Nonces made so far, shared by clones.
+    nonces: Arc<AtomicU64>,
 }
 
 impl Signer {
     /// A signer for the hub with this id and key.
     pub fn new(key: &Key, hub_id: &str) -> Self {
+        let mut raw = [0u8; 8];
+        if getrandom::fill(&mut raw).is_err() {
+            raw.copy_from_slice(&rand_fallback()[..8]);
+        }
         Self {
             mac: key.mac(),
             hub_id: hub_id.into(),
             clock_offset: Arc::default(),
+            nonce_prefix: hex::encode(raw).into(),
+            nonces: Arc::default(),
         }
     }
 
     /// The header value for one call of `method`, with a fresh timestamp and nonce.
     pub fn sign(&self, method: &str) -> String {
         let ts = unix_seconds() + self.clock_offset.load(Ordering::Relaxed);
-        let mut raw = [0u8; 16];
-        // A nonce that repeats only costs a refused call, never a forged one.
-        if getrandom::fill(&mut raw).is_err() {
-            raw = rand_fallback();
-        }
-        let nonce = hex::encode(raw);
+        // Unique, which is all a nonce must be: a random prefix per signer, then a count.
+        let count = self.nonces.fetch_add(1, Ordering::Relaxed);
+        let nonce = format!("{}{count:x}", self.nonce_prefix);
         self.sign_with(method, ts, &nonce)
     }
 
     /// The header value for `method` with a given timestamp and nonce.
     pub fn sign_with(&self, method: &str, ts: i64, nonce: &str) -> String {
         let mut mac = self.mac.clone();
-        mac.update(canonical_string(&self.hub_id, method, ts, nonce).as_bytes());
+        mac_canonical(&mut mac, &self.hub_id, method, ts, nonce);
         let sig = hex::encode(mac.finalize().into_bytes());
         format!("{SCHEME} ts={ts},nonce={nonce},sig={sig}")
     }
@@ -347,7 +364,7 @@ impl Verifier {
         let creds = Credentials::parse(value)?;
 
         let mut mac = self.mac.clone();
-        mac.update(canonical_string(&self.hub_id, method, creds.ts, creds.nonce).as_bytes());
+        mac_canonical(&mut mac, &self.hub_id, method, creds.ts, creds.nonce);
         // verify_slice compares in constant time.
         mac.verify_slice(&creds.sig)
             .map_err(|_| Refusal::BadSignature)?;

@@ -10,8 +10,12 @@ use tower::Service;
 use crate::auth::{HEADER, Signer};
 
 /// Flow-control windows large enough that streaming output is not held up by window updates.
-const STREAM_WINDOW: u32 = 4 << 20;
-const CONNECTION_WINDOW: u32 = 8 << 20;
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// The connection-wide window.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// The largest HTTP/2 frame a peer may send us: output travels in chunks of up to 1 MiB, and
+/// the default 16 KiB frames would cut each into 64 pieces.
+pub const MAX_FRAME: u32 = 1 << 20;
 
 /// Connects to the hub's socket at `path`.
 pub async fn connect_unix(path: &Path) -> Result<Channel, tonic::transport::Error> {
@@ -25,6 +29,7 @@ fn endpoint() -> Endpoint {
     Endpoint::from_static("http://localhost")
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
 }
 
 fn connector(
@@ -76,7 +81,10 @@ impl Service<http::Request<tonic::body::Body>> for SignedChannel {
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         let value = self.signer.sign(request.uri().path());
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
+        if let Ok(mut value) = http::HeaderValue::from_str(&value) {
+            // Never indexed by HPACK: it changes with every call, so a table entry would only
+            // churn both sides' tables (and it is a credential).
+            value.set_sensitive(true);
             request.headers_mut().insert(HEADER, value);
         }
         self.inner.call(request)

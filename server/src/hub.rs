@@ -98,6 +98,29 @@ pub struct State {
     pub stopping: bool,
 }
 
+/// The locked state; releasing it hands the changes made meanwhile to the database writer.
+pub struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store.flush();
+    }
+}
+
 /// How a stop was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopRequest {
@@ -155,8 +178,8 @@ impl Hub {
 
     /// Locks the state. A panic elsewhere while it was held leaves it usable: every
     /// operation keeps it consistent at each step.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> StateGuard<'_> {
+        StateGuard(self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The hub's settings.

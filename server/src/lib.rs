@@ -36,6 +36,7 @@ use std::time::Duration;
 use tonic::transport::Server;
 use warren_proto::auth::{Key, KeyError, Verifier};
 use warren_proto::connection::{self, ConnectionError, ConnectionInfo};
+use warren_proto::transport;
 use warren_proto::v1::{
     control_server::ControlServer, execution_server::ExecutionServer,
     registration_server::RegistrationServer,
@@ -260,8 +261,9 @@ where
     });
 
     Ok(Server::builder()
-        .initial_stream_window_size(4 << 20)
-        .initial_connection_window_size(8 << 20)
+        .initial_stream_window_size(transport::STREAM_WINDOW)
+        .initial_connection_window_size(transport::CONNECTION_WINDOW)
+        .max_frame_size(transport::MAX_FRAME)
         .layer(auth::AuthLayer::new(verifier))
         .add_service(health)
         .add_service(reflection_v1)

@@ -255,6 +255,8 @@ pub enum Op {
     },
     /// A read, run after the writes queued before it are committed.
     Query(Query),
+    /// Several changes, in order.
+    Batch(Vec<Op>),
 }
 
 /// What a transaction made safe.
@@ -272,6 +274,9 @@ pub struct Committed {
 #[derive(Clone, Debug)]
 pub struct Store {
     tx: mpsc::UnboundedSender<Op>,
+    /// Changes made under the hub's lock, sent to the writer together when it is released:
+    /// one wake-up of the writer per operation rather than one per change.
+    pending: std::sync::Arc<std::sync::Mutex<Vec<Op>>>,
     location: Location,
     // Held for the hub's life: the flock that keeps a second hub out.
     _lock: std::sync::Arc<Option<File>>,
@@ -287,6 +292,7 @@ impl std::fmt::Debug for Op {
             Self::Attempt { .. } => "Op::Attempt",
             Self::Engine { .. } => "Op::Engine",
             Self::Query(_) => "Op::Query",
+            Self::Batch(_) => "Op::Batch",
         })
     }
 }
@@ -321,6 +327,7 @@ impl Store {
         Ok((
             Self {
                 tx,
+                pending: std::sync::Arc::default(),
                 location,
                 _lock: std::sync::Arc::new(lock),
             },
@@ -336,8 +343,19 @@ impl Store {
 
     /// Queues a change.
     pub fn send(&self, op: Op) {
-        // The writer only stops when the hub does.
-        let _ = self.tx.send(op);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(op);
+    }
+
+    /// Hands the changes sent so far to the writer.
+    pub fn flush(&self) {
+        let ops = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if !ops.is_empty() {
+            // The writer only stops when the hub does.
+            let _ = self.tx.send(Op::Batch(ops));
+        }
     }
 
     /// Runs a read on the writer's connection, after every change queued before it.
@@ -347,7 +365,9 @@ impl Store {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(Op::Query(Box::new(move |conn| {
+        // After every change queued before it.
+        self.flush();
+        let _ = self.tx.send(Op::Query(Box::new(move |conn| {
             let _ = reply.send(read(conn));
         })));
         match answer.await {

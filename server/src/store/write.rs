@@ -17,7 +17,7 @@ pub(super) fn apply_batch(
     let tx = conn.transaction()?;
     // Counters move with every chunk: only each task's last ones are written.
     let mut progress: HashMap<u64, Progress> = HashMap::new();
-    for op in ops {
+    for op in flatten(ops) {
         match op {
             Op::Task(row) => {
                 upsert_task(&tx, &row)?;
@@ -71,6 +71,8 @@ pub(super) fn apply_batch(
                 .execute(params![id, uuid, hostname, registered_us])?;
             }
             Op::Query(query) => queries.push(query),
+            // Flattened above.
+            Op::Batch(_) => {}
         }
     }
     {
@@ -92,6 +94,18 @@ pub(super) fn apply_batch(
     tx.commit()?;
     report.progress = progress;
     Ok(())
+}
+
+/// Ops in order, with batches unpacked.
+fn flatten(ops: Vec<Op>) -> Vec<Op> {
+    let mut flat = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Batch(batch) => flat.extend(flatten(batch)),
+            op => flat.push(op),
+        }
+    }
+    flat
 }
 
 fn insert_event(tx: &Transaction<'_>, task_id: u64, event: &TaskEvent) -> rusqlite::Result<()> {
