@@ -180,7 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if wanted("throughput") {
         let tasks = scale(20_000, 4_000);
-        let t = scenarios::throughput(&cluster, &client, Job::argv(["true"]), tasks, 64).await?;
+        let t = scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
         report.row(
             &format!("2 throughput, {tasks} `true` tasks"),
             format!("{:.0} tasks/s", t.tasks_per_s),
@@ -310,7 +310,7 @@ async fn scale_scenario(
     })
     .await?;
     let with_engines = rss(hub.hub_pid());
-    let t = scenarios::throughput(&hub, &client, Job::argv(["true"]), tasks, 128).await?;
+    let t = scenarios::throughput(&hub, &client, Job::argv(["/bin/true"]), tasks, 128).await?;
     let with_history = rss(hub.hub_pid());
     drop(engines);
     drop(client);

@@ -37,7 +37,7 @@ pub(crate) async fn round_trip(
     for i in 0..runs + runs / 10 {
         let start = Instant::now();
         let sent_us = warren_proto::now_us();
-        let mut events = client.run(Job::argv(["true"])).await?;
+        let mut events = client.run(Job::argv(["/bin/true"])).await?;
         let (mut queued_us, mut result_at) = (0, None);
         while let Some(event) = events.message().await? {
             match event.kind {
@@ -189,7 +189,7 @@ pub(crate) async fn fan_out(
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        let mut events = client.run(Job::argv(["true"]).all()).await?;
+        let mut events = client.run(Job::argv(["/bin/true"]).all()).await?;
         let mut done = 0;
         while let Some(event) = events.message().await? {
             if matches!(event.kind, Some(Kind::Result(_))) {
