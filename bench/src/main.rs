@@ -180,7 +180,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if wanted("throughput") {
         let tasks = scale(20_000, 4_000);
-        let t = scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
+        let t =
+            scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
         report.row(
             &format!("2 throughput, {tasks} `true` tasks"),
             format!("{:.0} tasks/s", t.tasks_per_s),
@@ -312,6 +313,7 @@ async fn scale_scenario(
     let with_engines = rss(hub.hub_pid());
     let t = scenarios::throughput(&hub, &client, Job::argv(["/bin/true"]), tasks, 128).await?;
     let with_history = rss(hub.hub_pid());
+    let in_memory = client.queue_status().await?.tasks_in_memory;
     drop(engines);
     drop(client);
     let restart = {
@@ -338,7 +340,11 @@ async fn scale_scenario(
     );
     report.row(
         &format!("6 hub, {tasks} tasks on 1000 engines"),
-        format!("{:.0} tasks/s, RSS {}", t.tasks_per_s, mib(with_history)),
+        format!(
+            "{:.0} tasks/s, RSS {}, {in_memory} in memory",
+            t.tasks_per_s,
+            mib(with_history)
+        ),
         format!("hub CPU {} µs/task", us(t.hub_cpu_per_task)),
         String::new(),
     );
@@ -353,7 +359,8 @@ async fn scale_scenario(
         json!({"idle_rss_bytes": fresh, "idle_rss_with_2_engines_bytes": idle_rss,
                "rss_with_1000_engines_bytes": with_engines, "tasks": tasks,
                "simulated_tasks_per_s": t.tasks_per_s, "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
-               "rss_after_tasks_bytes": with_history, "restart_ms": ms(restart),
+               "rss_after_tasks_bytes": with_history, "tasks_in_memory_after": in_memory,
+               "restart_ms": ms(restart),
                "rss_after_restart_bytes": after_restart}),
     );
     Ok(())

@@ -282,6 +282,7 @@ impl Hub {
     pub fn queue_status(&self) -> QueueStatusReply {
         let state = self.lock();
         QueueStatusReply {
+            tasks_in_memory: state.tasks.len() as u32,
             unassigned: state.unplaced.len() as u32,
             engines: state
                 .engines

@@ -360,6 +360,7 @@ pub(crate) async fn abort(client: &Client, tasks: &[u64]) -> anyhow::Result<u8> 
 pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
     let status = client.queue_status().await?;
     println!("waiting for any engine: {}", status.unassigned);
+    println!("tasks in the hub's memory: {}", status.tasks_in_memory);
     println!(
         "{:>6} {:>6} {:>7} {:>6}",
         "ENGINE", "SLOTS", "RUNNING", "QUEUED"
