@@ -8,10 +8,9 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use warren_hub::auth::AuthLayer;
-use warren_hub::hub::{Hub, Limits, Settings};
+use warren_hub::hub::{Hub, Settings};
 use warren_hub::service::ControlService;
 use warren_hub::store::{Location, Store};
-use warren_hub::tasklog::LogLimits;
 use warren_proto::auth::{DEFAULT_SKEW, Key, Signer, Verifier};
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::ListEnginesRequest;
@@ -19,28 +18,6 @@ use warren_proto::v1::control_client::ControlClient;
 use warren_proto::v1::control_server::ControlServer;
 
 use crate::stats::Samples;
-
-fn settings() -> Settings {
-    Settings {
-        hub_id: "bench".into(),
-        heartbeat: Duration::from_secs(1),
-        engine_timeout: Duration::from_secs(3),
-        reattach_grace: Duration::from_secs(3),
-        log_limits: LogLimits {
-            keep: 1 << 20,
-            window: 1 << 20,
-        },
-        max_engine_deaths: 3,
-        limits: Limits {
-            max_queued: 1000,
-            max_queued_per_client: 1000,
-            max_engines: 10,
-            max_followers_per_task: 10,
-            max_streams_per_client: 10,
-            output_in_flight: 1 << 20,
-        },
-    }
-}
 
 /// Serves Control on `signed.sock` (with the HMAC layer) and `plain.sock` (without) from one
 /// thread, until the returned sender is dropped.
@@ -56,7 +33,7 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
                 .build()?;
             runtime.block_on(async move {
                 let (store, recovered, _commits) = Store::open(Location::Memory)?;
-                let hub = Hub::new(settings(), store, recovered);
+                let hub = Hub::new(Settings::small("bench"), store, recovered);
                 let signed = UnixListenerStream::new(UnixListener::bind(&signed_path)?);
                 let plain = UnixListenerStream::new(UnixListener::bind(&plain_path)?);
                 let signed_server = Server::builder()

@@ -2,17 +2,23 @@
 
 use std::time::Duration;
 
-/// Parses a byte size: a whole number with an optional unit (K, M, G, KiB, MiB, GiB, KB...).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
+/// Splits `64KiB` into 64 and `KiB`; `example` shows the form in the error.
+fn number_and_unit<'a>(text: &'a str, what: &str, example: &str) -> Result<(u64, &'a str), String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
+    let number = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a size; write it like 4096, 64KiB or 32MiB"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("`{text}` is not {what}; write it like {example}"))?;
+    Ok((number, unit.trim()))
+}
+
+/// Parses a byte size: a whole number with an optional unit (K, M, G, KiB, MiB, GiB, KB...).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = number_and_unit(text, "a size", "4096, 64KiB or 32MiB")?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
@@ -27,14 +33,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Parses an age: a whole number with a unit (s, m, h, d).
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not an age; write it like 90s, 30m, 12h or 30d"))?;
-    let seconds = match unit.trim() {
+    let (number, unit) = number_and_unit(text, "an age", "90s, 30m, 12h or 30d")?;
+    let seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,

@@ -57,6 +57,31 @@ pub struct Settings {
     pub limits: Limits,
 }
 
+impl Settings {
+    /// Small settings for tests and benchmarks that embed a hub.
+    pub fn small(hub_id: &str) -> Self {
+        Self {
+            hub_id: hub_id.into(),
+            heartbeat: Duration::from_secs(1),
+            engine_timeout: Duration::from_secs(3),
+            reattach_grace: Duration::from_secs(3),
+            log_limits: LogLimits {
+                keep: 1 << 20,
+                window: 1 << 20,
+            },
+            max_engine_deaths: 3,
+            limits: Limits {
+                max_queued: 1000,
+                max_queued_per_client: 1000,
+                max_engines: 100,
+                max_followers_per_task: 10,
+                max_streams_per_client: 10,
+                output_in_flight: 1 << 20,
+            },
+        }
+    }
+}
+
 /// Tasks whose engine is away, and until when they wait for it.
 #[derive(Debug)]
 pub struct Awaiting {

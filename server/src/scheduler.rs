@@ -106,41 +106,21 @@ impl State {
 mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
-    use std::time::Duration;
     use tokio::sync::mpsc;
     use warren_proto::v1::{
         EngineMessage, ExecuteRequest, Hello, HubMessage, Targets, TaskFinished, TaskResult,
         TaskSpec, TaskState, engine_message, hub_message, targets, task_spec,
     };
 
-    use crate::hub::{Hub, Limits, Settings};
+    use crate::hub::{Hub, Settings};
     use crate::store::{Location, Store};
-    use crate::tasklog::LogLimits;
     use crate::tasks::Submitter;
 
     type Inbox = mpsc::UnboundedReceiver<Result<HubMessage, tonic::Status>>;
 
     fn hub() -> Arc<Hub> {
         let (store, recovered, _commits) = Store::open(Location::Memory).expect("store");
-        let settings = Settings {
-            hub_id: "test".into(),
-            heartbeat: Duration::from_secs(1),
-            engine_timeout: Duration::from_secs(3),
-            reattach_grace: Duration::from_secs(3),
-            log_limits: LogLimits {
-                keep: 1 << 20,
-                window: 1 << 20,
-            },
-            max_engine_deaths: 3,
-            limits: Limits {
-                max_queued: 100,
-                max_queued_per_client: 100,
-                max_engines: 10,
-                max_followers_per_task: 10,
-                max_streams_per_client: 10,
-                output_in_flight: 1 << 20,
-            },
-        };
+        let settings = Settings::small("test");
         Hub::new(settings, store, recovered)
     }
 

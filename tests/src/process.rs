@@ -336,3 +336,23 @@ pub fn require_tool(tool: &str, extra: &[&str], env: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// A file's permission bits (of the path itself, not a link's target).
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Runs a hub expected to refuse to start, and returns what it said.
+pub fn refused_start(mut command: Command) -> String {
+    let output = command.output().expect("run warren-hub");
+    assert!(
+        !output.status.success(),
+        "the hub should have refused to start"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -9,23 +9,6 @@ use warren::Job;
 use warren::proto::{ListTasksRequest, TaskIds, TaskState, purge_request::Selector};
 use warren_tests::*;
 
-fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path)
-        .expect("metadata")
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-fn refused_start(mut command: Command) -> String {
-    let output = command.output().expect("run warren-hub");
-    assert!(
-        !output.status.success(),
-        "the hub should have refused to start"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 async fn restart(cluster: &mut Cluster) {
     let mut hub = cluster.hub.take().expect("hub");
     hub.signal(Signal::TERM);

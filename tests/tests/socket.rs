@@ -5,24 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use warren_tests::*;
 
-fn mode(path: &std::path::Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .expect("metadata")
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-/// Runs a hub to completion (it is expected to refuse to start) and returns its stderr.
-fn refused_start(mut command: Command) -> String {
-    let output = command.output().expect("run warren-hub");
-    assert!(
-        !output.status.success(),
-        "the hub should have refused to start"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn under_umask_000_the_directory_is_0700_and_the_socket_and_connection_file_0600() {
     let mut cluster = Cluster::empty();
