@@ -33,6 +33,9 @@ struct Args {
     /// Only the scenarios whose names contain one of these words
     #[arg(long = "only", value_name = "WORD")]
     only: Vec<String>,
+    /// Pass this flag to every hub the bench starts, e.g. `--hub-arg=--db=:memory:`
+    #[arg(long = "hub-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    hub_args: Vec<String>,
     /// Internal: serve the socket baselines' other end on this path
     #[arg(long, hide = true)]
     serve_socket: Option<PathBuf>,
@@ -83,7 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "scenario", "warren", "baseline (same run)"
     );
     let scratch = tempfile::Builder::new().prefix("warren-bench-").tempdir()?;
-    let hub_flags = [
+    let mut hub_flags = vec![
         "--max-queued",
         "1000000",
         "--max-queued-per-client",
@@ -91,6 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "--replay-capacity",
         "4000000",
     ];
+    hub_flags.extend(args.hub_args.iter().map(String::as_str));
 
     // Baselines.
     let peer = baseline::SocketPeer::start(scratch.path())?;
