@@ -161,6 +161,51 @@ async fn a_background_tunnel_runs_until_stopped() {
     assert!(stderr.contains("no tunnel called bg"), "{stderr}");
 }
 
+#[tokio::test]
+async fn a_tunnel_follows_the_hub_through_a_restart_with_a_new_key() {
+    let mut cluster = Cluster::with_engines(1).await;
+    let Some(sshd) = Sshd::start(cluster.dir()) else {
+        return;
+    };
+    let process = tunnel(&cluster, &sshd, "moving").await;
+    let engines = |cluster: &Cluster| {
+        let mut command = warren(cluster, &sshd);
+        command.args(["--remote", "moving", "engines"]);
+        run(command)
+    };
+    let (status, _, stderr) = engines(&cluster);
+    assert_eq!(status, 0, "{stderr}");
+    let (_, connection) = remote_paths(&cluster, "moving");
+    let old_key = warren_proto::connection::ConnectionInfo::load(&connection)
+        .expect("local connection file")
+        .key;
+
+    // A new hub on the same socket, with a key of its own; ssh's forward stays up throughout.
+    cluster.hub = None;
+    cluster.start_hub(&[]);
+    cluster.wait_for_engines(1).await;
+    let followed = eventually(PATIENCE, || {
+        let (status, stdout, stderr) = engines(&cluster);
+        async move { if status == 0 { Ok(stdout) } else { Err(stderr) } }
+    })
+    .await;
+    if let Err(stderr) = followed {
+        panic!(
+            "the tunnel kept the old key:\n{stderr}\ntunnel log:\n{}",
+            process.output()
+        );
+    }
+    let new_key = warren_proto::connection::ConnectionInfo::load(&connection)
+        .expect("local connection file")
+        .key;
+    assert_ne!(old_key, new_key);
+    assert!(
+        process.output().contains("has a new key"),
+        "{}",
+        process.output()
+    );
+}
+
 /// The ssh process a tunnel runs.
 fn ssh_child(parent: u32) -> Option<u32> {
     std::fs::read_dir("/proc")

@@ -20,6 +20,9 @@ use crate::ssh::{Ssh, quote};
 const READY_LIMIT: Duration = Duration::from_secs(20);
 /// The longest wait between restarts of ssh.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a running tunnel checks that its key still opens the remote hub (a restarted hub
+/// has a new one).
+const KEY_CHECK: Duration = Duration::from_secs(2);
 
 /// The files that belong to one tunnel.
 struct Paths {
@@ -187,11 +190,7 @@ async fn foreground(
     loop {
         let attempt = async {
             let remote = fetch_connection(&ssh, host, args).await?;
-            ConnectionInfo {
-                socket: paths.socket.clone(),
-                ..remote.clone()
-            }
-            .save(&paths.connection)?;
+            save_local(&remote, paths)?;
             let _ = std::fs::remove_file(&paths.socket);
             let forward = format!("{}:{}", paths.socket.display(), remote.socket.display());
             let mut child = ssh
@@ -230,11 +229,20 @@ async fn foreground(
                 }
                 first = false;
                 backoff = Duration::from_millis(250);
-                let exit = tokio::select! {
-                    exit = child.wait() => exit,
-                    _ = interrupt.recv() => return Ok(0),
-                    _ = terminate.recv() => return Ok(0),
-                    _ = hangup.recv() => return Ok(0),
+                let mut current = remote;
+                let exit = loop {
+                    // In the select, so that ssh's exit or a signal cuts a slow check short.
+                    let check = async {
+                        tokio::time::sleep(KEY_CHECK).await;
+                        refresh_key(&ssh, host, args, name, paths, &mut current).await;
+                    };
+                    tokio::select! {
+                        exit = child.wait() => break exit,
+                        () = check => {}
+                        _ = interrupt.recv() => return Ok(0),
+                        _ = terminate.recv() => return Ok(0),
+                        _ = hangup.recv() => return Ok(0),
+                    }
                 };
                 eprintln!(
                     "warren: tunnel {name}: ssh exited ({}); restarting in {backoff:?}",
@@ -254,6 +262,50 @@ async fn foreground(
             _ = hangup.recv() => return Ok(0),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Writes the local connection file: the remote hub's, pointing at our end of the forward.
+fn save_local(remote: &ConnectionInfo, paths: &Paths) -> anyhow::Result<()> {
+    ConnectionInfo {
+        socket: paths.socket.clone(),
+        ..remote.clone()
+    }
+    .save(&paths.connection)?;
+    Ok(())
+}
+
+/// If the remote hub refuses our key (it restarted and made a new one), fetches its connection
+/// file again, so that the tunnel follows the hub through restarts as ssh's forward does.
+async fn refresh_key(
+    ssh: &Ssh,
+    host: &str,
+    args: &TunnelArgs,
+    name: &str,
+    paths: &Paths,
+    current: &mut ConnectionInfo,
+) {
+    // Connecting asks the hub its version, a signed call.
+    let refused = matches!(
+        warren::Client::connect(&paths.connection).await,
+        Err(warren::Error::Status(status)) if status.code() == tonic::Code::Unauthenticated
+    );
+    if !refused {
+        return;
+    }
+    match fetch_connection(ssh, host, args).await {
+        Ok(fresh) if fresh.key != current.key || fresh.hub_id != current.hub_id => {
+            match save_local(&fresh, paths) {
+                Ok(()) => eprintln!(
+                    "warren: tunnel {name}: the remote hub has a new key (it restarted); updated {}",
+                    paths.connection.display()
+                ),
+                Err(err) => eprintln!("warren: tunnel {name}: {err:#}"),
+            }
+            *current = fresh;
+        }
+        Ok(_) => {}
+        Err(err) => eprintln!("warren: tunnel {name}: cannot refresh the key: {err:#}"),
     }
 }
 
