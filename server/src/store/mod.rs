@@ -6,6 +6,7 @@
 //! Reads go down the same channel and run after the writes queued before them, so a caller
 //! always reads what it wrote. `--db :memory:` keeps the same design without a file.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod write;
@@ -303,8 +304,8 @@ impl Store {
     pub fn open(
         location: Location,
     ) -> Result<(Self, Recovered, mpsc::UnboundedReceiver<Committed>), StoreError> {
-        let (conn, lock) = match &location {
-            Location::Memory => (schema::open(Path::new(":memory:"), true)?, None),
+        let (conn, lock, file) = match &location {
+            Location::Memory => (schema::open(Path::new(":memory:"), true)?, None, None),
             Location::File(path) => {
                 let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
                 if let Some(dir) = path.parent() {
@@ -312,17 +313,18 @@ impl Store {
                 }
                 let lock = lock_beside(&path)?;
                 ensure_private_file(&path)?;
-                (schema::open(&path, false)?, Some(lock))
+                (schema::open(&path, false)?, Some(lock), Some(path))
             }
         };
         let recovered = read::recover(&conn)
             .map_err(|e| StoreError::Corrupt(location.to_string(), e.to_string()))?;
+        let checkpointer = file.as_deref().and_then(checkpoint::start);
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let name = location.to_string();
         std::thread::Builder::new()
             .name("warren-store".into())
-            .spawn(move || writer(conn, rx, committed_tx, name))
+            .spawn(move || writer(conn, rx, committed_tx, name, checkpointer))
             .map_err(|e| StoreError::Open(location.to_string(), e.to_string()))?;
         Ok((
             Self {
@@ -447,6 +449,7 @@ fn writer(
     mut rx: mpsc::UnboundedReceiver<Op>,
     committed: mpsc::UnboundedSender<Committed>,
     name: String,
+    mut checkpointer: Option<checkpoint::Nudger>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
@@ -465,6 +468,9 @@ fn writer(
             tracing::error!(database = %name, %err, "cannot commit to the task database; the hub stops");
             eprintln!("warren-hub: cannot commit to the task database {name}: {err}");
             std::process::exit(70);
+        }
+        if let Some(checkpointer) = &mut checkpointer {
+            checkpointer.committed(report.bytes);
         }
         let _ = committed.send(report);
         for query in queries {

@@ -110,6 +110,17 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(rusqlite::Error::InvalidQuery);
             }
+            // Checkpoints are the checkpointer's job (see `checkpoint`); this is the backstop.
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                super::checkpoint::BACKSTOP_PAGES,
+            )?;
+            conn.pragma_update(
+                None,
+                "journal_size_limit",
+                super::checkpoint::WAL_SIZE_LIMIT,
+            )?;
         }
         // WAL with NORMAL survives any crash of the hub process; only a power loss can take
         // the last transactions.
