@@ -10,12 +10,15 @@
 //! - [`signals`]: signal names as people write them.
 //! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
 //!   directories only their owner can reach.
+//! - `program` (feature `program`): the first steps of every warren binary.
 
 pub mod auth;
 pub mod child;
 pub mod connection;
 pub mod private_dir;
 pub mod private_file;
+#[cfg(feature = "program")]
+pub mod program;
 pub mod signals;
 pub mod transport;
 pub mod units;

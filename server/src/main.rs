@@ -1,37 +1,16 @@
 //! `warren-hub`: parse the flags, start logging, serve until told to stop.
 
-use clap::Parser;
 use std::process::ExitCode;
 use warren_hub::config::HubConfig;
+use warren_proto::program;
 
 fn main() -> ExitCode {
-    let config = match HubConfig::try_parse() {
+    let config: HubConfig = match program::parse_flags() {
         Ok(config) => config,
-        Err(err) => {
-            let usage_error = err.use_stderr();
-            let _ = err.print();
-            // A usage error exits 64 (EX_USAGE); --help and --version exit 0.
-            return if usage_error {
-                ExitCode::from(64)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for people; logs in files and pipes stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    program::start_logging();
+    let runtime = match program::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("warren-hub: cannot start the async runtime: {err}");

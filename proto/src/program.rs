@@ -1,0 +1,40 @@
+//! The first steps every warren program takes: read its flags, start its log, make its
+//! runtime. Behind the `program` feature, so that the SDK's users don't build clap's and
+//! tracing's formatting for nothing.
+
+use std::process::ExitCode;
+
+/// Parses the command line. On failure clap's message is printed and the exit code comes
+/// back: 64 (EX_USAGE) for a usage error, 0 for `--help` and `--version`.
+pub fn parse_flags<T: clap::Parser>() -> Result<T, ExitCode> {
+    T::try_parse().map_err(|err| {
+        let usage_error = err.use_stderr();
+        let _ = err.print();
+        if usage_error {
+            ExitCode::from(64)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`).
+pub fn start_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // Colour only for people; logs in files and pipes stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The runtime every warren program runs on: one thread. Their work is waiting on sockets,
+/// pipes and children and moving bytes, and one thread avoids a cross-core wake-up per message.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
