@@ -8,8 +8,10 @@ use warren::Job;
 use warren::proto::{TaskState, task_event::Kind};
 use warren_tests::*;
 
-/// Bounds asserted here; the figures seen are printed (and quoted in the notes).
-const HUB_RSS_BOUND: u64 = 160 << 20;
+/// Bounds asserted here; the figures seen are printed (and quoted in the notes). The
+/// hub holds by design at most 64 MiB of output on its way to the database, 16 MiB of HTTP/2
+/// window from the engine and an 8 MiB follow window; about 60 MiB is seen in a debug build.
+const HUB_RSS_BOUND: u64 = 128 << 20;
 const ENGINE_RSS_BOUND: u64 = 96 << 20;
 const GIB: u64 = 1 << 30;
 

@@ -267,22 +267,29 @@ pub fn entries(
         "SELECT seq, event FROM events WHERE task_id = ?1 AND seq >= ?2 AND seq < ?3
          ORDER BY seq LIMIT ?4",
     )?;
-    let mut events: std::collections::VecDeque<(u64, Vec<u8>)> = stmt
-        .query_map(
-            params![
-                task_id as i64,
-                from_seq as i64,
-                below_seq as i64,
-                EVENTS_PER_READ as i64
-            ],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    // Rows are read only up to the byte budget: output events can be a MiB each, and reading
+    // the whole LIMIT of them would hold hundreds of MiB for a one-MiB answer.
+    let mut events = std::collections::VecDeque::new();
+    let mut read_bytes = 0;
+    let mut rows = stmt.query(params![
+        task_id as i64,
+        from_seq as i64,
+        below_seq as i64,
+        EVENTS_PER_READ as i64
+    ])?;
+    while let Some(row) = rows.next()? {
+        let blob: Vec<u8> = row.get(1)?;
+        read_bytes += blob.len();
+        events.push_back((row.get::<_, i64>(0)? as u64, blob));
+        if read_bytes >= max_bytes {
+            break;
+        }
+    }
     // If the read was cut short, what lies past the last event read is unknown, not a gap.
-    let horizon = if events.len() == EVENTS_PER_READ {
-        events.back().map_or(below_seq, |(seq, _)| seq + 1)
-    } else {
-        below_seq
+    let cut_short = read_bytes >= max_bytes || events.len() == EVENTS_PER_READ;
+    let horizon = match events.back() {
+        Some((seq, _)) if cut_short => seq + 1,
+        _ => below_seq,
     };
 
     let mut out = Vec::new();
