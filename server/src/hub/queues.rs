@@ -1,0 +1,214 @@
+//! Where waiting tasks wait: the queues, their limits, placement of new tasks, and tasks
+//! carried over from before a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+use tonic::Status;
+use warren_proto::v1::targets;
+
+use super::{State, unknown_task};
+use crate::tasks::{Submitter, Task};
+use crate::validate;
+
+/// Tasks whose engine is away, and until when they wait for it.
+#[derive(Debug)]
+pub struct Awaiting {
+    /// When they are given up.
+    pub deadline: Instant,
+    /// The tasks (assigned to it, or queued for it).
+    pub tasks: Vec<u64>,
+    /// What happened to the engine, for messages.
+    pub why: String,
+    /// How the engine was known, for messages.
+    pub who: String,
+}
+
+impl State {
+    /// Puts recovered live tasks back: queued ones in their queues, placed ones waiting for
+    /// their engine to come back.
+    pub(super) fn resume(
+        &mut self,
+        live: Vec<(crate::store::TaskRow, Vec<warren_proto::v1::Attempt>)>,
+    ) {
+        let grace = self.settings.reattach_grace;
+        for (row, attempts) in live {
+            let id = row.id;
+            let assigned = row.attempt > 0 && row.engine_id != 0;
+            let engine_id = row.engine_id;
+            let mut task = Task::resume(row, attempts, self.settings.log_limits);
+            // Engines that died with it stay avoided.
+            task.avoid = task
+                .attempts
+                .iter()
+                .filter(|a| a.ended_us != 0)
+                .map(|a| a.engine_id)
+                .collect();
+            self.tasks.insert(id, task);
+            if assigned {
+                self.awaiting
+                    .entry(engine_id)
+                    .or_insert_with(|| Awaiting {
+                        deadline: Instant::now() + grace,
+                        tasks: Vec::new(),
+                        why: format!("did not come back within {grace:?} of the hub's restart"),
+                        who: format!("engine {engine_id}"),
+                    })
+                    .tasks
+                    .push(id);
+            } else {
+                self.enqueue(id);
+            }
+        }
+        if !self.tasks.is_empty() {
+            tracing::info!(
+                tasks = self.tasks.len(),
+                waiting_for_engines = self.awaiting.len(),
+                "carried on the history's unfinished tasks"
+            );
+        }
+    }
+
+    /// The task with this id in memory, or NOT_FOUND.
+    pub fn task(&self, id: u64) -> Result<&Task, Status> {
+        self.tasks
+            .get(&id)
+            .ok_or_else(|| unknown_task(id, self.next_task_id))
+    }
+
+    /// Puts a queued task in the queue it belongs to.
+    pub fn enqueue(&mut self, id: u64) {
+        let Some(task) = self.tasks.get(&id) else {
+            return;
+        };
+        let pid = task.row.submitter.pid;
+        match task.row.pinned {
+            Some(engine) => self.queues.entry(engine).or_default().push_back(id),
+            None => self.unplaced.push_back(id),
+        }
+        *self.queued_by_client.entry(pid).or_default() += 1;
+    }
+
+    /// Takes a task out of whichever queue holds it (a no-op if none does).
+    pub fn dequeue(&mut self, id: u64) -> bool {
+        let Some(task) = self.tasks.get(&id) else {
+            return false;
+        };
+        let pid = task.row.submitter.pid;
+        let queue = match task.row.pinned {
+            Some(engine) => self.queues.get_mut(&engine),
+            None => Some(&mut self.unplaced),
+        };
+        let removed = queue
+            .and_then(|q| q.iter().position(|&t| t == id).map(|pos| q.remove(pos)))
+            .is_some();
+        if removed {
+            self.dequeued(pid);
+        }
+        removed
+    }
+
+    /// Counts a task of `pid` out of the queues.
+    pub fn dequeued(&mut self, pid: u32) {
+        if let Some(count) = self.queued_by_client.get_mut(&pid) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.queued_by_client.remove(&pid);
+            }
+        }
+    }
+
+    fn queued_total(&self) -> usize {
+        self.unplaced.len() + self.queues.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Refuses more queued work than the limits allow.
+    pub(super) fn check_room(&self, more: usize, submitter: Submitter) -> Result<(), Status> {
+        let limits = &self.settings.limits;
+        if self.queued_total() + more > limits.max_queued {
+            return Err(Status::resource_exhausted(format!(
+                "the hub already has {} tasks waiting for engines (--max-queued {}); wait for some to start, or abort some",
+                self.queued_total(),
+                limits.max_queued
+            )));
+        }
+        let mine = self
+            .queued_by_client
+            .get(&submitter.pid)
+            .copied()
+            .unwrap_or(0);
+        if mine + more > limits.max_queued_per_client {
+            return Err(Status::resource_exhausted(format!(
+                "this process (pid {}) already has {mine} tasks waiting for engines (--max-queued-per-client {}); wait for some to start",
+                submitter.pid, limits.max_queued_per_client
+            )));
+        }
+        Ok(())
+    }
+
+    /// Which engine each new task goes to (`None`: any), for a request's targets.
+    pub(super) fn placements(
+        &self,
+        selector: Option<targets::Selector>,
+        engine_labels: &HashMap<String, String>,
+    ) -> Result<Vec<Option<u32>>, Status> {
+        let labelled = || {
+            self.engines
+                .iter()
+                .filter(|e| e.has_labels(engine_labels))
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        let no_such_labels = || {
+            Status::not_found(format!(
+                "no registered engine has the labels {}; `warren engines` lists engines and their labels",
+                validate::labels_text(engine_labels)
+            ))
+        };
+        match selector {
+            None | Some(targets::Selector::Any(_)) => {
+                if !engine_labels.is_empty() && labelled().is_empty() {
+                    return Err(no_such_labels());
+                }
+                Ok(vec![None])
+            }
+            Some(targets::Selector::All(_)) => {
+                if self.engines.is_empty() {
+                    return Err(Status::failed_precondition(
+                        "no engines are registered, so `all` selects none; start one with `warren-engine`",
+                    ));
+                }
+                let ids = labelled();
+                if ids.is_empty() {
+                    return Err(no_such_labels());
+                }
+                Ok(ids.into_iter().map(Some).collect())
+            }
+            Some(targets::Selector::Engines(list)) => {
+                if !engine_labels.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "targets.engine_labels go with `all` or `any`, not with a list of engine ids",
+                    ));
+                }
+                if list.ids.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "targets.engines lists no engine ids; name at least one, or use `any` or `all`",
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for &id in &list.ids {
+                    if !seen.insert(id) {
+                        return Err(Status::invalid_argument(format!(
+                            "engine {id} is listed twice in targets.engines"
+                        )));
+                    }
+                    if self.engines.get(id).is_none() {
+                        return Err(Status::not_found(format!(
+                            "engine {id} is not registered; `warren engines` lists them"
+                        )));
+                    }
+                }
+                Ok(list.ids.iter().copied().map(Some).collect())
+            }
+        }
+    }
+}
