@@ -33,7 +33,8 @@ struct Args {
     /// Only the scenarios whose names contain one of these words
     #[arg(long = "only", value_name = "WORD")]
     only: Vec<String>,
-    /// Pass this flag to every hub the bench starts, e.g. `--hub-arg=--db=:memory:`
+    /// Pass this flag to every hub the bench starts, e.g. `--hub-arg=--db=:memory:` (or
+    /// `--hub-arg --db --hub-arg :memory:`)
     #[arg(long = "hub-arg", value_name = "FLAG", allow_hyphen_values = true)]
     hub_args: Vec<String>,
     /// Internal: serve the socket baselines' other end on this path

@@ -92,7 +92,7 @@ impl Cluster {
             .args(args)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null());
-        if !args.contains(&"--db") {
+        if !args.iter().any(|a| *a == "--db" || a.starts_with("--db=")) {
             command.arg("--db").arg(self.dir.path().join("hub.db"));
         }
         let hub = Proc(command.spawn().context("start warren-hub")?);

@@ -185,7 +185,7 @@ impl Cluster {
     pub fn hub_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("warren-hub"));
         command.arg("--socket").arg(&self.socket);
-        if !args.contains(&"--db") {
+        if !args.iter().any(|a| *a == "--db" || a.starts_with("--db=")) {
             command.arg("--db").arg(self.dir().join("hub.db"));
         }
         command.args(args).env("RUST_LOG", "warn,warren_hub=debug");
