@@ -28,7 +28,8 @@ pub struct EngineConfig {
     )]
     pub socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600), used with --socket
+    /// Hex key file (mode 0600), used with --socket (the hub's id, new at each of its starts,
+    /// is learned from its first answer)
     #[arg(
         long,
         env = "WARREN_KEY_FILE",
@@ -36,10 +37,6 @@ pub struct EngineConfig {
         requires = "socket"
     )]
     pub key_file: Option<PathBuf>,
-
-    /// The hub's id, with --key-file [default: derived from the key, as the hub does]
-    #[arg(long, env = "WARREN_HUB_ID", value_name = "ID", requires = "key_file")]
-    pub hub_id: Option<String>,
 
     /// Tasks to run at once
     #[arg(long, env = "WARREN_SLOTS", default_value_t = 1, value_name = "N",

@@ -17,13 +17,10 @@ pub struct HubConfig {
     #[arg(long, env = "WARREN_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600) to sign with; a new key is generated when absent
+    /// Hex key file (mode 0600) to sign with; a new key is generated when absent. Either way
+    /// the hub id, part of every signature, is new at every start
     #[arg(long, env = "WARREN_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
-
-    /// The hub's id, part of every signature [default: derived from --key-file, else random]
-    #[arg(long, env = "WARREN_HUB_ID", value_name = "ID")]
-    pub hub_id: Option<String>,
 
     /// Print the connection file of the hub serving on --socket (or the default socket) and
     /// exit; `warren tunnel` runs this over ssh, so the key travels inside the ssh session

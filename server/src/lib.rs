@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Server;
-use warren_proto::auth::{Key, KeyError, Verifier};
+use warren_proto::auth::{self as hmac_auth, Key, KeyError, Verifier};
 use warren_proto::connection::{self, ConnectionError, ConnectionInfo};
 use warren_proto::transport;
 use warren_proto::v1::{
@@ -208,22 +208,14 @@ fn print_connection(socket: &Path) -> Result<(), HubError> {
     Ok(())
 }
 
-/// The key (from `--key-file` or new) and the hub id (from `--hub-id`, the key file, or new).
+/// The key (from `--key-file`, or new) and the hub id, new at every start: a signature made for
+/// one start of a hub is worthless after a restart and at any other hub sharing the key.
 fn key_and_id(config: &HubConfig) -> Result<(Key, String), HubError> {
-    let (key, derived_id) = match &config.key_file {
-        Some(path) => {
-            let key = Key::load(path)?;
-            let id = key.default_hub_id();
-            (key, Some(id))
-        }
-        None => (Key::generate()?, None),
+    let key = match &config.key_file {
+        Some(path) => Key::load(path)?,
+        None => Key::generate()?,
     };
-    let hub_id = match (&config.hub_id, derived_id) {
-        (Some(id), _) => id.clone(),
-        (None, Some(id)) => id,
-        (None, None) => Key::generate()?.to_hex()[..16].to_owned(),
-    };
-    Ok((key, hub_id))
+    Ok((key, hmac_auth::new_hub_id()?))
 }
 
 /// Builds the gRPC server: the three warren services behind the HMAC layer, plus health and

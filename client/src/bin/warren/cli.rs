@@ -30,7 +30,8 @@ pub(crate) struct HubArgs {
     #[arg(long, global = true, env = "WARREN_SOCKET", value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600), used with --socket instead of a connection file
+    /// Hex key file (mode 0600), used with --socket instead of a connection file (the hub's
+    /// id, new at each of its starts, is learned from its first answer)
     #[arg(
         long,
         global = true,
@@ -44,16 +45,6 @@ pub(crate) struct HubArgs {
     #[arg(long, global = true, env = "WARREN_REMOTE", value_name = "NAME",
           conflicts_with_all = ["connection_file", "key_file"])]
     pub(crate) remote: Option<String>,
-
-    /// The hub's id, with --key-file [default: derived from the key]
-    #[arg(
-        long,
-        global = true,
-        env = "WARREN_HUB_ID",
-        value_name = "ID",
-        requires = "key_file"
-    )]
-    pub(crate) hub_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

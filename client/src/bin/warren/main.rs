@@ -62,7 +62,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let hub = &cli.hub;
     match &cli.command {
-        Command::Sign { method } => sign(hub, method),
+        Command::Sign { method } => sign(hub, method).await,
         Command::Cluster {
             action: ClusterAction::Start(args),
         } => cluster::start(hub, args).await,
@@ -137,9 +137,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 /// The hub's connection, from the flags.
 fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
     if let (Some(socket), Some(key_file)) = (&hub.socket, &hub.key_file) {
+        // The hub's id is not known yet: the first call learns it (see `learn_from_refusal`).
         let key = Key::load(key_file)?;
-        let hub_id = hub.hub_id.clone().unwrap_or_else(|| key.default_hub_id());
-        return Ok(ConnectionInfo::new(socket.clone(), hub_id, &key, 0));
+        return Ok(ConnectionInfo::new(socket.clone(), String::new(), &key, 0));
     }
     let file = match (&hub.remote, &hub.connection_file, &hub.socket) {
         (Some(name), _, _) => connection::remote_connection_file(name),
@@ -177,7 +177,7 @@ async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {
 }
 
 /// Prints `authorization: ...` for one call of `method`.
-fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
+async fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
     let method = if method.starts_with('/') {
         method.to_owned()
     } else {
@@ -191,7 +191,11 @@ fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
             "`{method}` is not a gRPC method path; write it like /warren.v1.Control/ListEngines"
         );
     }
-    let (_, signer) = locate(hub)?;
+    let (socket, signer) = locate(hub)?;
+    if signer.hub_id().is_empty() {
+        // Only a key: one signed call teaches the signer the id of the hub's current start.
+        Client::connect_signed(&socket, signer.clone()).await?;
+    }
     println!("{}: {}", warren_proto::auth::HEADER, signer.sign(&method));
     Ok(0)
 }
