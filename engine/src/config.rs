@@ -69,8 +69,9 @@ pub struct EngineConfig {
     #[arg(long, hide = true, value_name = "PID")]
     pub guard: Option<u32>,
 
-    /// Where output waits on disk while the hub is away (mode 0700) [default: a directory of
-    /// its own beside the default socket]
+    /// Where output waits on disk while the hub is away: the engine makes a directory of its
+    /// own inside DIR (mode 0700) and removes only that, with the files it wrote, when it exits
+    /// [default: the runtime directory, beside the default socket]
     #[arg(long, env = "WARREN_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
 }
@@ -81,11 +82,11 @@ impl EngineConfig {
         Duration::from_millis(self.kill_grace_ms)
     }
 
-    /// The directory for spill files.
-    pub fn spill_dir(&self, uuid: &str) -> PathBuf {
-        self.spill_dir.clone().unwrap_or_else(|| {
-            warren_proto::connection::runtime_dir().join(format!("engine-{uuid}"))
-        })
+    /// The directory inside which the engine makes its spill directory.
+    pub fn spill_parent(&self) -> PathBuf {
+        self.spill_dir
+            .clone()
+            .unwrap_or_else(warren_proto::connection::runtime_dir)
     }
 
     /// The labels as a map.
