@@ -86,6 +86,11 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_queued_per_client: usize,
 
+    /// Stdin held for tasks that have not started, in all (each task counts its stdin); past
+    /// it, Execute and Submit are refused until queued tasks start
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_input_held: u64,
+
     /// Engines registered at once
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_engines: usize,

@@ -92,6 +92,8 @@ impl Hub {
                 if let Some(task) = state.active_task(engine_id, started.task_id, started.attempt)
                     && task.row.state != TaskState::Running
                 {
+                    // The engine has the task's stdin now.
+                    task.input = None;
                     task.row.started_us = started.started_us;
                     let reason = format!("pid {} on {hostname}", started.pid);
                     task.set_state(TaskState::Running, reason, &store);

@@ -20,6 +20,7 @@ pub mod config;
 mod engines;
 pub mod follow;
 pub mod hub;
+pub mod input;
 mod liveness;
 pub mod registry;
 mod scheduler;
@@ -257,6 +258,7 @@ where
         .initial_connection_window_size(transport::CONNECTION_WINDOW)
         .max_frame_size(transport::MAX_FRAME)
         .layer(auth::AuthLayer::new(verifier))
+        .layer(input::InputBudgetLayer::new(hub.input_budget().clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -307,6 +309,7 @@ fn settings(config: &HubConfig, hub_id: String) -> Settings {
             max_followers_per_task: config.max_followers_per_task,
             max_streams_per_client: config.max_streams_per_client,
             output_in_flight: 64 << 20,
+            max_input_held: config.max_input_held,
         },
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod events;
 pub mod process;
+pub mod procfs;
 pub mod raw;
 pub mod sshd;
 
 pub use events::*;
 pub use process::*;
+pub use procfs::*;

@@ -19,6 +19,8 @@ pub struct Limits {
     pub max_streams_per_client: usize,
     /// Output bytes received from engines and not yet committed.
     pub output_in_flight: usize,
+    /// Stdin bytes held for tasks not yet started (each task counts its stdin).
+    pub max_input_held: u64,
 }
 
 /// What the hub was configured with that its operations need.
@@ -60,6 +62,7 @@ impl Settings {
                 max_followers_per_task: 10,
                 max_streams_per_client: 10,
                 output_in_flight: 1 << 20,
+                max_input_held: 256 << 20,
             },
         }
     }
