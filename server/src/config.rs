@@ -95,6 +95,11 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_engines: usize,
 
+    /// Engines the hub remembers (to give a returning engine its id back) beside the connected
+    /// ones; the longest gone are forgotten first, and any gone longer than --retain-age
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_engine_records: usize,
+
     /// Clients following one task at once
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_followers_per_task: usize,

@@ -272,7 +272,7 @@ where
         )
         .add_service(
             RegistrationServer::new(service::RegistrationService::new(hub))
-                .max_decoding_message_size(MAX_MESSAGE)
+                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown))
@@ -306,6 +306,7 @@ fn settings(config: &HubConfig, hub_id: String) -> Settings {
             max_queued: config.max_queued,
             max_queued_per_client: config.max_queued_per_client,
             max_engines: config.max_engines,
+            max_engine_records: config.max_engine_records,
             max_followers_per_task: config.max_followers_per_task,
             max_streams_per_client: config.max_streams_per_client,
             output_in_flight: 64 << 20,
@@ -314,13 +315,18 @@ fn settings(config: &HubConfig, hub_id: String) -> Settings {
     }
 }
 
-/// Deletes history past the retention policy, at start and then every minute.
+/// Deletes history past the retention policy (tasks, and engines not seen for as long), at
+/// start and then every minute.
 async fn retention(hub: Arc<Hub>, max_age: Duration, max_bytes: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let max_age_us = max_age.as_micros().min(i64::MAX as u128) as i64;
         let now = warren_proto::now_us();
+        let forgotten = hub.lock().forget_engines(now.saturating_sub(max_age_us));
+        if forgotten > 0 {
+            tracing::info!(engines = forgotten, "retention forgot engines gone for too long");
+        }
         let purged = hub
             .store()
             .query(move |conn| store::enforce_retention(conn, now, max_age_us, max_bytes))

@@ -75,7 +75,13 @@ async fn a_submission_to_engines_that_never_read_is_bounded_too() {
     let hub_pid = cluster.hub.as_ref().expect("hub").pid();
     let mut stalled = Vec::new();
     for i in 0..48 {
-        stalled.push(silent_engine(&cluster, &format!("silent-{i}")).await);
+        let hello = warren::proto::Hello {
+            uuid: format!("silent-{i}"),
+            hostname: "nowhere".into(),
+            slots: 1,
+            ..Default::default()
+        };
+        stalled.push(cluster.register_raw(hello).await.expect("register"));
     }
     cluster.wait_for_engines(48).await;
     let stdin = vec![b'y'; STDIN];
@@ -105,38 +111,4 @@ async fn a_submission_to_engines_that_never_read_is_bounded_too() {
     );
     assert!(peak < HUB_PEAK_BOUND * 2, "hub peak RSS {}", mib(peak));
     drop(stalled);
-}
-
-/// An engine's Register stream that says Hello and then never reads what the hub sends.
-async fn silent_engine(
-    cluster: &Cluster,
-    uuid: &str,
-) -> (
-    tokio::sync::mpsc::Sender<warren::proto::EngineMessage>,
-    tonic::Response<tonic::Streaming<warren::proto::HubMessage>>,
-) {
-    use warren::proto::{EngineMessage, Hello, engine_message};
-    let channel = warren_proto::transport::SignedChannel::new(
-        cluster.raw_channel().await,
-        cluster.signer(),
-    );
-    let mut client = warren::proto::registration_client::RegistrationClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let hello = Hello {
-        protocol_version: warren_proto::PROTOCOL_VERSION,
-        uuid: uuid.into(),
-        hostname: "nowhere".into(),
-        slots: 1,
-        ..Hello::default()
-    };
-    tx.send(EngineMessage {
-        kind: Some(engine_message::Kind::Hello(hello)),
-    })
-    .await
-    .expect("hello");
-    let response = client
-        .register(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("register");
-    (tx, response)
 }

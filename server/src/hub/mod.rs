@@ -115,7 +115,7 @@ impl Hub {
         let mut state = State {
             store: store.clone(),
             settings: settings.clone(),
-            engines: Registry::remembering(recovered.engines),
+            engines: Registry::remembering(recovered.engines, recovered.last_engine_id),
             tasks: BTreeMap::new(),
             unplaced: VecDeque::new(),
             queues: HashMap::new(),

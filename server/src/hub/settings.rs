@@ -13,6 +13,8 @@ pub struct Limits {
     pub max_queued_per_client: usize,
     /// Engines registered at once.
     pub max_engines: usize,
+    /// Engines remembered (id for uuid) beside the connected ones.
+    pub max_engine_records: usize,
     /// Followers of one task at once.
     pub max_followers_per_task: usize,
     /// Follow streams one client process may have open.
@@ -59,6 +61,7 @@ impl Settings {
                 max_queued: 1000,
                 max_queued_per_client: 1000,
                 max_engines: 100,
+                max_engine_records: 1000,
                 max_followers_per_task: 10,
                 max_streams_per_client: 10,
                 output_in_flight: 1 << 20,
