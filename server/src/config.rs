@@ -107,6 +107,15 @@ pub struct HubConfig {
     /// Follow streams one client process may have open at once
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_streams_per_client: usize,
+
+    /// Follow streams open at once, from all clients together
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_follow_streams: usize,
+
+    /// Events followers may hold on their way out (replayed from the history or not yet taken
+    /// by a slow client), in all; past it, followers wait
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub follow_memory: u64,
 }
 
 impl HubConfig {

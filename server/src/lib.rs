@@ -309,6 +309,8 @@ fn settings(config: &HubConfig, hub_id: String) -> Settings {
             max_engine_records: config.max_engine_records,
             max_followers_per_task: config.max_followers_per_task,
             max_streams_per_client: config.max_streams_per_client,
+            max_follow_streams: config.max_follow_streams,
+            follow_memory: usize::try_from(config.follow_memory).unwrap_or(usize::MAX),
             output_in_flight: 64 << 20,
             max_input_held: config.max_input_held,
         },

@@ -47,6 +47,8 @@ pub struct State {
     pub queued_by_client: HashMap<u32, usize>,
     /// Open follow streams per client process.
     pub streams_by_client: HashMap<u32, usize>,
+    /// Open follow streams, in all.
+    pub follow_streams: usize,
     /// Stdin held for tasks not yet started.
     pub input: Arc<InputBudget>,
     pub(crate) next_task_id: u64,
@@ -99,6 +101,8 @@ pub struct Hub {
     stop: watch::Sender<StopRequest>,
     /// Output bytes the hub may hold before it stops reading engines' streams.
     pub output_budget: Arc<Semaphore>,
+    /// Bytes of events followers may hold on their way out.
+    pub follow_budget: Arc<Semaphore>,
     input: Arc<InputBudget>,
 }
 
@@ -122,6 +126,7 @@ impl Hub {
             awaiting: HashMap::new(),
             queued_by_client: HashMap::new(),
             streams_by_client: HashMap::new(),
+            follow_streams: 0,
             input: input.clone(),
             next_task_id: recovered.next_task_id.saturating_sub(1),
             accepting: true,
@@ -131,6 +136,12 @@ impl Hub {
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),
+            follow_budget: Arc::new(Semaphore::new(
+                settings
+                    .limits
+                    .follow_memory
+                    .clamp(1 << 20, Semaphore::MAX_PERMITS),
+            )),
             input,
             settings,
             store,
