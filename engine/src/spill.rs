@@ -65,7 +65,10 @@ fn is_spill_file(name: &str) -> bool {
         .is_some_and(|(id, attempt)| {
             !id.is_empty()
                 && !attempt.is_empty()
-                && id.bytes().chain(attempt.bytes()).all(|b| b.is_ascii_digit())
+                && id
+                    .bytes()
+                    .chain(attempt.bytes())
+                    .all(|b| b.is_ascii_digit())
         })
 }
 
@@ -123,7 +126,12 @@ mod tests {
     #[test]
     fn spill_file_names_are_recognised_exactly() {
         assert!(is_spill_file("task-12-1.spill"));
-        for other in ["task-12.spill", "task--1.spill", "task-1-1.spill.bak", "x-1-1.spill"] {
+        for other in [
+            "task-12.spill",
+            "task--1.spill",
+            "task-1-1.spill.bak",
+            "x-1-1.spill",
+        ] {
             assert!(!is_spill_file(other), "{other}");
         }
     }

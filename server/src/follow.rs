@@ -180,7 +180,11 @@ fn with_heartbeats(events: EventStream, every: Duration) -> EventStream {
 
 /// Takes room for `bytes` in the follow budget, waiting for it if need be (never more room
 /// than the budget has in all, so one large event can always pass).
-async fn take_room(budget: &Arc<Semaphore>, bytes: usize, all: usize) -> Option<OwnedSemaphorePermit> {
+async fn take_room(
+    budget: &Arc<Semaphore>,
+    bytes: usize,
+    all: usize,
+) -> Option<OwnedSemaphorePermit> {
     let permits = bytes.clamp(1, all.min(u32::MAX as usize)) as u32;
     budget.clone().acquire_many_owned(permits).await.ok()
 }

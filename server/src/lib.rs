@@ -327,7 +327,10 @@ async fn retention(hub: Arc<Hub>, max_age: Duration, max_bytes: u64) {
         let now = warren_proto::now_us();
         let forgotten = hub.lock().forget_engines(now.saturating_sub(max_age_us));
         if forgotten > 0 {
-            tracing::info!(engines = forgotten, "retention forgot engines gone for too long");
+            tracing::info!(
+                engines = forgotten,
+                "retention forgot engines gone for too long"
+            );
         }
         let purged = hub
             .store()

@@ -136,7 +136,12 @@ impl Registry {
     /// Forgets engines that are not connected and not `needed`: those that last registered
     /// before `before_us`, then the oldest while more than `keep` are remembered beside the
     /// connected ones. Returns the ids forgotten, for the database.
-    pub fn forget(&mut self, before_us: i64, keep: usize, needed: impl Fn(u32) -> bool) -> Vec<u32> {
+    pub fn forget(
+        &mut self,
+        before_us: i64,
+        keep: usize,
+        needed: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
         let mut idle: Vec<(i64, u32, String)> = self
             .records
             .iter()
@@ -252,7 +257,11 @@ mod tests {
     fn forgotten_ids_are_never_handed_out_again() {
         let mut registry = Registry::remembering(vec![(3, "old".into(), 10)], 7);
         assert_eq!(registry.id_for("old", 20), (3, false));
-        assert_eq!(registry.id_for("new", 20), (8, true), "past every id ever used");
+        assert_eq!(
+            registry.id_for("new", 20),
+            (8, true),
+            "past every id ever used"
+        );
         for (i, uuid) in ["a", "b", "c"].iter().enumerate() {
             registry.id_for(uuid, 30 + i as i64);
         }
@@ -262,6 +271,10 @@ mod tests {
         assert_eq!(registry.remembered(), 2);
         // By age: everything idle that last registered before 33.
         assert_eq!(registry.forget(33, 100, |_| false), vec![3, 11]);
-        assert_eq!(registry.id_for("new", 40), (12, true), "a forgotten uuid gets a new id");
+        assert_eq!(
+            registry.id_for("new", 40),
+            (12, true),
+            "a forgotten uuid gets a new id"
+        );
     }
 }

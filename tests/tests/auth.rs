@@ -74,7 +74,8 @@ async fn each_refusal_names_its_reason() {
         "replayed signature",
     );
 
-    let wrong_key = Signer::new(&Key::generate().expect("key"), &signer.hub_id()).sign(LIST_ENGINES);
+    let wrong_key =
+        Signer::new(&Key::generate().expect("key"), &signer.hub_id()).sign(LIST_ENGINES);
     assert_refused(
         list_engines_with(&cluster, Some(wrong_key)).await,
         "bad signature",
@@ -251,7 +252,10 @@ async fn only_the_exact_documented_form_passes() {
         .expect("the exact form");
 
     // A huge bad field is quoted in a few dozen characters, in the answer and in the log.
-    let huge = format!("Warren-HMAC-SHA256 ts={},nonce=x,sig=y", "9".repeat(10 << 10));
+    let huge = format!(
+        "Warren-HMAC-SHA256 ts={},nonce=x,sig=y",
+        "9".repeat(10 << 10)
+    );
     let status = assert_refused(
         list_engines_with(&cluster, Some(huge)).await,
         "malformed signature",

@@ -35,9 +35,11 @@ async fn welcomed_id(cluster: &Cluster, uuid: &str) -> u32 {
 
 fn engine_rows(cluster: &Cluster) -> (i64, i64) {
     let db = rusqlite::Connection::open(cluster.dir().join("hub.db")).expect("open the db");
-    db.query_row("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM engines", [], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
+    db.query_row(
+        "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM engines",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
     .expect("count")
 }
 
@@ -54,7 +56,10 @@ async fn a_huge_hostname_or_version_is_refused_and_costs_nothing() {
         Ok((_tx, mut inbound)) => inbound.message().await.expect_err("refused"),
     };
     assert!(
-        matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument),
+        matches!(
+            refused.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
         "{refused:?}"
     );
     let long_version = Hello {
@@ -66,7 +71,11 @@ async fn a_huge_hostname_or_version_is_refused_and_costs_nothing() {
         Ok((_tx, mut inbound)) => inbound.message().await.expect_err("refused"),
     };
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().contains("version"), "{}", refused.message());
+    assert!(
+        refused.message().contains("version"),
+        "{}",
+        refused.message()
+    );
     let client = cluster.client().await;
     assert!(client.engines().await.expect("engines").is_empty());
     let peak = peak_rss(hub_pid);
@@ -85,13 +94,20 @@ async fn engines_that_come_and_go_leave_bounded_records_and_ids_only_grow() {
     // Written behind the hub's back: wait until the last one is in.
     let settled = eventually(PATIENCE, || async {
         let (rows, max) = engine_rows(&cluster);
-        if max == 2000 { Ok(rows) } else { Err((rows, max)) }
+        if max == 2000 {
+            Ok(rows)
+        } else {
+            Err((rows, max))
+        }
     })
     .await
     .expect("the last engine's row");
     // 100 remembered, beside those still connected when the last one came (a closed stream is
     // noticed a moment later).
-    assert!(settled <= 110, "{settled} engine rows for --max-engine-records 100");
+    assert!(
+        settled <= 110,
+        "{settled} engine rows for --max-engine-records 100"
+    );
 
     // A forgotten engine comes back under a new id, never an old one, even after a restart.
     assert_eq!(welcomed_id(&cluster, "uuid-1").await, 2001);

@@ -52,7 +52,10 @@ async fn big_task(cluster: &Cluster) -> u64 {
             .expect("run"),
     )
     .await;
-    assert_eq!(only_result(&events).state(), warren::proto::TaskState::Succeeded);
+    assert_eq!(
+        only_result(&events).state(),
+        warren::proto::TaskState::Succeeded
+    );
     events[0].task_id
 }
 

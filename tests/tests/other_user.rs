@@ -172,8 +172,7 @@ async fn the_client_refuses_a_socket_another_user_answers() {
         .prefix("warren-shared-")
         .tempdir()
         .expect("tempdir");
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let trap_dir = shared.path().join("trap");
     std::fs::create_dir(&trap_dir).expect("mkdir");
     std::fs::set_permissions(&trap_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -195,13 +194,21 @@ async fn the_client_refuses_a_socket_another_user_answers() {
         .arg(&trap)
         .arg(&captured)
         .env_clear();
-    let fake = Proc::spawn("another user's listener", command, shared.path().join("fake.log"));
+    let fake = Proc::spawn(
+        "another user's listener",
+        command,
+        shared.path().join("fake.log"),
+    );
     let listening = eventually(PATIENCE, || {
         let up = trap.exists();
         async move { if up { Ok(()) } else { Err(()) } }
     })
     .await;
-    assert!(listening.is_ok(), "the listener did not start:\n{}", fake.output());
+    assert!(
+        listening.is_ok(),
+        "the listener did not start:\n{}",
+        fake.output()
+    );
 
     // Our own hub's key, sent through the trap: refused before a byte of a call is written.
     let cluster = Cluster::hub();
@@ -229,11 +236,18 @@ async fn the_client_refuses_a_socket_another_user_answers() {
     let seen = eventually(PATIENCE, || {
         let text = std::fs::read_to_string(&captured).unwrap_or_default();
         async move {
-            if text.lines().count() >= 2 { Ok(text) } else { Err(text) }
+            if text.lines().count() >= 2 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
         }
     })
     .await
     .unwrap_or_else(|text| panic!("the listener saw no connection: {text:?}"));
-    assert!(seen.lines().all(|n| n == "0"), "bytes reached the listener: {seen}");
+    assert!(
+        seen.lines().all(|n| n == "0"),
+        "bytes reached the listener: {seen}"
+    );
     drop(fake);
 }

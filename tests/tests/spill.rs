@@ -36,7 +36,10 @@ async fn an_engine_leaves_the_spill_dir_it_was_given_and_its_files_in_place() {
 
     let engine = &mut cluster.engines[0];
     engine.signal(rustix::process::Signal::TERM);
-    let status = engine.wait_for_exit(PATIENCE).await.expect("the engine exits");
+    let status = engine
+        .wait_for_exit(PATIENCE)
+        .await
+        .expect("the engine exits");
     assert!(status.success(), "{status}: {}", engine.output());
     assert_eq!(
         std::fs::read(given.join("notes.txt")).expect("the file in the given directory"),
@@ -47,5 +50,9 @@ async fn an_engine_leaves_the_spill_dir_it_was_given_and_its_files_in_place() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(left, vec!["notes.txt"], "the engine removed its own directory, only");
+    assert_eq!(
+        left,
+        vec!["notes.txt"],
+        "the engine removed its own directory, only"
+    );
 }

@@ -202,7 +202,10 @@ mod tests {
         let now = 1_700_000_000;
         // The furthest future a timestamp may have: it passes until the clock reaches ts + window.
         let ahead = signer.sign_with(METHOD, now + window, "aheadaheadahead00");
-        assert_eq!(verifier.verify_at(METHOD, Some(ahead.as_bytes()), now), Ok(()));
+        assert_eq!(
+            verifier.verify_at(METHOD, Some(ahead.as_bytes()), now),
+            Ok(())
+        );
         for later in [now + 1, now + window, now + 2 * window] {
             assert_eq!(
                 verifier.verify_at(METHOD, Some(ahead.as_bytes()), later),
@@ -224,7 +227,10 @@ mod tests {
         let signer = Signer::new(&key(), "hub1");
         let now = 1_700_000_000;
         let header = signer.sign_with(METHOD, now, "steppedsteppedst");
-        assert_eq!(verifier.verify_at(METHOD, Some(header.as_bytes()), now), Ok(()));
+        assert_eq!(
+            verifier.verify_at(METHOD, Some(header.as_bytes()), now),
+            Ok(())
+        );
         // Much later by the monotonic clock, but the wall clock went back 5 s.
         for then in [now - 5, now + 55, now + 60] {
             assert_eq!(
@@ -263,7 +269,10 @@ mod tests {
         }
         let verifier = Verifier::new(&key(), "3f9a0c1d2e4b5a69", DEFAULT_SKEW, 16);
         let clone = signer.clone();
-        assert_eq!(verifier.verify(METHOD, Some(clone.sign(METHOD).as_bytes())), Ok(()));
+        assert_eq!(
+            verifier.verify(METHOD, Some(clone.sign(METHOD).as_bytes())),
+            Ok(())
+        );
         assert_ne!(new_hub_id().expect("id"), new_hub_id().expect("id"));
         assert!(is_hub_id(&new_hub_id().expect("id")));
     }

@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(cache.record("d", start + 10, start), Err(Full::AtCapacity));
         assert_eq!(cache.len(), 3);
         // A refused call leaves every live nonce in place, up to and including the last second.
-        assert_eq!(cache.record("a", start + 20, start + 10), Err(Full::Replayed));
+        assert_eq!(
+            cache.record("a", start + 20, start + 10),
+            Err(Full::Replayed)
+        );
         // Once they expire, room frees up and old nonces are forgotten.
         assert_eq!(cache.record("d", start + 30, start + 11), Ok(()));
         assert_eq!(cache.len(), 1);

@@ -80,7 +80,10 @@ impl Signer {
 
     /// The hub id this signer signs for.
     pub fn hub_id(&self) -> Arc<str> {
-        self.hub_id.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.hub_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

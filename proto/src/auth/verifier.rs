@@ -211,8 +211,8 @@ impl Verifier {
     /// [`Verifier::verify`] with the hub's wall clock at `now` (Unix seconds).
     pub fn verify_at(&self, method: &str, header: Option<&[u8]>, now: i64) -> Result<(), Refusal> {
         let value = header.ok_or(Refusal::Missing)?;
-        let value = std::str::from_utf8(value)
-            .map_err(|_| malformed("it is not UTF-8 text".to_owned()))?;
+        let value =
+            std::str::from_utf8(value).map_err(|_| malformed("it is not UTF-8 text".to_owned()))?;
         let creds = Credentials::parse(value)?;
 
         let mut mac = self.mac.clone();
