@@ -3,6 +3,7 @@
 use prost::Message;
 use std::collections::HashMap;
 use tonic::Status;
+use warren_proto::auth::quote;
 use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 
 /// The longest timeout a task may ask for: 30 days.
@@ -74,20 +75,27 @@ pub fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), Status
     for (key, value) in labels {
         if key.is_empty() || key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
             return Err(Status::invalid_argument(format!(
-                "{what}: label `{key}` must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}"
+                "{what}: label {} must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}",
+                quote(key)
             )));
         }
-        no_nul(&format!("{what}: label `{key}`"), key)?;
-        no_nul(&format!("{what}: label `{key}`'s value"), value)?;
+        no_nul(&format!("{what}: label {}", quote(key)), key)?;
+        no_nul(&format!("{what}: label {}'s value", quote(key)), value)?;
     }
     Ok(())
 }
 
-/// Labels as people write them: `a=b, c=d`, sorted.
+/// Labels as people write them, `a=b, c=d`, sorted; cut short (saying so) past a few hundred
+/// characters, since they end up in messages.
 pub fn labels_text(labels: &HashMap<String, String>) -> String {
+    const SHOWN: usize = 200;
     let mut pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
-    pairs.join(", ")
+    let text = pairs.join(", ");
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} labels)", &text[..cut], labels.len()),
+        None => text,
+    }
 }
 
 fn no_nul(what: &str, text: &str) -> Result<(), Status> {
@@ -141,12 +149,13 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
     for (name, value) in &spec.env {
         if name.is_empty() || name.contains('=') {
             return Err(Status::invalid_argument(format!(
-                "environment variable name `{name}` is not valid: it must be non-empty and have no `=`"
+                "environment variable name {} is not valid: it must be non-empty and have no `=`",
+                quote(name)
             )));
         }
-        no_nul(&format!("environment variable `{name}`"), name)?;
+        no_nul(&format!("environment variable {}", quote(name)), name)?;
         no_nul(
-            &format!("the value of environment variable `{name}`"),
+            &format!("the value of environment variable {}", quote(name)),
             value,
         )?;
     }
@@ -191,7 +200,7 @@ fn engine_text(what: &str, text: &str, min: usize, max: usize) -> Result<(), Sta
     if text.chars().any(char::is_control) {
         return Err(Status::invalid_argument(format!(
             "the engine's {what} {} has control characters",
-            warren_proto::auth::quote(text)
+            quote(text)
         )));
     }
     Ok(())
