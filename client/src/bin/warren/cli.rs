@@ -98,7 +98,9 @@ pub(crate) enum Command {
         #[arg(long)]
         keep_engines: bool,
     },
-    /// Print a signed `authorization` metadata line for one call, for grpcurl -rpc-header
+    /// Print a signed `authorization` metadata line for one call, good once at the hub's
+    /// current start; pass it to grpcurl through the environment: AUTH=$(warren sign M) grpcurl
+    /// -expand-headers -rpc-header '${AUTH}' ...
     Sign {
         /// The full gRPC method path, e.g. /warren.v1.Control/ListEngines
         method: String,
