@@ -50,6 +50,24 @@ pub fn check_protocol_version(peer: &str, theirs: u32) -> Result<(), String> {
     }
 }
 
+/// Every environment variable that configures a warren program. Engines keep them (and the
+/// shell's `_`) out of their tasks' environments, and `warren cluster start` out of its
+/// children's, passing what they need as flags instead.
+pub const OWN_ENV_VARS: &[&str] = &[
+    connection::ENV_CONNECTION_FILE,
+    connection::ENV_SOCKET,
+    connection::ENV_KEY_FILE,
+    connection::ENV_HUB_ID,
+    connection::ENV_REMOTE,
+    "WARREN_DB",
+    "WARREN_SIGNATURE_WINDOW",
+    "WARREN_SLOTS",
+    "WARREN_ENGINE_UUID",
+    "WARREN_SPILL_DIR",
+    "WARREN_SSH",
+    "WARREN_RECONNECT_TIMEOUT",
+];
+
 /// Microseconds since the Unix epoch, the unit of every timestamp on the wire.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()

@@ -34,6 +34,10 @@ pub struct HubConfig {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["socket", "key_file"])]
     pub new_key_file: Option<PathBuf>,
 
+    /// Log filter, as RUST_LOG (which it overrides), e.g. `warn` or `warren_hub=debug`
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+
     /// How far a call's timestamp may be from the hub's clock, either way, in seconds
     #[arg(long, env = "WARREN_SIGNATURE_WINDOW", default_value_t = 60, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
