@@ -30,8 +30,8 @@ pub struct HubConfig {
     #[arg(long, conflicts_with = "new_key_file")]
     pub print_connection: bool,
 
-    /// Write a new random key to PATH (mode 0600) and exit
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["socket", "key_file"])]
+    /// Write a new random key to PATH (mode 0600) and exit (other flags are ignored)
+    #[arg(long, value_name = "PATH")]
     pub new_key_file: Option<PathBuf>,
 
     /// Log filter, as RUST_LOG (which it overrides), e.g. `warn` or `warren_hub=debug`

@@ -75,8 +75,11 @@ async fn cluster_start_from_warren_socket_gives_tasks_none_of_warrens_environmen
     let cluster = Cluster::empty();
     let socket = cluster.dir().join("env.sock");
     let mut command = cluster_start(cluster.dir());
+    let db = cluster.dir().join("from-the-environment.db");
     command
         .env("WARREN_SOCKET", &socket)
+        // A hub setting: passed on as a flag, not as a variable.
+        .env("WARREN_DB", &db)
         // What a shell leaves for a program it starts through nohup.
         .env("_", "/usr/bin/nohup")
         .args(["cluster", "start", "-n", "1", "--", "env"]);

@@ -106,6 +106,14 @@ async fn a_hub_and_its_engines_share_a_key_file_and_the_cli_signs_with_it_withou
         .expect("make a key");
     assert!(made.status.success(), "{made:?}");
     let key_text = key.display().to_string();
+    // WARREN_SOCKET in the environment does not stop a key being made.
+    let made = Command::new(binary("warren-hub"))
+        .arg("--new-key-file")
+        .arg(cluster.dir().join("another-key"))
+        .env("WARREN_SOCKET", &cluster.socket)
+        .output()
+        .expect("make a key");
+    assert!(made.status.success(), "{made:?}");
     cluster.start_hub(&["--key-file", &key_text]);
     // The engine by socket and key; the environment says otherwise and is ignored.
     let mut command = Command::new(binary("warren-engine"));

@@ -65,6 +65,15 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
     if let Some(hub_id) = &locator.hub_id {
         hub.arg("--hub-id").arg(hub_id);
     }
+    // The hub's own settings from the environment travel as flags too.
+    for (var, flag) in [
+        ("WARREN_DB", "--db"),
+        ("WARREN_SIGNATURE_WINDOW", "--signature-window"),
+    ] {
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            hub.arg(flag).arg(value);
+        }
+    }
     let mut hub = hub.spawn().context("cannot start warren-hub")?;
     let client = wait_for_hub(&connection_file, &mut hub).await?;
 
@@ -100,8 +109,9 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
 }
 
 /// A hub or engine to start: warren's own variables are not passed on (the child gets what
-/// it needs as flags, and its tasks should not see them), nor is a log level put into its
-/// environment, where every task would see it: `--log warn` unless RUST_LOG is already set.
+/// it needs as flags, and its tasks should not see them; an engine's uuid and spill directory
+/// can't be shared by several engines anyway), nor is a log level put into its environment,
+/// where every task would see it: `--log warn` unless RUST_LOG is already set.
 fn child_command(name: &str) -> anyhow::Result<Command> {
     let mut command = Command::new(sibling_binary(name)?);
     warren_proto::child::die_with_parent(command.as_std_mut());
