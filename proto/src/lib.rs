@@ -5,7 +5,8 @@
 //! - [`auth`]: the one HMAC-SHA256 call-signing scheme: keys, signing, verification and the
 //!   replay cache.
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
-//!   which key it trusts, and the default places for it.
+//!   which key it trusts, the default places for it, and the one rule ([`connection::Locator`])
+//!   by which every program finds a hub from its flags and environment.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`signals`]: signal names as people write them.
 //! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
