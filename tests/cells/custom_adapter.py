@@ -4,7 +4,7 @@
 A cell is words separated by whitespace:
   123       push a number              + - * /   arithmetic on the top two
   =NAME     pop into a variable        NAME      push a variable
-  .         pop and print to stdout    spin      loop forever (until interrupted)
+  .         pop and print to stdout    spin      print `spinning`, loop until interrupted
 The cell's value is the top of the stack, if any; the stack is emptied after each cell,
 variables stay. Errors: StackUnderflow, UnknownWord, ZeroDivision, Interrupted.
 """
@@ -49,6 +49,8 @@ def run(code, variables):
         elif word == ".":
             sys.stdout.write("%d\n" % pop(word, i))
         elif word == "spin":
+            sys.stdout.write("spinning\n")
+            sys.stdout.flush()
             while not interrupted:
                 time.sleep(0.05)
             raise CellError("Interrupted", "", i)

@@ -59,6 +59,8 @@ class Session:
         cmd_r, self.cmd_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
         child_env = dict(os.environ if env is None else env)
+        # The drivers must flush what they buffer: test them with Python's default buffering.
+        child_env.pop("PYTHONUNBUFFERED", None)
         child_env.update(WARREN_CELL_IN=str(cmd_r), WARREN_CELL_OUT=str(reply_w),
                          WARREN_CELL_PROTOCOL="1")
         self.proc = subprocess.Popen(
@@ -155,6 +157,8 @@ class Session:
         if self.cmd_w is not None:
             os.close(self.cmd_w)
         os.close(self.reply_r)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self.proc.stdout.close()
         self.proc.stderr.close()
         self.sel.close()

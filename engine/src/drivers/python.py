@@ -20,18 +20,26 @@ PROTOCOL = b"1"
 MAX_HEADER = 4096
 READ_SIZE = 1 << 16
 
-# The code objects of the running cell: SIGINT interrupts only while one is on the stack.
-_running = (None, None)
+# The running cell: None while idle (from `done` to the next `run`), else the code objects it
+# executes, (None, None) until they start. SIGINT while a cell's code is on the stack raises
+# KeyboardInterrupt there; between taking the `run` and starting the code it is kept for the
+# start; while idle it is ignored.
+_cell = None
+_pending = False
+_DRIVER_GLOBALS = globals()
 
 
 def _on_sigint(signum, frame):
-    body, expr = _running
+    global _pending
+    if _cell is None:
+        return
+    body, expr = _cell
     while frame is not None:
         code = frame.f_code
         if code is body or code is expr:
             raise KeyboardInterrupt
         frame = frame.f_back
-    # Idle, or in the driver's own code between cells: nothing to interrupt.
+    _pending = True
 
 
 class Pipes:
@@ -108,6 +116,19 @@ def _text(obj, fn):
         return "<unprintable %s object>" % type(obj).__name__
 
 
+def _cell_frames(tb):
+    """The traceback without the driver's frames (its exec call, its SIGINT handler)."""
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_globals is not _DRIVER_GLOBALS:
+            kept.append(tb)
+        tb = tb.tb_next
+    tb = None
+    for t in reversed(kept):
+        tb = types.TracebackType(tb, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return tb
+
+
 def _has_nested_code(code):
     return code is not None and any(isinstance(c, types.CodeType) for c in code.co_consts)
 
@@ -135,7 +156,7 @@ class Driver:
 
     def run(self, cell_id, source):
         """Runs one cell; returns the `done` frame to send."""
-        global _running
+        global _cell
         filename = "<cell %s>" % cell_id.decode("ascii", "replace")
         body = expr = None
         try:
@@ -151,20 +172,20 @@ class Driver:
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         value = None
         try:
-            _running = (body, expr)
+            _cell = (body, expr)
+            if _pending:
+                raise KeyboardInterrupt  # arrived before the cell's code started
             if body is not None:
                 exec(body, self.ns)
             if expr is not None:
                 value = eval(expr, self.ns)
-            _running = (None, None)
+            _cell = (None, None)
             if value is not None:
                 builtins._ = value
                 value = _text(value, repr).encode("utf-8", "backslashreplace")
         except BaseException as e:
-            _running = (None, None)
-            tb = e.__traceback__
-            while tb is not None and tb.tb_frame.f_globals is globals():
-                tb = tb.tb_next
+            _cell = (None, None)
+            tb = _cell_frames(e.__traceback__)
             return self.error(cell_id, e, traceback.format_exception(type(e), e, tb))
         finally:
             if not (_has_nested_code(body) or _has_nested_code(expr)):
@@ -183,6 +204,7 @@ class Driver:
         )
 
     def serve(self):
+        global _cell, _pending
         version = sys.version.split("\n")[0].encode("utf-8", "replace")
         banner = b"Python " + version
         self.pipes.write(b"ready %s %d\n%s" % (PROTOCOL, len(banner), banner))
@@ -196,8 +218,11 @@ class Driver:
                 continue  # unknown message: skipped, as the protocol says
             if len(tokens) != 3:
                 fatal("bad run header %r" % b" ".join(tokens))
+            _pending = False
+            _cell = (None, None)
             reply = run(tokens[1], body)
             flush()
+            _cell = None
             write(reply)
 
 
