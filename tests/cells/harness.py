@@ -19,9 +19,11 @@ TIMEOUT = 60.0
 
 
 def python_argv():
-    """How the engine starts the python driver: the driver's code on the command line."""
+    """How the engine starts the python driver: the driver's code on the command line.
+
+    WARREN_TEST_PYTHON picks the interpreter (e.g. a 3.8 to check the oldest supported)."""
     with open(os.path.join(DRIVERS, "python.py")) as f:
-        return [sys.executable, "-c", f.read()]
+        return [os.environ.get("WARREN_TEST_PYTHON", sys.executable), "-c", f.read()]
 
 
 def bash_argv():

@@ -4,12 +4,12 @@
 #   bash --noprofile --norc -c "$DRIVER" bash
 # with WARREN_CELL_IN / WARREN_CELL_OUT naming the command and reply pipes.
 #
-# Each cell is sourced in this top-level shell, so its variables (`declare` too: a function
-# would make them local), functions, `cd`, options and exports stay for the next cell.
-# Sourcing, not eval, because on SIGINT the only way to leave a running cell in bash is a
-# DEBUG trap returning 2 under extdebug, which returns from functions and sourced files.
-# Everything of the driver is named __warren_*; its commands run with `builtin` (or `command`)
-# so that a cell's functions of the same names cannot capture them.
+# Each cell runs in this top-level shell, so its variables (`declare` too: inside a function
+# they would be local), functions, `cd`, options and exports stay for the next cell. It runs
+# as `eval` inside a sourced file, because on SIGINT the only way out of a running cell in
+# bash is a DEBUG trap returning 2 under extdebug, which returns from functions and sourced
+# files (not from eval). Everything of the driver is named __warren_*; it calls builtins with
+# `builtin` (or `command`) so that a cell's functions of the same names cannot capture them.
 
 if [[ -z ${WARREN_CELL_IN-} || -z ${WARREN_CELL_OUT-} ]]; then
   builtin echo "warren bash driver: WARREN_CELL_IN and WARREN_CELL_OUT must name the open fds of the cell protocol" >&2
@@ -22,11 +22,25 @@ if ! command exec {__warren_in}<&"$WARREN_CELL_IN" {__warren_out}>&"$WARREN_CELL
 fi
 command exec {WARREN_CELL_IN}<&- {WARREN_CELL_OUT}>&-
 builtin unset WARREN_CELL_IN WARREN_CELL_OUT WARREN_CELL_PROTOCOL
+
+# The file every cell is sourced from: one line that evals the cell's code. Opened once and
+# deleted; `source /dev/fd/N` opens it afresh each time, without a pipe or a file per cell.
+__warren_src=$(command mktemp "${TMPDIR:-/tmp}/warren-bash.XXXXXXXX") &&
+  builtin printf '%s\n' 'builtin eval "$__warren_code"' >"$__warren_src" &&
+  command exec {__warren_src_fd}<"$__warren_src" &&
+  command rm -f -- "$__warren_src" || {
+  builtin echo "warren bash driver: cannot create a temporary file in ${TMPDIR:-/tmp} (set TMPDIR)" >&2
+  exit 2
+}
+builtin unset __warren_src
 # A failed `exec CMD` in a cell reports an error instead of ending the session.
 builtin shopt -s execfail
 
-__warren_id= __warren_code= __warren_fd= __warren_busy= __warren_intr=
-__warren_debug= __warren_extdebug=
+__warren_id= __warren_code= __warren_busy= __warren_intr= __warren_debug= __warren_extdebug=
+__warren_header=() __warren_status=
+# Two bytes that make one character in UTF-8: bodies are counted in bytes, so reading them
+# needs LC_ALL=C unless the locale is single-byte already (setlocale twice costs ~10 µs).
+__warren_probe=$'\xc3\xa9'
 
 # SIGINT while a cell runs: make every further command of the cell return (DEBUG trap status 2
 # under extdebug returns from the sourced cell and from any function it called). Idle: ignored.
@@ -41,60 +55,66 @@ __warren_int() {
 }
 builtin trap __warren_int INT
 
-# Reads one `run` frame into __warren_id and a here-string fd for `source`; status 1 at end of
-# file. Messages of other types are skipped, as the protocol says.
-__warren_read() {
-  local -a header
-  while :; do
-    IFS=' ' builtin read -r -a header -u "$__warren_in" || builtin return 1
-    local len=${header[${#header[@]}-1]-}
-    if [[ ! $len =~ ^[0-9]+$ ]]; then
-      builtin echo "warren bash driver: protocol error: bad header: ${header[*]}" >&2
-      builtin exit 2
-    fi
-    __warren_code=
-    if ((len > 0)); then
-      LC_ALL=C IFS= builtin read -r -N "$len" -u "$__warren_in" __warren_code || builtin return 1
-    fi
-    [[ ${header[0]} == run && ${#header[@]} == 3 ]] && break
-  done
-  __warren_id=${header[1]}
-  command exec {__warren_fd}<<<"$__warren_code"
-  __warren_code=
-  __warren_busy=1
+# The cell's code: LENGTH bytes after the header (status 1 at end of file).
+__warren_body() {
+  if ((${#__warren_probe} == 2)); then
+    IFS= builtin read -r -N "$1" -u "$__warren_in" __warren_code
+  else
+    LC_ALL=C IFS= builtin read -r -N "$1" -u "$__warren_in" __warren_code
+  fi
 }
 
-# Sends the running cell's `done`, from its status (or its interruption).
-__warren_done() {
-  local status=$1 value
-  __warren_busy=
+__warren_bad() {
+  builtin echo "warren bash driver: protocol error: bad header: $*" >&2
+  builtin exit 2
+}
+
+# A cell that did not end with status 0: interrupted, or an error with its exit status.
+__warren_failed() {
+  local value
   if [[ -n $__warren_intr ]]; then
     builtin trap - DEBUG
     [[ -n $__warren_debug ]] && builtin eval "$__warren_debug"
     [[ -n $__warren_extdebug ]] || builtin shopt -u extdebug
     __warren_intr=
     builtin printf 'done %s error 11 0 11\nInterrupted' "$__warren_id" >&"$__warren_out"
-  elif ((status == 0)); then
-    builtin printf 'done %s ok 0\n' "$__warren_id" >&"$__warren_out"
   else
-    value="exit status $status"
+    value="exit status $1"
     builtin printf 'done %s error 10 %d %d\nExitStatus%s' "$__warren_id" \
       "${#value}" "$((10 + ${#value}))" "$value" >&"$__warren_out"
   fi
-  command exec {__warren_fd}<&-
 }
 
-# The loop, with the protocol fds closed for the cell (so its children never hold them).
-# A cell may `break` or `continue` the loop it is sourced from: a cell still busy at the top
-# of the loop left that way, and after a `break` the loop is entered again from its tail.
+# The loop, written out inline because every command counts (a bash cell's round trip is
+# mostly this loop). The protocol fds are closed for the cell, so that its children never
+# hold them. Messages other than `run` are skipped, as the protocol says. A cell may `break`
+# or `continue` the loop it runs in: a cell still busy at the top of the loop left that way
+# (ok), and after a `break` the loop is entered again from its tail.
 __warren_loop="
 while :; do
-  [[ -n \$__warren_busy ]] && __warren_done 0
-  __warren_read || builtin exit 0
-  builtin source /dev/fd/\$__warren_fd $__warren_in<&- $__warren_out>&-
-  __warren_done \$?
+  if [[ -n \$__warren_busy ]]; then
+    __warren_busy=
+    builtin printf 'done %s ok 0\\n' \"\$__warren_id\" >&$__warren_out
+  fi
+  IFS=' ' builtin read -r -a __warren_header -u $__warren_in || builtin exit 0
+  case \${__warren_header[*]: -1} in
+  0) __warren_code= ;;
+  '' | *[!0-9]*) __warren_bad \"\${__warren_header[@]}\" ;;
+  *) __warren_body \"\${__warren_header[*]: -1}\" || builtin exit 0 ;;
+  esac
+  [[ \${__warren_header[0]} == run && \${#__warren_header[@]} == 3 ]] || continue
+  __warren_id=\${__warren_header[1]}
+  __warren_busy=1
+  builtin source /dev/fd/$__warren_src_fd $__warren_in<&- $__warren_out>&-
+  __warren_status=\$?
+  __warren_busy=
+  __warren_code=
+  if [[ \$__warren_status == 0 && -z \$__warren_intr ]]; then
+    builtin printf 'done %s ok 0\\n' \"\$__warren_id\" >&$__warren_out
+  else
+    __warren_failed \$__warren_status
+  fi
 done
-[[ -n \$__warren_busy ]] && __warren_done 0
 builtin eval \"\$__warren_loop\""
 
 __warren_banner="bash $BASH_VERSION"

@@ -19,6 +19,7 @@ import types
 PROTOCOL = b"1"
 MAX_HEADER = 4096
 READ_SIZE = 1 << 16
+COMPILED_CELLS = 256
 
 # The running cell: None while idle (from `done` to the next `run`), else the code objects it
 # executes, (None, None) until they start. SIGINT while a cell's code is on the stack raises
@@ -133,6 +134,17 @@ def _has_nested_code(code):
     return code is not None and any(isinstance(c, types.CodeType) for c in code.co_consts)
 
 
+def _compile(text, filename):
+    """The cell's statements and its last expression, compiled apart (like IPython)."""
+    tree = ast.parse(text, filename, "exec")
+    body = expr = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        expr = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    if tree.body:
+        body = compile(tree, filename, "exec")
+    return body, expr
+
+
 class Driver:
     def __init__(self, pipes):
         self.pipes = pipes
@@ -141,35 +153,49 @@ class Driver:
         self.main = main
         self.ns = main.__dict__
         self.flush_c = _flush_c_stdio()
+        # Code of recent cells without functions or classes, by source: the same cell sent
+        # again (a loop of `%px` calls) skips the compiler, which is most of a small cell's cost.
+        self.compiled = {}
 
     def flush(self):
-        seen = []
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            if stream is None or any(stream is s for s in seen):
-                continue
-            seen.append(stream)
             try:
-                stream.flush()
+                stream.flush()  # twice for the same stream is harmless; None raises, ignored
             except Exception:
                 pass
         self.flush_c()
+
+    def compile(self, source, filename):
+        """Returns (text, body, expr, nested)."""
+        cached = self.compiled.get(source)
+        if cached is not None:
+            text, body, expr = cached
+            if body is not None:
+                body = body.replace(co_filename=filename)
+            if expr is not None:
+                expr = expr.replace(co_filename=filename)
+            return text, body, expr, False
+        text = source.decode("utf-8")
+        body, expr = _compile(text, filename)
+        nested = _has_nested_code(body) or _has_nested_code(expr)
+        if not nested:
+            if len(self.compiled) >= COMPILED_CELLS:
+                self.compiled.clear()
+            self.compiled[source] = (text, body, expr)
+        return text, body, expr, nested
 
     def run(self, cell_id, source):
         """Runs one cell; returns the `done` frame to send."""
         global _cell
         filename = "<cell %s>" % cell_id.decode("ascii", "replace")
-        body = expr = None
         try:
-            text = source.decode("utf-8")
-            tree = ast.parse(text, filename, "exec")
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                expr = compile(ast.Expression(tree.body.pop().value), filename, "eval")
-            if tree.body:
-                body = compile(tree, filename, "exec")
+            text, body, expr, nested = self.compile(source, filename)
         except BaseException as e:
             return self.error(cell_id, e, traceback.format_exception_only(type(e), e))
-        # The cell's source, for the traceback's lines; kept only if it defines functions.
-        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        # The cell's source, for tracebacks: kept while its functions may need it.
+        source_lines = (len(text), None, text.splitlines(True), filename)
+        if nested:
+            linecache.cache[filename] = source_lines
         value = None
         try:
             _cell = (body, expr)
@@ -185,11 +211,12 @@ class Driver:
                 value = _text(value, repr).encode("utf-8", "backslashreplace")
         except BaseException as e:
             _cell = (None, None)
+            linecache.cache[filename] = source_lines
             tb = _cell_frames(e.__traceback__)
-            return self.error(cell_id, e, traceback.format_exception(type(e), e, tb))
-        finally:
-            if not (_has_nested_code(body) or _has_nested_code(expr)):
+            lines = traceback.format_exception(type(e), e, tb)
+            if not nested:
                 linecache.cache.pop(filename, None)
+            return self.error(cell_id, e, lines)
         if value is None:
             return b"done %s ok 0\n" % cell_id
         return b"done %s ok %d\n%s" % (cell_id, len(value), value)
