@@ -4,7 +4,7 @@
 A cell is words separated by whitespace:
   123       push a number              + - * /   arithmetic on the top two
   =NAME     pop into a variable        NAME      push a variable
-  .         pop and print to stdout    spin      print `spinning`, loop until interrupted
+  .         pop and print to stdout    spin      print `started`, loop until interrupted
 The cell's value is the top of the stack, if any; the stack is emptied after each cell,
 variables stay. Errors: StackUnderflow, UnknownWord, ZeroDivision, Interrupted.
 """
@@ -49,7 +49,7 @@ def run(code, variables):
         elif word == ".":
             sys.stdout.write("%d\n" % pop(word, i))
         elif word == "spin":
-            sys.stdout.write("spinning\n")
+            sys.stdout.write("started\n")
             sys.stdout.flush()
             while not interrupted:
                 time.sleep(0.05)
@@ -87,7 +87,10 @@ def main():
         if not line.endswith(b"\n"):
             sys.stderr.write("custom adapter: protocol error: truncated header\n")
             return 2
-        tokens = line[:-1].decode("ascii").split(" ")
+        tokens = line[:-1].decode("ascii", "replace").split(" ")
+        if not tokens[-1].isdigit():
+            sys.stderr.write("custom adapter: protocol error: bad length in %r\n" % line)
+            return 2
         body = commands.read(int(tokens[-1]))
         if tokens[0] != "run":
             continue  # unknown message types are skipped

@@ -130,6 +130,17 @@ class Session:
         if marker not in cell.stdout:
             raise TimeoutError("no %r in the output of cell %s: %r" % (marker, cell.id, cell))
 
+    def send_raw(self, data):
+        """Writes bytes to the command pipe as they are (for malformed or unknown messages)."""
+        os.write(self.cmd_w, data)
+
+    def wait_exit(self, timeout=TIMEOUT):
+        """Waits for end of file on the reply pipe (the interpreter's death); its returncode."""
+        self._pump_until(lambda: self.dead, timeout)
+        if not self.dead:
+            raise TimeoutError("the interpreter did not exit")
+        return self.proc.returncode
+
     def interrupt(self):
         os.killpg(self.proc.pid, signal.SIGINT)
 

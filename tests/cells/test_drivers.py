@@ -65,6 +65,23 @@ class Common:
             self.assertOk(s.run(self.SET_X))
             self.assertEqual(s.close(), 0)
 
+    def test_unknown_messages_are_skipped(self):
+        with self.start() as s:
+            s.send_raw(b"hello 1 two 5\nabcde" + b"later 0\n")
+            self.assertOk(s.run(self.SET_X))
+            self.assertEqual(s.run(self.PRINT_X).stdout, b"1\n")
+
+    def test_a_malformed_header_ends_the_interpreter_with_status_2(self):
+        with self.start() as s:
+            s.send_raw(b"run 1 notalength\n")
+            self.assertEqual(s.wait_exit(), 2)
+            self.assertIn(b"protocol error", bytes(s.orphan.stderr))
+
+
+
+class Children:
+    """For interpreters whose cells can start processes."""
+
     def test_protocol_fds_and_variables_do_not_reach_the_cells_children(self):
         with self.start() as s:
             code = self.SHELL % "env | grep -c ^WARREN_CELL; ls /proc/self/fd | wc -l"
@@ -74,7 +91,7 @@ class Common:
             self.assertLessEqual(int(out[1]), 5, out)
 
 
-class PythonDriverTests(Common, unittest.TestCase):
+class PythonDriverTests(Common, Children, unittest.TestCase):
     SET_X = "x = 1"
     PRINT_X = "print(x)"
     SPIN = "print('started', flush=True)\nwhile True:\n    pass"
@@ -113,6 +130,13 @@ class PythonDriverTests(Common, unittest.TestCase):
             self.assertTrue(cell.traceback.endswith("KeyError: 'missing'\n"))
             self.assertEqual(cell.traceback.count("File "), 2, "no driver frames: " + cell.traceback)
             self.assertOk(s.run("y"), "1")  # what ran before the error stays
+
+    def test_a_repeated_cell_names_itself_in_its_traceback(self):
+        with self.start() as s:
+            for n in (1, 2, 3):  # the second and third reuse the first one's compiled code
+                cell = s.run("1/0")
+                self.assertIn('File "<cell %d>", line 1, in <module>' % n, cell.traceback)
+                self.assertIn("    1/0", cell.traceback)
 
     def test_syntax_error_is_an_error_without_frames(self):
         with self.start() as s:
@@ -196,7 +220,7 @@ class PythonDriverTests(Common, unittest.TestCase):
             self.assertOk(s.run("__name__, sorted(k for k in globals() if not k.startswith('__'))"), "('__main__', [])")
 
 
-class BashDriverTests(Common, unittest.TestCase):
+class BashDriverTests(Common, Children, unittest.TestCase):
     SET_X = "x=1"
     PRINT_X = "echo $x"
     SPIN = "echo started; while :; do :; done"
@@ -290,8 +314,12 @@ class BashDriverTests(Common, unittest.TestCase):
             self.assertEqual(s.run(big).stdout, b"100000\n")
 
 
-class CustomAdapterTests(unittest.TestCase):
+class CustomAdapterTests(Common, unittest.TestCase):
     """The stack calculator in custom_adapter.py, written from docs/cell-protocol.md alone."""
+
+    SET_X = "1 =x"
+    PRINT_X = "x ."
+    SPIN = "spin"  # prints `started`, then loops until interrupted
 
     def start(self):
         return Session([sys.executable, os.path.join(HERE, "custom_adapter.py")])
@@ -306,7 +334,7 @@ class CustomAdapterTests(unittest.TestCase):
             self.assertEqual((cell.status, cell.name, cell.error_value), ("error", "ZeroDivision", "division by zero"))
             self.assertIn("at word 3", cell.traceback)
             s.submit("spin")
-            s.wait_output(b"spinning")
+            s.wait_output(b"started")
             s.interrupt()
             self.assertEqual(s.wait().name, "Interrupted")
             self.assertEqual(s.run("x").value, "42")
