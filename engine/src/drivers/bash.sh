@@ -22,6 +22,8 @@ if ! command exec {__warren_in}<&"$WARREN_CELL_IN" {__warren_out}>&"$WARREN_CELL
 fi
 command exec {WARREN_CELL_IN}<&- {WARREN_CELL_OUT}>&-
 builtin unset WARREN_CELL_IN WARREN_CELL_OUT WARREN_CELL_PROTOCOL
+# The session's stderr for the driver's own complaints, and /dev/null for its traces.
+command exec {__warren_err}>&2 {__warren_null}>/dev/null
 
 # The file every cell is sourced from: one line that evals the cell's code. Opened once and
 # deleted; `source /dev/fd/N` opens it afresh each time, without a pipe or a file per cell.
@@ -65,7 +67,7 @@ __warren_body() {
 }
 
 __warren_bad() {
-  builtin echo "warren bash driver: protocol error: bad header: $*" >&2
+  builtin echo "warren bash driver: protocol error: bad header: $*" >&"$__warren_err"
   builtin exit 2
 }
 
@@ -86,34 +88,41 @@ __warren_failed() {
 }
 
 # The loop, written out inline because every command counts (a bash cell's round trip is
-# mostly this loop). The protocol fds are closed for the cell, so that its children never
-# hold them. Messages other than `run` are skipped, as the protocol says. A cell may `break`
-# or `continue` the loop it runs in: a cell still busy at the top of the loop left that way
-# (ok), and after a `break` the loop is entered again from its tail.
+# mostly this loop). The driver's commands run with stderr on /dev/null, so that a cell's
+# `set -x` traces only the cell (and the `source` line that starts it). The protocol fds are
+# closed for the cell, so that its children never hold them. Messages other than `run` are
+# skipped, as the protocol says. A cell may `break` or `continue` the loop it runs in: a cell
+# still busy when the loop's condition runs again left that way (ok), and after a `break` the
+# loop is entered again from its tail.
 __warren_loop="
-while :; do
+while {
   if [[ -n \$__warren_busy ]]; then
     __warren_busy=
     builtin printf 'done %s ok 0\\n' \"\$__warren_id\" >&$__warren_out
   fi
-  IFS=' ' builtin read -r -a __warren_header -u $__warren_in || builtin exit 0
-  case \${__warren_header[*]: -1} in
-  0) __warren_code= ;;
-  '' | *[!0-9]*) __warren_bad \"\${__warren_header[@]}\" ;;
-  *) __warren_body \"\${__warren_header[*]: -1}\" || builtin exit 0 ;;
-  esac
-  [[ \${__warren_header[0]} == run && \${#__warren_header[@]} == 3 ]] || continue
+  while :; do
+    IFS=' ' builtin read -r -a __warren_header -u $__warren_in || builtin exit 0
+    case \${__warren_header[*]: -1} in
+    0) __warren_code= ;;
+    '' | *[!0-9]*) __warren_bad \"\${__warren_header[@]}\" ;;
+    *) __warren_body \"\${__warren_header[*]: -1}\" || builtin exit 0 ;;
+    esac
+    [[ \${__warren_header[0]} == run && \${#__warren_header[@]} == 3 ]] && break
+  done
   __warren_id=\${__warren_header[1]}
   __warren_busy=1
+} 2>&$__warren_null; do
   builtin source /dev/fd/$__warren_src_fd $__warren_in<&- $__warren_out>&-
-  __warren_status=\$?
-  __warren_busy=
-  __warren_code=
-  if [[ \$__warren_status == 0 && -z \$__warren_intr ]]; then
-    builtin printf 'done %s ok 0\\n' \"\$__warren_id\" >&$__warren_out
-  else
-    __warren_failed \$__warren_status
-  fi
+  {
+    __warren_status=\$?
+    __warren_busy=
+    __warren_code=
+    if [[ \$__warren_status == 0 && -z \$__warren_intr ]]; then
+      builtin printf 'done %s ok 0\\n' \"\$__warren_id\" >&$__warren_out
+    else
+      __warren_failed \"\$__warren_status\"
+    fi
+  } 2>&$__warren_null
 done
 builtin eval \"\$__warren_loop\""
 

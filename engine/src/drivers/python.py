@@ -20,6 +20,7 @@ PROTOCOL = b"1"
 MAX_HEADER = 4096
 READ_SIZE = 1 << 16
 COMPILED_CELLS = 256
+COMPILED_CELL_SIZE = 4096
 
 # The running cell: None while idle (from `done` to the next `run`), else the code objects it
 # executes, (None, None) until they start. SIGINT while a cell's code is on the stack raises
@@ -130,6 +131,11 @@ def _cell_frames(tb):
     return tb
 
 
+def _remember(text, filename):
+    """Puts a cell's source where tracebacks look for the lines they show."""
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+
+
 def _has_nested_code(code):
     return code is not None and any(isinstance(c, types.CodeType) for c in code.co_consts)
 
@@ -153,8 +159,8 @@ class Driver:
         self.main = main
         self.ns = main.__dict__
         self.flush_c = _flush_c_stdio()
-        # Code of recent cells without functions or classes, by source: the same cell sent
-        # again (a loop of `%px` calls) skips the compiler, which is most of a small cell's cost.
+        # Code of recent small cells without functions or classes, by source: the same cell
+        # sent again (a loop of `%px` calls) skips the compiler, most of a small cell's cost.
         self.compiled = {}
 
     def flush(self):
@@ -178,7 +184,7 @@ class Driver:
         text = source.decode("utf-8")
         body, expr = _compile(text, filename)
         nested = _has_nested_code(body) or _has_nested_code(expr)
-        if not nested:
+        if not nested and len(source) <= COMPILED_CELL_SIZE:
             if len(self.compiled) >= COMPILED_CELLS:
                 self.compiled.clear()
             self.compiled[source] = (text, body, expr)
@@ -193,9 +199,8 @@ class Driver:
         except BaseException as e:
             return self.error(cell_id, e, traceback.format_exception_only(type(e), e))
         # The cell's source, for tracebacks: kept while its functions may need it.
-        source_lines = (len(text), None, text.splitlines(True), filename)
         if nested:
-            linecache.cache[filename] = source_lines
+            _remember(text, filename)
         value = None
         try:
             _cell = (body, expr)
@@ -211,7 +216,7 @@ class Driver:
                 value = _text(value, repr).encode("utf-8", "backslashreplace")
         except BaseException as e:
             _cell = (None, None)
-            linecache.cache[filename] = source_lines
+            _remember(text, filename)
             tb = _cell_frames(e.__traceback__)
             lines = traceback.format_exception(type(e), e, tb)
             if not nested:
