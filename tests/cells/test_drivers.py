@@ -93,11 +93,19 @@ class Children:
                 self.assertNotIn(pipe, out)
 
 
+    def test_a_background_child_does_not_hide_death(self):
+        with self.start() as s:
+            self.assertOk(s.run(self.SHELL % "sleep 600 &"))  # left running, in the group
+            cell = s.run(self.EXIT_3, timeout=20)
+            self.assertEqual((cell.status, cell.exit), ("lost", 3))  # end of file came at once
+
+
 class PythonDriverTests(Common, Children, unittest.TestCase):
     SET_X = "x = 1"
     PRINT_X = "print(x)"
     SPIN = "print('started', flush=True)\nwhile True:\n    pass"
     SHELL = "import os\n_ = os.system(%r)"  # os.system, unlike subprocess, closes no fds
+    EXIT_3 = "import os\nos._exit(3)"
 
     def start(self, **kw):
         return Session(harness.python_argv(), **kw)
@@ -198,10 +206,11 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
 
     def test_a_hundred_megabytes_from_one_cell(self):
         with self.start() as s:
-            cell = s.run("import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\nlen(chunk)")
-            self.assertOk(cell, str(MB))
+            cell = s.run("chunk = 'x' * ((1 << 20) - 1)\nfor _ in range(100):\n    print(chunk)\nlen(chunk)")
+            self.assertOk(cell, str(MB - 1))
             self.assertEqual(len(cell.stdout), 100 * MB)
-            self.assertEqual(cell.stdout.count(b"x"), 100 * MB)
+            self.assertEqual(cell.stdout.count(b"\n"), 100)
+            self.assertEqual(cell.stdout.count(b"x"), 100 * (MB - 1))
             self.assertEqual(s.run("print('next')").stdout, b"next\n")
 
     def test_os_exit_is_seen_as_death(self):
@@ -227,6 +236,7 @@ class BashDriverTests(Common, Children, unittest.TestCase):
     PRINT_X = "echo $x"
     SPIN = "echo started; while :; do :; done"
     SHELL = "%s"
+    EXIT_3 = "exit 3"
 
     def start(self, **kw):
         return Session(harness.bash_argv(), **kw)
