@@ -17,7 +17,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-ECHO = "import os\nwhile True:\n    b = os.read(0, 65536)\n    if not b: break\n    os.write(1, b)\n"
+ECHO = (
+    "import os\nwhile True:\n    b = os.read(0, 65536)\n    if not b: break\n    os.write(1, b)\n"
+)
 
 
 def cpu_seconds(pid):
@@ -29,8 +31,9 @@ def cpu_seconds(pid):
 
 def percentiles(samples):
     samples = sorted(samples)
-    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] / 1000.0
-    return pick(0.50), pick(0.99)
+    return tuple(
+        samples[min(len(samples) - 1, int(q * len(samples)))] / 1000.0 for q in (0.5, 0.99)
+    )
 
 
 def ping_pong(argv, n, warmup):

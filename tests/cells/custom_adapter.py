@@ -76,7 +76,7 @@ def main():
     def send(header, body=b""):
         data = header.encode("ascii") + b"\n" + body
         while data:
-            data = data[os.write(fd_out, data):]
+            data = data[os.write(fd_out, data) :]
 
     send("ready 1 %d" % len(b"stack calculator 1"), b"stack calculator 1")
     variables = {}
@@ -104,8 +104,10 @@ def main():
             name, value = e.name.encode(), e.value.encode()
             trace = ("  at word %d of cell %s\n" % (e.where + 1, cell_id)).encode()
             total = len(name) + len(value) + len(trace)
-            reply = ("done %s error %d %d %d" % (cell_id, len(name), len(value), total),
-                     name + value + trace)
+            reply = (
+                "done %s error %d %d %d" % (cell_id, len(name), len(value), total),
+                name + value + trace,
+            )
         sys.stdout.flush()
         sys.stderr.flush()
         send(*reply)

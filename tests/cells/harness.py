@@ -50,8 +50,14 @@ class Cell:
 
     def __repr__(self):
         return "Cell(%s %s value=%r name=%r error=%r out=%d err=%d)" % (
-            self.id, self.status, self.value, self.name, self.error_value,
-            len(self.stdout), len(self.stderr))
+            self.id,
+            self.status,
+            self.value,
+            self.name,
+            self.error_value,
+            len(self.stdout),
+            len(self.stderr),
+        )
 
 
 class Session:
@@ -63,11 +69,19 @@ class Session:
         child_env = dict(os.environ if env is None else env)
         # The drivers must flush what they buffer: test them with Python's default buffering.
         child_env.pop("PYTHONUNBUFFERED", None)
-        child_env.update(WARREN_CELL_IN=str(cmd_r), WARREN_CELL_OUT=str(reply_w),
-                         WARREN_CELL_PROTOCOL="1")
+        child_env.update(
+            WARREN_CELL_IN=str(cmd_r), WARREN_CELL_OUT=str(reply_w), WARREN_CELL_PROTOCOL="1"
+        )
         self.proc = subprocess.Popen(
-            argv, env=child_env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(cmd_r, reply_w), preexec_fn=os.setpgrp)
+            argv,
+            env=child_env,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(cmd_r, reply_w),
+            preexec_fn=os.setpgrp,
+        )
         os.close(cmd_r)
         os.close(reply_w)
         self.out_fd = self.proc.stdout.fileno()
@@ -86,8 +100,10 @@ class Session:
         self.dead = False
         self._pump_until(lambda: self.banner is not None or self.dead, TIMEOUT)
         if self.banner is None:
-            raise ProtocolError("died before ready: exit %r, stderr %r"
-                                % (self.proc.returncode, bytes(self.orphan.stderr[-2000:])))
+            raise ProtocolError(
+                "died before ready: exit %r, stderr %r"
+                % (self.proc.returncode, bytes(self.orphan.stderr[-2000:]))
+            )
 
     # --- the engine's calls ---
 
@@ -104,7 +120,7 @@ class Session:
         deadline = time.monotonic() + TIMEOUT
         while view:  # the body may be larger than the pipe: keep reading output meanwhile
             try:
-                view = view[os.write(self.cmd_w, view):]
+                view = view[os.write(self.cmd_w, view) :]
             except BlockingIOError:
                 self._pump(0.05)
             if time.monotonic() > deadline:
@@ -230,7 +246,7 @@ class Session:
             length = int(tokens[-1])
             if len(self.reply_buf) < nl + 1 + length:
                 return
-            body = bytes(self.reply_buf[nl + 1: nl + 1 + length])
+            body = bytes(self.reply_buf[nl + 1 : nl + 1 + length])
             del self.reply_buf[: nl + 1 + length]
             self._on_frame(tokens, body)
 
@@ -249,8 +265,8 @@ class Session:
             elif tokens[2] == "error" and len(tokens) == 6:
                 n, v = int(tokens[3]), int(tokens[4])
                 cell.name = body[:n].decode("utf-8", "replace")
-                cell.error_value = body[n: n + v].decode("utf-8", "replace")
-                cell.traceback = body[n + v:].decode("utf-8", "replace")
+                cell.error_value = body[n : n + v].decode("utf-8", "replace")
+                cell.traceback = body[n + v :].decode("utf-8", "replace")
             else:
                 raise ProtocolError("bad done: %r" % tokens)
             self._drain()  # every byte written before done belongs to this cell
@@ -266,11 +282,10 @@ class Session:
         try:
             self.proc.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise ProtocolError("reply pipe closed but the interpreter lives on")
+            raise ProtocolError("reply pipe closed but the interpreter lives on") from None
         self._drain()
         if self.current is not None:
             self.current.status = "lost"
             self.current.exit = self.proc.returncode
             self.current = None
             self.sink = self.orphan
-

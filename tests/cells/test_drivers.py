@@ -29,8 +29,8 @@ def wait_for_child(session, name, timeout=30.0):
                     stat = f.read()
             except OSError:
                 continue
-            comm = stat[stat.index("(") + 1: stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
             if comm == name and int(fields[2]) == session.proc.pid and fields[0] != "Z":
                 return
         session._pump(0.01)
@@ -78,7 +78,6 @@ class Common:
             self.assertIn(b"protocol error", bytes(s.orphan.stderr))
 
 
-
 class Children:
     """For interpreters whose cells can start processes."""
 
@@ -91,7 +90,6 @@ class Children:
             self.assertIn("pipe:[%d]" % os.fstat(s.out_fd).st_ino, out)  # ls saw its stdout
             for pipe in pipes:
                 self.assertNotIn(pipe, out)
-
 
     def test_a_background_child_does_not_hide_death(self):
         with self.start() as s:
@@ -126,19 +124,31 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
             self.assertOk(cell)
             self.assertEqual(cell.stdout, b"shown\n")
             self.assertOk(s.run("_ * 2"), "12")  # _ is the last value, as in the REPL
-            self.assertOk(s.run("import pickle\nclass P:\n    pass\npickle.loads(pickle.dumps(P())).__class__.__name__"), "'P'")
+            self.assertOk(
+                s.run(
+                    "import pickle\nclass P:\n    pass\n"
+                    "pickle.loads(pickle.dumps(P())).__class__.__name__"
+                ),
+                "'P'",
+            )
 
     def test_error_carries_name_value_and_traceback(self):
         with self.start() as s:
             self.assertOk(s.run("def inner():\n    return {}['missing']"))
             cell = s.run("y = 1\ninner()")
-            self.assertEqual((cell.status, cell.name, cell.error_value), ("error", "KeyError", "'missing'"))
-            self.assertTrue(cell.traceback.startswith("Traceback (most recent call last):\n"), cell.traceback)
+            self.assertEqual(
+                (cell.status, cell.name, cell.error_value), ("error", "KeyError", "'missing'")
+            )
+            self.assertTrue(
+                cell.traceback.startswith("Traceback (most recent call last):\n"), cell.traceback
+            )
             self.assertIn('File "<cell 2>", line 2, in <module>', cell.traceback)
             self.assertIn('File "<cell 1>", line 2, in inner', cell.traceback)
             self.assertIn("    return {}['missing']", cell.traceback)  # the source line is shown
             self.assertTrue(cell.traceback.endswith("KeyError: 'missing'\n"))
-            self.assertEqual(cell.traceback.count("File "), 2, "no driver frames: " + cell.traceback)
+            self.assertEqual(
+                cell.traceback.count("File "), 2, "no driver frames: " + cell.traceback
+            )
             self.assertOk(s.run("y"), "1")  # what ran before the error stays
 
     def test_a_repeated_cell_names_itself_in_its_traceback(self):
@@ -158,7 +168,9 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
     def test_system_exit_is_an_error_and_the_session_survives(self):
         with self.start() as s:
             cell = s.run("import sys\nsys.exit(4)")
-            self.assertEqual((cell.status, cell.name, cell.error_value), ("error", "SystemExit", "4"))
+            self.assertEqual(
+                (cell.status, cell.name, cell.error_value), ("error", "SystemExit", "4")
+            )
             self.assertOk(s.run("1"), "1")
 
     def test_interrupt_keeps_state(self):
@@ -202,11 +214,16 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
                     for m in ("print", "nonl", "raw", "sub", "libc"):
                         self.assertEqual(out.count(m + "-"), 1, out)
                         self.assertIn(m + "-" + tag, out)
-                    self.assertEqual(sorted(cell.stderr.split()), [b"err-" + tag.encode(), b"suberr-" + tag.encode()])
+                    self.assertEqual(
+                        sorted(cell.stderr.split()),
+                        [b"err-" + tag.encode(), b"suberr-" + tag.encode()],
+                    )
 
     def test_a_hundred_megabytes_from_one_cell(self):
         with self.start() as s:
-            cell = s.run("chunk = 'x' * ((1 << 20) - 1)\nfor _ in range(100):\n    print(chunk)\nlen(chunk)")
+            cell = s.run(
+                "chunk = 'x' * ((1 << 20) - 1)\nfor _ in range(100):\n    print(chunk)\nlen(chunk)"
+            )
             self.assertOk(cell, str(MB - 1))
             self.assertEqual(len(cell.stdout), 100 * MB)
             self.assertEqual(cell.stdout.count(b"\n"), 100)
@@ -228,7 +245,10 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
 
     def test_cells_run_in_main(self):
         with self.start() as s:
-            self.assertOk(s.run("__name__, sorted(k for k in globals() if not k.startswith('__'))"), "('__main__', [])")
+            self.assertOk(
+                s.run("__name__, sorted(k for k in globals() if not k.startswith('__'))"),
+                "('__main__', [])",
+            )
 
 
 class BashDriverTests(Common, Children, unittest.TestCase):
@@ -245,15 +265,23 @@ class BashDriverTests(Common, Children, unittest.TestCase):
         if status == 0:
             self.assertOk(cell)
         else:
-            self.assertEqual((cell.status, cell.name, cell.error_value),
-                             ("error", "ExitStatus", "exit status %d" % status))
+            self.assertEqual(
+                (cell.status, cell.name, cell.error_value),
+                ("error", "ExitStatus", "exit status %d" % status),
+            )
 
     def test_state_survives_between_cells(self):
         with self.start() as s:
-            self.assertOk(s.run("x=1; declare -A m=([k]=v); f() { echo \"f $x ${m[k]} $1\"; }\n"
-                                "export E=exported; cd /tmp; set -o pipefail"))
+            self.assertOk(
+                s.run(
+                    'x=1; declare -A m=([k]=v); f() { echo "f $x ${m[k]} $1"; }\n'
+                    "export E=exported; cd /tmp; set -o pipefail"
+                )
+            )
             cell = s.run("f arg; pwd; bash -c 'echo $E'; echo $-; shopt -o pipefail")
-            self.assertEqual(cell.stdout.decode().splitlines()[:3], ["f 1 v arg", "/tmp", "exported"])
+            self.assertEqual(
+                cell.stdout.decode().splitlines()[:3], ["f 1 v arg", "/tmp", "exported"]
+            )
             self.assertIn("pipefail       \ton", cell.stdout.decode())
 
     def test_status_is_the_last_commands(self):
@@ -295,16 +323,22 @@ class BashDriverTests(Common, Children, unittest.TestCase):
             wait_for_child(s, "sleep")
             s.interrupt()
             self.assertEqual(s.wait().name, "Interrupted")
-            self.assertEqual(s.run("echo $x; trap -p DEBUG; shopt extdebug").stdout,
-                             b"1\nextdebug       \toff\n")
+            self.assertEqual(
+                s.run("echo $x; trap -p DEBUG; shopt extdebug").stdout, b"1\nextdebug       \toff\n"
+            )
 
     def test_bytes_land_in_their_cell(self):
-        code = "echo echo-{0}; echo err-{0} >&2; printf nonl-{0}; /bin/echo sub-{0}; sh -c 'echo suberr-{0} >&2'"
+        code = (
+            "echo echo-{0}; echo err-{0} >&2; printf nonl-{0}; /bin/echo sub-{0};"
+            " sh -c 'echo suberr-{0} >&2'"
+        )
         with self.start() as s:
             for round in range(10):
                 for tag in ("a%d" % round, "b%d" % round):
                     cell = s.run(code.format(tag))
-                    self.assertEqual(cell.stdout.decode(), "echo-{0}\nnonl-{0}sub-{0}\n".format(tag))
+                    self.assertEqual(
+                        cell.stdout.decode(), "echo-{0}\nnonl-{0}sub-{0}\n".format(tag)
+                    )
                     self.assertEqual(cell.stderr.decode(), "err-{0}\nsuberr-{0}\n".format(tag))
 
     def test_a_hundred_megabytes_from_one_cell(self):
@@ -343,7 +377,10 @@ class CustomAdapterTests(Common, unittest.TestCase):
             cell = s.run("x . x 1 +")
             self.assertEqual((cell.status, cell.value, bytes(cell.stdout)), ("ok", "43", b"42\n"))
             cell = s.run("1 0 /")
-            self.assertEqual((cell.status, cell.name, cell.error_value), ("error", "ZeroDivision", "division by zero"))
+            self.assertEqual(
+                (cell.status, cell.name, cell.error_value),
+                ("error", "ZeroDivision", "division by zero"),
+            )
             self.assertIn("at word 3", cell.traceback)
             s.submit("spin")
             s.wait_output(b"started")

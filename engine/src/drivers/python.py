@@ -232,7 +232,13 @@ class Driver:
         tb = "".join(lines).encode("utf-8", "backslashreplace")
         total = len(name) + len(value) + len(tb)
         return b"done %s error %d %d %d\n%s%s%s" % (
-            cell_id, len(name), len(value), total, name, value, tb
+            cell_id,
+            len(name),
+            len(value),
+            total,
+            name,
+            value,
+            tb,
         )
 
     def serve(self):
