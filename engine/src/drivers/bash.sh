@@ -27,19 +27,24 @@ command exec {__warren_err}>&2 {__warren_null}>/dev/null
 
 # The file every cell is sourced from: one line that evals the cell's code. Opened once and
 # deleted; `source /dev/fd/N` opens it afresh each time, without a pipe or a file per cell.
-__warren_src=$(command mktemp "${TMPDIR:-/tmp}/warren-bash.XXXXXXXX") &&
-  builtin printf '%s\n' 'builtin eval "$__warren_code"' >"$__warren_src" &&
-  command exec {__warren_src_fd}<"$__warren_src" &&
-  command rm -f -- "$__warren_src" || {
+__warren_tmp_failed() {
   builtin echo "warren bash driver: cannot create a temporary file in ${TMPDIR:-/tmp} (set TMPDIR)" >&2
   exit 2
 }
-builtin unset __warren_src
+__warren_src=$(command mktemp "${TMPDIR:-/tmp}/warren-bash.XXXXXXXX") || __warren_tmp_failed
+# shellcheck disable=SC2016 # the line is for the cells, expanded when each one runs
+if ! builtin printf '%s\n' 'builtin eval "$__warren_code"' >"$__warren_src" ||
+  ! command exec {__warren_src_fd}<"$__warren_src"; then
+  command rm -f -- "$__warren_src"
+  __warren_tmp_failed
+fi
+command rm -f -- "$__warren_src"
+builtin unset __warren_src; builtin unset -f __warren_tmp_failed
 # A failed `exec CMD` in a cell reports an error instead of ending the session.
 builtin shopt -s execfail
 
-__warren_id= __warren_code= __warren_busy= __warren_intr= __warren_debug= __warren_extdebug=
-__warren_header=() __warren_status=
+__warren_id='' __warren_code='' __warren_busy='' __warren_intr='' __warren_status=''
+__warren_debug='' __warren_extdebug='' __warren_header=()
 # Two bytes that make one character in UTF-8: bodies are counted in bytes, so reading them
 # needs LC_ALL=C unless the locale is single-byte already (setlocale twice costs ~10 µs).
 __warren_probe=$'\xc3\xa9'
