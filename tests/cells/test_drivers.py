@@ -327,6 +327,23 @@ class BashDriverTests(Common, Children, unittest.TestCase):
                 s.run("echo $x; trap -p DEBUG; shopt extdebug").stdout, b"1\nextdebug       \toff\n"
             )
 
+    def test_the_cells_shell_options_do_not_break_the_driver(self):
+        for options in ("set -u", "set -e", "IFS=0", "set -f; shopt -s nullglob failglob"):
+            with self.start() as s:
+                self.assertOk(s.run(options))
+                flags = s.run("echo $-").stdout
+                self.assertStatus(s.run("f() { return 10; }; f || true"), 0)
+                if options != "set -e":
+                    self.assertStatus(s.run("(exit 10)"), 10)
+                s.submit(self.SPIN)
+                s.wait_output(b"started")
+                s.interrupt()
+                self.assertEqual(s.wait().name, "Interrupted", options)
+                self.assertStatus(s.run("break"), 0)
+                s.send_raw(b"hello 1 0\n")
+                self.assertEqual(s.run("echo $HOME").stdout, os.environ["HOME"].encode() + b"\n")
+                self.assertEqual(s.run("echo $-").stdout, flags)  # the interrupt kept them
+
     def test_bytes_land_in_their_cell(self):
         code = (
             "echo echo-{0}; echo err-{0} >&2; printf nonl-{0}; /bin/echo sub-{0};"

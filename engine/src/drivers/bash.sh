@@ -44,7 +44,7 @@ builtin unset __warren_src; builtin unset -f __warren_tmp_failed
 builtin shopt -s execfail
 
 __warren_id='' __warren_code='' __warren_busy='' __warren_intr='' __warren_status=''
-__warren_debug='' __warren_extdebug='' __warren_header=()
+__warren_debug='' __warren_extdebug='' __warren_errexit='' __warren_header=()
 # Two bytes that make one character in UTF-8: bodies are counted in bytes, so reading them
 # needs LC_ALL=C unless the locale is single-byte already (setlocale twice costs ~10 µs).
 __warren_probe=$'\xc3\xa9'
@@ -58,6 +58,12 @@ __warren_int() {
   __warren_extdebug=
   builtin shopt -q extdebug && __warren_extdebug=1
   builtin shopt -s extdebug
+  # Under `set -e`, the status 2 of each return would end the shell: off until `done`.
+  __warren_errexit=''
+  if [[ $- == *e* ]]; then
+    __warren_errexit=1
+    builtin set +e
+  fi
   builtin trap '[[ ${FUNCNAME-} == __warren_* || -z ${BASH_SOURCE-} ]] || builtin return 2' DEBUG
 }
 builtin trap __warren_int INT
@@ -83,7 +89,8 @@ __warren_failed() {
     builtin trap - DEBUG
     [[ -n $__warren_debug ]] && builtin eval "$__warren_debug"
     [[ -n $__warren_extdebug ]] || builtin shopt -u extdebug
-    __warren_intr=
+    [[ -z $__warren_errexit ]] || builtin set -e
+    __warren_intr=''
     builtin printf 'done %s error 11 0 11\nInterrupted' "$__warren_id" >&"$__warren_out"
   else
     value="exit status $1"
