@@ -46,7 +46,7 @@ builtin shopt -s execfail
 __warren_id='' __warren_code='' __warren_busy='' __warren_intr='' __warren_status=''
 __warren_debug='' __warren_extdebug='' __warren_errexit='' __warren_header=()
 # Two bytes that make one character in UTF-8: bodies are counted in bytes, so reading them
-# needs LC_ALL=C unless the locale is single-byte already (setlocale twice costs ~10 µs).
+# needs the C locale unless the locale is single-byte already (each switch costs µs).
 __warren_probe=$'\xc3\xa9'
 
 # SIGINT while a cell runs: make every further command of the cell return (DEBUG trap status 2
@@ -72,8 +72,10 @@ builtin trap __warren_int INT
 __warren_body() {
   if ((${#__warren_probe} == 2)); then
     IFS= builtin read -r -N "$1" -u "$__warren_in" __warren_code
-  else
+  elif [[ -n ${LC_ALL-} ]]; then
     LC_ALL=C IFS= builtin read -r -N "$1" -u "$__warren_in" __warren_code
+  else # one locale category instead of all: ~6 µs less
+    LC_CTYPE=C IFS= builtin read -r -N "$1" -u "$__warren_in" __warren_code
   fi
 }
 
