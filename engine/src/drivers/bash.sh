@@ -121,7 +121,10 @@ while {
     '' | *[!0-9]*) __warren_bad \"\${__warren_header[@]}\" ;;
     *) __warren_body \"\${__warren_header[*]: -1}\" || builtin exit 0 ;;
     esac
-    [[ \${__warren_header[0]} == run && \${#__warren_header[@]} == 3 ]] && break
+    case \${__warren_header[0]}:\${#__warren_header[@]} in
+    run:3) break ;;
+    run:*) __warren_bad \"\${__warren_header[@]}\" ;;
+    esac
   done
   __warren_id=\${__warren_header[1]}
   __warren_busy=1
