@@ -100,8 +100,9 @@ class Session:
         self.dead = False
         self._pump_until(lambda: self.banner is not None or self.dead, TIMEOUT)
         if self.banner is None:
+            self.__exit__(None, None, None)
             raise ProtocolError(
-                "died before ready: exit %r, stderr %r"
+                "no ready: exit %r, stderr %r"
                 % (self.proc.returncode, bytes(self.orphan.stderr[-2000:]))
             )
 

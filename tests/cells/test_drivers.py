@@ -40,9 +40,18 @@ def wait_for_child(session, name, timeout=30.0):
 class Common:
     """What every driver must do, whatever its language."""
 
+    def start(self, **kw):
+        return Session(self.argv(), **kw)
+
     def assertOk(self, cell, value=None):
         self.assertEqual(cell.status, "ok", cell.traceback or cell)
         self.assertEqual(cell.value, value)
+
+    def test_started_without_the_protocol_fds_it_says_so(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_CELL")}
+        done = subprocess.run(self.argv(), env=env, capture_output=True, timeout=60)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(b"WARREN_CELL_IN", done.stderr)
 
     def test_sigint_while_idle_is_ignored(self):
         with self.start() as s:
@@ -105,8 +114,8 @@ class PythonDriverTests(Common, Children, unittest.TestCase):
     SHELL = "import os\n_ = os.system(%r)"  # os.system, unlike subprocess, closes no fds
     EXIT_3 = "import os\nos._exit(3)"
 
-    def start(self, **kw):
-        return Session(harness.python_argv(), **kw)
+    def argv(self):
+        return harness.python_argv()
 
     def test_state_survives_between_cells(self):
         with self.start() as s:
@@ -258,8 +267,8 @@ class BashDriverTests(Common, Children, unittest.TestCase):
     SHELL = "%s"
     EXIT_3 = "exit 3"
 
-    def start(self, **kw):
-        return Session(harness.bash_argv(), **kw)
+    def argv(self):
+        return harness.bash_argv()
 
     def assertStatus(self, cell, status):
         if status == 0:
@@ -384,8 +393,8 @@ class CustomAdapterTests(Common, unittest.TestCase):
     PRINT_X = "x ."
     SPIN = "spin"  # prints `started`, then loops until interrupted
 
-    def start(self):
-        return Session([sys.executable, os.path.join(HERE, "custom_adapter.py")])
+    def argv(self):
+        return [sys.executable, os.path.join(HERE, "custom_adapter.py")]
 
     def test_custom_adapter_speaks_the_protocol(self):
         with self.start() as s:
