@@ -183,6 +183,8 @@ MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# Schedule a batch job at once, not up to 3 s later (the default batch_sched_delay).
+SchedulerParameters=batch_sched_delay=0
 SlurmdParameters=config_overrides
 PropagateResourceLimits=NONE
 ReturnToService=2

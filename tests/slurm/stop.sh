@@ -26,11 +26,13 @@ ours() {
   echo "$pid"
 }
 
-# Sends SIGTERM to the pids given, waits up to WAIT seconds, then SIGKILLs the survivors.
+# terminate SECONDS PID...: SIGTERM, then SIGKILL for those still there SECONDS later.
 terminate() {
+  local wait=$1
+  shift
   [ $# -gt 0 ] || return 0
   kill -TERM "$@" 2>/dev/null
-  local left=$((WAIT * 20)) pid alive
+  local left=$((wait * 20)) pid alive
   while [ $left -gt 0 ]; do
     alive=
     for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
@@ -40,7 +42,7 @@ terminate() {
   done
   for pid in "$@"; do
     if kill -0 "$pid" 2>/dev/null; then
-      echo "$0: pid $pid ignored SIGTERM for ${WAIT}s: SIGKILL" >&2
+      echo "$0: pid $pid ignored SIGTERM for ${wait}s: SIGKILL" >&2
       kill -KILL "$pid" 2>/dev/null
     fi
   done
@@ -78,13 +80,16 @@ if ctld=$(ours slurmctld); then
     fi
   done
 fi
-terminate "${pids[@]}"
+terminate "$WAIT" "${pids[@]}"
 for pid in "${helpers[@]}"; do
-  kill -0 "$pid" 2>/dev/null && terminate "$pid"
+  kill -0 "$pid" 2>/dev/null && terminate "$WAIT" "$pid"
 done
 
 # 3. Job processes that outlived their slurmstepd: this Slurm's SLURM_CONF and a job id in
-# their environment. Our own ancestors are spared (a shell may have exported SLURM_CONF).
+# their environment. proctrack/linuxproc follows a job by parent pid, so a process whose parent
+# died on SIGTERM (a child of a batch script, say) is reparented and escapes Slurm's SIGKILL.
+# They had their SIGTERM from Slurm already: SIGKILL after 2 s. Our own ancestors are spared
+# (a shell may have exported SLURM_CONF).
 ancestors=" "
 p=$$
 while [ "$p" -gt 1 ] 2>/dev/null; do
@@ -103,7 +108,7 @@ for environ in /proc/[0-9]*/environ; do
 done
 if [ ${#strays[@]} -gt 0 ]; then
   echo "$0: job processes outlived Slurm: ${strays[*]}" >&2
-  terminate "${strays[@]}"
+  terminate 2 "${strays[@]}"
 fi
 
 rm -f "$DIR/munge/munge.socket" "$DIR/munge/munge.socket.lock"

@@ -235,6 +235,26 @@ fn a_one_minute_time_limit_ends_the_job() {
 }
 
 #[test]
+fn stopping_ends_a_job_process_that_escaped_slurm() {
+    let Some(slurm) = Slurm::start(2) else { return };
+    // The batch script (sh) dies on SIGTERM; its child ignores SIGTERM and is reparented, so
+    // proctrack/linuxproc loses it and Slurm's SIGKILL never reaches it.
+    let pid_file = slurm.dir().join("escapee");
+    let script = format!(
+        "bash -c 'trap \"\" TERM; echo $$ > {}; i=0; while [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done'",
+        pid_file.display()
+    );
+    slurm.sbatch(&["--wrap", &script]).expect("sbatch");
+    wait_until(PATIENCE, "the job's child runs", || {
+        read_number(&pid_file).is_some()
+    });
+    let escapee = read_number(&pid_file).expect("pid") as u32;
+    assert!(alive(escapee));
+    drop(slurm);
+    assert!(!alive(escapee), "pid {escapee} outlived the stop script");
+}
+
+#[test]
 fn two_instances_run_side_by_side_and_stop_separately() {
     let starting = std::thread::spawn(|| Slurm::start(2));
     let Some(a) = Slurm::start(2) else { return };
