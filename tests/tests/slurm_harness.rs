@@ -1,14 +1,16 @@
 //! The private Slurm that the `warren engines slurm` tests run against (tests/slurm/*.sh and
 //! `warren_tests::slurm`): it comes up idle and stops with exactly its daemons, runs batch
 //! jobs that see Slurm's environment, runs 64 tasks of one job at once on a small machine,
-//! ends jobs by scancel and by time limit with SIGTERM (then SIGKILL after KillWait), and two
-//! run side by side. Each test skips loudly where Slurm is not installed.
+//! ends jobs by scancel and by time limit with SIGTERM (then SIGKILL after KillWait), leaves no
+//! job process behind when stopped, lets a job reach the submit host through the test sshd, and
+//! two run side by side. Each test skips loudly where Slurm (or OpenSSH) is not installed.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warren_tests::PATIENCE;
 use warren_tests::slurm::{KILL_WAIT, Slurm, TIME_LIMIT_CHECK, submit_host};
+use warren_tests::sshd::{HOST, Sshd};
 
 /// The states a job ends in.
 const ENDED: [&str; 5] = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"];
@@ -156,12 +158,13 @@ fn sixty_four_tasks_run_at_once_on_two_cpus_with_overcommit_and_pend_without() {
     sixty_four_tasks_at_once(&slurm, &["--overcommit"]);
 }
 
-/// Submits a two-task job: task 0 exits on SIGTERM, task 1 ignores it. Each writes its pid,
-/// and the time it got SIGTERM. Returns the job id once both run.
-fn two_task_job(slurm: &Slurm, args: &[&str]) -> u32 {
+/// Submits a two-task job: task 0 exits on SIGTERM, and so does task 1 unless `stubborn`.
+/// Each writes its pid, and the time it got SIGTERM. Returns the job id once both run.
+fn two_task_job(slurm: &Slurm, args: &[&str], stubborn: bool) -> u32 {
     let dir = slurm.dir().display();
+    let stubborn = if stubborn { 1 } else { -1 };
     let script = format!(
-        "srun -n 2 bash -c 'on_term=\"exit 0\"; [ $SLURM_PROCID = 1 ] && on_term=:; \
+        "srun -n 2 bash -c 'on_term=\"exit 0\"; [ $SLURM_PROCID = {stubborn} ] && on_term=:; \
          trap \"date +%s%N > {dir}/term.$SLURM_PROCID; $on_term\" TERM; \
          echo $$ > {dir}/pid.$SLURM_PROCID; i=0; \
          while [ $i -lt 1200 ]; do sleep 0.1 & wait $!; i=$((i+1)); done'"
@@ -182,7 +185,7 @@ fn task_pid(slurm: &Slurm, task: u32) -> u32 {
 #[test]
 fn scancel_sends_sigterm_then_sigkill_after_kill_wait() {
     let Some(slurm) = Slurm::start(2) else { return };
-    let job = two_task_job(&slurm, &[]);
+    let job = two_task_job(&slurm, &[], true);
     let (polite, stubborn) = (task_pid(&slurm, 0), task_pid(&slurm, 1));
     let cancelled_at = now_ns();
     slurm.scancel(job);
@@ -211,7 +214,7 @@ fn scancel_sends_sigterm_then_sigkill_after_kill_wait() {
 #[test]
 fn an_expired_time_limit_times_the_job_out_with_sigterm() {
     let Some(slurm) = Slurm::start(2) else { return };
-    let job = two_task_job(&slurm, &["--time", "10"]);
+    let job = two_task_job(&slurm, &["--time", "10"], false);
     slurm.expire(job);
     let done = slurm.wait_for_job(job, &ENDED, TIME_LIMIT_CHECK + PATIENCE);
     assert_eq!(done.state(), "TIMEOUT", "{done:?}");
@@ -227,11 +230,41 @@ fn an_expired_time_limit_times_the_job_out_with_sigterm() {
 #[ignore = "takes 60-90 s: `--time 1` is one minute, and Slurm checks time limits every 30 s"]
 fn a_one_minute_time_limit_ends_the_job() {
     let Some(slurm) = Slurm::start(2) else { return };
-    let job = two_task_job(&slurm, &["--time", "1"]);
+    let job = two_task_job(&slurm, &["--time", "1"], false);
     let limit = Duration::from_secs(60) + TIME_LIMIT_CHECK + PATIENCE;
     let done = slurm.wait_for_job(job, &ENDED, limit);
     assert_eq!(done.state(), "TIMEOUT", "{done:?}");
     eprintln!("ran for {:?} with --time 1", done.get("RunTime"));
+}
+
+#[test]
+fn a_job_reaches_the_submit_host_through_the_test_sshd() {
+    let Some(slurm) = Slurm::start(2) else { return };
+    let Some(sshd) = Sshd::start(slurm.dir()) else {
+        return;
+    };
+    // The job inherits the submitter's environment (sbatch's default --export=ALL), so a
+    // command line like WARREN_SSH reaches it; the test host name stands for the submit host.
+    let out = slurm.dir().join("ssh.out");
+    let script = format!(
+        "$TEST_SSH {HOST} echo reached-from-job-$SLURM_JOB_ID > {}",
+        out.display()
+    );
+    let output = slurm
+        .command("sbatch")
+        .env("TEST_SSH", sshd.ssh_command())
+        .args(["--parsable", "--wrap", &script])
+        .output()
+        .expect("sbatch");
+    assert!(output.status.success(), "{output:?}");
+    let job: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("job id");
+    let done = slurm.wait_for_job(job, &ENDED, PATIENCE);
+    assert_eq!(done.state(), "COMPLETED", "{done:?}");
+    let said = std::fs::read_to_string(&out).expect("ssh output");
+    assert_eq!(said.trim(), format!("reached-from-job-{job}"));
 }
 
 #[test]
