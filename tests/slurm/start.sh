@@ -89,7 +89,7 @@ daemon() {
   echo $! >"$DIR/$name.pid"
 }
 
-# Dies with the last lines of a daemon's log if it has exited.
+# Fails (and the EXIT trap shows the logs and stops the rest) if a daemon has exited.
 alive() {
   local name=$1 pid
   pid=$(cat "$DIR/$name.pid")
