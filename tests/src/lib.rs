@@ -5,6 +5,7 @@
 pub mod events;
 pub mod process;
 pub mod raw;
+pub mod slurm;
 pub mod sshd;
 
 pub use events::*;
