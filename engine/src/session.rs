@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use warren_proto::auth::{HUB_TIME_HEADER, Key, Signer};
-use warren_proto::connection::{self, ConnectionInfo};
+use warren_proto::auth::{HUB_TIME_HEADER, Signer};
+use warren_proto::connection::LocateError;
 use warren_proto::now_us;
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::registration_client::RegistrationClient;
@@ -53,20 +53,12 @@ pub struct Context<'a> {
 /// Where the hub is and how to sign for it, read afresh for each attempt: a restarted hub
 /// may have a new key and id.
 fn resolve(config: &EngineConfig) -> Result<(PathBuf, Signer), End> {
-    if let (Some(socket), Some(key_file)) = (&config.socket, &config.key_file) {
-        let key = Key::load(key_file).map_err(|e| End::Fatal(e.to_string()))?;
-        let hub_id = config
-            .hub_id
-            .clone()
-            .unwrap_or_else(|| key.default_hub_id());
-        return Ok((socket.clone(), Signer::new(&key, &hub_id)));
-    }
-    let path = config
-        .connection_file
-        .clone()
-        .unwrap_or_else(connection::default_connection_file);
-    let info = ConnectionInfo::load(&path)
-        .map_err(|e| End::Retry(format!("no usable connection file yet: {e}")))?;
+    let info = config.locator().resolve().map_err(|err| match err {
+        LocateError::ConnectionFile { .. } => {
+            End::Retry(format!("no usable connection file yet: {err}"))
+        }
+        LocateError::Key(_) | LocateError::RemoteConflict => End::Fatal(err.to_string()),
+    })?;
     let signer = info.signer().map_err(|e| End::Fatal(e.to_string()))?;
     Ok((info.socket, signer))
 }

@@ -3,7 +3,8 @@
 //! jobs that see Slurm's environment, runs 64 tasks of one job at once on a small machine,
 //! ends jobs by scancel and by time limit with SIGTERM (then SIGKILL after KillWait), leaves no
 //! job process behind when stopped, lets a job reach the submit host through the test sshd, and
-//! two run side by side. Each test skips loudly where Slurm (or OpenSSH) is not installed.
+//! two run side by side. Each test is marked ignored, with the reason, where Slurm (or OpenSSH)
+//! is not installed (see tests/build.rs).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,6 +63,10 @@ fn now_ns() -> u128 {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn the_node_comes_up_idle_and_stops_with_exactly_its_daemons() {
     let Some(slurm) = Slurm::start(3) else { return };
     assert_eq!(slurm.node_state(), "idle");
@@ -81,6 +86,10 @@ fn the_node_comes_up_idle_and_stops_with_exactly_its_daemons() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn a_batch_job_and_its_step_see_their_ids_node_and_submit_host() {
     let Some(slurm) = Slurm::start(2) else { return };
     let dir = slurm.dir().display().to_string();
@@ -135,6 +144,10 @@ fn sixty_four_tasks_at_once(slurm: &Slurm, extra: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn sixty_four_tasks_of_one_job_run_at_once_on_a_node_declaring_64_cpus() {
     let Some(slurm) = Slurm::start(64) else {
         return;
@@ -143,6 +156,10 @@ fn sixty_four_tasks_of_one_job_run_at_once_on_a_node_declaring_64_cpus() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn sixty_four_tasks_run_at_once_on_two_cpus_with_overcommit_and_pend_without() {
     let Some(slurm) = Slurm::start(2) else { return };
     // Too big for the node: accepted, but pending for ever (a --wait-timeout case).
@@ -183,6 +200,10 @@ fn task_pid(slurm: &Slurm, task: u32) -> u32 {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn scancel_sends_sigterm_then_sigkill_after_kill_wait() {
     let Some(slurm) = Slurm::start(2) else { return };
     let job = two_task_job(&slurm, &[], true);
@@ -212,6 +233,10 @@ fn scancel_sends_sigterm_then_sigkill_after_kill_wait() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn an_expired_time_limit_times_the_job_out_with_sigterm() {
     let Some(slurm) = Slurm::start(2) else { return };
     let job = two_task_job(&slurm, &["--time", "10"], false);
@@ -238,6 +263,10 @@ fn a_one_minute_time_limit_ends_the_job() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_slurm, has_sshd)),
+    ignore = "needs Slurm and sshd: apt-get install slurmctld slurmd slurm-client munge openssh-server"
+)]
 fn a_job_reaches_the_submit_host_through_the_test_sshd() {
     let Some(slurm) = Slurm::start(2) else { return };
     let Some(sshd) = Sshd::start(slurm.dir()) else {
@@ -268,6 +297,10 @@ fn a_job_reaches_the_submit_host_through_the_test_sshd() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn stopping_ends_a_job_process_that_escaped_slurm() {
     let Some(slurm) = Slurm::start(2) else { return };
     // The batch script (sh) dies on SIGTERM; its child ignores SIGTERM and is reparented, so
@@ -288,6 +321,10 @@ fn stopping_ends_a_job_process_that_escaped_slurm() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_slurm),
+    ignore = "needs Slurm: apt-get install slurmctld slurmd slurm-client munge"
+)]
 fn two_instances_run_side_by_side_and_stop_separately() {
     let starting = std::thread::spawn(|| Slurm::start(2));
     let Some(a) = Slurm::start(2) else { return };
