@@ -28,14 +28,21 @@ pub enum Error {
         /// What the connection attempt said.
         reason: String,
     },
-    /// The hub answered with an error.
+    /// The hub answered with an error, or the connection to it broke during the call. (The
+    /// status is not also given as the error's source: its text would repeat the message.)
     #[error("{}", describe_status(.0))]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// A follow stream carried nothing, not even a heartbeat, for too long.
     #[error(
         "no word from the hub for {0:?}, not even a heartbeat; it may be gone. Check it, then follow the task again with `warren attach`"
     )]
     Silent(std::time::Duration),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(status)
+    }
 }
 
 impl Error {
@@ -49,6 +56,14 @@ impl Error {
 }
 
 fn describe_status(status: &tonic::Status) -> String {
+    // A status made here from a broken connection (hyper's error is its source), not an
+    // answer from the hub.
+    if let Some(cause) = std::error::Error::source(status) {
+        return format!(
+            "lost the connection to the hub: {}",
+            innermost(cause).unwrap_or_else(|| status.message().to_owned())
+        );
+    }
     let code = match status.code() {
         tonic::Code::InvalidArgument => "invalid argument",
         tonic::Code::NotFound => "not found",
@@ -64,6 +79,16 @@ fn describe_status(status: &tonic::Status) -> String {
         _ => "error",
     };
     format!("the hub said ({code}): {}", status.message())
+}
+
+/// The last error of a chain, which says what actually happened (e.g. a broken pipe).
+fn innermost(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut last = error;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    let text = last.to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// An SDK result.

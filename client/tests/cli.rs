@@ -54,7 +54,106 @@ fn sign_refuses_something_that_is_not_a_method_path() {
         .args(["sign", "ListEngines"])
         .output()
         .expect("run");
-    assert_eq!(output.status.code(), Some(255));
+    assert_eq!(output.status.code(), Some(64));
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("/warren.v1.Control/ListEngines"), "{text}");
+}
+
+#[test]
+fn what_the_cli_can_check_is_a_usage_error_naming_the_flag() {
+    for (args, flag) in [
+        (&["exec", "--timeout", "0", "--", "true"][..], "--timeout"),
+        (&["exec", "--timeout=-1", "--", "true"][..], "--timeout"),
+        (
+            &["exec", "--timeout", "99999999", "--", "true"][..],
+            "--timeout",
+        ),
+        (&["exec", "--env", "NOEQUALS", "--", "true"][..], "--env"),
+        (&["exec", "--env", "=x", "--", "true"][..], "--env"),
+        (&["interrupt", "--signal", "FOO", "1"][..], "--signal"),
+        (&["tasks", "--state", "bogus"][..], "--state"),
+        (
+            &["exec", "-e", "5", "--where", "x=y", "--", "true"][..],
+            "--where",
+        ),
+        (&["exec", "--retries", "11", "--", "true"][..], "--retries"),
+        (&["exec", "--label", "novalue", "--", "true"][..], "--label"),
+        (
+            &["attach", "1", "--reconnect-timeout", "soon"][..],
+            "--reconnect-timeout",
+        ),
+        (&["sign", "ListEngines"][..], "gRPC method path"),
+    ] {
+        // Nothing is running: a usage error must be found before any call.
+        let output = warren()
+            .arg("--connection-file")
+            .arg("/nonexistent/hub.json")
+            .args(args)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {text}");
+        assert!(text.contains(flag), "{args:?}: {text}");
+        for field in [
+            "targets.",
+            "spec.",
+            "engine_labels",
+            "timeout_ms",
+            "the hub said",
+        ] {
+            assert!(
+                !text.contains(field),
+                "{args:?} names a proto field: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_or_open_connection_file_is_one_line_with_the_hint_only_where_it_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.json");
+    let output = warren()
+        .arg("--connection-file")
+        .arg(&missing)
+        .arg("engines")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(
+        text.matches(&*missing.display().to_string()).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("is a hub running?"), "{text}");
+    assert!(!text.contains("os error"), "{text}");
+
+    let open = dir.path().join("open.json");
+    std::fs::write(&open, "{}").expect("write");
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let output = warren()
+        .arg("--connection-file")
+        .arg(&open)
+        .arg("engines")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(text.matches("chmod 600").count(), 1, "{text}");
+    assert!(
+        !text.contains("is a hub running"),
+        "not for a permission error: {text}"
+    );
+}
+
+#[test]
+fn help_says_how_the_hub_is_found() {
+    let output = warren().arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("flags beat the environment"), "{text}");
+    assert!(text.contains("WARREN_SOCKET"), "{text}");
 }

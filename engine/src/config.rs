@@ -1,4 +1,5 @@
-//! The engine's flags. Every flag has a `WARREN_*` environment fallback.
+//! The engine's flags. Most have a `WARREN_*` environment fallback; the four that locate
+//! the hub fall back to theirs only as a group (see `warren_proto::connection::Locator`).
 
 use clap::Parser;
 use std::collections::HashMap;
@@ -13,29 +14,22 @@ use warren_proto::units::parse_size;
 /// streams the task's output back as it is produced. When the hub goes away it reconnects with
 /// backoff, keeping its uuid so the hub gives it its old id back.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "warren-engine", version)]
+#[command(name = "warren-engine", version, after_help = warren_proto::connection::LOCATOR_HELP)]
 pub struct EngineConfig {
-    /// The hub's connection file [default: the one beside the default socket]
-    #[arg(long, env = "WARREN_CONNECTION_FILE", value_name = "PATH")]
+    /// The hub's connection file [env: WARREN_CONNECTION_FILE] [default: the one beside
+    /// --socket, else beside the default socket]
+    #[arg(long, value_name = "PATH")]
     pub connection_file: Option<PathBuf>,
 
-    /// The hub's socket, used with --key-file instead of a connection file
-    #[arg(
-        long,
-        env = "WARREN_SOCKET",
-        value_name = "PATH",
-        requires = "key_file"
-    )]
+    /// The hub's socket [env: WARREN_SOCKET]; with a connection file: that file's key and id,
+    /// through this socket
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600), used with --socket (the hub's id, new at each of its starts,
-    /// is learned from its first answer)
-    #[arg(
-        long,
-        env = "WARREN_KEY_FILE",
-        value_name = "PATH",
-        requires = "socket"
-    )]
+    /// Hex key file (mode 0600) to sign with instead of a connection file's key
+    /// [env: WARREN_KEY_FILE]; without a connection file, the hub's id (new at each of its
+    /// starts) is learned from its first answer
+    #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
     /// Tasks to run at once
@@ -69,6 +63,10 @@ pub struct EngineConfig {
     #[arg(long, hide = true, value_name = "PID")]
     pub guard: Option<u32>,
 
+    /// Log filter, as RUST_LOG (which it overrides), e.g. `warn` or `warren_engine=debug`
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+
     /// Where output waits on disk while the hub is away: the engine makes a directory of its
     /// own inside DIR (mode 0700) and removes only that, with the files it wrote, when it exits
     /// [default: the runtime directory, beside the default socket]
@@ -77,6 +75,18 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Where the hub is, by the rule every warren program shares: these flags if any of them
+    /// was given, else the `WARREN_*` variables of the same names.
+    pub fn locator(&self) -> warren_proto::connection::Locator {
+        warren_proto::connection::Locator {
+            connection_file: self.connection_file.clone(),
+            socket: self.socket.clone(),
+            key_file: self.key_file.clone(),
+            remote: None,
+        }
+        .or_env()
+    }
+
     /// The grace period between SIGTERM and SIGKILL.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_millis(self.kill_grace_ms)

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    program::start_logging();
+    program::start_logging(config.log.as_deref());
     let runtime = match program::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -9,14 +9,84 @@ use warren_proto::v1::{TaskSpec, task_spec};
 /// The variable every task's processes carry: the pid of the engine that started them.
 pub const ENGINE_PID_VAR: &str = "WARREN_ENGINE_PID";
 
-/// Builds the command for a task: argv directly, a script with `sh -c`.
-pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, String> {
+/// Exit status of a task whose program was not found, as a shell reports it.
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit status of a task whose program could not be run (not executable, a directory, a bad
+/// working directory), as a shell and `docker exec` report it.
+pub const EXIT_CANNOT_RUN: i32 = 126;
+
+/// Why a task's process could not start: the exit status to report and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    /// 127 (not found) or 126 (found but could not be run).
+    pub exit_code: i32,
+    /// What went wrong, in words.
+    pub reason: String,
+}
+
+impl StartError {
+    fn cannot_run(reason: String) -> Self {
+        Self {
+            exit_code: EXIT_CANNOT_RUN,
+            reason,
+        }
+    }
+
+    /// Classifies the error of spawning `program`, as a shell would.
+    pub fn from_spawn(program: &str, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let is_dir = Path::new(program).is_dir() && program.contains('/');
+        match err.kind() {
+            ErrorKind::NotFound if program.contains('/') => Self {
+                exit_code: EXIT_NOT_FOUND,
+                reason: format!("`{program}`: no such file on this engine"),
+            },
+            ErrorKind::NotFound => Self {
+                exit_code: EXIT_NOT_FOUND,
+                reason: format!("`{program}`: command not found on this engine's PATH"),
+            },
+            _ if is_dir => Self::cannot_run(format!("`{program}` is a directory")),
+            ErrorKind::PermissionDenied => Self::cannot_run(format!(
+                "`{program}` cannot be run: permission denied (is it executable?)"
+            )),
+            _ if err.raw_os_error() == Some(rustix::io::Errno::NOEXEC.raw_os_error()) => {
+                Self::cannot_run(format!(
+                    "`{program}` cannot be run: not an executable format"
+                ))
+            }
+            _ => Self::cannot_run(format!("cannot run `{program}`: {}", plain(err))),
+        }
+    }
+}
+
+/// An operating system error without its ` (os error N)` suffix.
+fn plain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// The program a spec runs (`sh` for a script), as messages name it.
+pub fn program(spec: &TaskSpec) -> &str {
+    match &spec.command {
+        Some(task_spec::Command::Argv(argv)) => argv.args.first().map_or("", String::as_str),
+        _ => "sh",
+    }
+}
+
+/// Builds the command for a task: argv directly, a script with `sh -c`. Its environment is
+/// the engine's, without the variables that configure warren itself
+/// ([`warren_proto::OWN_ENV_VARS`] and the shell's `_`), plus `WARREN_TASK_ID` and
+/// `WARREN_ENGINE_PID`, plus the request's variables, which win.
+pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, StartError> {
     let mut command = match &spec.command {
         Some(task_spec::Command::Argv(argv)) => {
             let (program, args) = argv
                 .args
                 .split_first()
-                .ok_or_else(|| "the task has an empty argv".to_owned())?;
+                .ok_or_else(|| StartError::cannot_run("the task has an empty argv".to_owned()))?;
             let mut command = Command::new(program);
             command.args(args);
             command
@@ -26,17 +96,27 @@ pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, String> {
             command.arg("-c").arg(script);
             command
         }
-        None => return Err("the task has no command".to_owned()),
+        None => return Err(StartError::cannot_run("the task has no command".to_owned())),
     };
     if !spec.cwd.is_empty() {
         // Checked here because spawn's error for a bad cwd looks like a missing program.
-        if !Path::new(&spec.cwd).is_dir() {
-            return Err(format!(
+        let cwd = Path::new(&spec.cwd);
+        if !cwd.is_dir() {
+            return Err(StartError::cannot_run(format!(
                 "working directory {} does not exist on this engine (or is not a directory)",
                 spec.cwd
-            ));
+            )));
+        }
+        if rustix::fs::access(cwd, rustix::fs::Access::EXEC_OK).is_err() {
+            return Err(StartError::cannot_run(format!(
+                "working directory {}: permission denied",
+                spec.cwd
+            )));
         }
         command.current_dir(&spec.cwd);
+    }
+    for name in warren_proto::OWN_ENV_VARS.iter().chain(&["_"]) {
+        command.env_remove(name);
     }
     command
         .env(ENGINE_PID_VAR, std::process::id().to_string())

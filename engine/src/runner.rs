@@ -71,16 +71,16 @@ async fn supervise(
     let spawned = process::command(task_id, &spec).and_then(|mut command| {
         command
             .spawn()
-            .map_err(|err| format!("cannot start {}: {err}", program_name(&spec)))
+            .map_err(|err| process::StartError::from_spawn(process::program(&spec), &err))
     });
     let mut child = match spawned {
         Ok(child) => child,
-        Err(error) => {
-            tracing::info!(task = task_id, %error, "task could not start");
+        Err(failed) => {
+            tracing::info!(task = task_id, reason = %failed.reason, "task could not start");
             let result = TaskResult {
                 state: TaskState::Failed as i32,
-                exit: None,
-                error,
+                exit: Some(task_result::Exit::ExitCode(failed.exit_code)),
+                error: failed.reason,
                 started_us: 0,
                 finished_us: now_us(),
                 attempt,
@@ -242,15 +242,6 @@ async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, run: Run
                 return;
             }
         }
-    }
-}
-
-fn program_name(spec: &TaskSpec) -> String {
-    match &spec.command {
-        Some(warren_proto::v1::task_spec::Command::Argv(argv)) => {
-            format!("`{}`", argv.args.first().map_or("", String::as_str))
-        }
-        _ => "`sh`".to_owned(),
     }
 }
 

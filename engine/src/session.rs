@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Key, Signer};
-use warren_proto::connection::{self, ConnectionInfo};
+use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
+use warren_proto::connection::LocateError;
 use warren_proto::now_us;
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::registration_client::RegistrationClient;
@@ -53,17 +53,14 @@ pub struct Context<'a> {
 /// Where the hub is and how to sign for it, read afresh for each attempt: a restarted hub
 /// may have a new key and id.
 fn resolve(config: &EngineConfig) -> Result<(PathBuf, Signer), End> {
-    if let (Some(socket), Some(key_file)) = (&config.socket, &config.key_file) {
-        let key = Key::load(key_file).map_err(|e| End::Fatal(e.to_string()))?;
-        // The hub's id is new at each of its starts: the first refusal names it.
-        return Ok((socket.clone(), Signer::new(&key, "")));
-    }
-    let path = config
-        .connection_file
-        .clone()
-        .unwrap_or_else(connection::default_connection_file);
-    let info = ConnectionInfo::load(&path)
-        .map_err(|e| End::Retry(format!("no usable connection file yet: {e}")))?;
+    // With a key file and no connection file the hub's id is not known (it is new at each of
+    // the hub's starts): the signer learns it from the first refusal.
+    let info = config.locator().resolve().map_err(|err| match err {
+        LocateError::ConnectionFile { .. } => {
+            End::Retry(format!("no usable connection file yet: {err}"))
+        }
+        LocateError::Key(_) | LocateError::RemoteConflict => End::Fatal(err.to_string()),
+    })?;
     let signer = info.signer().map_err(|e| End::Fatal(e.to_string()))?;
     Ok((info.socket, signer))
 }

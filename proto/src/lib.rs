@@ -5,7 +5,8 @@
 //! - [`auth`]: the one HMAC-SHA256 call-signing scheme: keys, signing, verification and the
 //!   replay cache.
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
-//!   which key it trusts, and the default places for it.
+//!   which key it trusts, the default places for it, and the one rule ([`connection::Locator`])
+//!   by which every program finds a hub from its flags and environment.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`signals`]: signal names as people write them.
 //! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
@@ -49,6 +50,25 @@ pub fn check_protocol_version(peer: &str, theirs: u32) -> Result<(), String> {
         ))
     }
 }
+
+/// Every environment variable that configures a warren program. Engines keep them (and the
+/// shell's `_`) out of their tasks' environments, and `warren cluster start` out of its
+/// children's, passing what they need as flags instead.
+pub const OWN_ENV_VARS: &[&str] = &[
+    connection::ENV_CONNECTION_FILE,
+    connection::ENV_SOCKET,
+    connection::ENV_KEY_FILE,
+    // No longer read (the hub id is learned), but an old shell may still set it.
+    "WARREN_HUB_ID",
+    connection::ENV_REMOTE,
+    "WARREN_DB",
+    "WARREN_SIGNATURE_WINDOW",
+    "WARREN_SLOTS",
+    "WARREN_ENGINE_UUID",
+    "WARREN_SPILL_DIR",
+    "WARREN_SSH",
+    "WARREN_RECONNECT_TIMEOUT",
+];
 
 /// Microseconds since the Unix epoch, the unit of every timestamp on the wire.
 pub fn now_us() -> i64 {

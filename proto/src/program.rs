@@ -18,13 +18,17 @@ pub fn parse_flags<T: clap::Parser>() -> Result<T, ExitCode> {
     })
 }
 
-/// Logs to stderr at `RUST_LOG`'s level (default `info`).
-pub fn start_logging() {
+/// Logs to stderr with the filter `log` (a `--log` flag), else `RUST_LOG`'s, else `info`.
+/// A flag lets `warren cluster start` choose its children's level without putting
+/// `RUST_LOG` into their environment, and so into every task's.
+pub fn start_logging(log: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match log {
+        Some(filter) => EnvFilter::new(filter),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour only for people; logs in files and pipes stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

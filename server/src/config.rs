@@ -27,9 +27,13 @@ pub struct HubConfig {
     #[arg(long, conflicts_with = "new_key_file")]
     pub print_connection: bool,
 
-    /// Write a new random key to PATH (mode 0600) and exit
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["socket", "key_file"])]
+    /// Write a new random key to PATH (mode 0600) and exit (other flags are ignored)
+    #[arg(long, value_name = "PATH")]
     pub new_key_file: Option<PathBuf>,
+
+    /// Log filter, as RUST_LOG (which it overrides), e.g. `warn` or `warren_hub=debug`
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
 
     /// How far a call's timestamp may be from the hub's clock, either way, in seconds
     #[arg(long, env = "WARREN_SIGNATURE_WINDOW", default_value_t = 60, value_name = "SECONDS",

@@ -155,7 +155,12 @@ impl Hub {
     pub fn engine_gone(&self, engine_id: u32, connection: u64, why: &str) {
         let mut state = self.lock();
         if let Some(engine) = state.engines.remove(engine_id, connection) {
-            tracing::warn!(engine = engine_id, why, "engine left");
+            match &engine.told_to_exit {
+                Some(reason) => {
+                    tracing::info!(engine = engine_id, %reason, "engine stopped, as it was asked to");
+                }
+                None => tracing::warn!(engine = engine_id, why, "engine left"),
+            }
             let deadline = Instant::now() + self.settings().engine_timeout;
             state.await_engine(engine_id, engine.describe(), engine.active, deadline, why);
         }

@@ -82,6 +82,9 @@ pub enum HubError {
         "no hub is running on {0} (it has no connection file); start one with `warren cluster start` or `warren-hub`"
     )]
     NotRunning(PathBuf),
+    /// The connection file asked for can't be used.
+    #[error(transparent)]
+    Locate(#[from] connection::LocateError),
     /// The task history can't be used.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -114,7 +117,7 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
             .unwrap_or_else(connection::default_socket),
     )?;
     if config.print_connection {
-        return print_connection(&socket_path);
+        return print_connection(config.socket.as_deref());
     }
     let (key, hub_id) = key_and_id(&config)?;
     // Refuse an unusable socket before touching the history.
@@ -197,13 +200,22 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
     Ok(())
 }
 
-/// Prints the connection file of the hub on `socket`, after the private-file checks.
-fn print_connection(socket: &Path) -> Result<(), HubError> {
-    let file = connection::connection_file_for(socket);
-    if !file.exists() {
-        return Err(HubError::NotRunning(socket.to_owned()));
+/// Prints the connection file of the hub on `socket` (or the default socket), found by the
+/// rule every warren program shares (`Locator`), after the private-file checks.
+fn print_connection(socket: Option<&Path>) -> Result<(), HubError> {
+    let locator = connection::Locator {
+        socket: socket.map(Path::to_owned),
+        ..connection::Locator::default()
     }
-    let info = ConnectionInfo::load(&file)?;
+    .or_env();
+    let info = match locator.resolve() {
+        Ok(info) => info,
+        Err(err) if err.is_not_found() => {
+            let socket = locator.socket.unwrap_or_else(connection::default_socket);
+            return Err(HubError::NotRunning(socket));
+        }
+        Err(err) => return Err(err.into()),
+    };
     // The same JSON as the file; serde_json can't fail on this plain struct.
     println!("{}", serde_json::to_string(&info).unwrap_or_default());
     Ok(())

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    program::start_logging();
+    program::start_logging(config.log.as_deref());
     let runtime = match program::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {

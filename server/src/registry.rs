@@ -28,6 +28,8 @@ pub struct Engine {
     pub reader: Option<AbortHandle>,
     /// Tasks assigned to it and not yet finished.
     pub active: HashSet<u64>,
+    /// Why it was told to exit, if it was: its leaving is then expected, not a loss.
+    pub told_to_exit: Option<String>,
 }
 
 impl Engine {
@@ -189,6 +191,7 @@ impl Registry {
             tx,
             reader: None,
             active: HashSet::new(),
+            told_to_exit: None,
         };
         (self.next_connection, self.engines.insert(id, engine))
     }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod process;
 pub mod procfs;
 pub mod raw;
+pub mod slurm;
 pub mod sshd;
 
 pub use events::*;

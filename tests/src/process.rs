@@ -57,6 +57,29 @@ impl Proc {
         }
     }
 
+    /// Starts `command` with stdout going to `stdout` and stderr to `log`, for a test that
+    /// checks the bytes a command writes to stdout alone.
+    pub fn spawn_with_stdout(
+        name: &str,
+        mut command: Command,
+        stdout: PathBuf,
+        log: PathBuf,
+    ) -> Self {
+        let out = File::create(&stdout).expect("stdout file");
+        command.stdout(out);
+        let file = File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -266,15 +289,19 @@ impl Cluster {
         assert!(ok.is_ok(), "expected {n} engines, saw {last}");
     }
 
-    /// Runs the `warren` CLI against this hub; returns (status, stdout, stderr).
-    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(binary("warren"))
+    /// The `warren` CLI pointed at this hub, to add arguments to.
+    pub fn cli_command(&self) -> Command {
+        let mut command = Command::new(binary("warren"));
+        command
             .arg("--connection-file")
             .arg(&self.connection_file)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run warren");
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the `warren` CLI against this hub; returns (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.cli_command().args(args).output().expect("run warren");
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),

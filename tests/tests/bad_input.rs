@@ -93,7 +93,7 @@ async fn bad_requests_get_the_right_status_and_a_reason() {
 }
 
 #[tokio::test]
-async fn unknown_task_ids_are_not_found_everywhere() {
+async fn unknown_task_ids_are_not_found_everywhere_or_listed_as_such() {
     let cluster = Cluster::hub();
     let client = cluster.client().await;
     let not_found = |err: warren::Error| {
@@ -107,8 +107,11 @@ async fn unknown_task_ids_are_not_found_everywhere() {
     };
     not_found(client.task(404).await.expect_err("get"));
     not_found(client.follow(404, 0).await.expect_err("follow"));
-    not_found(client.abort(&[404]).await.expect_err("abort"));
-    not_found(client.interrupt(&[404], 2).await.expect_err("interrupt"));
+    // Abort and interrupt act on the ids that exist and list the others.
+    let abort = client.abort(&[404]).await.expect("abort");
+    assert_eq!(abort.not_found, vec![404]);
+    let interrupt = client.interrupt(&[404], 2).await.expect("interrupt");
+    assert_eq!(interrupt.not_found, vec![404]);
     let status = client
         .control()
         .get_task(GetTaskRequest { task_id: 404 })

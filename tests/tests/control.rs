@@ -75,16 +75,19 @@ async fn abort_stops_queued_work_before_it_starts_and_running_work_with_sigterm(
 
     let reply = client.abort(&[running]).await.expect("abort again");
     assert_eq!(reply.already_final, vec![running]);
-    let unknown = client.abort(&[9999]).await.expect_err("unknown task");
+    let reply = client
+        .abort(&[9999, running])
+        .await
+        .expect("abort, one unknown");
     assert_eq!(
-        unknown.status().map(|s| s.code()),
-        Some(tonic::Code::NotFound)
+        (reply.not_found, reply.already_final),
+        (vec![9999], vec![running])
     );
     assert_eq!(client.queue_status().await.expect("queue").unassigned, 0);
 }
 
 #[tokio::test]
-async fn interrupt_rejects_unknown_signals_and_tasks() {
+async fn interrupt_rejects_unknown_signals_and_reports_unknown_tasks() {
     let cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
     let id = client.submit(Job::argv(["true"])).await.expect("submit")[0];
@@ -93,9 +96,9 @@ async fn interrupt_rejects_unknown_signals_and_tasks() {
         bad.status().map(|s| s.code()),
         Some(tonic::Code::InvalidArgument)
     );
-    let unknown = client.interrupt(&[777], 2).await.expect_err("unknown task");
-    assert_eq!(
-        unknown.status().map(|s| s.code()),
-        Some(tonic::Code::NotFound)
-    );
+    let reply = client
+        .interrupt(&[777], 2)
+        .await
+        .expect("interrupt, unknown");
+    assert_eq!(reply.not_found, vec![777]);
 }

@@ -49,41 +49,32 @@ async fn a_task_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
 }
 
 #[tokio::test]
-async fn a_program_that_cannot_start_fails_with_the_reason() {
+async fn a_program_that_cannot_start_fails_with_a_shells_status_and_the_reason() {
     let cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
-
-    let missing = only_result(
-        &collect(
-            client
-                .run(Job::argv(["/no/such/program"]))
-                .await
-                .expect("run"),
-        )
-        .await,
-    );
-    assert_eq!(missing.state(), TaskState::Failed);
-    assert!(
-        missing.error.contains("cannot start") && missing.error.contains("No such file"),
-        "{}",
-        missing.error
-    );
-
-    let bad_cwd = only_result(
-        &collect(
-            client
-                .run(Job::argv(["true"]).cwd("/no/such/dir"))
-                .await
-                .expect("run"),
-        )
-        .await,
-    );
-    assert_eq!(bad_cwd.state(), TaskState::Failed);
-    assert!(
-        bad_cwd.error.contains("working directory"),
-        "{}",
-        bad_cwd.error
-    );
+    let dir = cluster.dir().display().to_string();
+    for (job, code, reason) in [
+        (Job::argv(["/no/such/program"]), 127, "no such file"),
+        (
+            Job::argv(["no-such-program-anywhere"]),
+            127,
+            "command not found",
+        ),
+        (Job::argv(["/etc/passwd"]), 126, "permission denied"),
+        (Job::argv([dir.as_str()]), 126, "is a directory"),
+        (
+            Job::argv(["true"]).cwd("/no/such/dir"),
+            126,
+            "working directory",
+        ),
+    ] {
+        let result = only_result(&collect(client.run(job).await.expect("run")).await);
+        assert_eq!(result.state(), TaskState::Failed, "{reason}");
+        assert_eq!(result.exit, Some(Exit::ExitCode(code)), "{reason}");
+        assert_eq!(result.started_us, 0, "{reason}: it never started");
+        assert!(result.error.contains(reason), "{}", result.error);
+        assert!(!result.error.contains("os error"), "{}", result.error);
+    }
 }
 
 #[tokio::test]

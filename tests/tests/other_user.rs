@@ -87,6 +87,10 @@ fn refused(output: &Output, why: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(has_root, has_sshd)),
+    ignore = "needs root (to make a throwaway user) and sshd: apt-get install openssh-server"
+)]
 async fn another_user_cannot_reach_the_hub_or_its_forward() {
     let Some(user) = ThrowawayUser::create("a") else {
         return;
@@ -124,6 +128,7 @@ async fn another_user_cannot_reach_the_hub_or_its_forward() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_root), ignore = "needs root (to make a throwaway user)")]
 async fn a_connection_from_another_uid_is_refused_on_its_credentials() {
     let Some(user) = ThrowawayUser::create("b") else {
         return;
@@ -163,6 +168,7 @@ async fn a_connection_from_another_uid_is_refused_on_its_credentials() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_root), ignore = "needs root (to make a throwaway user)")]
 async fn the_client_refuses_a_socket_another_user_answers() {
     let Some(user) = ThrowawayUser::create("c") else {
         return;

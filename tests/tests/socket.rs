@@ -82,6 +82,10 @@ fn a_symlinked_directory_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_root),
+    ignore = "needs root (to give a directory to another user)"
+)]
 fn a_directory_owned_by_another_user_is_refused() {
     if !rustix::process::geteuid().is_root() {
         eprintln!(

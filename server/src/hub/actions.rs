@@ -58,8 +58,11 @@ impl Hub {
         }
         // Tasks not in memory have ended (or never were).
         for id in unknown {
-            self.get_task(id).await?;
-            reply.already_final.push(id);
+            match self.get_task(id).await {
+                Ok(_) => reply.already_final.push(id),
+                Err(status) if status.code() == tonic::Code::NotFound => reply.not_found.push(id),
+                Err(status) => return Err(status),
+            }
         }
         // Aborted means aborted: answer once the ends are recorded.
         for &id in &reply.aborted {
@@ -100,6 +103,10 @@ impl Hub {
                     unknown.push(id);
                     continue;
                 };
+                if task.is_ending() {
+                    reply.already_final.push(id);
+                    continue;
+                }
                 let engine = state
                     .engines
                     .get(task.row.engine_id)
@@ -116,16 +123,20 @@ impl Hub {
                 }
             }
         }
+        // Tasks not in memory have ended (or never were).
         for id in unknown {
-            self.get_task(id).await?;
-            reply.not_running.push(id);
+            match self.get_task(id).await {
+                Ok(_) => reply.already_final.push(id),
+                Err(status) if status.code() == tonic::Code::NotFound => reply.not_found.push(id),
+                Err(status) => return Err(status),
+            }
         }
         Ok(reply)
     }
 
     /// Tells engines to exit (all of them if `ids` is empty).
     pub fn shutdown_engines(&self, ids: &[u32]) -> Result<Vec<u32>, Status> {
-        let state = self.lock();
+        let mut state = self.lock();
         let ids = if ids.is_empty() {
             state.engines.ids()
         } else {
@@ -138,11 +149,13 @@ impl Hub {
             }
             ids.to_vec()
         };
+        let reason = "asked to stop by Control.ShutdownEngines";
         for &id in &ids {
-            if let Some(engine) = state.engines.get(id) {
+            if let Some(engine) = state.engines.get_mut(id) {
+                engine.told_to_exit = Some(reason.into());
                 engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
                     exit: true,
-                    reason: "asked to stop by Control.ShutdownEngines".into(),
+                    reason: reason.into(),
                 }));
             }
         }
@@ -156,11 +169,15 @@ impl Hub {
             let mut state = self.lock();
             state.accepting = false;
             if engines_exit {
-                for engine in state.engines.iter() {
-                    engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
-                        exit: true,
-                        reason: "the hub is shutting down and asked its engines to exit".into(),
-                    }));
+                let reason = "the hub is shutting down and asked its engines to exit";
+                for id in state.engines.ids() {
+                    if let Some(engine) = state.engines.get_mut(id) {
+                        engine.told_to_exit = Some(reason.into());
+                        engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
+                            exit: true,
+                            reason: reason.into(),
+                        }));
+                    }
                 }
             }
         }

@@ -2,10 +2,14 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
+use warren::proto::TaskState;
+use warren_proto::connection::Locator;
 
 /// Run code on a warren hub's engines, from here or from another machine over ssh.
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, propagate_version = true)]
+#[command(name = "warren", version, propagate_version = true,
+          after_help = warren_proto::connection::LOCATOR_HELP)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) hub: HubArgs,
@@ -14,37 +18,79 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Where the hub is.
-#[derive(Debug, Args)]
+/// Where the hub is. Each flag's `WARREN_*` variable stands in for it only when none of these
+/// flags is given (see `warren_proto::connection::Locator`).
+#[derive(Debug, Default, Args)]
 pub(crate) struct HubArgs {
-    /// The hub's connection file [default: $XDG_RUNTIME_DIR/warren/hub.json, else /tmp/warren-<uid>/hub.json]
-    #[arg(
-        long,
-        global = true,
-        env = "WARREN_CONNECTION_FILE",
-        value_name = "PATH"
-    )]
+    /// The hub's connection file [env: WARREN_CONNECTION_FILE] [default: beside --socket, else $XDG_RUNTIME_DIR/warren/hub.json, else /tmp/warren-<uid>/hub.json]
+    #[arg(long, global = true, value_name = "PATH")]
     pub(crate) connection_file: Option<PathBuf>,
 
-    /// The hub's socket; its connection file is the same path ending in .json, unless --key-file is given
-    #[arg(long, global = true, env = "WARREN_SOCKET", value_name = "PATH")]
+    /// The hub's socket [env: WARREN_SOCKET]; with a connection file: that file's key and id, through this socket
+    #[arg(long, global = true, value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600), used with --socket instead of a connection file (the hub's
-    /// id, new at each of its starts, is learned from its first answer)
-    #[arg(
-        long,
-        global = true,
-        env = "WARREN_KEY_FILE",
-        value_name = "PATH",
-        requires = "socket"
-    )]
+    /// Hex key file (mode 0600) to sign with instead of a connection file's key [env: WARREN_KEY_FILE]; without a connection file, the hub's id (new at each of its starts) is learned from its first answer
+    #[arg(long, global = true, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
 
-    /// Use the hub reached through the tunnel called NAME (see `warren tunnel`)
-    #[arg(long, global = true, env = "WARREN_REMOTE", value_name = "NAME",
+    /// Use the hub reached through the tunnel called NAME (see `warren tunnel`) [env: WARREN_REMOTE]
+    #[arg(long, global = true, value_name = "NAME",
           conflicts_with_all = ["connection_file", "key_file"])]
     pub(crate) remote: Option<String>,
+}
+
+impl HubArgs {
+    /// The flags given on the command line, without the environment.
+    pub(crate) fn flags(&self) -> Locator {
+        Locator {
+            connection_file: self.connection_file.clone(),
+            socket: self.socket.clone(),
+            key_file: self.key_file.clone(),
+            remote: self.remote.clone(),
+        }
+    }
+
+    /// Where the hub is: these flags if any was given, else the environment's.
+    pub(crate) fn locator(&self) -> Locator {
+        self.flags().or_env()
+    }
+
+    /// The flags to repeat in a hint (`warren --socket S attach ...`): those given on the
+    /// command line; the environment still holds the rest.
+    pub(crate) fn hint(&self) -> String {
+        let flags = self.flags();
+        let mut text = String::from("warren");
+        let mut add = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                text.push_str(&format!(" {flag} {}", shell_word(&value)));
+            }
+        };
+        add("--remote", flags.remote);
+        add(
+            "--connection-file",
+            flags.connection_file.map(|p| p.display().to_string()),
+        );
+        add("--socket", flags.socket.map(|p| p.display().to_string()));
+        add(
+            "--key-file",
+            flags.key_file.map(|p| p.display().to_string()),
+        );
+        text
+    }
+}
+
+/// A word as a POSIX shell reads it back, quoted only if it must be.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,17 +118,21 @@ pub(crate) enum Command {
         /// The first event to replay (0 replays everything the hub kept)
         #[arg(long, default_value_t = 0, value_name = "SEQ")]
         from: u64,
+        #[command(flatten)]
+        reconnect: ReconnectArgs,
     },
-    /// Send a signal to running tasks' process groups
+    /// Send a signal to running tasks' process groups (a task that already ended is not an
+    /// error; an unknown id is)
     Interrupt {
         /// Task ids
         #[arg(required = true)]
         tasks: Vec<u64>,
         /// The signal: a name (INT, TERM, KILL, USR1...) or a number
-        #[arg(long, short = 's', default_value = "INT")]
-        signal: String,
+        #[arg(long, short = 's', default_value = "INT", value_parser = parse_signal)]
+        signal: i32,
     },
-    /// Abort tasks: queued ones never start, running ones get SIGTERM then SIGKILL
+    /// Abort tasks: queued ones never start, running ones get SIGTERM then SIGKILL (a task
+    /// that already ended is not an error; an unknown id is)
     Abort {
         /// Task ids
         #[arg(required = true)]
@@ -226,30 +276,123 @@ pub(crate) struct TargetArgs {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) targets: TargetArgs,
-    /// Stop the task (SIGTERM, then SIGKILL) after this many seconds
-    #[arg(long, short = 't', value_name = "SECONDS")]
-    pub(crate) timeout: Option<f64>,
+    /// Stop the task (SIGTERM, then SIGKILL) after this many seconds (at most 30 days)
+    #[arg(long, short = 't', value_name = "SECONDS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<Duration>,
     /// Set an environment variable for the task (repeatable)
-    #[arg(long = "env", value_name = "NAME=VALUE")]
-    pub(crate) env: Vec<String>,
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
     /// Run in this directory on the engine
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<String>,
     /// Feed this file to the task's stdin (`-` for this command's stdin)
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,
-    /// Run it again elsewhere, up to N times, if its engine dies while running it
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Run it again elsewhere, up to N times (at most 10), if its engine dies while running it
+    #[arg(long, default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES))]
     pub(crate) retries: u32,
     /// Label the task, to find it later with `warren tasks --label` (repeatable)
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub(crate) labels: Vec<String>,
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
     /// Only on engines with this label (with --all or --any; repeatable)
-    #[arg(long = "where", value_name = "KEY=VALUE")]
-    pub(crate) engine_labels: Vec<String>,
+    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_label,
+          conflicts_with = "engines")]
+    pub(crate) engine_labels: Vec<(String, String)>,
     /// Print the task ids and return without waiting
     #[arg(long, short = 'd')]
     pub(crate) detach: bool,
+    #[command(flatten)]
+    pub(crate) reconnect: ReconnectArgs,
+}
+
+/// How long a follower waits for a hub that went away.
+#[derive(Debug, Args)]
+pub(crate) struct ReconnectArgs {
+    /// If the hub goes away while following, keep trying to reconnect for this long
+    /// (seconds, or 90s, 5m...; 0 gives up at once)
+    #[arg(long = "reconnect-timeout", value_name = "SECONDS", default_value = "60",
+          env = "WARREN_RECONNECT_TIMEOUT", value_parser = parse_seconds)]
+    pub(crate) reconnect_timeout: Duration,
+}
+
+/// The most retries the hub allows a request.
+const MAX_RETRIES: i64 = 10;
+/// The longest timeout the hub allows a task.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest key or value of a label the hub allows.
+const MAX_LABEL_LEN: usize = 256;
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "give a number of seconds, e.g. 30 or 0.5".to_owned())?;
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err("it must be more than 0 seconds; leave --timeout out for none".into());
+    }
+    let limit = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+    if limit > MAX_TIMEOUT {
+        return Err("it must be at most 30 days (2592000 seconds)".into());
+    }
+    Ok(limit)
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds >= 0.0 && seconds.is_finite() => {
+            Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+        }
+        Ok(_) => Err("it must be 0 seconds or more".into()),
+        Err(_) => warren_proto::units::parse_age(text),
+    }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err("write it as NAME=VALUE, with a name before the `=`".into()),
+    }
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => {
+            if key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
+                return Err(format!(
+                    "a label's key and value are at most {MAX_LABEL_LEN} bytes each"
+                ));
+            }
+            Ok((key.to_owned(), value.to_owned()))
+        }
+        _ => Err("write it as KEY=VALUE, with a key before the `=`".into()),
+    }
+}
+
+fn parse_signal(text: &str) -> Result<i32, String> {
+    warren_proto::signals::parse(text)
+}
+
+/// Every state, in the order people think of them.
+const STATES: [TaskState; 7] = [
+    TaskState::Queued,
+    TaskState::Running,
+    TaskState::Succeeded,
+    TaskState::Failed,
+    TaskState::Aborted,
+    TaskState::TimedOut,
+    TaskState::Lost,
+];
+
+fn parse_state(text: &str) -> Result<TaskState, String> {
+    let wanted = text.to_ascii_lowercase().replace('_', "-");
+    STATES
+        .into_iter()
+        .find(|s| s.label() == wanted)
+        .ok_or_else(|| {
+            let names: Vec<_> = STATES.iter().map(|s| s.label()).collect();
+            format!("use one of {}", names.join(", "))
+        })
 }
 
 #[derive(Debug, Args)]
@@ -272,14 +415,14 @@ pub(crate) struct ShArgs {
 #[derive(Debug, Args)]
 pub(crate) struct TasksArgs {
     /// Only tasks in this state (queued, running, succeeded, failed, aborted, timed-out, lost; repeatable)
-    #[arg(long = "state", value_name = "STATE")]
-    pub(crate) states: Vec<String>,
+    #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+    pub(crate) states: Vec<TaskState>,
     /// Only tasks on this engine
     #[arg(long, value_name = "ID")]
     pub(crate) engine: Option<u32>,
     /// Only tasks with this label (repeatable)
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub(crate) labels: Vec<String>,
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
     /// Only tasks submitted within this long (e.g. 90s, 30m, 12h, 7d)
     #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
     pub(crate) since: Option<std::time::Duration>,
@@ -302,4 +445,25 @@ pub(crate) struct PurgeArgs {
     pub(crate) all: bool,
     /// These tasks (each must be finished)
     pub(crate) tasks: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hints_quote_only_what_needs_it() {
+        assert_eq!(
+            shell_word("/run/user/0/warren/hub.sock"),
+            "/run/user/0/warren/hub.sock"
+        );
+        assert_eq!(shell_word("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
 }

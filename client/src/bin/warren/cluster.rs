@@ -6,27 +6,50 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use warren::{Client, Job};
-use warren_proto::connection;
+use warren_proto::connection::{self, ConnectionInfo};
 
 use crate::cli::{ClusterArgs, HubArgs};
+use crate::follow::Follower;
 
 /// How long the hub and engines get to come up.
 const START_LIMIT: Duration = Duration::from_secs(15);
-/// How long they get to stop before being killed.
+/// How long they get to stop when asked by the hub.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// How long one that did not stop gets after SIGTERM, before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
 const POLL: Duration = Duration::from_millis(5);
 
 /// Starts the cluster, runs the optional command, and waits for Ctrl-C or the hub to stop.
 pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
+    let flags = hub_args.flags();
+    if flags.connection_file.is_some() || flags.remote.is_some() {
+        return Err(crate::usage_error(
+            "cluster start starts a hub of its own, on --socket (or the default socket); --connection-file and --remote name another hub's",
+        ));
+    }
+    // Only the socket, key and id matter here, from the flags or else the environment.
+    let locator = hub_args.locator();
     let socket = std::path::absolute(
-        hub_args
+        locator
             .socket
             .clone()
             .unwrap_or_else(connection::default_socket),
     )?;
     let connection_file = connection::connection_file_for(&socket);
-    let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let warren = hint_prefix(&socket);
+    // Before anything starts: a hub that answers here is someone's running cluster.
+    if warren::ping(&socket).await.is_ok() {
+        let pid = ConnectionInfo::load(&connection_file)
+            .ok()
+            .filter(|info| info.hub_pid != 0)
+            .map_or_else(String::new, |info| format!(" (pid {})", info.hub_pid));
+        bail!(
+            "a hub{pid} is already running on {}; nothing was started. Use it, stop it with `{warren} shutdown`, or choose another --socket",
+            socket.display()
+        );
+    }
     // Before any child exists: a Ctrl-C from now on stops them all.
     use tokio::signal::unix::{SignalKind, signal};
     let stop_signals = (
@@ -34,33 +57,39 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
         signal(SignalKind::terminate())?,
     );
 
-    let mut hub = Command::new(sibling_binary("warren-hub")?);
-    warren_proto::child::die_with_parent(hub.as_std_mut());
-    let mut hub = hub
-        .arg("--socket")
-        .arg(&socket)
-        .env("RUST_LOG", &log_level)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start warren-hub")?;
+    let mut hub = child_command("warren-hub")?;
+    hub.arg("--socket").arg(&socket);
+    if let Some(key_file) = &locator.key_file {
+        hub.arg("--key-file").arg(key_file);
+    }
+    // The hub's own settings from the environment travel as flags too.
+    for (var, flag) in [
+        ("WARREN_DB", "--db"),
+        ("WARREN_SIGNATURE_WINDOW", "--signature-window"),
+    ] {
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            hub.arg(flag).arg(value);
+        }
+    }
+    let mut hub = hub.spawn().context("cannot start warren-hub")?;
     let client = wait_for_hub(&connection_file, &mut hub).await?;
 
     let mut engines = Vec::new();
     for _ in 0..args.engines {
-        let mut engine = Command::new(sibling_binary("warren-engine")?);
-        warren_proto::child::die_with_parent(engine.as_std_mut());
-        let engine = engine
+        let engine = child_command("warren-engine")?
             .arg("--connection-file")
             .arg(&connection_file)
             .arg("--slots")
             .arg(args.slots.to_string())
-            .env("RUST_LOG", &log_level)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
-            .context("cannot start warren-engine")?;
-        engines.push(engine);
+            .context("cannot start warren-engine");
+        match engine {
+            Ok(engine) => engines.push(engine),
+            Err(err) => {
+                stop(&client, &mut hub, &mut engines).await;
+                return Err(err);
+            }
+        }
     }
     let outcome = serve(
         &client,
@@ -76,6 +105,36 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
     outcome
 }
 
+/// A hub or engine to start: warren's own variables are not passed on (the child gets what
+/// it needs as flags, and its tasks should not see them; an engine's uuid and spill directory
+/// can't be shared by several engines anyway), nor is a log level put into its environment,
+/// where every task would see it: `--log warn` unless RUST_LOG is already set.
+fn child_command(name: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(sibling_binary(name)?);
+    warren_proto::child::die_with_parent(command.as_std_mut());
+    for var in warren_proto::OWN_ENV_VARS {
+        command.env_remove(var);
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.arg("--log").arg("warn");
+    }
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    Ok(command)
+}
+
+/// `warren`, with `--socket S` when S is not the default socket: how the hints must start.
+fn hint_prefix(socket: &Path) -> String {
+    let default = std::path::absolute(connection::default_socket()).ok();
+    if default.as_deref() == Some(socket) {
+        "warren".to_owned()
+    } else {
+        format!(
+            "warren --socket {}",
+            crate::cli::shell_word(&socket.display().to_string())
+        )
+    }
+}
+
 async fn serve(
     client: &Client,
     hub: &mut Child,
@@ -87,6 +146,7 @@ async fn serve(
 ) -> anyhow::Result<u8> {
     wait_for_engines(client, engines, args.engines as usize).await?;
     let connection_file = connection::connection_file_for(socket);
+    let warren = hint_prefix(socket);
     println!(
         "warren: hub on {} with {} engine(s), ready in {:.2} s",
         socket.display(),
@@ -97,15 +157,24 @@ async fn serve(
         "  connection file  {} (mode 0600: it holds the key)",
         connection_file.display()
     );
-    println!("  run something    warren exec --all -- uname -a");
+    println!("  run something    {warren} exec --all -- uname -a");
     println!(
         "  from elsewhere   warren tunnel THIS_HOST --remote-socket {}   (then warren --remote THIS_HOST ...)",
-        socket.display()
+        crate::cli::shell_word(&socket.display().to_string())
     );
-    println!("  stop             Ctrl-C here, or warren shutdown");
+    println!("  stop             Ctrl-C here, or {warren} shutdown");
     let mut status = 0;
     if !args.command.is_empty() {
-        status = crate::commands::run(client, Job::argv(args.command.clone()).all(), false).await?;
+        let job = Job::argv(args.command.clone()).all();
+        let expected = client.engines().await.map_or(2, |e| e.len());
+        let events = client.run(job).await?;
+        // Our own hub: if it goes, the cluster is over; nothing to reconnect to.
+        let ours = HubArgs {
+            socket: Some(socket.to_owned()),
+            ..HubArgs::default()
+        };
+        let follower = Follower::new(&ours, crate::output::Printer::new(expected), Duration::ZERO);
+        status = follower.run(client.clone(), events).await?;
     }
     tokio::select! {
         _ = interrupt.recv() => {}
@@ -117,12 +186,26 @@ async fn serve(
     Ok(status)
 }
 
-/// Asks the hub to stop everything, then makes sure every child is gone.
+/// Asks our hub (the client holds its key) to stop everything, then makes sure every child
+/// is gone: SIGTERM for what is left (an engine still starting cleans up after itself), then
+/// SIGKILL.
 async fn stop(client: &Client, hub: &mut Child, engines: &mut [Child]) {
     let _ = client.shutdown(true).await;
     let deadline = tokio::time::Instant::now() + STOP_LIMIT;
     for child in std::iter::once(hub).chain(engines.iter_mut()) {
         if tokio::time::timeout_at(deadline, child.wait())
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        if let Some(pid) = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(TERM_GRACE, child.wait())
             .await
             .is_err()
         {
@@ -131,14 +214,19 @@ async fn stop(client: &Client, hub: &mut Child, engines: &mut [Child]) {
     }
 }
 
+/// Waits until our hub, and not another, serves: its connection file names its pid.
 async fn wait_for_hub(connection_file: &Path, hub: &mut Child) -> anyhow::Result<Client> {
     let deadline = Instant::now() + START_LIMIT;
+    let pid = hub.id().unwrap_or(0);
     loop {
         if let Some(status) = hub.try_wait()? {
             bail!("warren-hub exited ({status}) before it was ready; its message is above");
         }
-        if connection_file.exists()
-            && let Ok(client) = Client::connect(connection_file).await
+        let ours = ConnectionInfo::load(connection_file)
+            .ok()
+            .filter(|info| info.hub_pid == pid);
+        if let Some(info) = ours
+            && let Ok(client) = Client::connect_signed(&info.socket, info.signer()?).await
         {
             return Ok(client);
         }

@@ -1,18 +1,21 @@
 //! The commands that talk to a running hub.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::io::Read;
 use std::time::Duration;
-use warren::proto::{ListTasksRequest, TaskInfo, TaskState, task_result, task_spec};
+use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
 use warren::{Client, Job};
 
-use crate::cli::{PurgeArgs, RunArgs, TasksArgs};
+use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
+use crate::follow::Follower;
 use crate::output::{Printer, exit_code_of};
+use crate::table::{Align, Table};
+use crate::time;
 
 /// The most stdin a task can be given in one request, leaving room for the rest of it.
 const MAX_STDIN: u64 = 4 * 1024 * 1024 - 64 * 1024;
 
-/// Builds the job from the common flags.
+/// Builds the job from the common flags (which clap has already checked).
 pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     let mut job = base;
     let targets = &args.targets;
@@ -23,16 +26,10 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     } else {
         job.any()
     };
-    if let Some(seconds) = args.timeout {
-        if !(seconds > 0.0 && seconds.is_finite()) {
-            bail!("--timeout must be a positive number of seconds, not {seconds}");
-        }
-        job = job.timeout(Duration::from_secs_f64(seconds));
+    if let Some(limit) = args.timeout {
+        job = job.timeout(limit);
     }
-    for pair in &args.env {
-        let (name, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--env {pair}: write it as NAME=VALUE"))?;
+    for (name, value) in &args.env {
         job = job.env(name, value);
     }
     if let Some(dir) = &args.cwd {
@@ -41,24 +38,13 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     if let Some(path) = &args.stdin {
         job = job.stdin(read_stdin_source(path)?);
     }
-    for (key, value) in pairs("--label", &args.labels)? {
+    for (key, value) in &args.labels {
         job = job.label(key, value);
     }
-    for (key, value) in pairs("--where", &args.engine_labels)? {
+    for (key, value) in &args.engine_labels {
         job = job.on_engines_labelled(key, value);
     }
     Ok(job.retries(args.retries))
-}
-
-/// Parses `KEY=VALUE` flags.
-fn pairs(flag: &str, texts: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    texts
-        .iter()
-        .map(|text| match text.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-            _ => bail!("{flag} {text}: write it as KEY=VALUE"),
-        })
-        .collect()
 }
 
 fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -76,18 +62,24 @@ fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read --stdin {}", path.display()))?;
     if bytes.len() as u64 > MAX_STDIN {
-        bail!(
+        return Err(crate::usage_error(format!(
             "--stdin {} is larger than {} bytes, the most one request can carry; copy large inputs to the engines' machine instead",
             path.display(),
             MAX_STDIN
-        );
+        )));
     }
     Ok(bytes)
 }
 
-/// Runs a job and streams its output, or with --detach prints its task ids.
-pub(crate) async fn run(client: &Client, job: Job, detach: bool) -> anyhow::Result<u8> {
-    if detach {
+/// Runs a job and follows its tasks to their end (riding over hub restarts), or with --detach
+/// prints its task ids.
+pub(crate) async fn run(
+    hub: &HubArgs,
+    client: &Client,
+    job: Job,
+    args: &RunArgs,
+) -> anyhow::Result<u8> {
+    if args.detach {
         for id in client.submit(job).await? {
             println!("{id}");
         }
@@ -95,12 +87,13 @@ pub(crate) async fn run(client: &Client, job: Job, detach: bool) -> anyhow::Resu
     }
     let request = job.into_request();
     let expected = expected_tasks(client, &request).await;
-    let mut events = client.run(request).await?;
-    let mut printer = Printer::new(expected);
-    while let Some(event) = events.message().await? {
-        printer.event(event)?;
-    }
-    Ok(printer.exit_code())
+    let events = client.run(request).await?;
+    let follower = Follower::new(
+        hub,
+        Printer::new(expected),
+        args.reconnect.reconnect_timeout,
+    );
+    follower.run(client.clone(), events).await
 }
 
 /// How many tasks a request will make, to choose between raw and prefixed output.
@@ -113,58 +106,48 @@ async fn expected_tasks(client: &Client, request: &warren::proto::ExecuteRequest
     }
 }
 
-/// Follows one task from a sequence number.
-pub(crate) async fn attach(client: &Client, task: u64, from: u64) -> anyhow::Result<u8> {
-    let mut events = client.follow(task, from).await?;
-    let mut printer = Printer::new(1);
-    while let Some(event) = events.message().await? {
-        printer.event(event)?;
-    }
-    if printer.finished() == 0 {
-        // Replayed from past the end: report the recorded result instead.
-        let info = client.task(task).await?;
-        return Ok(info.result.as_ref().map_or(1, exit_code_of));
-    }
-    Ok(printer.exit_code())
+/// An engine id, or `-` for none (a task not placed yet).
+fn engine_text(id: u32) -> String {
+    if id == 0 { "-".into() } else { id.to_string() }
 }
 
 /// Prints the engines as a table.
 pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
     let engines = client.engines().await?;
-    println!(
-        "{:>4}  {:<20} {:>8} {:>5} {:>7} {:>6}  LABELS",
-        "ID", "HOST", "PID", "SLOTS", "RUNNING", "QUEUED"
-    );
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("HOST", Align::Left),
+        ("PID", Align::Right),
+        ("SLOTS", Align::Right),
+        ("RUNNING", Align::Right),
+        ("QUEUED", Align::Right),
+        ("LABELS", Align::Left),
+    ]);
     for e in &engines {
         let mut labels: Vec<_> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
-        println!(
-            "{:>4}  {:<20} {:>8} {:>5} {:>7} {:>6}  {}",
-            e.id,
-            e.hostname,
-            e.pid,
-            e.slots,
-            e.running,
-            e.queued,
-            labels.join(",")
-        );
+        table.row(vec![
+            e.id.to_string(),
+            e.hostname.clone(),
+            e.pid.to_string(),
+            e.slots.to_string(),
+            e.running.to_string(),
+            e.queued.to_string(),
+            labels.join(","),
+        ]);
     }
+    table.print();
     Ok(0)
 }
 
 /// Prints tasks as a table.
 pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u8> {
-    let states = args
-        .states
-        .iter()
-        .map(|s| parse_state(s).map(|st| st as i32))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let page = client
         .tasks_page(ListTasksRequest {
-            states,
+            states: args.states.iter().map(|&s| s as i32).collect(),
             engine_id: args.engine.unwrap_or(0),
             limit: args.limit,
-            labels: pairs("--label", &args.labels)?.into_iter().collect(),
+            labels: args.labels.iter().cloned().collect(),
             submitted_after_us: args.since.map_or(0, |age| {
                 warren_proto::now_us() - age.as_micros().min(i64::MAX as u128) as i64
             }),
@@ -172,21 +155,23 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             page_token: args.page_token.clone().unwrap_or_default(),
         })
         .await?;
-    let tasks = page.tasks;
-    println!(
-        "{:>6}  {:<10} {:>6} {:>6}  COMMAND",
-        "ID", "STATE", "ENGINE", "EXIT"
-    );
-    for task in &tasks {
-        println!(
-            "{:>6}  {:<10} {:>6} {:>6}  {}",
-            task.id,
-            task.state().label(),
-            task.engine_id,
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("STATE", Align::Left),
+        ("ENGINE", Align::Right),
+        ("EXIT", Align::Right),
+        ("COMMAND", Align::Left),
+    ]);
+    for task in &page.tasks {
+        table.row(vec![
+            task.id.to_string(),
+            task.state().label().to_owned(),
+            engine_text(task.engine_id),
             exit_text(task),
-            command_text(task, 60)
-        );
+            command_text(task, 60),
+        ]);
     }
+    table.print();
     if !page.next_page_token.is_empty() {
         eprintln!(
             "warren: more tasks: add --page-token {} for the next page",
@@ -218,27 +203,6 @@ pub(crate) async fn purge(client: &Client, args: &PurgeArgs) -> anyhow::Result<u
     Ok(0)
 }
 
-fn parse_state(text: &str) -> anyhow::Result<TaskState> {
-    let all = [
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::Succeeded,
-        TaskState::Failed,
-        TaskState::Aborted,
-        TaskState::TimedOut,
-        TaskState::Lost,
-    ];
-    all.into_iter()
-        .find(|s| s.label() == text.to_ascii_lowercase())
-        .with_context(|| {
-            let names: Vec<_> = all.iter().map(|s| s.label()).collect();
-            format!(
-                "`{text}` is not a task state; use one of {}",
-                names.join(", ")
-            )
-        })
-}
-
 fn exit_text(task: &TaskInfo) -> String {
     match task.result.as_ref().and_then(|r| r.exit) {
         Some(task_result::Exit::ExitCode(code)) => code.to_string(),
@@ -264,51 +228,54 @@ fn command_text(task: &TaskInfo, width: usize) -> String {
 /// Prints one task's record.
 pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
     let info = client.task(task).await?;
-    println!("task      {}", info.id);
-    println!("state     {}", info.state().label());
+    let result = info.result.as_ref();
+    let mut state = info.state().label().to_owned();
+    if info.attempts.len() > 1 || info.retries > 0 {
+        let number = result.map_or(info.attempts.len() as u32, |r| r.attempt);
+        state.push_str(&format!(
+            " on attempt {number} ({} {} allowed)",
+            info.retries,
+            if info.retries == 1 {
+                "retry"
+            } else {
+                "retries"
+            }
+        ));
+    }
+    println!("task       {}", info.id);
+    println!("state      {state}");
     if !info.reason.is_empty() {
-        println!("reason    {}", info.reason);
+        println!("reason     {}", info.reason);
     }
-    println!(
-        "engine    {}",
-        if info.engine_id == 0 {
-            "-".to_string()
-        } else {
-            info.engine_id.to_string()
+    println!("engine     {}", engine_text(info.engine_id));
+    println!("command    {}", command_text(&info, 200));
+    println!("exit       {}", exit_text(&info));
+    println!("submitted  {}", time::local_us(info.submitted_us));
+    if let Some(result) = result {
+        if result.started_us > 0 {
+            println!("started    {}", time::local_us(result.started_us));
         }
-    );
-    println!("command   {}", command_text(&info, 200));
-    println!("exit      {}", exit_text(&info));
-    if let Some(result) = &info.result
-        && result.started_us > 0
-        && result.finished_us >= result.started_us
-    {
-        let micros = (result.finished_us - result.started_us) as u64;
-        println!("ran for   {:?}", Duration::from_micros(micros));
+        println!("ended      {}", time::local_us(result.finished_us));
+        if result.started_us > 0 && result.finished_us >= result.started_us {
+            let micros = (result.finished_us - result.started_us) as u64;
+            println!(
+                "ran for    {}",
+                time::duration(Duration::from_micros(micros))
+            );
+        }
     }
     println!(
-        "submitter uid {} pid {}",
+        "submitter  uid {} pid {}",
         info.submitter_uid, info.submitter_pid
     );
     println!(
-        "output    {} bytes in {} events",
+        "output     {} bytes in {} events",
         info.output_bytes, info.next_seq
     );
     if info.output_bytes_dropped > 0 {
         println!(
-            "not kept  {} bytes (past the hub's output cap)",
+            "not kept   {} bytes (past the hub's output cap)",
             info.output_bytes_dropped
-        );
-    }
-    for attempt in &info.attempts {
-        let outcome = if attempt.outcome.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", attempt.outcome)
-        };
-        println!(
-            "attempt {} on engine {} ({}){outcome}",
-            attempt.number, attempt.engine_id, attempt.hostname
         );
     }
     if !info.labels.is_empty() {
@@ -318,28 +285,75 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         labels.sort();
-        println!("labels    {}", labels.join(", "));
+        println!("labels     {}", labels.join(", "));
+    }
+    if !info.attempts.is_empty() {
+        let several = info.attempts.len() > 1;
+        println!(
+            "attempts{}",
+            if several {
+                "   (* marks the one that ended the task)"
+            } else {
+                ""
+            }
+        );
+        let mut table = Table::new(&[
+            ("#", Align::Right),
+            ("ENGINE", Align::Right),
+            ("HOST", Align::Left),
+            ("PLACED", Align::Left),
+            ("ENDED", Align::Left),
+            ("OUTCOME", Align::Left),
+        ]);
+        for attempt in &info.attempts {
+            let last = several && result.is_some_and(|r| r.attempt == attempt.number);
+            table.row(vec![
+                format!("{}{}", if last { "*" } else { "" }, attempt.number),
+                engine_text(attempt.engine_id),
+                attempt.hostname.clone(),
+                time::local_us(attempt.assigned_us),
+                if attempt.ended_us > 0 {
+                    time::local_us(attempt.ended_us)
+                } else {
+                    "-".into()
+                },
+                if attempt.outcome.is_empty() {
+                    "-".into()
+                } else {
+                    attempt.outcome.clone()
+                },
+            ]);
+        }
+        for line in table.render().lines() {
+            println!("  {line}");
+        }
     }
     Ok(info.result.as_ref().map_or(0, exit_code_of))
 }
 
-/// Sends a signal to tasks.
-pub(crate) async fn interrupt(client: &Client, tasks: &[u64], signal: &str) -> anyhow::Result<u8> {
-    let number = warren_proto::signals::parse(signal).map_err(anyhow::Error::msg)?;
-    let reply = client.interrupt(tasks, number).await?;
+/// Sends a signal to tasks; exits 1 if an id is unknown or a task has not started yet (the
+/// signal reached nothing that will run). A task that already ended is not a failure.
+pub(crate) async fn interrupt(client: &Client, tasks: &[u64], signal: i32) -> anyhow::Result<u8> {
+    let reply = client.interrupt(tasks, signal).await?;
+    let name = warren_proto::signals::describe(signal);
     for id in &reply.signalled {
-        println!(
-            "task {id}: sent {}",
-            warren_proto::signals::describe(number)
-        );
+        println!("task {id}: sent {name}");
+    }
+    for id in &reply.already_final {
+        eprintln!("warren: task {id} had already ended; nothing sent");
     }
     for id in &reply.not_running {
-        eprintln!("warren: task {id} is not running; nothing sent");
+        eprintln!("warren: task {id} has not started yet; nothing sent");
     }
-    Ok(u8::from(!reply.not_running.is_empty()))
+    for id in &reply.not_found {
+        eprintln!("warren: there is no task {id} (`warren tasks` lists them)");
+    }
+    Ok(u8::from(
+        !reply.not_running.is_empty() || !reply.not_found.is_empty(),
+    ))
 }
 
-/// Aborts tasks.
+/// Aborts tasks; exits 1 if an id is unknown. A task that already ended is not a failure.
 pub(crate) async fn abort(client: &Client, tasks: &[u64]) -> anyhow::Result<u8> {
     let reply = client.abort(tasks).await?;
     for id in &reply.aborted {
@@ -351,9 +365,12 @@ pub(crate) async fn abort(client: &Client, tasks: &[u64]) -> anyhow::Result<u8> 
         );
     }
     for id in &reply.already_final {
-        eprintln!("warren: task {id} had already ended");
+        eprintln!("warren: task {id} had already ended; nothing to do");
     }
-    Ok(0)
+    for id in &reply.not_found {
+        eprintln!("warren: there is no task {id} (`warren tasks` lists them)");
+    }
+    Ok(u8::from(!reply.not_found.is_empty()))
 }
 
 /// Prints the queues.
@@ -361,15 +378,37 @@ pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
     let status = client.queue_status().await?;
     println!("waiting for any engine: {}", status.unassigned);
     println!("tasks in the hub's memory: {}", status.tasks_in_memory);
-    println!(
-        "{:>6} {:>6} {:>7} {:>6}",
-        "ENGINE", "SLOTS", "RUNNING", "QUEUED"
-    );
+    let mut table = Table::new(&[
+        ("ENGINE", Align::Right),
+        ("SLOTS", Align::Right),
+        ("RUNNING", Align::Right),
+        ("QUEUED", Align::Right),
+    ]);
     for e in &status.engines {
-        println!(
-            "{:>6} {:>6} {:>7} {:>6}",
-            e.engine_id, e.slots, e.running, e.queued
-        );
+        table.row(vec![
+            engine_text(e.engine_id),
+            e.slots.to_string(),
+            e.running.to_string(),
+            e.queued.to_string(),
+        ]);
     }
+    table.print();
+    Ok(0)
+}
+
+/// Prints this warren's version and the hub's, its id and its clock.
+pub(crate) async fn version(client: &Client) -> anyhow::Result<u8> {
+    let version = client.version().await?;
+    println!("warren     {}", warren_proto::VERSION);
+    println!(
+        "hub        {} (protocol {})",
+        version.hub_version, version.protocol_version
+    );
+    println!("hub id     {}", version.hub_id);
+    println!(
+        "hub clock  {} ({})",
+        time::local_seconds(version.hub_time),
+        time::skew(version.hub_time, warren_proto::now_us())
+    );
     Ok(0)
 }

@@ -3,35 +3,31 @@
 mod cli;
 mod cluster;
 mod commands;
+mod follow;
 mod output;
 mod remote_engines;
 mod ssh;
+mod table;
+mod time;
 mod tunnel;
 
-use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 use warren::{Client, Job};
-use warren_proto::auth::{Key, Signer};
-use warren_proto::connection::{self, ConnectionInfo};
+use warren_proto::auth::Signer;
+use warren_proto::connection::{ConnectionInfo, LocateError};
 
 use crate::cli::{Cli, ClusterAction, Command, EnginesAction, HubArgs};
 
 /// What `warren` exits with when it, not a task, failed (as ssh does).
 const EXIT_WARREN_FAILED: u8 = 255;
+/// What `warren` exits with for a usage error (EX_USAGE).
+const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let usage_error = err.use_stderr();
-            let _ = err.print();
-            return if usage_error {
-                ExitCode::from(64)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(err) => return usage_exit(&err),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,11 +42,48 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("warren: {err:#}");
-            ExitCode::from(EXIT_WARREN_FAILED)
-        }
+        Err(err) => match err.downcast_ref::<clap::Error>() {
+            Some(usage) => usage_exit(usage),
+            None => {
+                eprintln!("warren: {}", one_line(&err));
+                ExitCode::from(EXIT_WARREN_FAILED)
+            }
+        },
     }
+}
+
+/// Prints clap's message; 64 for a usage error, 0 for `--help` and `--version`.
+fn usage_exit(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A usage error found after parsing, reported as clap reports its own (exit 64).
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> anyhow::Error {
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .into()
+}
+
+/// An error and its causes on one line, each said once: a cause whose text the line already
+/// holds (a wrapper that quotes its source) is left out.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Output piped into something that stopped reading (`| head`) is not an error.
@@ -68,11 +101,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => cluster::start(hub, args).await,
         Command::Exec(args) => {
             let job = commands::job(Job::argv(args.argv.clone()), &args.run)?;
-            commands::run(&connect(hub).await?, job, args.run.detach).await
+            commands::run(hub, &connect(hub).await?, job, &args.run).await
         }
         Command::Sh(args) => {
             let job = commands::job(Job::script(args.script.clone()), &args.run)?;
-            commands::run(&connect(hub).await?, job, args.run.detach).await
+            commands::run(hub, &connect(hub).await?, job, &args.run).await
         }
         Command::Engines { action: None } => commands::engines(&connect(hub).await?).await,
         Command::Engines {
@@ -92,11 +125,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Tasks(args) => commands::tasks(&connect(hub).await?, args).await,
         Command::Result { task } => commands::result(&connect(hub).await?, *task).await,
-        Command::Attach { task, from } => {
-            commands::attach(&connect(hub).await?, *task, *from).await
+        Command::Attach {
+            task,
+            from,
+            reconnect,
+        } => {
+            let client = connect(hub).await?;
+            follow::attach(hub, &client, *task, *from, reconnect.reconnect_timeout).await
         }
         Command::Interrupt { tasks, signal } => {
-            commands::interrupt(&connect(hub).await?, tasks, signal).await
+            commands::interrupt(&connect(hub).await?, tasks, *signal).await
         }
         Command::Abort { tasks } => commands::abort(&connect(hub).await?, tasks).await,
         Command::Queue => commands::queue(&connect(hub).await?).await,
@@ -107,7 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Ping => {
-            let socket = match &hub.socket {
+            let locator = hub.locator();
+            let socket = match &locator.socket {
                 Some(socket) => socket.clone(),
                 None => connection_info(hub)?.socket,
             };
@@ -116,52 +155,28 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args).await,
-        Command::Version => {
-            let version = connect(hub).await?.version().await?;
-            println!("warren     {}", warren_proto::VERSION);
-            println!(
-                "hub        {} (protocol {})",
-                version.hub_version, version.protocol_version
-            );
-            println!("hub id     {}", version.hub_id);
-            println!(
-                "hub clock  {} (this machine: {})",
-                version.hub_time,
-                warren_proto::now_us() / 1_000_000
-            );
-            Ok(0)
-        }
+        Command::Version => commands::version(&connect(hub).await?).await,
     }
 }
 
-/// The hub's connection, from the flags.
-fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
-    if let (Some(socket), Some(key_file)) = (&hub.socket, &hub.key_file) {
-        // The hub's id is not known yet: the first call learns it (see `learn_from_refusal`).
-        let key = Key::load(key_file)?;
-        return Ok(ConnectionInfo::new(socket.clone(), String::new(), &key, 0));
-    }
-    let file = match (&hub.remote, &hub.connection_file, &hub.socket) {
-        (Some(name), _, _) => connection::remote_connection_file(name),
-        (None, Some(file), _) => file.clone(),
-        (None, None, Some(socket)) => connection::connection_file_for(socket),
-        (None, None, None) => warren::default_connection_file(),
-    };
-    let mut info = ConnectionInfo::load(&file).with_context(|| match &hub.remote {
-        Some(name) => format!("no tunnel called {name} is up (start one with `warren tunnel HOST --name {name}`)"),
-        None => format!(
-            "cannot use connection file {} (is a hub running? start one with `warren cluster start`)",
-            file.display()
+/// The hub's connection, by the rule every warren program shares
+/// (`warren_proto::connection::Locator`), with an error that says what to do.
+pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
+    let locator = hub.locator();
+    locator.resolve().map_err(|err| match (&err, &locator.remote) {
+        (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => anyhow::anyhow!(
+            "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
         ),
-    })?;
-    // --socket with a connection file: the file's key and id, reached through another socket
-    // (an ssh forward of the hub's own).
-    if hub.remote.is_none()
-        && let Some(socket) = &hub.socket
-    {
-        info.socket = socket.clone();
-    }
-    Ok(info)
+        (LocateError::ConnectionFile { path, .. }, None) if err.is_not_found() => anyhow::anyhow!(
+            "no connection file at {} (is a hub running? Start one with `warren cluster start`, or point --socket or --connection-file at a running hub's)",
+            path.display()
+        ),
+        (LocateError::ConnectionFile { .. }, _) => {
+            anyhow::anyhow!("cannot use the connection file: {err}")
+        }
+        (LocateError::Key(_), _) => anyhow::anyhow!("cannot use the key file: {err}"),
+        (LocateError::RemoteConflict, _) => usage_error(&err),
+    })
 }
 
 /// Where the hub is and how to sign for it, from the flags.
@@ -171,7 +186,8 @@ fn locate(hub: &HubArgs) -> anyhow::Result<(std::path::PathBuf, Signer)> {
     Ok((info.socket, signer))
 }
 
-async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {
+/// A client for the hub the flags (or the environment) name, found afresh each call.
+pub(crate) async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {
     let (socket, signer) = locate(hub)?;
     Ok(Client::connect_signed(&socket, signer).await?)
 }
@@ -187,9 +203,9 @@ async fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
         service.contains('.') && !name.is_empty() && !name.contains('/')
     });
     if !valid {
-        anyhow::bail!(
+        return Err(usage_error(format!(
             "`{method}` is not a gRPC method path; write it like /warren.v1.Control/ListEngines"
-        );
+        )));
     }
     let (socket, signer) = locate(hub)?;
     if signer.hub_id().is_empty() {

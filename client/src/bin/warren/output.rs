@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use warren::proto::{
-    OutputStream, TaskEvent, TaskResult, TaskState, task_event::Kind, task_result,
+    OutputStream, StateChange, TaskEvent, TaskResult, TaskState, task_event::Kind, task_result,
 };
 
 /// Writes task output to stdout and stderr and keeps each task's result.
@@ -13,7 +13,20 @@ pub(crate) struct Printer {
     /// Bytes after the last newline, per task and stream, waiting for the rest of the line.
     partial: HashMap<(u64, i32), Vec<u8>>,
     engines: HashMap<u64, u32>,
+    /// Per task: the attempt last seen running, its engine, and why it was given up, if it was.
+    attempts: HashMap<u64, Attempt>,
     results: BTreeMap<u64, TaskResult>,
+    /// Whether the last byte written to stderr ended a line (so a note starts on its own).
+    stderr_at_line_start: bool,
+}
+
+/// The attempt of a task the printer last saw running.
+#[derive(Debug, Default)]
+struct Attempt {
+    number: u32,
+    engine: u32,
+    /// Why it was given up (the reason of the state change back to queued).
+    lost: Option<String>,
 }
 
 impl Printer {
@@ -23,7 +36,58 @@ impl Printer {
             prefixed: tasks > 1,
             partial: HashMap::new(),
             engines: HashMap::new(),
+            attempts: HashMap::new(),
             results: BTreeMap::new(),
+            stderr_at_line_start: true,
+        }
+    }
+
+    /// Writes `[warren] TEXT` on stderr, on a line of its own.
+    pub(crate) fn note(&mut self, text: &str) {
+        let start = if self.stderr_at_line_start { "" } else { "\n" };
+        eprintln!("{start}[warren] {text}");
+        self.stderr_at_line_start = true;
+    }
+
+    /// Keeps a task's end known from elsewhere (its record), without showing anything.
+    pub(crate) fn record(&mut self, task_id: u64, result: TaskResult) {
+        self.results.insert(task_id, result);
+    }
+
+    /// Notes a task moving to a new attempt: `attempt 1 lost on engine 2 (...); attempt 2
+    /// on engine 1`.
+    fn state_change(&mut self, task_id: u64, engine_id: u32, change: &StateChange) {
+        let seen = self.attempts.entry(task_id).or_default();
+        match change.state() {
+            TaskState::Queued if seen.number > 0 && change.attempt == seen.number => {
+                seen.lost = Some(lost_reason(&change.reason, seen.engine));
+            }
+            TaskState::Running if change.attempt > seen.number => {
+                let before = std::mem::replace(
+                    seen,
+                    Attempt {
+                        number: change.attempt,
+                        engine: engine_id,
+                        lost: None,
+                    },
+                );
+                if before.number > 0 {
+                    let why = before
+                        .lost
+                        .map(|why| format!(" ({why})"))
+                        .unwrap_or_default();
+                    let on = if before.engine == 0 {
+                        String::new()
+                    } else {
+                        format!(" on engine {}", before.engine)
+                    };
+                    self.note(&format!(
+                        "task {task_id} attempt {} lost{on}{why}; attempt {} on engine {engine_id}",
+                        before.number, change.attempt
+                    ));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -49,13 +113,20 @@ impl Printer {
                 );
                 Ok(())
             }
-            Some(Kind::State(_) | Kind::Heartbeat(_)) | None => Ok(()),
+            Some(Kind::State(change)) => {
+                self.state_change(event.task_id, event.engine_id, &change);
+                Ok(())
+            }
+            Some(Kind::Heartbeat(_)) | None => Ok(()),
         }
     }
 
     fn output(&mut self, task_id: u64, engine_id: u32, stream: i32, data: &[u8]) -> io::Result<()> {
         let is_stderr = stream == OutputStream::Stderr as i32;
         if !self.prefixed {
+            if is_stderr && let Some(&last) = data.last() {
+                self.stderr_at_line_start = last == b'\n';
+            }
             return write_to(is_stderr, data);
         }
         let pending = self.partial.entry((task_id, stream)).or_default();
@@ -89,10 +160,12 @@ impl Printer {
         Ok(())
     }
 
-    /// Says why a task did not succeed, unless it simply exited non-zero on its own.
-    fn report(&self, task_id: u64, result: &TaskResult) {
+    /// Says why a task did not succeed, unless it simply exited non-zero on its own (a
+    /// program that could not start, 126 or 127, did not exit on its own: that is said).
+    fn report(&mut self, task_id: u64, result: &TaskResult) {
         let state = result.state();
         let plain_exit = state == TaskState::Failed
+            && result.started_us > 0
             && matches!(result.exit, Some(task_result::Exit::ExitCode(_)));
         if state == TaskState::Succeeded || (plain_exit && !self.prefixed) {
             return;
@@ -106,7 +179,12 @@ impl Printer {
         } else {
             format!(": {}", result.error)
         };
-        eprintln!("warren: task {task_id}{engine} {}{why}", state.label());
+        let start = if self.stderr_at_line_start { "" } else { "\n" };
+        eprintln!(
+            "{start}warren: task {task_id}{engine} {}{why}",
+            state.label()
+        );
+        self.stderr_at_line_start = true;
     }
 
     /// The exit status for the results seen: one task's own status, or for several, 0 if
@@ -123,10 +201,20 @@ impl Printer {
             ),
         }
     }
+}
 
-    /// How many tasks have ended.
-    pub(crate) fn finished(&self) -> usize {
-        self.results.len()
+/// What a task's lost attempt died of, from the reason the hub gave for queueing it again
+/// ("engine 2 (host pid 7) lost its connection while the task was running; retrying
+/// elsewhere (retry 1 of 2)"): the middle part, as the engine is named apart.
+fn lost_reason(reason: &str, engine: u32) -> String {
+    let first = reason.split("; ").next().unwrap_or(reason);
+    let named = format!("engine {engine} (");
+    match first
+        .strip_prefix(&named)
+        .and_then(|rest| rest.split_once(") "))
+    {
+        Some((_, why)) => why.to_owned(),
+        None => first.to_owned(),
     }
 }
 
