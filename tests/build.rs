@@ -1,6 +1,6 @@
 //! Finds the outside things some end-to-end tests need (an OpenSSH server, grpcurl, Slurm,
-//! root) and tells the compiler which are here, as cfgs (`has_sshd`, `has_grpcurl`,
-//! `has_slurm`, `has_root`). A test
+//! root, a Python with grpcio) and tells the compiler which are here, as cfgs (`has_sshd`,
+//! `has_grpcurl`, `has_slurm`, `has_root`, `has_python_grpc`). A test
 //! that needs a missing one is marked ignored with the reason, so `cargo test` lists it as
 //! `ignored, needs sshd: ...` instead of passing it silently:
 //!
@@ -70,7 +70,29 @@ const NEEDS: &[Need] = &[
         install: "run the tests as root",
         check: |_| effective_uid() == Some(0),
     },
+    Need {
+        cfg: "has_python_grpc",
+        require: "WARREN_REQUIRE_PYTHON_GRPC",
+        install: "pip install -r tests/python/requirements.txt into a venv, and set WARREN_PYTHON to its python",
+        check: |watch| python_has_grpc(watch),
+    },
 ];
+
+/// Whether `$WARREN_PYTHON` (default `python3`) imports grpcio and grpcio-tools.
+fn python_has_grpc(watch: &mut Watch) -> bool {
+    println!("cargo::rerun-if-env-changed=WARREN_PYTHON");
+    let python = std::env::var_os("WARREN_PYTHON")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    if python.is_absolute() {
+        watch.paths.push(python.clone());
+    }
+    std::process::Command::new(&python)
+        .args(["-c", "import grpc, grpc_tools.protoc"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
 
 /// The paths whose change should run this script again.
 #[derive(Default)]

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::{Response, Status, Streaming};
 use warren_proto::PROTOCOL_VERSION;
-use warren_proto::auth::{HUB_TIME_HEADER, Key, Signer};
+use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Key, Signer};
 use warren_proto::connection::{self, ConnectionInfo};
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::control_client::ControlClient;
@@ -125,6 +125,32 @@ pub fn default_connection_file() -> PathBuf {
         .unwrap_or_else(connection::default_connection_file)
 }
 
+/// Teaches `signer` what an UNAUTHENTICATED refusal says: the hub's id (new at each start of
+/// the hub) or its clock. True if it learned something, so the call is worth signing again.
+pub fn learn_from_refusal(signer: &Signer, status: &Status) -> bool {
+    if status.code() != tonic::Code::Unauthenticated {
+        return false;
+    }
+    let trailer = |name| {
+        status
+            .metadata()
+            .get(name)
+            .and_then(|v: &tonic::metadata::MetadataValue<_>| v.to_str().ok())
+    };
+    if let Some(hub_id) = trailer(HUB_ID_HEADER)
+        && signer.learn_hub_id(hub_id)
+    {
+        return true;
+    }
+    match trailer(HUB_TIME_HEADER).and_then(|v| v.parse::<i64>().ok()) {
+        Some(hub_time) => {
+            signer.learn_hub_time(hub_time);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Calls `$client().$method($request)` through [`Client::call`]; the request expression is
 /// evaluated for each attempt.
 macro_rules! rpc {
@@ -156,15 +182,14 @@ impl Client {
         Self::connect(default_connection_file()).await
     }
 
-    /// Connects to a socket with a key file; the hub id defaults to the one derived from the key.
+    /// Connects to a socket with a key file; the hub's id (new at each of its starts) is
+    /// learned from its first answer.
     pub async fn connect_with_key(
         socket: impl AsRef<Path>,
         key_file: impl AsRef<Path>,
-        hub_id: Option<&str>,
     ) -> Result<Self> {
         let key = Key::load(key_file.as_ref())?;
-        let hub_id = hub_id.map_or_else(|| key.default_hub_id(), str::to_owned);
-        Self::connect_signed(socket.as_ref(), Signer::new(&key, &hub_id)).await
+        Self::connect_signed(socket.as_ref(), Signer::new(&key, "")).await
     }
 
     /// Connects to a socket, signing with `signer`, and checks that the hub accepts us.
@@ -206,7 +231,13 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    /// Runs a call under the deadline, once more if the hub corrected our clock.
+    /// The signer, which follows the hub's id and clock as the hub reports them.
+    pub fn signer(&self) -> &Signer {
+        self.channel.signer()
+    }
+
+    /// Runs a call under the deadline, again (at most twice more) each time the hub's refusal
+    /// taught the signer something new: its id after a restart, or its clock.
     async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -222,26 +253,15 @@ impl Client {
                     )))
                 })
         };
-        match timed(call()).await {
-            Ok(response) => Ok(response.into_inner()),
-            Err(status) if self.learn_clock(&status) => Ok(timed(call()).await?.into_inner()),
-            Err(status) => Err(status.into()),
-        }
-    }
-
-    /// Corrects the signer's clock from a stale or future refusal; true if it did.
-    fn learn_clock(&self, status: &Status) -> bool {
-        let hub_time = status
-            .metadata()
-            .get(HUB_TIME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok());
-        match hub_time {
-            Some(hub_time) if status.code() == tonic::Code::Unauthenticated => {
-                self.channel.signer().learn_hub_time(hub_time);
-                true
+        let mut retries = 0;
+        loop {
+            match timed(call()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if retries < 2 && learn_from_refusal(self.signer(), &status) => {
+                    retries += 1;
+                }
+                Err(status) => return Err(status.into()),
             }
-            _ => false,
         }
     }
 

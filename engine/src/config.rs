@@ -27,14 +27,10 @@ pub struct EngineConfig {
     pub socket: Option<PathBuf>,
 
     /// Hex key file (mode 0600) to sign with instead of a connection file's key
-    /// [env: WARREN_KEY_FILE]
+    /// [env: WARREN_KEY_FILE]; without a connection file, the hub's id (new at each of its
+    /// starts) is learned from its first answer
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
-
-    /// The hub's id [env: WARREN_HUB_ID] [default: the connection file's, else derived from
-    /// the key, as the hub does]
-    #[arg(long, value_name = "ID")]
-    pub hub_id: Option<String>,
 
     /// Tasks to run at once
     #[arg(long, env = "WARREN_SLOTS", default_value_t = 1, value_name = "N",
@@ -71,8 +67,9 @@ pub struct EngineConfig {
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
 
-    /// Where output waits on disk while the hub is away (mode 0700) [default: a directory of
-    /// its own beside the default socket]
+    /// Where output waits on disk while the hub is away: the engine makes a directory of its
+    /// own inside DIR (mode 0700) and removes only that, with the files it wrote, when it exits
+    /// [default: the runtime directory, beside the default socket]
     #[arg(long, env = "WARREN_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
 }
@@ -85,7 +82,6 @@ impl EngineConfig {
             connection_file: self.connection_file.clone(),
             socket: self.socket.clone(),
             key_file: self.key_file.clone(),
-            hub_id: self.hub_id.clone(),
             remote: None,
         }
         .or_env()
@@ -96,11 +92,11 @@ impl EngineConfig {
         Duration::from_millis(self.kill_grace_ms)
     }
 
-    /// The directory for spill files.
-    pub fn spill_dir(&self, uuid: &str) -> PathBuf {
-        self.spill_dir.clone().unwrap_or_else(|| {
-            warren_proto::connection::runtime_dir().join(format!("engine-{uuid}"))
-        })
+    /// The directory inside which the engine makes its spill directory.
+    pub fn spill_parent(&self) -> PathBuf {
+        self.spill_dir
+            .clone()
+            .unwrap_or_else(warren_proto::connection::runtime_dir)
     }
 
     /// The labels as a map.

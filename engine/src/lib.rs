@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod process;
 pub mod runner;
 pub mod session;
+pub mod spill;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -49,10 +50,11 @@ pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
             None
         }
     };
-    let spill_dir = config.spill_dir(&hello.uuid);
-    warren_proto::private_dir::prepare(&spill_dir)?;
-    let _cleanup = RemoveDir(spill_dir.clone());
-    let tasks = Arc::new(Tasks::new(config.outbox_memory as usize, spill_dir));
+    let spill = spill::SpillDir::create(&config.spill_parent(), &hello.uuid)?;
+    let tasks = Arc::new(Tasks::new(
+        config.outbox_memory as usize,
+        spill.path().to_owned(),
+    ));
     let mut shutdown = watch_signals()?;
     tracing::info!(uuid = %hello.uuid, slots = hello.slots, "engine starting");
     let orphans = process::kill_orphans(None);
@@ -129,15 +131,6 @@ fn watch_signals() -> Result<watch::Receiver<Option<String>>, EngineError> {
         std::future::pending::<()>().await;
     });
     Ok(rx)
-}
-
-/// Removes the engine's spill directory when it exits.
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What the engine tells the hub about itself.

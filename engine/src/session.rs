@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use warren_proto::auth::{HUB_TIME_HEADER, Signer};
+use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
 use warren_proto::connection::LocateError;
 use warren_proto::now_us;
 use warren_proto::transport::{SignedChannel, connect_unix};
@@ -53,6 +53,8 @@ pub struct Context<'a> {
 /// Where the hub is and how to sign for it, read afresh for each attempt: a restarted hub
 /// may have a new key and id.
 fn resolve(config: &EngineConfig) -> Result<(PathBuf, Signer), End> {
+    // With a key file and no connection file the hub's id is not known (it is new at each of
+    // the hub's starts): the signer learns it from the first refusal.
     let info = config.locator().resolve().map_err(|err| match err {
         LocateError::ConnectionFile { .. } => {
             End::Retry(format!("no usable connection file yet: {err}"))
@@ -83,18 +85,23 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
 
-    let mut hello = ctx.hello.clone();
-    hello.tasks = ctx.tasks.begin_session();
-    let (out, out_rx) = mpsc::channel(OUTBOX);
-    let hello = EngineMessage {
-        kind: Some(engine_message::Kind::Hello(hello)),
-    };
-    if out.send(hello).await.is_err() {
-        return End::Retry("internal: outbox closed".into());
-    }
-    let mut inbound = match client.register(ReceiverStream::new(out_rx)).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return refused(&status, &signer),
+    let mut relearned = false;
+    let (out, mut inbound) = loop {
+        let mut hello = ctx.hello.clone();
+        hello.tasks = ctx.tasks.begin_session();
+        let (out, out_rx) = mpsc::channel(OUTBOX);
+        let hello = EngineMessage {
+            kind: Some(engine_message::Kind::Hello(hello)),
+        };
+        if out.send(hello).await.is_err() {
+            return End::Retry("internal: outbox closed".into());
+        }
+        match client.register(ReceiverStream::new(out_rx)).await {
+            Ok(response) => break (out, response.into_inner()),
+            // A hub that restarted has a new id, which its refusal names: sign once more.
+            Err(status) if !relearned && learned_hub_id(&status, &signer) => relearned = true,
+            Err(status) => return refused(&status, &signer),
+        }
     };
     let welcome = match inbound.message().await {
         Ok(Some(HubMessage {
@@ -249,6 +256,16 @@ fn handle(message: HubMessage, config: &EngineConfig, tasks: &Arc<Tasks>) -> Opt
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
     }
     None
+}
+
+/// Takes the hub id a bad-signature refusal names; true if the signer did not have it.
+fn learned_hub_id(status: &tonic::Status, signer: &Signer) -> bool {
+    status.code() == Code::Unauthenticated
+        && status
+            .metadata()
+            .get(HUB_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|id| signer.learn_hub_id(id))
 }
 
 /// Classifies a refused registration.

@@ -4,8 +4,8 @@
 //! and removes it when it stops. Engines and clients need nothing else to reach the hub.
 //!
 //! [`Locator`] is the one rule, shared by every warren program, for finding a hub from the
-//! flags `--connection-file`, `--socket`, `--key-file`, `--hub-id` (and the CLI's `--remote`)
-//! or, when none of them is given, the `WARREN_*` variables of the same names.
+//! flags `--connection-file`, `--socket`, `--key-file` (and the CLI's `--remote`) or, when
+//! none of them is given, the `WARREN_*` variables of the same names.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -155,8 +155,6 @@ pub const ENV_CONNECTION_FILE: &str = "WARREN_CONNECTION_FILE";
 pub const ENV_SOCKET: &str = "WARREN_SOCKET";
 /// The variable for `--key-file`.
 pub const ENV_KEY_FILE: &str = "WARREN_KEY_FILE";
-/// The variable for `--hub-id`.
-pub const ENV_HUB_ID: &str = "WARREN_HUB_ID";
 /// The variable for the CLI's `--remote`.
 pub const ENV_REMOTE: &str = "WARREN_REMOTE";
 
@@ -164,11 +162,12 @@ pub const ENV_REMOTE: &str = "WARREN_REMOTE";
 pub const LOCATOR_HELP: &str = "\
 Finding the hub: --remote NAME (warren only) reads the connection file of the tunnel NAME; else \
 --connection-file; else, with --key-file, no file is read (socket: --socket or the default; \
-hub id: --hub-id or the key's); else the file beside --socket; else the default \
-$XDG_RUNTIME_DIR/warren/hub.json (/tmp/warren-<uid>/hub.json without XDG_RUNTIME_DIR). \
---socket, --key-file and --hub-id then replace the file's socket, key and id. The variables \
-WARREN_REMOTE, WARREN_CONNECTION_FILE, WARREN_SOCKET, WARREN_KEY_FILE and WARREN_HUB_ID \
-stand in for these flags only when none of the flags is given: flags beat the environment.";
+the hub's id, new at each of its starts, is learned from its first answer); else the file \
+beside --socket; else the default $XDG_RUNTIME_DIR/warren/hub.json \
+(/tmp/warren-<uid>/hub.json without XDG_RUNTIME_DIR). --socket and --key-file then replace the \
+file's socket and key. The variables WARREN_REMOTE, WARREN_CONNECTION_FILE, WARREN_SOCKET and \
+WARREN_KEY_FILE stand in for these flags only when none of the flags is given: flags beat the \
+environment.";
 
 /// How a program was told to find a hub. Each field is a flag; see [`Locator::resolve`] for
 /// what they mean together.
@@ -180,8 +179,6 @@ pub struct Locator {
     pub socket: Option<PathBuf>,
     /// `--key-file`: the key to sign with (with a connection file: instead of the file's).
     pub key_file: Option<PathBuf>,
-    /// `--hub-id`: the hub id to sign for (instead of the file's, or the key's default).
-    pub hub_id: Option<String>,
     /// `--remote`: the connection file of the `warren tunnel` called this.
     pub remote: Option<String>,
 }
@@ -217,14 +214,13 @@ impl LocateError {
 
 impl Locator {
     /// The locator the environment describes: `WARREN_CONNECTION_FILE`, `WARREN_SOCKET`,
-    /// `WARREN_KEY_FILE`, `WARREN_HUB_ID`, `WARREN_REMOTE` (empty values count as unset).
+    /// `WARREN_KEY_FILE`, `WARREN_REMOTE` (empty values count as unset).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         Self {
             connection_file: var(ENV_CONNECTION_FILE).map(PathBuf::from),
             socket: var(ENV_SOCKET).map(PathBuf::from),
             key_file: var(ENV_KEY_FILE).map(PathBuf::from),
-            hub_id: var(ENV_HUB_ID).map(|v| v.to_string_lossy().into_owned()),
             remote: var(ENV_REMOTE).map(|v| v.to_string_lossy().into_owned()),
         }
     }
@@ -262,11 +258,11 @@ impl Locator {
 
     /// Where the hub is and how to sign for it. The connection file (see
     /// [`Locator::connection_file`]) gives the socket, hub id and key; then `socket` replaces
-    /// the file's socket (the file's key, through this socket: an ssh forward, say),
-    /// `key_file` replaces its key, and `hub_id` its id. Without a connection file the socket
-    /// is `socket` (else the default), and the hub id `hub_id` (else the key's default id, as
-    /// a hub started with `--key-file` uses). Read afresh on each call: a hub that restarted
-    /// may have a new key and id.
+    /// the file's socket (the file's key, through this socket: an ssh forward, say), and
+    /// `key_file` replaces its key. Without a connection file the socket is `socket` (else the
+    /// default) and the hub id is empty: it is new at each start of the hub, and the first
+    /// call learns it from the hub's refusal (see [`Signer::learn_hub_id`]). Read afresh on
+    /// each call: a hub that restarted has a new id, and may have a new key.
     pub fn resolve(&self) -> Result<ConnectionInfo, LocateError> {
         if self.remote.is_some() && (self.connection_file.is_some() || self.key_file.is_some()) {
             return Err(LocateError::RemoteConflict);
@@ -278,7 +274,7 @@ impl Locator {
         let mut info = match (self.connection_file(), &key) {
             (None, Some(key)) => ConnectionInfo::new(
                 self.socket.clone().unwrap_or_else(default_socket),
-                key.default_hub_id(),
+                String::new(),
                 key,
                 0,
             ),
@@ -294,9 +290,6 @@ impl Locator {
         }
         if let Some(key) = &key {
             info.key = key.to_hex();
-        }
-        if let Some(hub_id) = &self.hub_id {
-            info.hub_id = hub_id.clone();
         }
         Ok(info)
     }
@@ -372,21 +365,16 @@ mod tests {
         assert_eq!(info.hub_id, "file-id");
         assert_eq!(info.key().expect("key"), other_key);
 
-        // No file at all: the socket, the key, and the key's default id unless one is given.
+        // No file at all: the socket, the key, and no hub id yet (the first call learns it).
         let bare = Locator {
             socket: Some(forward.clone()),
             key_file: Some(key_file.clone()),
             ..Locator::default()
         };
         let info = bare.resolve().expect("socket and key");
-        assert_eq!(info.hub_id, other_key.default_hub_id());
-        let info = Locator {
-            hub_id: Some("given".into()),
-            ..bare
-        }
-        .resolve()
-        .expect("with an id");
-        assert_eq!(info.hub_id, "given");
+        assert_eq!(info.socket, forward);
+        assert_eq!(info.hub_id, "");
+        assert_eq!(info.key().expect("key"), other_key);
 
         let missing = Locator {
             connection_file: Some(dir.path().join("none.json")),

@@ -58,7 +58,8 @@ pub const OWN_ENV_VARS: &[&str] = &[
     connection::ENV_CONNECTION_FILE,
     connection::ENV_SOCKET,
     connection::ENV_KEY_FILE,
-    connection::ENV_HUB_ID,
+    // No longer read (the hub id is learned), but an old shell may still set it.
+    "WARREN_HUB_ID",
     connection::ENV_REMOTE,
     "WARREN_DB",
     "WARREN_SIGNATURE_WINDOW",

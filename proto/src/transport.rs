@@ -43,8 +43,33 @@ fn connector(
 + Send {
     tower::service_fn(move |_: Uri| {
         let path = path.clone();
-        async move { Ok(TokioIo::new(UnixStream::connect(path).await?)) }
+        async move {
+            let stream = UnixStream::connect(&path).await?;
+            check_peer(&stream, &path)?;
+            Ok(TokioIo::new(stream))
+        }
     })
+}
+
+/// Refuses a socket answered by a process that runs as neither this user nor root, as ssh
+/// refuses an unknown host key: in a directory others can write to (a hand-made forward in
+/// /tmp, say), another user could be listening there to capture calls and their signatures.
+fn check_peer(stream: &UnixStream, path: &Path) -> std::io::Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    let peer = stream.peer_cred()?.uid();
+    if peer == me || peer == 0 {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "REFUSED: the process answering on {} runs as uid {peer}, not as you (uid {me}) or \
+             root, so it is not your hub and nothing was sent to it. Someone else may be \
+             listening there to capture your calls: keep hub sockets and forwards in a \
+             directory only you can enter (mode 0700), and remove this socket",
+            path.display()
+        ),
+    ))
 }
 
 /// A channel that signs every call with the hub's key (see [`crate::auth`]).

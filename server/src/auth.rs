@@ -2,14 +2,17 @@
 //!
 //! This is a tower layer, not a tonic interceptor, because the signature covers the gRPC method
 //! path and interceptors can't see it. A refused call is answered at once with a status; its
-//! request body (for a stream, every message) is never read.
+//! request body (for a stream, every message) is never read. Refusals are logged at most
+//! [`WARNINGS_PER_SECOND`] times a second, with a count of those left out, so a flood of forged
+//! calls can't flood the log.
 
 use futures_util::future::{Either, Ready, ready};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tonic::Status;
 use tower::{Layer, Service};
-use warren_proto::auth::{HEADER, HUB_TIME_HEADER, Refusal, Verifier};
+use warren_proto::auth::{HEADER, HUB_ID_HEADER, HUB_TIME_HEADER, Refusal, Verifier, quote};
 
 /// Services that answer without a signature: they reveal nothing and change nothing.
 const UNSIGNED_PREFIXES: &[&str] = &[
@@ -18,16 +21,23 @@ const UNSIGNED_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Refusal warnings logged per second at most.
+pub const WARNINGS_PER_SECOND: u32 = 10;
+
 /// Wraps the hub's routes in signature checking.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     verifier: Arc<Verifier>,
+    log: Arc<RateLimitedLog>,
 }
 
 impl AuthLayer {
     /// A layer that checks calls with `verifier`.
     pub fn new(verifier: Arc<Verifier>) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            log: Arc::new(RateLimitedLog::new(WARNINGS_PER_SECOND)),
+        }
     }
 }
 
@@ -38,6 +48,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             verifier: self.verifier.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -47,6 +58,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     verifier: Arc<Verifier>,
+    log: Arc<RateLimitedLog>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Authenticated<S>
@@ -67,20 +79,33 @@ where
         if UNSIGNED_PREFIXES.iter().any(|p| method.starts_with(p)) {
             return Either::Left(self.inner.call(request));
         }
-        let header = request.headers().get(HEADER).map(|v| v.as_bytes());
-        match self.verifier.verify(method, header) {
+        let mut entries = request.headers().get_all(HEADER).iter();
+        let header = entries.next().map(|v| v.as_bytes());
+        let verdict = if entries.next().is_some() {
+            // Which one would count is a choice nobody should have to guess about.
+            Err(Refusal::Malformed(format!(
+                "the call carries {} `{HEADER}` entries; send exactly one",
+                request.headers().get_all(HEADER).iter().count()
+            )))
+        } else {
+            self.verifier.verify(method, header)
+        };
+        match verdict {
             Ok(()) => Either::Left(self.inner.call(request)),
             Err(refusal) => {
-                tracing::warn!(method, %refusal, "refused a call");
-                Either::Right(ready(Ok(refusal_status(&refusal).into_http())))
+                self.log.refused(method, &refusal);
+                let status = refusal_status(&refusal, self.verifier.hub_id());
+                Either::Right(ready(Ok(status.into_http())))
             }
         }
     }
 }
 
 /// The status a refused call gets: UNAUTHENTICATED, or RESOURCE_EXHAUSTED when the replay
-/// cache is full; stale and future refusals carry the hub's clock in `warren-hub-time`.
-pub fn refusal_status(refusal: &Refusal) -> Status {
+/// cache is full. Stale and future refusals carry the hub's clock in `warren-hub-time`; a bad
+/// signature carries the id of the hub's current start in `warren-hub-id`, from which a caller
+/// that holds the key signs again after a restart.
+pub fn refusal_status(refusal: &Refusal, hub_id: &str) -> Status {
     let code = match refusal {
         Refusal::ReplayCacheFull { .. } => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Unauthenticated,
@@ -89,5 +114,95 @@ pub fn refusal_status(refusal: &Refusal) -> Status {
     if let Some(Ok(value)) = refusal.hub_time().map(|t| t.to_string().parse()) {
         status.metadata_mut().insert(HUB_TIME_HEADER, value);
     }
+    if *refusal == Refusal::BadSignature
+        && let Ok(value) = hub_id.parse()
+    {
+        status.metadata_mut().insert(HUB_ID_HEADER, value);
+    }
     status
+}
+
+/// Logs refusals, at most `per_second` a second, and then how many were left out.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    per_second: u32,
+    state: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// A log that writes at most `per_second` refusals a second.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            state: Mutex::new(Window {
+                start: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    fn refused(&self, method: &str, refusal: &Refusal) {
+        if let Some(suppressed) = self.admit(Instant::now()) {
+            if suppressed > 0 {
+                tracing::warn!(
+                    suppressed,
+                    "left out {suppressed} refusal warnings in the last second"
+                );
+            }
+            tracing::warn!(method = %quote(method), %refusal, "refused a call");
+        }
+    }
+
+    /// Whether to log one more refusal at `now`; if so, how many were left out before it.
+    pub fn admit(&self, now: Instant) -> Option<u64> {
+        let mut window = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut left_out = 0;
+        if now.duration_since(window.start) >= Duration::from_secs(1) {
+            left_out = std::mem::take(&mut window.suppressed);
+            window.start = now;
+            window.logged = 0;
+        }
+        if window.logged < self.per_second {
+            window.logged += 1;
+            Some(left_out)
+        } else {
+            window.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_warnings_are_rate_limited_and_counted() {
+        let log = RateLimitedLog::new(3);
+        let start = Instant::now();
+        let admitted: Vec<_> = (0..1000).map(|_| log.admit(start)).collect();
+        assert_eq!(admitted.iter().filter(|a| a.is_some()).count(), 3);
+        // The next second says how many were left out.
+        assert_eq!(log.admit(start + Duration::from_secs(1)), Some(997));
+        assert_eq!(log.admit(start + Duration::from_secs(1)), Some(0));
+    }
+
+    #[test]
+    fn a_bad_signature_names_the_hub_id_and_nothing_else_does() {
+        let bad = refusal_status(&Refusal::BadSignature, "3f9a0c1d2e4b5a69");
+        assert_eq!(
+            bad.metadata().get(HUB_ID_HEADER).map(|v| v.to_str().ok()),
+            Some(Some("3f9a0c1d2e4b5a69"))
+        );
+        let replayed = refusal_status(&Refusal::Replayed, "3f9a0c1d2e4b5a69");
+        assert!(replayed.metadata().get(HUB_ID_HEADER).is_none());
+    }
 }

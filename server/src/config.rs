@@ -17,13 +17,10 @@ pub struct HubConfig {
     #[arg(long, env = "WARREN_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600) to sign with; a new key is generated when absent
+    /// Hex key file (mode 0600) to sign with; a new key is generated when absent. Either way
+    /// the hub id, part of every signature, is new at every start
     #[arg(long, env = "WARREN_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
-
-    /// The hub's id, part of every signature [default: derived from --key-file, else random]
-    #[arg(long, env = "WARREN_HUB_ID", value_name = "ID")]
-    pub hub_id: Option<String>,
 
     /// Print the connection file of the hub serving on --socket (or the default socket) and
     /// exit; `warren tunnel` runs this over ssh, so the key travels inside the ssh session
@@ -93,9 +90,19 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_queued_per_client: usize,
 
+    /// Stdin held for tasks that have not started, in all (each task counts its stdin); past
+    /// it, Execute and Submit are refused until queued tasks start
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_input_held: u64,
+
     /// Engines registered at once
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_engines: usize,
+
+    /// Engines the hub remembers (to give a returning engine its id back) beside the connected
+    /// ones; the longest gone are forgotten first, and any gone longer than --retain-age
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_engine_records: usize,
 
     /// Clients following one task at once
     #[arg(long, default_value_t = 64, value_name = "N")]
@@ -104,6 +111,15 @@ pub struct HubConfig {
     /// Follow streams one client process may have open at once
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_streams_per_client: usize,
+
+    /// Follow streams open at once, from all clients together
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_follow_streams: usize,
+
+    /// Events followers may hold on their way out (replayed from the history or not yet taken
+    /// by a slow client), in all; past it, followers wait
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub follow_memory: u64,
 }
 
 impl HubConfig {

@@ -31,7 +31,8 @@ impl Hub {
         if !state.accepting {
             return Err(stopping_status());
         }
-        let (id, _) = state.engines.id_for(&hello.uuid);
+        let now = now_us();
+        let (id, new) = state.engines.id_for(&hello.uuid, now);
         if state.engines.get(id).is_none()
             && state.engines.len() >= self.settings().limits.max_engines
         {
@@ -44,11 +45,15 @@ impl Hub {
             id,
             uuid: hello.uuid.clone(),
             hostname: hello.hostname.clone(),
-            registered_us: now_us(),
+            registered_us: now,
         });
         let reports = std::mem::take(&mut hello.tasks);
         let (hostname, pid) = (hello.hostname.clone(), hello.pid);
-        let (connection, replaced) = state.engines.insert(id, hello, tx, now_us());
+        let (connection, replaced) = state.engines.insert(id, hello, tx, now);
+        if new {
+            // Bounded: a stream of new uuids pushes the oldest idle records out.
+            state.forget_engines(i64::MIN);
+        }
         let mut left_behind: Vec<u64> = Vec::new();
         if let Some(old) = replaced {
             if let Some(reader) = old.reader {
@@ -92,6 +97,8 @@ impl Hub {
                 if let Some(task) = state.active_task(engine_id, started.task_id, started.attempt)
                     && task.row.state != TaskState::Running
                 {
+                    // The engine has the task's stdin now.
+                    task.input = None;
                     task.row.started_us = started.started_us;
                     let reason = format!("pid {} on {hostname}", started.pid);
                     task.set_state(TaskState::Running, reason, &store);
@@ -161,6 +168,22 @@ impl Hub {
 }
 
 impl State {
+    /// Forgets engines that registered before `before_us` or are past `--max-engine-records`,
+    /// keeping those that are connected or that tasks wait for, here and in the database.
+    pub fn forget_engines(&mut self, before_us: i64) -> usize {
+        let keep = self.settings.limits.max_engine_records;
+        let (awaiting, queues) = (&self.awaiting, &self.queues);
+        let forgotten = self.engines.forget(before_us, keep, |id| {
+            awaiting.get(&id).is_some_and(|a| !a.tasks.is_empty())
+                || queues.get(&id).is_some_and(|q| !q.is_empty())
+        });
+        let count = forgotten.len();
+        if count > 0 {
+            self.store.send(Op::ForgetEngines(forgotten));
+        }
+        count
+    }
+
     /// The task, if it is active on this engine in this attempt and not ending.
     fn active_task(
         &mut self,
@@ -377,7 +400,10 @@ impl State {
 /// An engine's result, made final if the engine sent something that isn't.
 fn checked_result(result: Option<TaskResult>) -> TaskResult {
     match result {
-        Some(result) if result.state().is_final() => result,
+        Some(mut result) if result.state().is_final() => {
+            validate::engine_error(&mut result.error);
+            result
+        }
         other => TaskResult {
             state: TaskState::Failed as i32,
             error: "the engine reported the task's end without a final state".into(),

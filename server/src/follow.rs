@@ -5,12 +5,20 @@
 //! It never holds up the engine or another follower. An idle stream carries a heartbeat every
 //! heartbeat interval, so a client can tell a quiet task from a vanished hub; when the hub
 //! stops, the stream ends with UNAVAILABLE and says where to pick up.
+//!
+//! What followers hold is bounded for all of them together (`--follow-memory`): a batch read
+//! from the database holds its share of the budget until its last event has been taken on by
+//! the transport, and an event from memory holds its size until the stream asks for the next
+//! one. A client that reads nothing therefore holds at most its last event (or batch), and once
+//! the budget is spent other followers wait for room instead of the hub growing. The number of
+//! follow streams is bounded per client process and in all (`--max-follow-streams`).
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use warren_proto::v1::{Heartbeat, TaskEvent, task_event};
 
@@ -39,6 +47,10 @@ struct Follower {
     done: bool,
     /// Counted among the in-memory task's followers.
     attached: bool,
+    /// The database batch being handed out, holding its share of the follow budget.
+    batch: Option<OwnedSemaphorePermit>,
+    /// The event last handed out (or the batch it ended), held until the next is asked for.
+    handed: Option<OwnedSemaphorePermit>,
 }
 
 enum Step {
@@ -59,6 +71,12 @@ pub async fn follow(
     let follower_id = NEXT_FOLLOWER.fetch_add(1, Ordering::Relaxed);
     let attached = {
         let mut state = hub.lock();
+        if state.follow_streams >= limits.max_follow_streams {
+            return Err(Status::resource_exhausted(format!(
+                "the hub already has {} follow streams open (--max-follow-streams {}); close some, or retry later",
+                state.follow_streams, limits.max_follow_streams
+            )));
+        }
         let streams = state
             .streams_by_client
             .get(&client.pid)
@@ -70,7 +88,7 @@ pub async fn follow(
                 client.pid
             )));
         }
-        match state.tasks.get_mut(&task_id) {
+        let attached = match state.tasks.get_mut(&task_id) {
             Some(task) => {
                 if task.followers.len() >= limits.max_followers_per_task {
                     return Err(Status::resource_exhausted(format!(
@@ -82,7 +100,11 @@ pub async fn follow(
                 true
             }
             None => false,
-        }
+        };
+        // Counted here, under the same lock as the checks; the follower's Drop undoes it.
+        *state.streams_by_client.entry(client.pid).or_default() += 1;
+        state.follow_streams += 1;
+        attached
     };
     // From here on the follower's Drop undoes the counting.
     let follower = Follower {
@@ -94,8 +116,9 @@ pub async fn follow(
         pending: VecDeque::new(),
         done: false,
         attached,
+        batch: None,
+        handed: None,
     };
-    *hub.lock().streams_by_client.entry(client.pid).or_default() += 1;
     if !attached {
         let info = hub.get_task(task_id).await?;
         if from_seq > info.next_seq {
@@ -155,9 +178,38 @@ fn with_heartbeats(events: EventStream, every: Duration) -> EventStream {
     .boxed()
 }
 
+/// Takes room for `bytes` in the follow budget, waiting for it if need be (never more room
+/// than the budget has in all, so one large event can always pass).
+async fn take_room(
+    budget: &Arc<Semaphore>,
+    bytes: usize,
+    all: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let permits = bytes.clamp(1, all.min(u32::MAX as usize)) as u32;
+    budget.clone().acquire_many_owned(permits).await.ok()
+}
+
+/// What an event costs the follow budget: its output bytes and a little for the rest.
+fn event_cost(event: &TaskEvent) -> usize {
+    let data = match &event.kind {
+        Some(task_event::Kind::Output(chunk)) => chunk.data.len(),
+        _ => 0,
+    };
+    data + 128
+}
+
 async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follower)> {
+    // Asked for the next event: the transport has taken the last one on.
+    f.handed = None;
+    let all = f.hub.settings().limits.follow_memory;
     loop {
         if let Some(event) = f.pending.pop_front() {
+            if f.batch.is_none() {
+                // From memory: its bytes are the task's, but the copy on its way out is ours.
+                f.handed = take_room(&f.hub.follow_budget, event_cost(&event), all).await;
+            } else if f.pending.is_empty() {
+                f.handed = f.batch.take();
+            }
             return Some((Ok(event), f));
         }
         if f.done {
@@ -167,9 +219,14 @@ async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, Status>, Follo
             Step::Again => {}
             Step::Wait(notified) => notified.await,
             Step::Stored { below } => {
+                // Room first, then the read: a batch holds up to STORED_BATCH bytes.
+                f.batch = take_room(&f.hub.follow_budget, STORED_BATCH, all).await;
                 if let Err(status) = f.read_stored(below).await {
                     f.done = true;
                     return Some((Err(status), f));
+                }
+                if f.pending.is_empty() {
+                    f.batch = None;
                 }
             }
             Step::Fail(status) => {
@@ -277,6 +334,7 @@ impl Drop for Follower {
                 state.streams_by_client.remove(&self.client);
             }
         }
+        state.follow_streams = state.follow_streams.saturating_sub(1);
         if self.attached {
             let done_with = state.tasks.get_mut(&self.task_id).is_some_and(|task| {
                 task.follower_at(self.id, None);

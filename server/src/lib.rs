@@ -20,6 +20,7 @@ pub mod config;
 mod engines;
 pub mod follow;
 pub mod hub;
+pub mod input;
 mod liveness;
 pub mod registry;
 mod scheduler;
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Server;
-use warren_proto::auth::{Key, KeyError, Verifier};
+use warren_proto::auth::{self as hmac_auth, Key, KeyError, Verifier};
 use warren_proto::connection::{self, ConnectionError, ConnectionInfo};
 use warren_proto::transport;
 use warren_proto::v1::{
@@ -220,22 +221,14 @@ fn print_connection(socket: Option<&Path>) -> Result<(), HubError> {
     Ok(())
 }
 
-/// The key (from `--key-file` or new) and the hub id (from `--hub-id`, the key file, or new).
+/// The key (from `--key-file`, or new) and the hub id, new at every start: a signature made for
+/// one start of a hub is worthless after a restart and at any other hub sharing the key.
 fn key_and_id(config: &HubConfig) -> Result<(Key, String), HubError> {
-    let (key, derived_id) = match &config.key_file {
-        Some(path) => {
-            let key = Key::load(path)?;
-            let id = key.default_hub_id();
-            (key, Some(id))
-        }
-        None => (Key::generate()?, None),
+    let key = match &config.key_file {
+        Some(path) => Key::load(path)?,
+        None => Key::generate()?,
     };
-    let hub_id = match (&config.hub_id, derived_id) {
-        (Some(id), _) => id.clone(),
-        (None, Some(id)) => id,
-        (None, None) => Key::generate()?.to_hex()[..16].to_owned(),
-    };
-    Ok((key, hub_id))
+    Ok((key, hmac_auth::new_hub_id()?))
 }
 
 /// Builds the gRPC server: the three warren services behind the HMAC layer, plus health and
@@ -277,6 +270,7 @@ where
         .initial_connection_window_size(transport::CONNECTION_WINDOW)
         .max_frame_size(transport::MAX_FRAME)
         .layer(auth::AuthLayer::new(verifier))
+        .layer(input::InputBudgetLayer::new(hub.input_budget().clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -290,7 +284,7 @@ where
         )
         .add_service(
             RegistrationServer::new(service::RegistrationService::new(hub))
-                .max_decoding_message_size(MAX_MESSAGE)
+                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown))
@@ -324,20 +318,32 @@ fn settings(config: &HubConfig, hub_id: String) -> Settings {
             max_queued: config.max_queued,
             max_queued_per_client: config.max_queued_per_client,
             max_engines: config.max_engines,
+            max_engine_records: config.max_engine_records,
             max_followers_per_task: config.max_followers_per_task,
             max_streams_per_client: config.max_streams_per_client,
+            max_follow_streams: config.max_follow_streams,
+            follow_memory: usize::try_from(config.follow_memory).unwrap_or(usize::MAX),
             output_in_flight: 64 << 20,
+            max_input_held: config.max_input_held,
         },
     }
 }
 
-/// Deletes history past the retention policy, at start and then every minute.
+/// Deletes history past the retention policy (tasks, and engines not seen for as long), at
+/// start and then every minute.
 async fn retention(hub: Arc<Hub>, max_age: Duration, max_bytes: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let max_age_us = max_age.as_micros().min(i64::MAX as u128) as i64;
         let now = warren_proto::now_us();
+        let forgotten = hub.lock().forget_engines(now.saturating_sub(max_age_us));
+        if forgotten > 0 {
+            tracing::info!(
+                engines = forgotten,
+                "retention forgot engines gone for too long"
+            );
+        }
         let purged = hub
             .store()
             .query(move |conn| store::enforce_retention(conn, now, max_age_us, max_bytes))

@@ -82,37 +82,94 @@ pub fn describe(id: u32, hostname: &str, pid: u32) -> String {
     format!("engine {id} ({hostname} pid {pid})")
 }
 
-/// All connected engines, by id, and every uuid's id.
+/// An engine the hub remembers (as the database's engines table does): its id, and when it
+/// last registered.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    id: u32,
+    registered_us: i64,
+}
+
+/// All connected engines, by id, and the id of every uuid remembered.
 #[derive(Debug, Default)]
 pub struct Registry {
     engines: BTreeMap<u32, Engine>,
-    ids_by_uuid: HashMap<String, u32>,
-    next_id: u32,
+    records: HashMap<String, Record>,
+    /// The highest id ever handed out: ids only grow, even across forgotten engines and
+    /// restarts, so a forgotten engine's id never names another.
+    last_id: u32,
     next_connection: u64,
 }
 
 impl Registry {
-    /// A registry that remembers these ids (from the database).
-    pub fn remembering(known: Vec<(u32, String)>) -> Self {
-        let next_id = known.iter().map(|(id, _)| *id).max().unwrap_or(0);
+    /// A registry that remembers these engines (id, uuid, last registration, from the
+    /// database) and has handed out ids up to `last_id`.
+    pub fn remembering(known: Vec<(u32, String, i64)>, last_id: u32) -> Self {
+        let last_id = known.iter().map(|(id, ..)| *id).fold(last_id, u32::max);
         Self {
             engines: BTreeMap::new(),
-            ids_by_uuid: known.into_iter().map(|(id, uuid)| (uuid, id)).collect(),
-            next_id,
+            records: known
+                .into_iter()
+                .map(|(id, uuid, registered_us)| (uuid, Record { id, registered_us }))
+                .collect(),
+            last_id,
             next_connection: 0,
         }
     }
 
-    /// The id for a uuid, new if never seen; and whether it is new.
-    pub fn id_for(&mut self, uuid: &str) -> (u32, bool) {
-        match self.ids_by_uuid.get(uuid) {
-            Some(&id) => (id, false),
-            None => {
-                self.next_id += 1;
-                self.ids_by_uuid.insert(uuid.to_owned(), self.next_id);
-                (self.next_id, true)
-            }
+    /// The id for a uuid, new if not remembered; and whether it is new. Notes the time.
+    pub fn id_for(&mut self, uuid: &str, now_us: i64) -> (u32, bool) {
+        if let Some(record) = self.records.get_mut(uuid) {
+            record.registered_us = now_us;
+            return (record.id, false);
         }
+        self.last_id += 1;
+        let id = self.last_id;
+        self.records.insert(
+            uuid.to_owned(),
+            Record {
+                id,
+                registered_us: now_us,
+            },
+        );
+        (id, true)
+    }
+
+    /// Forgets engines that are not connected and not `needed`: those that last registered
+    /// before `before_us`, then the oldest while more than `keep` are remembered beside the
+    /// connected ones. Returns the ids forgotten, for the database.
+    pub fn forget(
+        &mut self,
+        before_us: i64,
+        keep: usize,
+        needed: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        let mut idle: Vec<(i64, u32, String)> = self
+            .records
+            .iter()
+            .filter(|(_, r)| !self.engines.contains_key(&r.id) && !needed(r.id))
+            .map(|(uuid, r)| (r.registered_us, r.id, uuid.clone()))
+            .collect();
+        let excess = self
+            .records
+            .len()
+            .saturating_sub(self.engines.len())
+            .saturating_sub(keep);
+        idle.sort_unstable();
+        let mut forgotten = Vec::new();
+        for (i, (registered_us, id, uuid)) in idle.into_iter().enumerate() {
+            if i >= excess && registered_us >= before_us {
+                break;
+            }
+            self.records.remove(&uuid);
+            forgotten.push(id);
+        }
+        forgotten
+    }
+
+    /// How many engines are remembered, connected or not.
+    pub fn remembered(&self) -> usize {
+        self.records.len()
     }
 
     /// Adds an engine under `id`. A still-connected engine with the same id is replaced and
@@ -192,5 +249,35 @@ impl Registry {
     /// Whether no engine is connected.
     pub fn is_empty(&self) -> bool {
         self.engines.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgotten_ids_are_never_handed_out_again() {
+        let mut registry = Registry::remembering(vec![(3, "old".into(), 10)], 7);
+        assert_eq!(registry.id_for("old", 20), (3, false));
+        assert_eq!(
+            registry.id_for("new", 20),
+            (8, true),
+            "past every id ever used"
+        );
+        for (i, uuid) in ["a", "b", "c"].iter().enumerate() {
+            registry.id_for(uuid, 30 + i as i64);
+        }
+        // Keep two of five: the oldest go first, but a needed one stays whatever its age.
+        let forgotten = registry.forget(0, 2, |id| id == 3);
+        assert_eq!(forgotten, vec![8, 9, 10]);
+        assert_eq!(registry.remembered(), 2);
+        // By age: everything idle that last registered before 33.
+        assert_eq!(registry.forget(33, 100, |_| false), vec![3, 11]);
+        assert_eq!(
+            registry.id_for("new", 40),
+            (12, true),
+            "a forgotten uuid gets a new id"
+        );
     }
 }

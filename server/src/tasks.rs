@@ -13,6 +13,7 @@ use warren_proto::v1::{
     task_event::Kind,
 };
 
+use crate::input::InputHold;
 use crate::store::{Op, Progress, Store, TaskRow};
 use crate::tasklog::{LogLimits, Persist, TaskLog};
 
@@ -69,6 +70,8 @@ pub struct Task {
     /// Output is committed but not acknowledged, because followers lag (see
     /// [`TaskLog::set_lead`]).
     pub ack_withheld: bool,
+    /// Its stdin's share of the input budget, while it has not started.
+    pub input: Option<InputHold>,
 }
 
 impl Task {
@@ -114,6 +117,7 @@ impl Task {
             notify: Arc::new(Notify::new()),
             followers: HashMap::new(),
             ack_withheld: false,
+            input: None,
         }
     }
 
@@ -191,6 +195,7 @@ impl Task {
         if self.is_ending() {
             return;
         }
+        self.input = None;
         result.attempt = self.row.attempt;
         let shown = self.row.state;
         self.row.state = result.state();

@@ -3,6 +3,7 @@
 use prost::Message;
 use std::collections::HashMap;
 use tonic::Status;
+use warren_proto::auth::quote;
 use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 
 /// The longest timeout a task may ask for: 30 days.
@@ -20,6 +21,17 @@ const MAX_LABELS: usize = 64;
 const MAX_LABEL_LEN: usize = 256;
 /// The most tasks an engine may report when it registers again.
 const MAX_REPORTS: usize = 65_536;
+/// The longest uuid, hostname and version an engine may give.
+pub const MAX_UUID: usize = 128;
+/// The longest hostname (a DNS name is at most 253 bytes).
+pub const MAX_HOSTNAME: usize = 255;
+/// The longest software version.
+pub const MAX_VERSION: usize = 64;
+/// The longest error text an engine may report for a task; longer text is cut.
+pub const MAX_ERROR: usize = 4096;
+/// The largest message an engine may send: an output chunk is at most 1 MiB, and a Hello
+/// with every report it may carry about 2 MiB.
+pub const MAX_ENGINE_MESSAGE: usize = 4 << 20;
 
 /// Checks a whole request: its size, its spec, its retries and labels.
 pub fn request(request: ExecuteRequest) -> Result<ExecuteRequest, Status> {
@@ -63,20 +75,27 @@ pub fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), Status
     for (key, value) in labels {
         if key.is_empty() || key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
             return Err(Status::invalid_argument(format!(
-                "{what}: label `{key}` must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}"
+                "{what}: label {} must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}",
+                quote(key)
             )));
         }
-        no_nul(&format!("{what}: label `{key}`"), key)?;
-        no_nul(&format!("{what}: label `{key}`'s value"), value)?;
+        no_nul(&format!("{what}: label {}", quote(key)), key)?;
+        no_nul(&format!("{what}: label {}'s value", quote(key)), value)?;
     }
     Ok(())
 }
 
-/// Labels as people write them: `a=b, c=d`, sorted.
+/// Labels as people write them, `a=b, c=d`, sorted; cut short (saying so) past a few hundred
+/// characters, since they end up in messages.
 pub fn labels_text(labels: &HashMap<String, String>) -> String {
+    const SHOWN: usize = 200;
     let mut pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
-    pairs.join(", ")
+    let text = pairs.join(", ");
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} labels)", &text[..cut], labels.len()),
+        None => text,
+    }
 }
 
 fn no_nul(what: &str, text: &str) -> Result<(), Status> {
@@ -130,12 +149,13 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
     for (name, value) in &spec.env {
         if name.is_empty() || name.contains('=') {
             return Err(Status::invalid_argument(format!(
-                "environment variable name `{name}` is not valid: it must be non-empty and have no `=`"
+                "environment variable name {} is not valid: it must be non-empty and have no `=`",
+                quote(name)
             )));
         }
-        no_nul(&format!("environment variable `{name}`"), name)?;
+        no_nul(&format!("environment variable {}", quote(name)), name)?;
         no_nul(
-            &format!("the value of environment variable `{name}`"),
+            &format!("the value of environment variable {}", quote(name)),
             value,
         )?;
     }
@@ -169,13 +189,40 @@ pub fn signal(signal: i32) -> Result<i32, Status> {
     }
 }
 
-/// Checks an engine's introduction.
-pub fn hello(hello: &Hello) -> Result<(), Status> {
-    if hello.uuid.is_empty() || hello.uuid.len() > 128 {
-        return Err(Status::invalid_argument(
-            "the engine's uuid must be 1 to 128 characters",
-        ));
+/// Checks one of an engine's names: bounded, and printable (it ends up in tables and logs).
+fn engine_text(what: &str, text: &str, min: usize, max: usize) -> Result<(), Status> {
+    if text.len() < min || text.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "the engine's {what} is {} bytes; it must be {min} to {max}",
+            text.len()
+        )));
     }
+    if text.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "the engine's {what} {} has control characters",
+            quote(text)
+        )));
+    }
+    Ok(())
+}
+
+/// Cuts an engine's error text to [`MAX_ERROR`] bytes (at a character boundary).
+pub fn engine_error(text: &mut String) {
+    if text.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" [cut]");
+    }
+}
+
+/// Checks an engine's introduction: every string and map in it is bounded.
+pub fn hello(hello: &Hello) -> Result<(), Status> {
+    engine_text("uuid", &hello.uuid, 1, MAX_UUID)?;
+    engine_text("hostname", &hello.hostname, 0, MAX_HOSTNAME)?;
+    engine_text("version", &hello.version, 0, MAX_VERSION)?;
     if hello.tasks.len() > MAX_REPORTS {
         return Err(Status::invalid_argument(format!(
             "an engine may report at most {MAX_REPORTS} tasks"
@@ -224,6 +271,46 @@ mod tests {
         long.timeout_ms = Some(0);
         assert!(super::spec(Some(long)).is_err());
         assert!(super::spec(argv(&["true"])).is_ok());
+    }
+
+    #[test]
+    fn every_string_an_engine_sends_is_bounded() {
+        let good = Hello {
+            uuid: "u".into(),
+            hostname: "host".into(),
+            version: "0.1.0".into(),
+            ..Hello::default()
+        };
+        assert!(hello(&good).is_ok());
+        for bad in [
+            Hello {
+                hostname: "h".repeat(30_000_000),
+                ..good.clone()
+            },
+            Hello {
+                version: "v".repeat(65),
+                ..good.clone()
+            },
+            Hello {
+                uuid: "u".repeat(129),
+                ..good.clone()
+            },
+            Hello {
+                uuid: String::new(),
+                ..good.clone()
+            },
+            Hello {
+                hostname: "evil\nhost".into(),
+                ..good.clone()
+            },
+        ] {
+            let err = hello(&bad).expect_err("refused");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().len() < 300, "{}", err.message());
+        }
+        let mut error = "é".repeat(5000);
+        engine_error(&mut error);
+        assert!(error.len() <= MAX_ERROR + 10 && error.ends_with("[cut]"));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 pub mod events;
 pub mod process;
+pub mod procfs;
 pub mod raw;
 pub mod slurm;
 pub mod sshd;
 
 pub use events::*;
 pub use process::*;
+pub use procfs::*;

@@ -1,10 +1,13 @@
 //! Calling the hub below the SDK: unsigned, or with a header the test chooses.
 
+use tokio::sync::mpsc;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use warren_proto::auth::Signer;
 use warren_proto::connection::ConnectionInfo;
-use warren_proto::transport::connect_unix;
+use warren_proto::transport::{SignedChannel, connect_unix};
+use warren_proto::v1::registration_client::RegistrationClient;
+use warren_proto::v1::{EngineMessage, Hello, HubMessage, engine_message};
 
 use crate::process::Cluster;
 
@@ -39,6 +42,31 @@ impl Cluster {
             .expect("connection file")
             .signer()
             .expect("key")
+    }
+
+    /// Opens a signed Register stream that says `hello` (protocol version filled in) and
+    /// nothing more; the caller reads what the hub sends, or leaves it unread.
+    pub async fn register_raw(
+        &self,
+        hello: Hello,
+    ) -> Result<(mpsc::Sender<EngineMessage>, tonic::Streaming<HubMessage>), tonic::Status> {
+        let channel = SignedChannel::new(self.raw_channel().await, self.signer());
+        let mut client = RegistrationClient::new(channel);
+        let (tx, rx) = mpsc::channel(4);
+        let hello = Hello {
+            protocol_version: warren_proto::PROTOCOL_VERSION,
+            ..hello
+        };
+        let first = EngineMessage {
+            kind: Some(engine_message::Kind::Hello(hello)),
+        };
+        tx.send(first)
+            .await
+            .map_err(|_| tonic::Status::internal("the test's stream closed"))?;
+        let response = client
+            .register(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?;
+        Ok((tx, response.into_inner()))
     }
 
     /// A channel whose every call carries `authorization: <value>` (or nothing if `None`).

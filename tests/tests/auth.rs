@@ -74,7 +74,8 @@ async fn each_refusal_names_its_reason() {
         "replayed signature",
     );
 
-    let wrong_key = Signer::new(&Key::generate().expect("key"), signer.hub_id()).sign(LIST_ENGINES);
+    let wrong_key =
+        Signer::new(&Key::generate().expect("key"), &signer.hub_id()).sign(LIST_ENGINES);
     assert_refused(
         list_engines_with(&cluster, Some(wrong_key)).await,
         "bad signature",
@@ -181,4 +182,113 @@ async fn health_and_reflection_answer_without_a_key() {
     ] {
         assert!(names.contains(&service), "{service} missing from {names:?}");
     }
+}
+
+/// Adds every given `authorization` entry to each call.
+#[derive(Clone)]
+struct Entries(Vec<String>);
+
+impl tonic::service::Interceptor for Entries {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        for value in &self.0 {
+            let value = value.parse().expect("metadata");
+            request.metadata_mut().append("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
+#[tokio::test]
+async fn only_the_exact_documented_form_passes() {
+    let cluster = Cluster::hub();
+    let signer = cluster.signer();
+    let good = || signer.sign(LIST_ENGINES);
+
+    // Two entries, even two good ones: which would count is not for the hub to guess.
+    let channel = tonic::service::interceptor::InterceptedService::new(
+        cluster.raw_channel().await,
+        Entries(vec![good(), good()]),
+    );
+    let status = ControlClient::new(channel)
+        .list_engines(ListEnginesRequest {})
+        .await
+        .expect_err("two authorization entries");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().contains("2 `authorization` entries"),
+        "{}",
+        status.message()
+    );
+
+    // White space the grammar does not have, and padded timestamps, each with a real MAC.
+    let ts = now();
+    let nonce = "exactexactexact0";
+    let header = signer.sign_with(LIST_ENGINES, ts, nonce);
+    let variants = [
+        header.replacen(" ts=", "  ts=", 1),
+        header.replacen(",nonce=", ", nonce=", 1),
+        header.replacen(",sig=", ",\tsig=", 1),
+        format!("{header} "),
+        header.replacen(&format!("ts={ts}"), &format!("ts=0{ts}"), 1),
+        header.replacen(&format!("ts={ts}"), &format!("ts=+{ts}"), 1),
+        format!(
+            "{}{}",
+            &header[..header.len() - 64],
+            header[header.len() - 64..].to_uppercase()
+        ),
+    ];
+    for variant in variants {
+        assert_refused(
+            list_engines_with(&cluster, Some(variant.clone())).await,
+            "malformed signature",
+        );
+    }
+    // The refusals did not use the nonce up: the exact form still passes, once.
+    list_engines_with(&cluster, Some(header))
+        .await
+        .expect("the exact form");
+
+    // A huge bad field is quoted in a few dozen characters, in the answer and in the log.
+    let huge = format!(
+        "Warren-HMAC-SHA256 ts={},nonce=x,sig=y",
+        "9".repeat(10 << 10)
+    );
+    let status = assert_refused(
+        list_engines_with(&cluster, Some(huge)).await,
+        "malformed signature",
+    );
+    assert!(
+        status.message().len() < 400,
+        "{} bytes",
+        status.message().len()
+    );
+    let log = cluster.hub.as_ref().expect("hub").output();
+    assert!(
+        log.lines().all(|line| line.len() < 1000),
+        "a log line quotes the whole field"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_calls_writes_a_few_log_lines() {
+    let cluster = Cluster::hub();
+    let forger = Signer::new(&Key::generate().expect("key"), "forged");
+    let mut client = ControlClient::new(cluster.raw_channel().await);
+    for _ in 0..2000 {
+        let mut request = tonic::Request::new(ListEnginesRequest {});
+        let value = forger.sign(LIST_ENGINES).parse().expect("metadata");
+        request.metadata_mut().insert("authorization", value);
+        let status = client.list_engines(request).await.expect_err("forged");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let log = cluster.hub.as_ref().expect("hub").output();
+    let warnings = log.matches("refused a call").count();
+    // 2,000 calls take a few seconds here; at most 10 lines a second are written.
+    assert!(
+        (1..=200).contains(&warnings),
+        "{warnings} refusal lines for 2,000 forged calls"
+    );
 }

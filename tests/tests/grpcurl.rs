@@ -10,12 +10,26 @@ fn grpcurl() -> Option<std::path::PathBuf> {
 }
 
 fn run(grpcurl: &std::path::Path, cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
+    run_with(grpcurl, cluster, None, args)
+}
+
+/// grpcurl with the signature in `$AUTH`, as the README shows: never in its argv, where other
+/// users could read it.
+fn run_with(
+    grpcurl: &std::path::Path,
+    cluster: &Cluster,
+    auth: Option<&str>,
+    args: &[&str],
+) -> (bool, String, String) {
     // grpcurl 1.8 sends the socket path as :authority, which HTTP/2 servers reject: name one.
-    let output = Command::new(grpcurl)
-        .args(["-plaintext", "-unix", "-authority", "localhost"])
-        .args(args)
-        .output()
-        .expect("run grpcurl");
+    let mut command = Command::new(grpcurl);
+    command.args(["-plaintext", "-unix", "-authority", "localhost"]);
+    if let Some(auth) = auth {
+        command
+            .env("AUTH", auth)
+            .args(["-expand-headers", "-rpc-header", "${AUTH}"]);
+    }
+    let output = command.args(args).output().expect("run grpcurl");
     let _ = cluster;
     (
         output.status.success(),
@@ -59,32 +73,22 @@ async fn grpcurl_lists_describes_and_calls_with_a_signed_header() {
     assert!(stdout.contains("rpc ListEngines"), "{stdout}");
 
     let header = sign(&cluster, "/warren.v1.Control/ListEngines");
-    let (ok, stdout, stderr) = run(
+    let (ok, stdout, stderr) = run_with(
         &grpcurl,
         &cluster,
-        &[
-            "-rpc-header",
-            &header,
-            &socket,
-            "warren.v1.Control/ListEngines",
-        ],
+        Some(&header),
+        &[&socket, "warren.v1.Control/ListEngines"],
     );
     assert!(ok, "{stderr}");
     assert_eq!(stdout.matches("\"hostname\"").count(), 2, "{stdout}");
 
     let header = sign(&cluster, "/warren.v1.Execution/Execute");
     let request = r#"{"spec": {"argv": {"args": ["echo", "hi"]}}, "targets": {"all": {}}}"#;
-    let (ok, stdout, stderr) = run(
+    let (ok, stdout, stderr) = run_with(
         &grpcurl,
         &cluster,
-        &[
-            "-rpc-header",
-            &header,
-            "-d",
-            request,
-            &socket,
-            "warren.v1.Execution/Execute",
-        ],
+        Some(&header),
+        &["-d", request, &socket, "warren.v1.Execution/Execute"],
     );
     assert!(ok, "{stderr}");
     assert_eq!(

@@ -166,3 +166,94 @@ async fn a_connection_from_another_uid_is_refused_on_its_credentials() {
         .await
         .expect("the owner still gets through");
 }
+
+#[tokio::test]
+#[cfg_attr(not(has_root), ignore = "needs root (to make a throwaway user)")]
+async fn the_client_refuses_a_socket_another_user_answers() {
+    let Some(user) = ThrowawayUser::create("c") else {
+        return;
+    };
+    // A shared place (as /tmp is) where the other user got to the forward's path first.
+    let shared = tempfile::Builder::new()
+        .prefix("warren-shared-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let trap_dir = shared.path().join("trap");
+    std::fs::create_dir(&trap_dir).expect("mkdir");
+    std::fs::set_permissions(&trap_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let chown = Command::new("chown")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(&trap_dir)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    // The other user's listener accepts every connection and keeps whatever it is sent.
+    let listener = user.probe.with_file_name("capture-listener");
+    std::fs::copy(binary("capture-listener"), &listener).expect("copy the listener");
+    let trap = trap_dir.join("hub.sock");
+    let captured = trap_dir.join("captured");
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid", &user.uid, "--regid", &user.gid, "--clear-groups"])
+        .arg(&listener)
+        .arg(&trap)
+        .arg(&captured)
+        .env_clear();
+    let fake = Proc::spawn(
+        "another user's listener",
+        command,
+        shared.path().join("fake.log"),
+    );
+    let listening = eventually(PATIENCE, || {
+        let up = trap.exists();
+        async move { if up { Ok(()) } else { Err(()) } }
+    })
+    .await;
+    assert!(
+        listening.is_ok(),
+        "the listener did not start:\n{}",
+        fake.output()
+    );
+
+    // Our own hub's key, sent through the trap: refused before a byte of a call is written.
+    let cluster = Cluster::hub();
+    let err = warren::Client::connect_signed(&trap, cluster.signer())
+        .await
+        .expect_err("a socket answered by another user");
+    let text = err.to_string();
+    assert!(
+        text.contains("REFUSED") && text.contains(&format!("uid {}", user.uid)),
+        "{text}"
+    );
+    let output = Command::new(binary("warren"))
+        .arg("--connection-file")
+        .arg(&cluster.connection_file)
+        .arg("--socket")
+        .arg(&trap)
+        .args(["exec", "--", "env"])
+        .output()
+        .expect("warren exec");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255), "{output:?}");
+    assert!(stderr.contains("not as you"), "{stderr}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    // It saw the connections, and not one byte on any of them.
+    let seen = eventually(PATIENCE, || {
+        let text = std::fs::read_to_string(&captured).unwrap_or_default();
+        async move {
+            if text.lines().count() >= 2 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|text| panic!("the listener saw no connection: {text:?}"));
+    assert!(
+        seen.lines().all(|n| n == "0"),
+        "bytes reached the listener: {seen}"
+    );
+    drop(fake);
+}

@@ -81,10 +81,15 @@ async fn a_hub_killed_mid_stream_restarts_and_every_task_ends_with_all_its_outpu
     }
 
     let dir = cluster.dir().to_owned();
+    // Each engine keeps its spill files in a directory of its own inside the one it was given.
     let spilled = move |n: usize| {
         std::fs::read_dir(dir.join(format!("spill-{n}")))
-            .map(|entries| entries.count())
-            .unwrap_or(0)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|own| std::fs::read_dir(own.path()).ok())
+            .map(|files| files.count())
+            .sum::<usize>()
     };
     assert!(
         spilled(0) + spilled(1) > 0,

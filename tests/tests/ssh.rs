@@ -203,7 +203,7 @@ async fn a_tunnel_follows_the_hub_through_a_restart_with_a_new_key() {
         .key;
     assert_ne!(old_key, new_key);
     assert!(
-        process.output().contains("has a new key"),
+        process.output().contains("the remote hub restarted"),
         "{}",
         process.output()
     );

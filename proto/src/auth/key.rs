@@ -1,7 +1,6 @@
 //! The shared secret: made from the OS's random source, kept as hex in a 0600 file.
 
 use hmac::KeyInit;
-use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
 
@@ -65,17 +64,6 @@ impl Key {
     /// The key as 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
-    }
-
-    /// The hub id used with this key when none is given: a digest of the key, so anyone who
-    /// holds the key file can name the hub. Hubs that share a key should each get `--hub-id`.
-    pub fn default_hub_id(&self) -> String {
-        use sha2::Digest;
-        let digest = Sha256::new()
-            .chain_update(b"warren-hub-id-v1\n")
-            .chain_update(self.0)
-            .finalize();
-        hex::encode(&digest[..8])
     }
 
     pub(super) fn mac(&self) -> HmacSha256 {

@@ -12,9 +12,11 @@
 //! warren-hmac-v1 \n <hub id> \n <gRPC method path> \n <ts> \n <nonce>
 //! ```
 //!
-//! (no spaces; `\n` is one newline byte). The hub id makes a signature for one hub worthless
-//! at another; the method path makes it worthless for any other call. The hub accepts a
-//! timestamp within a skew window either way of its own clock and each nonce once.
+//! (no spaces; `\n` is one newline byte; `<ts>` is the header's decimal text). The hub id is
+//! new at every start of a hub, so a signature is worthless at another hub and after a restart;
+//! the method path makes it worthless for any other call. The hub accepts a timestamp within a
+//! skew window either way of its own clock and each nonce once, and names its id in a refusal
+//! (`warren-hub-id`) so that signers holding the key can follow it across restarts.
 
 mod key;
 mod replay;
@@ -27,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use key::{Key, KeyError};
 pub use signer::Signer;
-pub use verifier::{Credentials, Refusal, Verifier};
+pub use verifier::{Credentials, Refusal, Verifier, quote};
 
 /// The metadata key that carries the signature.
 pub const HEADER: &str = "authorization";
@@ -37,6 +39,8 @@ pub const SCHEME: &str = "Warren-HMAC-SHA256";
 pub const CANONICAL_VERSION: &str = "warren-hmac-v1";
 /// Trailing metadata on a stale or future refusal: the hub's clock, in Unix seconds.
 pub const HUB_TIME_HEADER: &str = "warren-hub-time";
+/// Trailing metadata on a bad-signature refusal: the id of the hub's current start.
+pub const HUB_ID_HEADER: &str = "warren-hub-id";
 /// How far a timestamp may be from the hub's clock, either way, by default.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
 /// How many nonces the hub remembers at most, by default.
@@ -51,11 +55,26 @@ pub fn canonical_string(hub_id: &str, method: &str, ts: i64, nonce: &str) -> Str
     format!("{CANONICAL_VERSION}\n{hub_id}\n{method}\n{ts}\n{nonce}")
 }
 
-/// Feeds [`canonical_string`] to a MAC piece by piece.
-fn mac_canonical(mac: &mut HmacSha256, hub_id: &str, method: &str, ts: i64, nonce: &str) {
-    let ts = ts.to_string();
+/// A new hub id, for one start of a hub: 16 random hex digits.
+pub fn new_hub_id() -> Result<String, KeyError> {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(hex::encode(raw))
+}
+
+/// Whether `text` can be a hub id: 1 to 64 characters of `[A-Za-z0-9._-]` (so it can't
+/// change the canonical string's lines).
+pub fn is_hub_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Feeds [`canonical_string`] to a MAC piece by piece; `ts` is the header's decimal text.
+fn mac_canonical(mac: &mut HmacSha256, hub_id: &str, method: &str, ts: &str, nonce: &str) {
     mac.update(CANONICAL_VERSION.as_bytes());
-    for part in [hub_id, method, &ts, nonce] {
+    for part in [hub_id, method, ts, nonce] {
         mac.update(b"\n");
         mac.update(part.as_bytes());
     }
@@ -173,5 +192,88 @@ mod tests {
             verifier.verify(METHOD, Some(signer.sign(METHOD).as_bytes())),
             Err(Refusal::ReplayCacheFull { capacity: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_nonce_is_remembered_as_long_as_its_timestamp_passes() {
+        let window = DEFAULT_SKEW.as_secs() as i64;
+        let verifier = Verifier::new(&key(), "hub1", DEFAULT_SKEW, 16);
+        let signer = Signer::new(&key(), "hub1");
+        let now = 1_700_000_000;
+        // The furthest future a timestamp may have: it passes until the clock reaches ts + window.
+        let ahead = signer.sign_with(METHOD, now + window, "aheadaheadahead00");
+        assert_eq!(
+            verifier.verify_at(METHOD, Some(ahead.as_bytes()), now),
+            Ok(())
+        );
+        for later in [now + 1, now + window, now + 2 * window] {
+            assert_eq!(
+                verifier.verify_at(METHOD, Some(ahead.as_bytes()), later),
+                Err(Refusal::Replayed),
+                "{} s later",
+                later - now
+            );
+        }
+        // One second past the edge, the timestamp itself refuses it.
+        assert!(matches!(
+            verifier.verify_at(METHOD, Some(ahead.as_bytes()), now + 2 * window + 1),
+            Err(Refusal::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn a_wall_clock_that_steps_back_does_not_reopen_a_nonce() {
+        let verifier = Verifier::new(&key(), "hub1", DEFAULT_SKEW, 16);
+        let signer = Signer::new(&key(), "hub1");
+        let now = 1_700_000_000;
+        let header = signer.sign_with(METHOD, now, "steppedsteppedst");
+        assert_eq!(
+            verifier.verify_at(METHOD, Some(header.as_bytes()), now),
+            Ok(())
+        );
+        // Much later by the monotonic clock, but the wall clock went back 5 s.
+        for then in [now - 5, now + 55, now + 60] {
+            assert_eq!(
+                verifier.verify_at(METHOD, Some(header.as_bytes()), then),
+                Err(Refusal::Replayed)
+            );
+        }
+    }
+
+    #[test]
+    fn the_mac_covers_the_timestamp_text_and_padded_forms_are_refused() {
+        let verifier = Verifier::new(&key(), "hub1", DEFAULT_SKEW, 16);
+        let signer = Signer::new(&key(), "hub1");
+        let now = unix_seconds();
+        let header = signer.sign_with(METHOD, now, "paddedpaddedpadd");
+        for padded in [format!("ts=0{now}"), format!("ts=+{now}")] {
+            let forged = header.replacen(&format!("ts={now}"), &padded, 1);
+            assert!(
+                matches!(
+                    verifier.verify(METHOD, Some(forged.as_bytes())),
+                    Err(Refusal::Malformed(_))
+                ),
+                "{forged}"
+            );
+        }
+        assert_eq!(verifier.verify(METHOD, Some(header.as_bytes())), Ok(()));
+    }
+
+    #[test]
+    fn a_signer_learns_a_new_hub_id_once_and_ignores_junk() {
+        let signer = Signer::new(&key(), "");
+        assert!(signer.learn_hub_id("3f9a0c1d2e4b5a69"));
+        assert!(!signer.learn_hub_id("3f9a0c1d2e4b5a69"), "not new");
+        for junk in ["", "a\nb", "with space", &"x".repeat(65)] {
+            assert!(!signer.learn_hub_id(junk), "{junk:?}");
+        }
+        let verifier = Verifier::new(&key(), "3f9a0c1d2e4b5a69", DEFAULT_SKEW, 16);
+        let clone = signer.clone();
+        assert_eq!(
+            verifier.verify(METHOD, Some(clone.sign(METHOD).as_bytes())),
+            Ok(())
+        );
+        assert_ne!(new_hub_id().expect("id"), new_hub_id().expect("id"));
+        assert!(is_hub_id(&new_hub_id().expect("id")));
     }
 }

@@ -17,6 +17,7 @@ use warren_proto::v1::{
     EngineInfo, ExecuteRequest, QueueStatusReply, ShutdownEngine, TaskInfo, hub_message,
 };
 
+use crate::input::InputBudget;
 use crate::registry::Registry;
 use crate::store::{Recovered, Store};
 use crate::tasks::{NewTask, Submitter, Task};
@@ -46,6 +47,10 @@ pub struct State {
     pub queued_by_client: HashMap<u32, usize>,
     /// Open follow streams per client process.
     pub streams_by_client: HashMap<u32, usize>,
+    /// Open follow streams, in all.
+    pub follow_streams: usize,
+    /// Stdin held for tasks not yet started.
+    pub input: Arc<InputBudget>,
     pub(crate) next_task_id: u64,
     /// Cleared when the hub begins to stop: no new work is taken.
     pub accepting: bool,
@@ -96,6 +101,9 @@ pub struct Hub {
     stop: watch::Sender<StopRequest>,
     /// Output bytes the hub may hold before it stops reading engines' streams.
     pub output_budget: Arc<Semaphore>,
+    /// Bytes of events followers may hold on their way out.
+    pub follow_budget: Arc<Semaphore>,
+    input: Arc<InputBudget>,
 }
 
 /// A status for a hub that is stopping.
@@ -107,16 +115,19 @@ impl Hub {
     /// A hub carrying on from what the database recovered.
     pub fn new(settings: Settings, store: Store, recovered: Recovered) -> Arc<Self> {
         let settings = Arc::new(settings);
+        let input = InputBudget::new(settings.limits.max_input_held);
         let mut state = State {
             store: store.clone(),
             settings: settings.clone(),
-            engines: Registry::remembering(recovered.engines),
+            engines: Registry::remembering(recovered.engines, recovered.last_engine_id),
             tasks: BTreeMap::new(),
             unplaced: VecDeque::new(),
             queues: HashMap::new(),
             awaiting: HashMap::new(),
             queued_by_client: HashMap::new(),
             streams_by_client: HashMap::new(),
+            follow_streams: 0,
+            input: input.clone(),
             next_task_id: recovered.next_task_id.saturating_sub(1),
             accepting: true,
             stopping: false,
@@ -125,6 +136,13 @@ impl Hub {
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),
+            follow_budget: Arc::new(Semaphore::new(
+                settings
+                    .limits
+                    .follow_memory
+                    .clamp(1 << 20, Semaphore::MAX_PERMITS),
+            )),
+            input,
             settings,
             store,
             stop: watch::Sender::new(StopRequest::None),
@@ -140,6 +158,11 @@ impl Hub {
     /// The hub's settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Stdin held for tasks not yet started.
+    pub fn input_budget(&self) -> &Arc<InputBudget> {
+        &self.input
     }
 
     /// The database.
@@ -186,6 +209,9 @@ impl Hub {
         let placements = state.placements(selector, &engine_labels)?;
         state.check_room(placements.len(), submitter)?;
         let spec = request.spec.unwrap_or_default();
+        state
+            .input
+            .check(spec.stdin.len() as u64, placements.len())?;
         let mut ids = Vec::with_capacity(placements.len());
         for pinned in placements {
             state.next_task_id += 1;

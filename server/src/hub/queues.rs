@@ -75,11 +75,15 @@ impl State {
             .ok_or_else(|| unknown_task(id, self.next_task_id))
     }
 
-    /// Puts a queued task in the queue it belongs to.
+    /// Puts a queued task in the queue it belongs to; it holds its stdin's share of the input
+    /// budget until it starts or ends.
     pub fn enqueue(&mut self, id: u64) {
-        let Some(task) = self.tasks.get(&id) else {
+        let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
+        if task.input.is_none() {
+            task.input = self.input.hold(task.row.spec.stdin.len() as u64);
+        }
         let pid = task.row.submitter.pid;
         match task.row.pinned {
             Some(engine) => self.queues.entry(engine).or_default().push_back(id),

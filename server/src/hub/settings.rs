@@ -13,12 +13,20 @@ pub struct Limits {
     pub max_queued_per_client: usize,
     /// Engines registered at once.
     pub max_engines: usize,
+    /// Engines remembered (id for uuid) beside the connected ones.
+    pub max_engine_records: usize,
     /// Followers of one task at once.
     pub max_followers_per_task: usize,
     /// Follow streams one client process may have open.
     pub max_streams_per_client: usize,
+    /// Follow streams open at once, in all.
+    pub max_follow_streams: usize,
+    /// Bytes of events that followers may hold on their way out, in all.
+    pub follow_memory: usize,
     /// Output bytes received from engines and not yet committed.
     pub output_in_flight: usize,
+    /// Stdin bytes held for tasks not yet started (each task counts its stdin).
+    pub max_input_held: u64,
 }
 
 /// What the hub was configured with that its operations need.
@@ -57,9 +65,13 @@ impl Settings {
                 max_queued: 1000,
                 max_queued_per_client: 1000,
                 max_engines: 100,
+                max_engine_records: 1000,
                 max_followers_per_task: 10,
                 max_streams_per_client: 10,
+                max_follow_streams: 100,
+                follow_memory: 16 << 20,
                 output_in_flight: 1 << 20,
+                max_input_held: 256 << 20,
             },
         }
     }

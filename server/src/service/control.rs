@@ -165,7 +165,8 @@ fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
         "" => None,
         token => Some(token.parse::<u64>().map_err(|_| {
             Status::invalid_argument(format!(
-                "page_token `{token}` is not one this hub gave out; pass next_page_token from the previous reply"
+                "page_token {} is not one this hub gave out; pass next_page_token from the previous reply",
+                warren_proto::auth::quote(token)
             ))
         })?),
     };

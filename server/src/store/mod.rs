@@ -254,6 +254,8 @@ pub enum Op {
         /// When it registered.
         registered_us: i64,
     },
+    /// Forget engines: their ids for their uuids (ids are never handed out again).
+    ForgetEngines(Vec<u32>),
     /// A read, run after the writes queued before it are committed.
     Query(Query),
     /// Several changes, in order.
@@ -292,6 +294,7 @@ impl std::fmt::Debug for Op {
             Self::Finish { .. } => "Op::Finish",
             Self::Attempt { .. } => "Op::Attempt",
             Self::Engine { .. } => "Op::Engine",
+            Self::ForgetEngines(_) => "Op::ForgetEngines",
             Self::Query(_) => "Op::Query",
             Self::Batch(_) => "Op::Batch",
         })

@@ -16,8 +16,10 @@ use crate::tasks::Submitter;
 pub struct Recovered {
     /// The next task id to hand out.
     pub next_task_id: u64,
-    /// Every engine ever seen: id and uuid.
-    pub engines: Vec<(u32, String)>,
+    /// Every engine remembered: id, uuid and when it last registered.
+    pub engines: Vec<(u32, String, i64)>,
+    /// The highest engine id ever handed out.
+    pub last_engine_id: u32,
     /// Tasks that had not ended, oldest first, with their attempts.
     pub live: Vec<(TaskRow, Vec<Attempt>)>,
 }
@@ -132,10 +134,15 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
         conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| {
             r.get(0)
         })?;
-    let mut stmt = conn.prepare("SELECT id, uuid FROM engines ORDER BY id")?;
+    let mut stmt = conn.prepare("SELECT id, uuid, registered_us FROM engines ORDER BY id")?;
     let engines = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let last_engine_id: u32 = conn.query_row(
+        "SELECT COALESCE((SELECT value FROM meta WHERE key = 'last_engine_id'), 0)",
+        [],
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN (?1, ?2) ORDER BY id"
     ))?;
@@ -154,6 +161,7 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
     Ok(Recovered {
         next_task_id: next_task_id as u64,
         engines,
+        last_engine_id,
         live: with_attempts,
     })
 }

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS engines (
     hostname TEXT NOT NULL,
     registered_us INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY,
     spec BLOB NOT NULL,

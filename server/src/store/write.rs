@@ -69,6 +69,18 @@ pub(super) fn apply_batch(
                                                     registered_us = excluded.registered_us",
                 )?
                 .execute(params![id, uuid, hostname, registered_us])?;
+                // Ids only grow, even once the engines holding the highest are forgotten.
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('last_engine_id', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                )?
+                .execute([id])?;
+            }
+            Op::ForgetEngines(ids) => {
+                let mut delete = tx.prepare_cached("DELETE FROM engines WHERE id = ?1")?;
+                for id in ids {
+                    delete.execute([id])?;
+                }
             }
             Op::Query(query) => queries.push(query),
             // Flattened above.
@@ -209,4 +221,50 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Location, Op, Store};
+
+    fn engine(id: u32) -> Op {
+        Op::Engine {
+            id,
+            uuid: format!("uuid-{id}"),
+            hostname: "host".into(),
+            registered_us: i64::from(id),
+        }
+    }
+
+    #[tokio::test]
+    async fn forgotten_engines_leave_their_ids_used_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = Location::File(dir.path().join("db").join("hub.db"));
+        {
+            let (store, recovered, _commits) = Store::open(location.clone()).expect("open");
+            assert_eq!(recovered.last_engine_id, 0);
+            for id in 1..=3 {
+                store.send(engine(id));
+            }
+            store.send(Op::ForgetEngines(vec![1, 2, 3]));
+            store.query(|_| Ok(())).await.expect("committed");
+        }
+        // The lock goes with the store; the writer may take a moment to let go of the file.
+        let reopened = {
+            let mut tries = 0;
+            loop {
+                match Store::open(location.clone()) {
+                    Ok(opened) => break opened,
+                    Err(_) if tries < 100 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(err) => panic!("reopen: {err}"),
+                }
+            }
+        };
+        let (_store, recovered, _commits) = reopened;
+        assert!(recovered.engines.is_empty(), "{:?}", recovered.engines);
+        assert_eq!(recovered.last_engine_id, 3, "ids 1-3 stay used");
+    }
 }

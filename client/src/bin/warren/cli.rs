@@ -30,7 +30,7 @@ pub(crate) struct HubArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
 
-    /// Hex key file (mode 0600) to sign with instead of a connection file's key [env: WARREN_KEY_FILE]
+    /// Hex key file (mode 0600) to sign with instead of a connection file's key [env: WARREN_KEY_FILE]; without a connection file, the hub's id (new at each of its starts) is learned from its first answer
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
 
@@ -38,10 +38,6 @@ pub(crate) struct HubArgs {
     #[arg(long, global = true, value_name = "NAME",
           conflicts_with_all = ["connection_file", "key_file"])]
     pub(crate) remote: Option<String>,
-
-    /// The hub's id [env: WARREN_HUB_ID] [default: the connection file's, else derived from the key]
-    #[arg(long, global = true, value_name = "ID")]
-    pub(crate) hub_id: Option<String>,
 }
 
 impl HubArgs {
@@ -51,7 +47,6 @@ impl HubArgs {
             connection_file: self.connection_file.clone(),
             socket: self.socket.clone(),
             key_file: self.key_file.clone(),
-            hub_id: self.hub_id.clone(),
             remote: self.remote.clone(),
         }
     }
@@ -81,7 +76,6 @@ impl HubArgs {
             "--key-file",
             flags.key_file.map(|p| p.display().to_string()),
         );
-        add("--hub-id", flags.hub_id);
         text
     }
 }
@@ -154,7 +148,9 @@ pub(crate) enum Command {
         #[arg(long)]
         keep_engines: bool,
     },
-    /// Print a signed `authorization` metadata line for one call, for grpcurl -rpc-header
+    /// Print a signed `authorization` metadata line for one call, good once at the hub's
+    /// current start; pass it to grpcurl through the environment: AUTH=$(warren sign M) grpcurl
+    /// -expand-headers -rpc-header '${AUTH}' ...
     Sign {
         /// The full gRPC method path, e.g. /warren.v1.Control/ListEngines
         method: String,

@@ -62,9 +62,6 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
     if let Some(key_file) = &locator.key_file {
         hub.arg("--key-file").arg(key_file);
     }
-    if let Some(hub_id) = &locator.hub_id {
-        hub.arg("--hub-id").arg(hub_id);
-    }
     // The hub's own settings from the environment travel as flags too.
     for (var, flag) in [
         ("WARREN_DB", "--db"),

@@ -95,7 +95,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let hub = &cli.hub;
     match &cli.command {
-        Command::Sign { method } => sign(hub, method),
+        Command::Sign { method } => sign(hub, method).await,
         Command::Cluster {
             action: ClusterAction::Start(args),
         } => cluster::start(hub, args).await,
@@ -193,7 +193,7 @@ pub(crate) async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {
 }
 
 /// Prints `authorization: ...` for one call of `method`.
-fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
+async fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
     let method = if method.starts_with('/') {
         method.to_owned()
     } else {
@@ -207,7 +207,11 @@ fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
             "`{method}` is not a gRPC method path; write it like /warren.v1.Control/ListEngines"
         )));
     }
-    let (_, signer) = locate(hub)?;
+    let (socket, signer) = locate(hub)?;
+    if signer.hub_id().is_empty() {
+        // Only a key: one signed call teaches the signer the id of the hub's current start.
+        Client::connect_signed(&socket, signer.clone()).await?;
+    }
     println!("{}: {}", warren_proto::auth::HEADER, signer.sign(&method));
     Ok(0)
 }

@@ -285,19 +285,22 @@ async fn refresh_key(
     paths: &Paths,
     current: &mut ConnectionInfo,
 ) {
-    // Connecting asks the hub its version, a signed call.
-    let refused = matches!(
-        warren::Client::connect(&paths.connection).await,
-        Err(warren::Error::Status(status)) if status.code() == tonic::Code::Unauthenticated
-    );
-    if !refused {
+    // Connecting asks the hub its version, a signed call. A hub that restarted has a new id:
+    // the client learns it from the refusal, and the local file must learn it too, for the
+    // callers (`warren sign`, other languages) that take it from there.
+    let stale = match warren::Client::connect(&paths.connection).await {
+        Err(warren::Error::Status(status)) => status.code() == tonic::Code::Unauthenticated,
+        Ok(client) => *client.signer().hub_id() != *current.hub_id,
+        Err(_) => false,
+    };
+    if !stale {
         return;
     }
     match fetch_connection(ssh, host, args).await {
         Ok(fresh) if fresh.key != current.key || fresh.hub_id != current.hub_id => {
             match save_local(&fresh, paths) {
                 Ok(()) => eprintln!(
-                    "warren: tunnel {name}: the remote hub has a new key (it restarted); updated {}",
+                    "warren: tunnel {name}: the remote hub restarted (new id or key); updated {}",
                     paths.connection.display()
                 ),
                 Err(err) => eprintln!("warren: tunnel {name}: {err:#}"),
