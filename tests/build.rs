@@ -1,6 +1,6 @@
 //! Finds the outside things some end-to-end tests need (an OpenSSH server, grpcurl, Slurm,
 //! root, a Python with grpcio) and tells the compiler which are here, as cfgs (`has_sshd`,
-//! `has_grpcurl`, `has_slurm`, `has_root`, `has_python_grpc`). A test
+//! `has_grpcurl`, `has_slurm`, `has_root`, `has_python3`, `has_python_grpc`). A test
 //! that needs a missing one is marked ignored with the reason, so `cargo test` lists it as
 //! `ignored, needs sshd: ...` instead of passing it silently:
 //!
@@ -69,6 +69,12 @@ const NEEDS: &[Need] = &[
         require: "WARREN_REQUIRE_ROOT",
         install: "run the tests as root",
         check: |_| effective_uid() == Some(0),
+    },
+    Need {
+        cfg: "has_python3",
+        require: "WARREN_REQUIRE_PYTHON3",
+        install: "apt-get install python3 (3.8 or later)",
+        check: |watch| watch.programs(&["python3", "bash"], &[]),
     },
     Need {
         cfg: "has_python_grpc",
