@@ -344,7 +344,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
             Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
         }
         Ok(_) => Err("it must be 0 seconds or more".into()),
-        Err(_) => warren_proto::units::parse_age(text),
+        Err(_) => warren_proto::os::units::parse_age(text),
     }
 }
 
@@ -370,7 +370,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 fn parse_signal(text: &str) -> Result<i32, String> {
-    warren_proto::signals::parse(text)
+    warren_proto::os::signals::parse(text)
 }
 
 /// Every state, in the order people think of them.
@@ -424,7 +424,7 @@ pub(crate) struct TasksArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub(crate) labels: Vec<(String, String)>,
     /// Only tasks submitted within this long (e.g. 90s, 30m, 12h, 7d)
-    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::os::units::parse_age)]
     pub(crate) since: Option<std::time::Duration>,
     /// At most this many
     #[arg(long, default_value_t = 50)]
@@ -438,7 +438,7 @@ pub(crate) struct TasksArgs {
 #[group(required = true, multiple = false)]
 pub(crate) struct PurgeArgs {
     /// Tasks that finished longer ago than this (e.g. 7d)
-    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::os::units::parse_age)]
     pub(crate) older_than: Option<std::time::Duration>,
     /// Every finished task
     #[arg(long)]

@@ -111,7 +111,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
 /// where every task would see it: `--log warn` unless RUST_LOG is already set.
 fn child_command(name: &str) -> anyhow::Result<Command> {
     let mut command = Command::new(sibling_binary(name)?);
-    warren_proto::child::die_with_parent(command.as_std_mut());
+    warren_proto::os::child::die_with_parent(command.as_std_mut());
     for var in warren_proto::OWN_ENV_VARS {
         command.env_remove(var);
     }

@@ -206,7 +206,7 @@ pub(crate) async fn purge(client: &Client, args: &PurgeArgs) -> anyhow::Result<u
 fn exit_text(task: &TaskInfo) -> String {
     match task.result.as_ref().and_then(|r| r.exit) {
         Some(task_result::Exit::ExitCode(code)) => code.to_string(),
-        Some(task_result::Exit::Signal(signal)) => warren_proto::signals::describe(signal),
+        Some(task_result::Exit::Signal(signal)) => warren_proto::os::signals::describe(signal),
         None => "-".into(),
     }
 }
@@ -335,7 +335,7 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
 /// signal reached nothing that will run). A task that already ended is not a failure.
 pub(crate) async fn interrupt(client: &Client, tasks: &[u64], signal: i32) -> anyhow::Result<u8> {
     let reply = client.interrupt(tasks, signal).await?;
-    let name = warren_proto::signals::describe(signal);
+    let name = warren_proto::os::signals::describe(signal);
     for id in &reply.signalled {
         println!("task {id}: sent {name}");
     }
