@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
-use warren::{Client, Job};
+use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{self, ConnectionInfo};
 
 use crate::cli::{ClusterArgs, HubArgs};
@@ -226,7 +226,11 @@ async fn wait_for_hub(connection_file: &Path, hub: &mut Child) -> anyhow::Result
             .ok()
             .filter(|info| info.hub_pid == pid);
         if let Some(info) = ours
-            && let Ok(client) = Client::connect_signed(&info.socket, info.signer()?).await
+            && let Ok(client) = ClientBuilder::new()
+                .socket(&info.socket)
+                .signer(info.signer()?)
+                .connect()
+                .await
         {
             return Ok(client);
         }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use std::io::Read;
 use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
-use warren::{Client, Job};
+use warren::{Client, Job, Outcome};
 
 use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
 use crate::follow::Follower;
@@ -172,11 +172,8 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
         ]);
     }
     table.print();
-    if !page.next_page_token.is_empty() {
-        eprintln!(
-            "warren: more tasks: add --page-token {} for the next page",
-            page.next_page_token
-        );
+    if let Some(token) = page.next_page_token {
+        eprintln!("warren: more tasks: add --page-token {token} for the next page");
     }
     Ok(0)
 }
@@ -328,7 +325,9 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             println!("  {line}");
         }
     }
-    Ok(info.result.as_ref().map_or(0, exit_code_of))
+    Ok(info
+        .result
+        .map_or(0, |result| exit_code_of(&Outcome::from(result))))
 }
 
 /// Sends a signal to tasks; exits 1 if an id is unknown or a task has not started yet (the
