@@ -8,6 +8,10 @@ use warren_proto::connection::{self, LocateError, Locator};
 use crate::{Client, Error, Result};
 
 /// How long a unary call may take by default.
+///
+/// ```
+/// assert_eq!(warren::DEFAULT_TIMEOUT, std::time::Duration::from_secs(30));
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first and the longest wait between attempts of [`Client::reconnect`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

@@ -457,6 +457,45 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every `WARREN_*` variable a flag's help names is read: by clap (`env =`) or, for the
+    /// flags that find the hub, by `Locator::from_env`; and engines keep each one out of their
+    /// tasks' environments.
+    #[test]
+    fn every_variable_the_help_promises_is_read() {
+        use warren_proto::connection::{ENV_CONNECTION_FILE, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET};
+        let located = [ENV_CONNECTION_FILE, ENV_SOCKET, ENV_KEY_FILE, ENV_REMOTE];
+        fn visit(command: &clap::Command, found: &mut Vec<(String, String, bool)>) {
+            for arg in command.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                let named = help
+                    .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .filter(|word| word.starts_with("WARREN_"))
+                    .map(str::to_owned);
+                for var in named.chain(env.clone()) {
+                    let by_clap = env.as_deref() == Some(var.as_str());
+                    found.push((arg.get_id().to_string(), var, by_clap));
+                }
+            }
+            for sub in command.get_subcommands() {
+                visit(sub, found);
+            }
+        }
+        let mut found = Vec::new();
+        visit(&Cli::command(), &mut found);
+        assert!(found.len() >= 6, "{found:?}");
+        for (flag, var, by_clap) in found {
+            assert!(
+                by_clap || located.contains(&var.as_str()),
+                "--{flag}'s help names {var}, which nothing reads"
+            );
+            assert!(
+                warren_proto::OWN_ENV_VARS.contains(&var.as_str()),
+                "{var} (--{flag}) is missing from OWN_ENV_VARS"
+            );
+        }
+    }
+
     #[test]
     fn hints_quote_only_what_needs_it() {
         assert_eq!(
