@@ -3,6 +3,10 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::parse::{
+    MAX_RETRIES, parse_env, parse_label, parse_seconds, parse_signal, parse_state, parse_timeout,
+};
 use warren::proto::TaskState;
 use warren_proto::connection::Locator;
 
@@ -314,85 +318,6 @@ pub(crate) struct ReconnectArgs {
     #[arg(long = "reconnect-timeout", value_name = "SECONDS", default_value = "60",
           env = "WARREN_RECONNECT_TIMEOUT", value_parser = parse_seconds)]
     pub(crate) reconnect_timeout: Duration,
-}
-
-/// The most retries the hub allows a request.
-const MAX_RETRIES: i64 = 10;
-/// The longest timeout the hub allows a task.
-const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
-/// The longest key or value of a label the hub allows.
-const MAX_LABEL_LEN: usize = 256;
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| "give a number of seconds, e.g. 30 or 0.5".to_owned())?;
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err("it must be more than 0 seconds; leave --timeout out for none".into());
-    }
-    let limit = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
-    if limit > MAX_TIMEOUT {
-        return Err("it must be at most 30 days (2592000 seconds)".into());
-    }
-    Ok(limit)
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(seconds) if seconds >= 0.0 && seconds.is_finite() => {
-            Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
-        }
-        Ok(_) => Err("it must be 0 seconds or more".into()),
-        Err(_) => warren_proto::os::units::parse_age(text),
-    }
-}
-
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err("write it as NAME=VALUE, with a name before the `=`".into()),
-    }
-}
-
-fn parse_label(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => {
-            if key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
-                return Err(format!(
-                    "a label's key and value are at most {MAX_LABEL_LEN} bytes each"
-                ));
-            }
-            Ok((key.to_owned(), value.to_owned()))
-        }
-        _ => Err("write it as KEY=VALUE, with a key before the `=`".into()),
-    }
-}
-
-fn parse_signal(text: &str) -> Result<i32, String> {
-    warren_proto::os::signals::parse(text)
-}
-
-/// Every state, in the order people think of them.
-const STATES: [TaskState; 7] = [
-    TaskState::Queued,
-    TaskState::Running,
-    TaskState::Succeeded,
-    TaskState::Failed,
-    TaskState::Aborted,
-    TaskState::TimedOut,
-    TaskState::Lost,
-];
-
-fn parse_state(text: &str) -> Result<TaskState, String> {
-    let wanted = text.to_ascii_lowercase().replace('_', "-");
-    STATES
-        .into_iter()
-        .find(|s| s.label() == wanted)
-        .ok_or_else(|| {
-            let names: Vec<_> = STATES.iter().map(|s| s.label()).collect();
-            format!("use one of {}", names.join(", "))
-        })
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod cluster;
 mod commands;
 mod follow;
 mod output;
+mod parse;
 mod remote_engines;
 mod ssh;
 mod table;
