@@ -1,11 +1,13 @@
 //! The scenarios: warren doing real work, each timed against the baselines of the same run.
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::EventKind;
+use warren::proto::TaskState;
 use warren::{Client, Job};
 
 use crate::procs::{Cluster, cpu_time, wait_until};
@@ -39,12 +41,13 @@ pub(crate) async fn round_trip(
         let sent_us = warren_proto::now_us();
         let mut events = client.run(Job::argv(["/bin/true"])).await?;
         let (mut queued_us, mut result_at) = (0, None);
-        while let Some(event) = events.message().await? {
+        while let Some(event) = events.try_next().await? {
             match event.kind {
-                Some(Kind::State(state)) if state.state() == TaskState::Queued => {
-                    queued_us = event.time_us
-                }
-                Some(Kind::Result(result)) => result_at = Some((event.time_us, result)),
+                EventKind::State {
+                    state: TaskState::Queued,
+                    ..
+                } => queued_us = event.time_us,
+                EventKind::Result(result) => result_at = Some((event.time_us, result)),
                 _ => {}
             }
         }
@@ -52,10 +55,7 @@ pub(crate) async fn round_trip(
         let Some((ended_us, result)) = result_at else {
             anyhow::bail!("a `true` task ended without a result");
         };
-        anyhow::ensure!(
-            result.state() == TaskState::Succeeded,
-            "a `true` task did not succeed"
-        );
+        anyhow::ensure!(result.succeeded(), "a `true` task did not succeed");
         if i >= runs / 10 {
             samples.push(start.elapsed());
             parts[0].push(span(sent_us, queued_us));
@@ -153,19 +153,19 @@ pub(crate) async fn stream(
     let mut slow = None;
     let mut received = 0u64;
     let mut ok = false;
-    while let Some(event) = events.message().await? {
+    while let Some(event) = events.try_next().await? {
         if slow_follower && slow.is_none() {
             let mut follower = client.follow(event.task_id, 0).await?;
             slow = Some(tokio::spawn(async move {
-                while let Ok(Some(_)) = follower.message().await {
+                while let Ok(Some(_)) = follower.try_next().await {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }));
         }
         match event.kind {
-            Some(Kind::Output(chunk)) => received += chunk.data.len() as u64,
-            Some(Kind::Gap(gap)) => anyhow::bail!("the fast follower missed {} bytes", gap.bytes),
-            Some(Kind::Result(result)) => ok = result.state() == TaskState::Succeeded,
+            EventKind::Output { data, .. } => received += data.len() as u64,
+            EventKind::Gap { bytes, .. } => anyhow::bail!("the fast follower missed {bytes} bytes"),
+            EventKind::Result(result) => ok = result.succeeded(),
             _ => {}
         }
     }
@@ -191,8 +191,8 @@ pub(crate) async fn fan_out(
         let start = Instant::now();
         let mut events = client.run(Job::argv(["/bin/true"]).all()).await?;
         let mut done = 0;
-        while let Some(event) = events.message().await? {
-            if matches!(event.kind, Some(Kind::Result(_))) {
+        while let Some(event) = events.try_next().await? {
+            if matches!(event.kind, EventKind::Result(_)) {
                 done += 1;
             }
         }

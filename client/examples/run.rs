@@ -1,35 +1,36 @@
-//! Runs `uname -a` on every engine of the hub in `$WARREN_CONNECTION_FILE` (or the default
-//! one) and prints each engine's output as it arrives.
+//! Runs `uname -a` on every engine of the hub the environment names
+//! (`$WARREN_CONNECTION_FILE`, ..., else the default connection file) and prints each engine's
+//! output as it arrives.
 //!
 //! ```sh
 //! warren cluster start -n 2 &
 //! cargo run -p warren --example run
 //! ```
 
-use warren::proto::task_event::Kind;
-use warren::{Client, Job};
+use futures_util::TryStreamExt;
+use warren::{ClientBuilder, EventKind, Job};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), warren::Error> {
-    let client = Client::connect_default().await?;
+    let client = ClientBuilder::from_env().connect().await?;
     let mut events = client.run(Job::argv(["uname", "-a"]).all()).await?;
     let mut all_succeeded = true;
-    while let Some(event) = events.message().await? {
+    while let Some(event) = events.try_next().await? {
         match event.kind {
-            Some(Kind::Output(chunk)) => {
+            EventKind::Output { data, .. } => {
                 print!(
                     "[engine {}] {}",
                     event.engine_id,
-                    String::from_utf8_lossy(&chunk.data)
+                    String::from_utf8_lossy(&data)
                 );
             }
-            Some(Kind::Result(result)) => {
-                all_succeeded &= result.state() == warren::proto::TaskState::Succeeded;
+            EventKind::Result(outcome) => {
+                all_succeeded &= outcome.succeeded();
                 println!(
                     "task {} on engine {}: {}",
                     event.task_id,
                     event.engine_id,
-                    result.state().label()
+                    outcome.state.label()
                 );
             }
             _ => {}

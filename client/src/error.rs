@@ -2,10 +2,21 @@
 
 use std::path::PathBuf;
 use warren_proto::auth::KeyError;
-use warren_proto::connection::ConnectionError;
+use warren_proto::connection::{ConnectionError, LocateError};
 
 /// An SDK error.
+///
+/// ```no_run
+/// # async fn f() {
+/// match warren::Client::connect("/tmp/none.json").await {
+///     Err(warren::Error::ConnectionFile { path, .. }) => eprintln!("no hub at {}", path.display()),
+///     Err(other) => eprintln!("{other}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The connection file could not be used.
     #[error("cannot use connection file {path}: {source}")]
@@ -18,6 +29,9 @@ pub enum Error {
     /// The key file could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The settings do not name one hub (a tunnel's name with a connection file, say).
+    #[error(transparent)]
+    Locate(LocateError),
     /// Nothing answers on the socket.
     #[error(
         "no hub answers at {socket}: {reason}. Start one with `warren cluster start` (or `warren-hub`), or point --socket / --connection-file at a running hub"
@@ -47,6 +61,11 @@ impl From<tonic::Status> for Error {
 
 impl Error {
     /// The gRPC status, if the hub answered with one.
+    ///
+    /// ```
+    /// let err = warren::Error::from(tonic::Status::not_found("task 7"));
+    /// assert_eq!(err.status().map(tonic::Status::code), Some(tonic::Code::NotFound));
+    /// ```
     pub fn status(&self) -> Option<&tonic::Status> {
         match self {
             Self::Status(status) => Some(status),
@@ -92,4 +111,10 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 /// An SDK result.
+///
+/// ```
+/// fn nothing() -> warren::Result<()> {
+///     Ok(())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -27,6 +27,10 @@ pub struct Job {
 
 impl Job {
     /// Runs a program with arguments; the first item is the program.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["uname", "-a"]);
+    /// ```
     pub fn argv<I, S>(args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -38,6 +42,10 @@ impl Job {
     }
 
     /// Runs shell text with `sh -c`.
+    ///
+    /// ```
+    /// let job = warren::Job::script("echo $HOSTNAME");
+    /// ```
     pub fn script(script: impl Into<String>) -> Self {
         Self::with_command(task_spec::Command::Script(script.into()))
     }
@@ -56,60 +64,100 @@ impl Job {
     }
 
     /// Sets an environment variable for the task.
+    ///
+    /// ```
+    /// let job = warren::Job::script("echo $GREETING").env("GREETING", "hello");
+    /// ```
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.spec.env.insert(name.into(), value.into());
         self
     }
 
     /// Runs the task in this directory on the engine.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["ls"]).cwd("/tmp");
+    /// ```
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
         self.spec.cwd = dir.into();
         self
     }
 
     /// Feeds these bytes to the task's stdin.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["wc", "-c"]).stdin(&b"12345"[..]);
+    /// ```
     pub fn stdin(mut self, bytes: impl Into<bytes::Bytes>) -> Self {
         self.spec.stdin = bytes.into();
         self
     }
 
     /// Ends the task (SIGTERM, then SIGKILL) if it runs longer than this.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["sleep", "60"]).timeout(std::time::Duration::from_secs(5));
+    /// ```
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.spec.timeout_ms = Some(limit.as_millis().min(u128::from(u64::MAX)) as u64);
         self
     }
 
     /// Runs it again elsewhere, up to `retries` times, if its engine dies while running it.
+    ///
+    /// ```
+    /// let job = warren::Job::script("./simulate").retries(2);
+    /// ```
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
     /// Labels the task, to find it later with `ListTasks`.
+    ///
+    /// ```
+    /// let job = warren::Job::script("./simulate").label("batch", "b7");
+    /// ```
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
         self
     }
 
     /// Runs only on engines with this label (with `all` or `any`).
+    ///
+    /// ```
+    /// let job = warren::Job::script("nvidia-smi").all().on_engines_labelled("gpu", "yes");
+    /// ```
     pub fn on_engines_labelled(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.engine_labels.insert(key.into(), value.into());
         self
     }
 
     /// One task on every engine.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["hostname"]).all();
+    /// ```
     pub fn all(mut self) -> Self {
         self.targets = targets::Selector::All(AllEngines {});
         self
     }
 
     /// One task, on whichever engine the hub picks (the default).
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["hostname"]).any();
+    /// ```
     pub fn any(mut self) -> Self {
         self.targets = targets::Selector::Any(AnyEngine {});
         self
     }
 
     /// One task on each of these engines.
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["hostname"]).engines([1, 3]);
+    /// ```
     pub fn engines(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
         self.targets = targets::Selector::Engines(EngineIds {
             ids: ids.into_iter().collect(),
@@ -118,6 +166,11 @@ impl Job {
     }
 
     /// The request to send.
+    ///
+    /// ```
+    /// let request = warren::Job::argv(["true"]).into_request();
+    /// assert!(request.spec.is_some());
+    /// ```
     pub fn into_request(self) -> ExecuteRequest {
         ExecuteRequest {
             spec: Some(self.spec),

@@ -5,7 +5,7 @@ use clap::Parser;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use warren_proto::units::parse_size;
+use warren_proto::os::units::parse_size;
 
 /// Run tasks for a warren hub.
 ///

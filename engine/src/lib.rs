@@ -37,7 +37,7 @@ pub enum EngineError {
     Signals(#[from] std::io::Error),
     /// The spill directory is unsafe or can't be made.
     #[error("spill directory: {0}")]
-    SpillDir(#[from] warren_proto::private_dir::DirError),
+    SpillDir(#[from] warren_proto::os::private_dir::DirError),
 }
 
 /// Serves hubs until told to exit, by the hub or by SIGINT, SIGTERM or SIGHUP.

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 use warren_engine::config::EngineConfig;
-use warren_proto::program;
+use warren_proto::os::program;
 
 fn main() -> ExitCode {
     let config: EngineConfig = match program::parse_flags() {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use warren_proto::now_us;
+use warren_proto::os::signals;
 use warren_proto::v1::{OutputStream, TaskResult, TaskSpec, TaskStarted, TaskState, task_result};
-use warren_proto::{now_us, signals};
 
 use crate::process;
 use crate::tasks::Tasks;

@@ -12,7 +12,8 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use warren_proto::private_dir::{self, DirError};
+use warren_proto::os::PathError;
+use warren_proto::os::private_dir::{self, DirError};
 
 /// A spill directory this engine created; removed (with its spill files) on drop.
 #[derive(Debug)]
@@ -35,20 +36,20 @@ impl SpillDir {
                 Ok(()) => return Ok(Self { path }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((path, e)),
                 Err(e) => {
-                    return Err(DirError::Io {
+                    return Err(DirError::Io(PathError {
                         context: "create",
                         path,
                         source: e,
-                    });
+                    }));
                 }
             }
         }
         let (path, source) = last.expect("both names were tried");
-        Err(DirError::Io {
+        Err(DirError::Io(PathError {
             context: "create",
             path,
             source,
-        })
+        }))
     }
 
     /// The directory.

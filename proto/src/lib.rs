@@ -8,21 +8,22 @@
 //!   which key it trusts, the default places for it, and the one rule ([`connection::Locator`])
 //!   by which every program finds a hub from its flags and environment.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
-//! - [`signals`]: signal names as people write them.
-//! - [`private_file`], [`private_dir`]: the ssh-style checks that keep secrets in files and
-//!   directories only their owner can reach.
-//! - `program` (feature `program`): the first steps of every warren binary.
+//! - [`private_file`]: the ssh-style check that keeps secrets (the key, the connection file)
+//!   in files only their owner can reach, and the one owner-and-mode check
+//!   ([`private_file::check_private`]) every warren program uses.
+//!
+//! Apart from the contract, and only for the warren programs (the SDK enables neither):
+//! - `os` (feature `os`): children that die with their parent, private directories, signal
+//!   names, sizes and ages as people write them;
+//! - `os::program` (feature `program`, which implies `os`): the first steps of every warren
+//!   binary (flags, logging, runtime).
 
 pub mod auth;
-pub mod child;
 pub mod connection;
-pub mod private_dir;
+#[cfg(feature = "os")]
+pub mod os;
 pub mod private_file;
-#[cfg(feature = "program")]
-pub mod program;
-pub mod signals;
 pub mod transport;
-pub mod units;
 
 /// The generated code for protobuf package `warren.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

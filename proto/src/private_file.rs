@@ -3,11 +3,68 @@
 //! Reading refuses, as ssh does with private keys, a file that is a symlink, owned by someone
 //! else, or open to group or others. Writing creates the file with mode 0600 from the start
 //! and moves it into place atomically, so no one ever sees it half written or too open.
+//!
+//! [`check_private`] is the one owner-and-mode check of every warren program: for these files,
+//! for private directories (`os::private_dir`, feature `os`) and for the hub's database.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Why a file or directory is not private to the current user. Each caller wraps it in its
+/// own error, with the fix that suits what the path holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotPrivate {
+    /// It is a symbolic link, which someone could redirect.
+    #[error("a symbolic link")]
+    Symlink,
+    /// Someone else owns it.
+    #[error("owned by uid {owner}, not by you (uid {me})")]
+    WrongOwner {
+        /// Its owner.
+        owner: u32,
+        /// The current (effective) user.
+        me: u32,
+    },
+    /// Group or others have some access to it.
+    #[error("open to group or others (mode {mode:04o})")]
+    TooOpen {
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Checks that `meta` (from [`fs::symlink_metadata`], so that a link is seen as one) describes
+/// something only the current user can reach: not a symlink, owned by this user, and with no
+/// permission bit for group or others.
+///
+/// ```
+/// use warren_proto::private_file::{NotPrivate, check_private};
+/// let meta = std::fs::symlink_metadata("/tmp").unwrap();
+/// // /tmp is open to everyone (and owned by root).
+/// assert!(matches!(
+///     check_private(&meta),
+///     Err(NotPrivate::TooOpen { .. } | NotPrivate::WrongOwner { .. })
+/// ));
+/// ```
+pub fn check_private(meta: &Metadata) -> Result<(), NotPrivate> {
+    if meta.file_type().is_symlink() {
+        return Err(NotPrivate::Symlink);
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(NotPrivate::WrongOwner {
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(NotPrivate::TooOpen { mode });
+    }
+    Ok(())
+}
 
 /// Why a private file was refused or could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -58,28 +115,26 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PrivateFileError + '_ {
 }
 
 /// Reads a file after checking that only its owner, the current user, can reach it.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("secret");
+/// warren_proto::private_file::write(&path, b"hello")?;
+/// assert_eq!(warren_proto::private_file::read(&path)?, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read(path: &Path) -> Result<String, PrivateFileError> {
     let meta = fs::symlink_metadata(path).map_err(io_error(path))?;
-    if meta.file_type().is_symlink() {
-        return Err(PrivateFileError::Symlink {
-            path: path.to_owned(),
-        });
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(PrivateFileError::WrongOwner {
-            path: path.to_owned(),
-            owner: meta.uid(),
-            me,
-        });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(PrivateFileError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        });
-    }
+    check_private(&meta).map_err(|why| {
+        let path = path.to_owned();
+        match why {
+            NotPrivate::Symlink => PrivateFileError::Symlink { path },
+            NotPrivate::WrongOwner { owner, me } => {
+                PrivateFileError::WrongOwner { path, owner, me }
+            }
+            NotPrivate::TooOpen { mode } => PrivateFileError::TooOpen { path, mode },
+        }
+    })?;
     fs::read_to_string(path).map_err(io_error(path))
 }
 

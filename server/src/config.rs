@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use warren_proto::units::{parse_age, parse_size};
+use warren_proto::os::units::{parse_age, parse_size};
 
 /// Serve warren's gRPC API on a private Unix socket.
 ///

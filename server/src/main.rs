@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 use warren_hub::config::HubConfig;
-use warren_proto::program;
+use warren_proto::os::program;
 
 fn main() -> ExitCode {
     let config: HubConfig = match program::parse_flags() {

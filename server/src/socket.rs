@@ -13,7 +13,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 
-use warren_proto::private_dir::{self, DirError};
+use warren_proto::os::PathError;
+use warren_proto::os::private_dir::{self, DirError};
 
 /// Why the hub cannot serve on the socket it was given.
 #[derive(Debug, thiserror::Error)]
@@ -30,28 +31,17 @@ pub enum SocketError {
     #[error("{0} exists and is not a socket; remove it or choose another --socket")]
     NotASocket(PathBuf),
     /// A filesystem call failed.
-    #[error("{context} {path}: {source}")]
-    Io {
-        /// What the hub was doing.
-        context: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// What the operating system said.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SocketError + 'a {
-    move |source| SocketError::Io {
-        context,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| PathError::at(context, path)(source).into()
 }
 
 /// Makes the socket path absolute, so the connection file names it from anywhere.
 pub fn absolute(path: &Path) -> Result<PathBuf, SocketError> {
-    std::path::absolute(path).map_err(io_err("cannot resolve", path))
+    std::path::absolute(path).map_err(io_err("resolve", path))
 }
 
 /// Removes a leftover socket nobody answers on; refuses if a hub answers or the path is no socket.
@@ -59,7 +49,7 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("cannot inspect", path)(e)),
+        Err(e) => return Err(io_err("inspect", path)(e)),
     };
     if !meta.file_type().is_socket() {
         return Err(SocketError::NotASocket(path.to_owned()));
@@ -68,9 +58,9 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
         Ok(_) => Err(SocketError::AlreadyServing(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             tracing::info!(socket = %path.display(), "replacing a stale socket nobody listens on");
-            fs::remove_file(path).map_err(io_err("cannot remove stale socket", path))
+            fs::remove_file(path).map_err(io_err("remove stale socket", path))
         }
-        Err(e) => Err(io_err("cannot probe existing socket", path)(e)),
+        Err(e) => Err(io_err("probe existing socket", path)(e)),
     }
 }
 
@@ -89,12 +79,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         if e.kind() == io::ErrorKind::AddrInUse {
             SocketError::AlreadyServing(path.to_owned())
         } else {
-            io_err("cannot bind", path)(e)
+            io_err("bind", path)(e)
         }
     })?;
     // Nobody else can enter the directory, so the socket's mode before this line is moot.
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(io_err("cannot set the mode of", path))?;
+        .map_err(io_err("set the mode of", path))?;
     Ok(listener)
 }
 

@@ -1,18 +1,18 @@
 //! Reading task events in tests.
 
+use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::timeout;
-use warren::Events;
-use warren::proto::{OutputStream, TaskEvent, TaskResult, task_event::Kind};
+use warren::{Event, EventKind, Events, Outcome, OutputStream};
 
 use crate::process::PATIENCE;
 
 /// Every event of a stream, until it ends (panics after [`PATIENCE`]).
-pub async fn collect(mut events: Events) -> Vec<TaskEvent> {
+pub async fn collect(mut events: Events) -> Vec<Event> {
     let mut all = Vec::new();
     let result = timeout(PATIENCE, async {
-        while let Some(event) = events.message().await.expect("event stream failed") {
+        while let Some(event) = events.try_next().await.expect("event stream failed") {
             all.push(event);
         }
     })
@@ -25,20 +25,20 @@ pub async fn collect(mut events: Events) -> Vec<TaskEvent> {
 }
 
 /// The next event, within `limit`.
-pub async fn next_event(events: &mut Events, limit: Duration) -> Option<TaskEvent> {
-    timeout(limit, events.message())
+pub async fn next_event(events: &mut Events, limit: Duration) -> Option<Event> {
+    timeout(limit, events.try_next())
         .await
         .expect("no event in time")
         .expect("event stream failed")
 }
 
 /// The bytes a task wrote to one stream, in order.
-pub fn output(events: &[TaskEvent], task_id: u64, stream: OutputStream) -> Vec<u8> {
+pub fn output(events: &[Event], task_id: u64, stream: OutputStream) -> Vec<u8> {
     events
         .iter()
         .filter(|e| e.task_id == task_id)
         .filter_map(|e| match &e.kind {
-            Some(Kind::Output(chunk)) if chunk.stream == stream as i32 => Some(chunk.data.to_vec()),
+            EventKind::Output { stream: s, data } if *s == stream => Some(data.to_vec()),
             _ => None,
         })
         .flatten()
@@ -46,23 +46,23 @@ pub fn output(events: &[TaskEvent], task_id: u64, stream: OutputStream) -> Vec<u
 }
 
 /// A task's stdout as text.
-pub fn stdout_text(events: &[TaskEvent], task_id: u64) -> String {
+pub fn stdout_text(events: &[Event], task_id: u64) -> String {
     String::from_utf8_lossy(&output(events, task_id, OutputStream::Stdout)).into_owned()
 }
 
 /// Each task's final result, by task id.
-pub fn results(events: &[TaskEvent]) -> BTreeMap<u64, (u32, TaskResult)> {
+pub fn results(events: &[Event]) -> BTreeMap<u64, (u32, Outcome)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Result(result)) => Some((e.task_id, (e.engine_id, result.clone()))),
+            EventKind::Result(result) => Some((e.task_id, (e.engine_id, result.clone()))),
             _ => None,
         })
         .collect()
 }
 
 /// The only task's result.
-pub fn only_result(events: &[TaskEvent]) -> TaskResult {
+pub fn only_result(events: &[Event]) -> Outcome {
     let all = results(events);
     assert_eq!(all.len(), 1, "expected one task, got {all:#?}");
     all.into_values()
@@ -72,7 +72,7 @@ pub fn only_result(events: &[TaskEvent]) -> TaskResult {
 }
 
 /// Checks that each task's events have consecutive seqs from `from`.
-pub fn assert_contiguous(events: &[TaskEvent], task_id: u64, from: u64) {
+pub fn assert_contiguous(events: &[Event], task_id: u64, from: u64) {
     let seqs: Vec<u64> = events
         .iter()
         .filter(|e| e.task_id == task_id)

@@ -1,5 +1,6 @@
 //! Every HMAC refusal, that nothing of a refused call runs, and what needs no key.
 
+use futures_util::TryStreamExt;
 use tonic::Code;
 use warren::proto::control_client::ControlClient;
 use warren::proto::execution_client::ExecutionClient;
@@ -121,6 +122,7 @@ async fn nothing_of_a_refused_call_runs() {
     let client = cluster.client().await;
     let tasks = client
         .tasks(ListTasksRequest::default())
+        .try_collect::<Vec<_>>()
         .await
         .expect("tasks");
     assert!(tasks.is_empty(), "a refused Execute made tasks: {tasks:?}");
@@ -133,7 +135,10 @@ async fn the_sdk_corrects_for_a_skewed_clock() {
     let signer = cluster.signer();
     // This client's clock is ten minutes behind the hub's.
     signer.learn_hub_time(now() - 600);
-    let client = warren::Client::connect_signed(&cluster.socket, signer)
+    let client = warren::ClientBuilder::new()
+        .socket(&cluster.socket)
+        .signer(signer)
+        .connect()
         .await
         .expect("the SDK learns the hub's clock from the refusal and retries");
     client.engines().await.expect("later calls pass too");

@@ -1,6 +1,7 @@
 //! Every bad input is refused before anything runs, with the right status and a message a
 //! person can act on; every bound answers RESOURCE_EXHAUSTED instead of growing.
 
+use futures_util::TryStreamExt;
 use std::collections::HashMap;
 use tonic::Code;
 use warren::proto::{
@@ -88,7 +89,11 @@ async fn bad_requests_get_the_right_status_and_a_reason() {
         .into_request();
     refused(&client, labelled, Code::NotFound, "gpu=h100").await;
 
-    let tasks = client.tasks(Default::default()).await.expect("tasks");
+    let tasks = client
+        .tasks(Default::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("tasks");
     assert!(tasks.is_empty(), "refused requests made tasks: {tasks:?}");
 }
 

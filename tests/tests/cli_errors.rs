@@ -1,7 +1,8 @@
 //! The CLI when things go wrong: a command that can't start, errors said once, several ids of
 //! which some are unknown.
 
-use warren::proto::{TaskState, task_result::Exit};
+use warren::Exit;
+use warren::proto::TaskState;
 use warren_tests::*;
 
 /// Asserts that `stderr` is one line that says `needle`, with no tonic `code: ..., message:`
@@ -78,7 +79,7 @@ async fn several_ids_act_on_every_known_task_and_report_each_unknown_one() {
     let result = only_result(&rest);
     assert_eq!(
         result.exit,
-        Some(Exit::ExitCode(9)),
+        Some(Exit::Code(9)),
         "the known one was signalled"
     );
     assert!(stdout_text(&rest, id).contains("got INT"));

@@ -1,7 +1,8 @@
 //! Steering running and queued work: interrupt, abort, queue status.
 
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind, task_result::Exit};
+use warren::proto::TaskState;
+use warren::{EventKind, Exit};
 use warren_tests::*;
 
 /// Submits a script and waits until its first output line shows it is running.
@@ -12,11 +13,11 @@ async fn start_and_wait(client: &warren::Client, script: &str) -> u64 {
         let event = next_event(&mut events, PATIENCE)
             .await
             .expect("stream ended early");
-        if matches!(event.kind, Some(Kind::Output(_))) {
+        if matches!(event.kind, EventKind::Output { .. }) {
             return id;
         }
         assert!(
-            !matches!(event.kind, Some(Kind::Result(_))),
+            !matches!(event.kind, EventKind::Result(_)),
             "task ended early: {event:?}"
         );
     }
@@ -35,7 +36,7 @@ async fn interrupt_signals_the_whole_process_group() {
     assert_eq!(reply.signalled, vec![id]);
     let events = collect(client.follow(id, 0).await.expect("follow")).await;
     assert_eq!(stdout_text(&events, id), "ready\ngot-usr1\n");
-    assert_eq!(only_result(&events).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&events).state, TaskState::Succeeded);
 
     let sleeper = start_and_wait(&client, "echo ready; exec sleep 60").await;
     client
@@ -70,7 +71,7 @@ async fn abort_stops_queued_work_before_it_starts_and_running_work_with_sigterm(
     assert_eq!(reply.terminating, vec![running]);
     let events = collect(client.follow(running, 0).await.expect("follow")).await;
     let result = only_result(&events);
-    assert_eq!(result.state(), TaskState::Aborted);
+    assert_eq!(result.state, TaskState::Aborted);
     assert_eq!(result.exit, Some(Exit::Signal(15)));
 
     let reply = client.abort(&[running]).await.expect("abort again");

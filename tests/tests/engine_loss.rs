@@ -2,8 +2,9 @@
 //! under its old uuid.
 
 use rustix::process::Signal;
+use warren::EventKind;
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 #[tokio::test]
@@ -20,14 +21,14 @@ async fn an_engine_killed_mid_task_loses_its_tasks_and_says_which_engine() {
         .expect("submit")[0];
     loop {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, Some(Kind::Output(_))) {
+        if matches!(event.kind, EventKind::Output { .. }) {
             break;
         }
     }
     cluster.engines[0].signal(Signal::KILL);
     let rest = collect(events).await;
     let lost = only_result(&rest);
-    assert_eq!(lost.state(), TaskState::Lost);
+    assert_eq!(lost.state, TaskState::Lost);
     assert!(
         lost.error.contains("engine 1") && lost.error.contains("while the task was running"),
         "{}",
@@ -78,11 +79,8 @@ async fn what_a_killed_engines_task_left_running_is_killed_at_once() {
         .expect("run");
     let orphan: u32 = loop {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if let Some(Kind::Output(chunk)) = event.kind {
-            break String::from_utf8_lossy(&chunk.data)
-                .trim()
-                .parse()
-                .expect("pid");
+        if let EventKind::Output { data, .. } = event.kind {
+            break String::from_utf8_lossy(&data).trim().parse().expect("pid");
         }
     };
     cluster.engines[0].signal(Signal::KILL);

@@ -1,8 +1,9 @@
 //! How tasks end: exit codes, signals, timeouts, programs that can't start, and leftovers.
 
 use std::time::Duration;
+use warren::Exit;
 use warren::Job;
-use warren::proto::{TaskState, task_result::Exit};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 #[tokio::test]
@@ -11,17 +12,17 @@ async fn exit_codes_and_signals_are_reported() {
     let client = cluster.client().await;
 
     let ok = only_result(&collect(client.run(Job::argv(["true"])).await.expect("run")).await);
-    assert_eq!(ok.state(), TaskState::Succeeded);
-    assert_eq!(ok.exit, Some(Exit::ExitCode(0)));
+    assert_eq!(ok.state, TaskState::Succeeded);
+    assert_eq!(ok.exit, Some(Exit::Code(0)));
 
     let seven = only_result(&collect(client.run(Job::script("exit 7")).await.expect("run")).await);
-    assert_eq!(seven.state(), TaskState::Failed);
-    assert_eq!(seven.exit, Some(Exit::ExitCode(7)));
+    assert_eq!(seven.state, TaskState::Failed);
+    assert_eq!(seven.exit, Some(Exit::Code(7)));
     assert!(seven.error.contains("status 7"), "{}", seven.error);
 
     let killed =
         only_result(&collect(client.run(Job::script("kill -KILL $$")).await.expect("run")).await);
-    assert_eq!(killed.state(), TaskState::Failed);
+    assert_eq!(killed.state, TaskState::Failed);
     assert_eq!(killed.exit, Some(Exit::Signal(9)));
     assert!(killed.error.contains("SIGKILL"), "{}", killed.error);
 }
@@ -32,7 +33,7 @@ async fn a_timeout_sends_sigterm() {
     let client = cluster.client().await;
     let job = Job::argv(["sleep", "60"]).timeout(Duration::from_millis(300));
     let result = only_result(&collect(client.run(job).await.expect("run")).await);
-    assert_eq!(result.state(), TaskState::TimedOut);
+    assert_eq!(result.state, TaskState::TimedOut);
     assert_eq!(result.exit, Some(Exit::Signal(15)));
     let ran_for = Duration::from_micros((result.finished_us - result.started_us) as u64);
     assert!(ran_for < Duration::from_secs(10), "ran for {ran_for:?}");
@@ -44,7 +45,7 @@ async fn a_task_that_ignores_sigterm_gets_sigkill_after_the_grace_period() {
     let client = cluster.client().await;
     let job = Job::script("trap '' TERM; sleep 60").timeout(Duration::from_millis(300));
     let result = only_result(&collect(client.run(job).await.expect("run")).await);
-    assert_eq!(result.state(), TaskState::TimedOut);
+    assert_eq!(result.state, TaskState::TimedOut);
     assert_eq!(result.exit, Some(Exit::Signal(9)));
 }
 
@@ -69,8 +70,8 @@ async fn a_program_that_cannot_start_fails_with_a_shells_status_and_the_reason()
         ),
     ] {
         let result = only_result(&collect(client.run(job).await.expect("run")).await);
-        assert_eq!(result.state(), TaskState::Failed, "{reason}");
-        assert_eq!(result.exit, Some(Exit::ExitCode(code)), "{reason}");
+        assert_eq!(result.state, TaskState::Failed, "{reason}");
+        assert_eq!(result.exit, Some(Exit::Code(code)), "{reason}");
         assert_eq!(result.started_us, 0, "{reason}: it never started");
         assert!(result.error.contains(reason), "{}", result.error);
         assert!(!result.error.contains("os error"), "{}", result.error);
@@ -88,7 +89,7 @@ async fn nothing_a_task_started_outlives_it() {
             .expect("run"),
     )
     .await;
-    assert_eq!(only_result(&events).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&events).state, TaskState::Succeeded);
     let pid: u32 = stdout_text(&events, events[0].task_id)
         .trim()
         .parse()

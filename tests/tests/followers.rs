@@ -53,7 +53,7 @@ async fn big_task(cluster: &Cluster) -> u64 {
     )
     .await;
     assert_eq!(
-        only_result(&events).state(),
+        only_result(&events).state,
         warren::proto::TaskState::Succeeded
     );
     events[0].task_id
@@ -97,7 +97,7 @@ async fn a_thousand_followers_that_read_nothing_leave_the_hub_small() {
     let client = cluster.client().await;
     let events = collect(client.follow(task, 0).await.expect("follow")).await;
     assert_eq!(
-        output(&events, task, warren::proto::OutputStream::Stdout).len(),
+        output(&events, task, warren::OutputStream::Stdout).len(),
         64 << 20
     );
 }

@@ -1,6 +1,7 @@
 //! A real grpcurl over the hub's socket: reflection, a signed unary call, a signed stream, and
 //! refusals without a signature or with one made for another method.
 
+use futures_util::TryStreamExt;
 use std::process::Command;
 use warren_tests::*;
 
@@ -161,6 +162,7 @@ async fn grpcurl_without_a_signature_or_with_another_methods_is_refused() {
         .client()
         .await
         .tasks(Default::default())
+        .try_collect::<Vec<_>>()
         .await
         .expect("tasks");
     assert!(tasks.is_empty(), "{tasks:?}");

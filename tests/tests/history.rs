@@ -1,6 +1,7 @@
 //! The durable task history: what survives a restart, how it is found and purged, and a
 //! database the hub refuses rather than wipes.
 
+use futures_util::TryStreamExt;
 use rustix::process::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -32,6 +33,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
 
     let all = client
         .tasks(ListTasksRequest::default())
+        .try_collect::<Vec<_>>()
         .await
         .expect("tasks");
     assert_eq!(
@@ -43,6 +45,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
             states: vec![TaskState::Failed as i32],
             ..Default::default()
         })
+        .try_collect::<Vec<_>>()
         .await
         .expect("failed tasks");
     assert_eq!(failed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![4, 2]);
@@ -51,6 +54,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
             labels: [("batch".to_string(), "b".to_string())].into(),
             ..Default::default()
         })
+        .try_collect::<Vec<_>>()
         .await
         .expect("labelled tasks");
     assert_eq!(batch_b.iter().map(|t| t.id).collect::<Vec<_>>(), vec![5, 4]);
@@ -59,6 +63,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
             engine_id: 1,
             ..Default::default()
         })
+        .try_collect::<Vec<_>>()
         .await
         .expect("engine 1's tasks");
     assert!(!on_one.is_empty() && on_one.iter().all(|t| t.engine_id == 1));
@@ -67,6 +72,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
             submitted_after_us: warren_proto::now_us() + 60_000_000,
             ..Default::default()
         })
+        .try_collect::<Vec<_>>()
         .await
         .expect("none in the future");
     assert!(future.is_empty());
@@ -84,12 +90,23 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
             .await
             .expect("page");
         paged.extend(page.tasks.iter().map(|t| t.id));
-        if page.next_page_token.is_empty() {
-            break;
+        match page.next_page_token {
+            Some(next) => token = next,
+            None => break,
         }
-        token = page.next_page_token;
     }
     assert_eq!(paged, vec![5, 4, 3, 2, 1]);
+    // The same pages, read as one stream.
+    let streamed: Vec<u64> = client
+        .tasks(ListTasksRequest {
+            limit: 2,
+            ..Default::default()
+        })
+        .map_ok(|task| task.id)
+        .try_collect()
+        .await
+        .expect("every page");
+    assert_eq!(streamed, vec![5, 4, 3, 2, 1]);
 
     // Replays come from the history.
     let events = collect(client.follow(3, 0).await.expect("replay")).await;
@@ -124,6 +141,7 @@ async fn finished_tasks_survive_a_restart_and_can_be_found_replayed_and_purged()
     assert!(
         client
             .tasks(ListTasksRequest::default())
+            .try_collect::<Vec<_>>()
             .await
             .expect("tasks")
             .is_empty()
@@ -168,6 +186,7 @@ async fn retention_deletes_old_finished_tasks() {
     let emptied = eventually(PATIENCE, || async {
         let tasks = client
             .tasks(ListTasksRequest::default())
+            .try_collect::<Vec<_>>()
             .await
             .map_err(|_| ())?;
         if tasks.is_empty() { Ok(()) } else { Err(()) }
@@ -262,6 +281,7 @@ async fn an_in_memory_history_works_and_ends_with_the_hub() {
     assert_eq!(
         client
             .tasks(ListTasksRequest::default())
+            .try_collect::<Vec<_>>()
             .await
             .expect("tasks")
             .len(),

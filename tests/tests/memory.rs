@@ -1,11 +1,13 @@
 //! Memory stays bounded: 1 GiB streams through a task while a slow follower reads, and
 //! neither the hub nor the engine grows with the output.
 
+use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use warren::EventKind;
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 /// Bounds asserted here; the figures seen are printed (and quoted in the notes). The
@@ -56,7 +58,7 @@ async fn a_gibibyte_with_a_slow_follower_keeps_hub_and_engine_small() {
     let mut slow = client.follow(id, 0).await.expect("slow follower");
     let slow_reader = tokio::spawn(async move {
         let mut events = 0u64;
-        while let Ok(Some(_)) = slow.message().await {
+        while let Ok(Some(_)) = slow.try_next().await {
             events += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -66,11 +68,11 @@ async fn a_gibibyte_with_a_slow_follower_keeps_hub_and_engine_small() {
     let started = std::time::Instant::now();
     let (mut bytes, mut gaps, mut result) = (0u64, 0u64, None);
     let drained = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(event) = fast.message().await.expect("fast stream") {
+        while let Some(event) = fast.try_next().await.expect("fast stream") {
             match event.kind {
-                Some(Kind::Output(chunk)) => bytes += chunk.data.len() as u64,
-                Some(Kind::Gap(_)) => gaps += 1,
-                Some(Kind::Result(r)) => result = Some(r),
+                EventKind::Output { data, .. } => bytes += data.len() as u64,
+                EventKind::Gap { .. } => gaps += 1,
+                EventKind::Result(r) => result = Some(r),
                 _ => {}
             }
         }
@@ -80,7 +82,7 @@ async fn a_gibibyte_with_a_slow_follower_keeps_hub_and_engine_small() {
     sampler.abort();
     slow_reader.abort();
     assert!(drained.is_ok(), "1 GiB did not arrive within 2 minutes");
-    assert_eq!(result.map(|r| r.state()), Some(TaskState::Succeeded));
+    assert_eq!(result.map(|r| r.state), Some(TaskState::Succeeded));
     assert_eq!((bytes, gaps), (GIB, 0), "the fast follower gets every byte");
 
     let (hub, engine) = (

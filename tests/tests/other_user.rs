@@ -218,7 +218,10 @@ async fn the_client_refuses_a_socket_another_user_answers() {
 
     // Our own hub's key, sent through the trap: refused before a byte of a call is written.
     let cluster = Cluster::hub();
-    let err = warren::Client::connect_signed(&trap, cluster.signer())
+    let err = warren::ClientBuilder::new()
+        .socket(&trap)
+        .signer(cluster.signer())
+        .connect()
         .await
         .expect_err("a socket answered by another user");
     let text = err.to_string();

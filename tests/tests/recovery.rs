@@ -1,11 +1,13 @@
 //! Crashes that lose nothing: a hub killed mid-stream, an engine killed mid-task (with and
 //! without retries), an engine that stops answering, a client killed mid-stream.
 
+use futures_util::TryStreamExt;
 use rustix::process::Signal;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use warren::Job;
-use warren::proto::{OutputStream, TaskState, task_event::Kind};
+use warren::proto::TaskState;
+use warren::{EventKind, OutputStream};
 use warren_tests::*;
 
 fn digest(bytes: &[u8]) -> String {
@@ -100,7 +102,7 @@ async fn a_hub_killed_mid_stream_restarts_and_every_task_ends_with_all_its_outpu
     let client = cluster.client().await;
     for (id, copy) in &tasks {
         let events = collect(client.follow(*id, 0).await.expect("follow from 0")).await;
-        assert_eq!(only_result(&events).state(), TaskState::Succeeded);
+        assert_eq!(only_result(&events).state, TaskState::Succeeded);
         let written = std::fs::read(copy).expect("the task's copy");
         let received = output(&events, *id, OutputStream::Stdout);
         assert_eq!(received.len(), written.len(), "task {id}: output length");
@@ -148,7 +150,7 @@ async fn an_engine_killed_mid_task_with_a_retry_succeeds_on_another() {
         .expect("run");
     let engine = loop {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, Some(Kind::Output(_))) {
+        if matches!(event.kind, EventKind::Output { .. }) {
             break event.engine_id;
         }
     };
@@ -169,11 +171,11 @@ async fn an_engine_killed_mid_task_with_a_retry_succeeds_on_another() {
 
     let rest = collect(events).await;
     let result = only_result(&rest);
-    assert_eq!(result.state(), TaskState::Succeeded, "{result:?}");
+    assert_eq!(result.state, TaskState::Succeeded, "{result:?}");
     assert_eq!(result.attempt, 2);
     let id = rest[0].task_id;
     let retried = rest.iter().any(|e| {
-        matches!(&e.kind, Some(Kind::State(s)) if s.state() == TaskState::Queued && s.reason.contains("retrying"))
+        matches!(&e.kind, EventKind::State { state, reason, .. } if *state == TaskState::Queued && reason.contains("retrying"))
     });
     assert!(retried, "followers are told of the retry: {rest:#?}");
     assert!(stdout_text(&rest, id).ends_with("second\n"));
@@ -205,7 +207,7 @@ async fn a_task_that_kills_its_engines_is_not_retried_forever() {
     let job = Job::script("echo here; kill -KILL $PPID; exec sleep 60").retries(5);
     let events = collect(client.run(job).await.expect("run")).await;
     let result = only_result(&events);
-    assert_eq!(result.state(), TaskState::Lost);
+    assert_eq!(result.state, TaskState::Lost);
     // Whether the last engine died before or after it reported the start is a race.
     assert!(
         result.error.contains("not retried again") || result.error.contains("not placed again"),
@@ -235,7 +237,7 @@ async fn a_stopped_engine_is_declared_dead_and_comes_back_under_its_old_id() {
     loop {
         if matches!(
             next_event(&mut events, PATIENCE).await.map(|e| e.kind),
-            Some(Some(Kind::Output(_)))
+            Some(EventKind::Output { .. })
         ) {
             break;
         }
@@ -256,7 +258,7 @@ async fn a_stopped_engine_is_declared_dead_and_comes_back_under_its_old_id() {
     );
     let rest = collect(events).await;
     let lost = only_result(&rest);
-    assert_eq!(lost.state(), TaskState::Lost);
+    assert_eq!(lost.state, TaskState::Lost);
     assert!(lost.error.contains("stopped answering"), "{}", lost.error);
 
     cluster.engines[0].signal(Signal::CONT);
@@ -300,7 +302,12 @@ async fn a_client_killed_mid_stream_does_not_hurt_the_task() {
     client_process.signal(Signal::KILL);
 
     let client = cluster.client().await;
-    let id = client.tasks(Default::default()).await.expect("tasks")[0].id;
+    let id = client
+        .tasks(Default::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("tasks")[0]
+        .id;
     let (status, stdout, stderr) = cluster.cli(&["attach", &id.to_string(), "--from", "0"]);
     assert_eq!(status, 0, "{stderr}");
     let expected: String = (1..=300).map(|i| format!("line{i}\n")).collect();

@@ -1,7 +1,8 @@
 //! StreamOutput: replay from any sequence number, then follow live; several followers at once.
 
+use warren::EventKind;
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 #[tokio::test]
@@ -44,7 +45,7 @@ async fn two_followers_from_different_seqs_see_the_same_task() {
         &later[..],
         "both followers see the same events from {from}"
     );
-    assert_eq!(only_result(&all).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&all).state, TaskState::Succeeded);
 
     // After the end, a replay from 0 still has everything, and asking past the end is an error.
     let replay = collect(client.follow(id, 0).await.expect("replay")).await;
@@ -73,13 +74,13 @@ async fn a_follower_that_goes_away_does_not_hurt_the_task() {
     let _ = next_event(&mut events, PATIENCE).await;
     drop(events);
     let replay = collect(client.follow(id, 0).await.expect("follow")).await;
-    assert_eq!(only_result(&replay).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&replay).state, TaskState::Succeeded);
     let text = stdout_text(&replay, id);
     assert_eq!(text.lines().count(), 2000);
     assert!(
         replay
             .iter()
-            .any(|e| matches!(e.kind, Some(Kind::State(_))))
+            .any(|e| matches!(e.kind, EventKind::State { .. }))
     );
 }
 
@@ -110,15 +111,15 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
             (
                 e.seq,
                 match &e.kind {
-                    Some(Kind::Gap(g)) => format!("gap {g:?}"),
-                    Some(Kind::Output(c)) => format!("out {}", c.data.len()),
+                    gap @ EventKind::Gap { .. } => format!("{gap:?}"),
+                    EventKind::Output { data, .. } => format!("out {}", data.len()),
                     other => format!("{other:?}"),
                 },
             )
         })
         .collect();
     assert_eq!(
-        output(&live, id, warren::proto::OutputStream::Stdout).len(),
+        output(&live, id, warren::OutputStream::Stdout).len(),
         1 << 20,
         "{live_kinds:?}"
     );
@@ -131,11 +132,11 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
     );
     // A replay later gets what was kept and one gap that accounts for every other byte.
     let replay = collect(client.follow(id, 0).await.expect("replay")).await;
-    let kept = output(&replay, id, warren::proto::OutputStream::Stdout).len() as u64;
+    let kept = output(&replay, id, warren::OutputStream::Stdout).len() as u64;
     let gap: u64 = replay
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Gap(g)) => Some(g.bytes),
+            EventKind::Gap { bytes, .. } => Some(*bytes),
             _ => None,
         })
         .sum();
@@ -145,8 +146,8 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
             (
                 e.seq,
                 match &e.kind {
-                    Some(Kind::Gap(g)) => format!("gap {:?}", g),
-                    Some(Kind::Output(c)) => format!("out {}", c.data.len()),
+                    gap @ EventKind::Gap { .. } => format!("{gap:?}"),
+                    EventKind::Output { data, .. } => format!("out {}", data.len()),
                     other => format!("{other:?}"),
                 },
             )
@@ -155,5 +156,5 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
     assert_eq!(kept + gap, 1 << 20, "{kinds:?}");
     assert!(kept <= 256 << 10, "kept {kept} bytes, over the 256 KiB cap");
     assert_eq!(gap, info.output_bytes_dropped);
-    assert_eq!(only_result(&replay).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&replay).state, TaskState::Succeeded);
 }

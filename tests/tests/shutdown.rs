@@ -1,9 +1,11 @@
 //! Stopping: Control.Shutdown and SIGTERM stop the hub gracefully, tell the engines, let
 //! followers see the end, and remove the socket and the connection file.
 
+use futures_util::TryStreamExt;
 use rustix::process::Signal;
+use warren::EventKind;
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 #[tokio::test]
@@ -16,14 +18,14 @@ async fn control_shutdown_stops_hub_and_engines_and_followers_see_the_end() {
         .expect("run");
     loop {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, Some(Kind::Output(_))) {
+        if matches!(event.kind, EventKind::Output { .. }) {
             break;
         }
     }
     client.shutdown(true).await.expect("shutdown");
     let rest = collect(events).await;
     let result = only_result(&rest);
-    assert_eq!(result.state(), TaskState::Aborted);
+    assert_eq!(result.state, TaskState::Aborted);
     assert!(
         result.error.contains("engine is exiting"),
         "{}",
@@ -132,13 +134,13 @@ async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
         .expect("run");
     loop {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, Some(Kind::Output(_))) {
+        if matches!(event.kind, EventKind::Output { .. }) {
             break;
         }
     }
     cluster.hub.as_ref().expect("hub").signal(Signal::TERM);
     let err = loop {
-        match events.message().await {
+        match events.try_next().await {
             Ok(Some(_)) => {}
             Ok(None) => panic!("the stream ended as if the task had"),
             Err(err) => break err,
@@ -170,7 +172,7 @@ async fn a_follower_of_a_hub_that_froze_gets_an_error_not_a_hang() {
     hub.signal(Signal::STOP);
     let started = std::time::Instant::now();
     let err = loop {
-        match events.message().await {
+        match events.try_next().await {
             Ok(Some(_)) => {}
             Ok(None) => panic!("the stream ended"),
             Err(err) => break err,

@@ -2,13 +2,15 @@
 //! `warren engines ssh`, and grpcurl through the forward. A private sshd on loopback stands
 //! for the other machine.
 
+use futures_util::TryStreamExt;
 use rustix::process::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use warren::Job;
-use warren::proto::{OutputStream, TaskState, task_event::Kind};
+use warren::proto::TaskState;
+use warren::{EventKind, OutputStream};
 use warren_tests::sshd::{HOST, Sshd};
 use warren_tests::*;
 
@@ -241,8 +243,8 @@ async fn killing_ssh_mid_stream_then_attaching_from_the_last_seq_loses_and_repea
     let mut text = Vec::new();
     while text.len() < 1000 {
         let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if let Some(Kind::Output(chunk)) = &event.kind {
-            text.extend_from_slice(&chunk.data);
+        if let EventKind::Output { data, .. } = &event.kind {
+            text.extend_from_slice(data);
         }
         seen.push(event);
     }
@@ -256,7 +258,7 @@ async fn killing_ssh_mid_stream_then_attaching_from_the_last_seq_loses_and_repea
     );
     let broken = tokio::time::timeout(PATIENCE, async {
         loop {
-            match events.message().await {
+            match events.try_next().await {
                 Ok(Some(_)) => {}
                 other => return other.is_err(),
             }
@@ -289,7 +291,7 @@ async fn killing_ssh_mid_stream_then_attaching_from_the_last_seq_loses_and_repea
         .expect("reconnect");
     let rest = collect(client.follow(id, last + 1).await.expect("attach")).await;
     assert_contiguous(&rest, id, last + 1);
-    assert_eq!(only_result(&rest).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&rest).state, TaskState::Succeeded);
     text.extend(output(&rest, id, OutputStream::Stdout));
     let expected: String = (1..=400).map(|i| format!("line{i}\n")).collect();
     assert_eq!(
@@ -378,7 +380,7 @@ async fn engines_on_another_machine_join_through_ssh_and_stop_with_the_session()
     assert!(
         results(&events)
             .values()
-            .all(|(_, r)| r.state() == TaskState::Succeeded)
+            .all(|(_, r)| r.state == TaskState::Succeeded)
     );
 
     process.signal(Signal::INT);

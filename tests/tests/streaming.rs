@@ -1,7 +1,8 @@
 //! Output streams live, stdout and stderr stay apart and in order, and bytes arrive intact.
 
 use warren::Job;
-use warren::proto::{OutputStream, TaskState, task_event::Kind};
+use warren::proto::TaskState;
+use warren::{EventKind, OutputStream};
 use warren_tests::*;
 
 #[tokio::test]
@@ -17,11 +18,11 @@ async fn output_arrives_while_the_task_is_still_running() {
             .await
             .expect("stream ended early");
         match event.kind {
-            Some(Kind::Output(chunk)) => {
-                assert_eq!(&chunk.data[..], b"first\n");
+            EventKind::Output { data, .. } => {
+                assert_eq!(&data[..], b"first\n");
                 break event.task_id;
             }
-            Some(Kind::Result(result)) => {
+            EventKind::Result(result) => {
                 panic!("the task ended before any output arrived: {result:?}")
             }
             _ => {}
@@ -36,7 +37,7 @@ async fn output_arrives_while_the_task_is_still_running() {
     std::fs::write(&gate, b"").expect("open the gate");
     let rest = collect(events).await;
     assert_eq!(stdout_text(&rest, task_id), "second\n");
-    assert_eq!(only_result(&rest).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&rest).state, TaskState::Succeeded);
 }
 
 #[tokio::test]
@@ -75,7 +76,7 @@ async fn megabytes_of_binary_output_arrive_byte_for_byte() {
     assert_eq!(out.len(), 8 * 1024 * 1024 + 3);
     assert!(out[..8 * 1024 * 1024].iter().all(|&b| b == 0xff));
     assert_eq!(&out[8 * 1024 * 1024..], &[0, 1, 2]);
-    assert_eq!(only_result(&events).state(), TaskState::Succeeded);
+    assert_eq!(only_result(&events).state, TaskState::Succeeded);
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Where tasks run: all engines, named engines, or any one.
 
 use std::collections::BTreeSet;
+use warren::EventKind;
 use warren::Job;
-use warren::proto::{TaskState, task_event::Kind};
+use warren::proto::TaskState;
 use warren_tests::*;
 
 #[tokio::test]
@@ -21,7 +22,7 @@ async fn all_runs_one_task_on_every_engine() {
     let engines: BTreeSet<u32> = results.values().map(|(engine, _)| *engine).collect();
     assert_eq!(engines, BTreeSet::from([1, 2]));
     for (task, (_, result)) in &results {
-        assert_eq!(result.state(), TaskState::Succeeded);
+        assert_eq!(result.state, TaskState::Succeeded);
         assert_eq!(stdout_text(&events, *task), "hi\n");
     }
 }
@@ -90,7 +91,7 @@ async fn any_spreads_concurrent_tasks_over_idle_engines() {
     std::fs::write(&gate, b"").expect("gate");
     for id in [a, b] {
         let events = collect(client.follow(id, 0).await.expect("follow")).await;
-        assert_eq!(only_result(&events).state(), TaskState::Succeeded);
+        assert_eq!(only_result(&events).state, TaskState::Succeeded);
     }
 }
 
@@ -117,7 +118,7 @@ async fn all_with_no_engines_is_refused_but_any_waits_for_one() {
     let first = next_event(&mut events, PATIENCE)
         .await
         .expect("queued event");
-    assert!(matches!(first.kind, Some(Kind::State(ref s)) if s.state() == TaskState::Queued));
+    assert!(matches!(first.kind, EventKind::State { state, .. } if state == TaskState::Queued));
     cluster.add_engine(&[]);
     let rest = collect(events).await;
     assert_eq!(stdout_text(&rest, first.task_id), "late\n");

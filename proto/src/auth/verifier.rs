@@ -75,7 +75,7 @@ impl Refusal {
 }
 
 /// A short, printable quotation of outside text for messages and logs: at most
-/// [`QUOTE_CHARS`] characters, escaped, saying how long the whole was when cut.
+/// `QUOTE_CHARS` characters, escaped, saying how long the whole was when cut.
 pub fn quote(text: &str) -> String {
     let mut shown: String = text.chars().take(QUOTE_CHARS).collect();
     shown = shown.escape_debug().to_string();

@@ -17,14 +17,15 @@ pub use read::{
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState};
 
 use crate::tasks::Submitter;
-use warren_proto::private_dir::{self, DirError};
+use warren_proto::os::private_dir::{self, DirError};
+use warren_proto::private_file::check_private;
 
 /// Ops taken into one transaction at most.
 const MAX_BATCH: usize = 8192;
@@ -412,29 +413,10 @@ fn lock_beside(path: &Path) -> Result<File, StoreError> {
 fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
     let describe = || path.display().to_string();
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            let me = rustix::process::geteuid().as_raw();
-            if meta.file_type().is_symlink() {
-                return Err(StoreError::Unsafe {
-                    path: describe(),
-                    why: "a symbolic link".into(),
-                });
-            }
-            if meta.uid() != me {
-                return Err(StoreError::Unsafe {
-                    path: describe(),
-                    why: format!("owned by uid {}, not you (uid {me})", meta.uid()),
-                });
-            }
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(StoreError::Unsafe {
-                    path: describe(),
-                    why: format!("open to group or others (mode {mode:04o})"),
-                });
-            }
-            Ok(())
-        }
+        Ok(meta) => check_private(&meta).map_err(|why| StoreError::Unsafe {
+            path: describe(),
+            why: why.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
             .create_new(true)
             .write(true)

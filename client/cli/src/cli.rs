@@ -3,6 +3,10 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::parse::{
+    MAX_RETRIES, parse_env, parse_label, parse_seconds, parse_signal, parse_state, parse_timeout,
+};
 use warren::proto::TaskState;
 use warren_proto::connection::Locator;
 
@@ -316,85 +320,6 @@ pub(crate) struct ReconnectArgs {
     pub(crate) reconnect_timeout: Duration,
 }
 
-/// The most retries the hub allows a request.
-const MAX_RETRIES: i64 = 10;
-/// The longest timeout the hub allows a task.
-const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
-/// The longest key or value of a label the hub allows.
-const MAX_LABEL_LEN: usize = 256;
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| "give a number of seconds, e.g. 30 or 0.5".to_owned())?;
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err("it must be more than 0 seconds; leave --timeout out for none".into());
-    }
-    let limit = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
-    if limit > MAX_TIMEOUT {
-        return Err("it must be at most 30 days (2592000 seconds)".into());
-    }
-    Ok(limit)
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(seconds) if seconds >= 0.0 && seconds.is_finite() => {
-            Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
-        }
-        Ok(_) => Err("it must be 0 seconds or more".into()),
-        Err(_) => warren_proto::units::parse_age(text),
-    }
-}
-
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err("write it as NAME=VALUE, with a name before the `=`".into()),
-    }
-}
-
-fn parse_label(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => {
-            if key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
-                return Err(format!(
-                    "a label's key and value are at most {MAX_LABEL_LEN} bytes each"
-                ));
-            }
-            Ok((key.to_owned(), value.to_owned()))
-        }
-        _ => Err("write it as KEY=VALUE, with a key before the `=`".into()),
-    }
-}
-
-fn parse_signal(text: &str) -> Result<i32, String> {
-    warren_proto::signals::parse(text)
-}
-
-/// Every state, in the order people think of them.
-const STATES: [TaskState; 7] = [
-    TaskState::Queued,
-    TaskState::Running,
-    TaskState::Succeeded,
-    TaskState::Failed,
-    TaskState::Aborted,
-    TaskState::TimedOut,
-    TaskState::Lost,
-];
-
-fn parse_state(text: &str) -> Result<TaskState, String> {
-    let wanted = text.to_ascii_lowercase().replace('_', "-");
-    STATES
-        .into_iter()
-        .find(|s| s.label() == wanted)
-        .ok_or_else(|| {
-            let names: Vec<_> = STATES.iter().map(|s| s.label()).collect();
-            format!("use one of {}", names.join(", "))
-        })
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
     #[command(flatten)]
@@ -424,7 +349,7 @@ pub(crate) struct TasksArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub(crate) labels: Vec<(String, String)>,
     /// Only tasks submitted within this long (e.g. 90s, 30m, 12h, 7d)
-    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::os::units::parse_age)]
     pub(crate) since: Option<std::time::Duration>,
     /// At most this many
     #[arg(long, default_value_t = 50)]
@@ -438,7 +363,7 @@ pub(crate) struct TasksArgs {
 #[group(required = true, multiple = false)]
 pub(crate) struct PurgeArgs {
     /// Tasks that finished longer ago than this (e.g. 7d)
-    #[arg(long, value_name = "AGE", value_parser = warren_proto::units::parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = warren_proto::os::units::parse_age)]
     pub(crate) older_than: Option<std::time::Duration>,
     /// Every finished task
     #[arg(long)]
@@ -455,6 +380,45 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every `WARREN_*` variable a flag's help names is read: by clap (`env =`) or, for the
+    /// flags that find the hub, by `Locator::from_env`; and engines keep each one out of their
+    /// tasks' environments.
+    #[test]
+    fn every_variable_the_help_promises_is_read() {
+        use warren_proto::connection::{ENV_CONNECTION_FILE, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET};
+        let located = [ENV_CONNECTION_FILE, ENV_SOCKET, ENV_KEY_FILE, ENV_REMOTE];
+        fn visit(command: &clap::Command, found: &mut Vec<(String, String, bool)>) {
+            for arg in command.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                let named = help
+                    .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .filter(|word| word.starts_with("WARREN_"))
+                    .map(str::to_owned);
+                for var in named.chain(env.clone()) {
+                    let by_clap = env.as_deref() == Some(var.as_str());
+                    found.push((arg.get_id().to_string(), var, by_clap));
+                }
+            }
+            for sub in command.get_subcommands() {
+                visit(sub, found);
+            }
+        }
+        let mut found = Vec::new();
+        visit(&Cli::command(), &mut found);
+        assert!(found.len() >= 6, "{found:?}");
+        for (flag, var, by_clap) in found {
+            assert!(
+                by_clap || located.contains(&var.as_str()),
+                "--{flag}'s help names {var}, which nothing reads"
+            );
+            assert!(
+                warren_proto::OWN_ENV_VARS.contains(&var.as_str()),
+                "{var} (--{flag}) is missing from OWN_ENV_VARS"
+            );
+        }
     }
 
     #[test]

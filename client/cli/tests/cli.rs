@@ -1,9 +1,21 @@
 //! The `warren` binary's command line where no hub is needed: help, usage, signing.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 fn warren() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warren"))
+}
+
+/// Runs `warren ARGS` with nothing on stdin: its exit code and its stderr.
+fn fails<I, S>(args: I) -> (Option<i32>, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let output = warren().args(args).output().expect("run");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), text)
 }
 
 #[test]
@@ -30,32 +42,27 @@ fn help_lists_every_command() {
 
 #[test]
 fn exec_needs_a_command_after_the_double_dash() {
-    let output = warren().args(["exec", "--all"]).output().expect("run");
-    assert_eq!(output.status.code(), Some(64));
+    let (code, _) = fails(["exec", "--all"]);
+    assert_eq!(code, Some(64));
 }
 
 #[test]
 fn without_a_hub_commands_say_how_to_start_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = warren()
-        .arg("--connection-file")
-        .arg(dir.path().join("none.json"))
-        .arg("engines")
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(255));
-    let text = String::from_utf8_lossy(&output.stderr);
+    let none = dir.path().join("none.json");
+    let (code, text) = fails([
+        OsStr::new("--connection-file"),
+        none.as_os_str(),
+        "engines".as_ref(),
+    ]);
+    assert_eq!(code, Some(255));
     assert!(text.contains("warren cluster start"), "{text}");
 }
 
 #[test]
 fn sign_refuses_something_that_is_not_a_method_path() {
-    let output = warren()
-        .args(["sign", "ListEngines"])
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(64));
-    let text = String::from_utf8_lossy(&output.stderr);
+    let (code, text) = fails(["sign", "ListEngines"]);
+    assert_eq!(code, Some(64));
     assert!(text.contains("/warren.v1.Control/ListEngines"), "{text}");
 }
 
@@ -85,14 +92,12 @@ fn what_the_cli_can_check_is_a_usage_error_naming_the_flag() {
         (&["sign", "ListEngines"][..], "gRPC method path"),
     ] {
         // Nothing is running: a usage error must be found before any call.
-        let output = warren()
-            .arg("--connection-file")
-            .arg("/nonexistent/hub.json")
-            .args(args)
-            .output()
-            .expect("run");
-        let text = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(64), "{args:?}: {text}");
+        let (code, text) = fails(
+            ["--connection-file", "/nonexistent/hub.json"]
+                .iter()
+                .chain(args),
+        );
+        assert_eq!(code, Some(64), "{args:?}: {text}");
         assert!(text.contains(flag), "{args:?}: {text}");
         for field in [
             "targets.",
@@ -113,14 +118,15 @@ fn what_the_cli_can_check_is_a_usage_error_naming_the_flag() {
 fn a_missing_or_open_connection_file_is_one_line_with_the_hint_only_where_it_applies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("none.json");
-    let output = warren()
-        .arg("--connection-file")
-        .arg(&missing)
-        .arg("engines")
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(255));
+    let engines = |file: &std::path::Path| {
+        fails([
+            OsStr::new("--connection-file"),
+            file.as_os_str(),
+            "engines".as_ref(),
+        ])
+    };
+    let (code, text) = engines(&missing);
+    assert_eq!(code, Some(255));
     assert_eq!(text.lines().count(), 1, "{text}");
     assert_eq!(
         text.matches(&*missing.display().to_string()).count(),
@@ -134,14 +140,8 @@ fn a_missing_or_open_connection_file_is_one_line_with_the_hint_only_where_it_app
     std::fs::write(&open, "{}").expect("write");
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .expect("chmod");
-    let output = warren()
-        .arg("--connection-file")
-        .arg(&open)
-        .arg("engines")
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(255));
+    let (code, text) = engines(&open);
+    assert_eq!(code, Some(255));
     assert_eq!(text.lines().count(), 1, "{text}");
     assert_eq!(text.matches("chmod 600").count(), 1, "{text}");
     assert!(

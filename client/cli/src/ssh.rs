@@ -28,7 +28,7 @@ impl Ssh {
     pub(crate) fn command(&self, extra: &[&str], host: &str) -> Command {
         let mut command = Command::new(&self.program);
         // A tunnel or an engine session killed outright takes its ssh with it.
-        warren_proto::child::die_with_parent(command.as_std_mut());
+        warren_proto::os::child::die_with_parent(command.as_std_mut());
         command
             .args(&self.options)
             // Never prompt: a tunnel runs unattended, and a prompt would hang it.

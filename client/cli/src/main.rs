@@ -1,10 +1,11 @@
-//! `warren`: the command line for a warren hub.
+//! `warren`: the command line for a warren hub, built on the `warren` SDK.
 
 mod cli;
 mod cluster;
 mod commands;
 mod follow;
 mod output;
+mod parse;
 mod remote_engines;
 mod ssh;
 mod table;
@@ -13,8 +14,7 @@ mod tunnel;
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
-use warren::{Client, Job};
-use warren_proto::auth::Signer;
+use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{ConnectionInfo, LocateError};
 
 use crate::cli::{Cli, ClusterAction, Command, EnginesAction, HubArgs};
@@ -162,8 +162,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 /// The hub's connection, by the rule every warren program shares
 /// (`warren_proto::connection::Locator`), with an error that says what to do.
 pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
-    let locator = hub.locator();
-    locator.resolve().map_err(|err| match (&err, &locator.remote) {
+    hub.locator()
+        .resolve()
+        .map_err(|err| explain_locate_error(hub, err))
+}
+
+/// Why the flags (or the environment) lead to no hub, and what to do about it.
+fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
+    match (&err, &hub.locator().remote) {
         (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => anyhow::anyhow!(
             "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
         ),
@@ -175,21 +181,37 @@ pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
             anyhow::anyhow!("cannot use the connection file: {err}")
         }
         (LocateError::Key(_), _) => anyhow::anyhow!("cannot use the key file: {err}"),
-        (LocateError::RemoteConflict, _) => usage_error(&err),
-    })
+        _ => usage_error(&err),
+    }
 }
 
-/// Where the hub is and how to sign for it, from the flags.
-fn locate(hub: &HubArgs) -> anyhow::Result<(std::path::PathBuf, Signer)> {
-    let info = connection_info(hub)?;
-    let signer = info.signer()?;
-    Ok((info.socket, signer))
+/// The client settings the flags (or the environment) give.
+pub(crate) fn client_builder(hub: &HubArgs) -> ClientBuilder {
+    ClientBuilder::new().locator(hub.locator())
 }
 
 /// A client for the hub the flags (or the environment) name, found afresh each call.
 pub(crate) async fn connect(hub: &HubArgs) -> anyhow::Result<Client> {
-    let (socket, signer) = locate(hub)?;
-    Ok(Client::connect_signed(&socket, signer).await?)
+    client_builder(hub)
+        .connect()
+        .await
+        .map_err(|err| explain_connect_error(hub, err))
+}
+
+/// A connection error, with the advice of [`explain_locate_error`] when no hub was found.
+pub(crate) fn explain_connect_error(hub: &HubArgs, err: warren::Error) -> anyhow::Error {
+    match err {
+        warren::Error::ConnectionFile { path, source } => explain_locate_error(
+            hub,
+            LocateError::ConnectionFile {
+                path,
+                error: source,
+            },
+        ),
+        warren::Error::Key(err) => explain_locate_error(hub, LocateError::Key(err)),
+        warren::Error::Locate(err) => explain_locate_error(hub, err),
+        other => other.into(),
+    }
 }
 
 /// Prints `authorization: ...` for one call of `method`.
@@ -207,10 +229,16 @@ async fn sign(hub: &HubArgs, method: &str) -> anyhow::Result<u8> {
             "`{method}` is not a gRPC method path; write it like /warren.v1.Control/ListEngines"
         )));
     }
-    let (socket, signer) = locate(hub)?;
+    let info = connection_info(hub)?;
+    let signer = info.signer()?;
     if signer.hub_id().is_empty() {
-        // Only a key: one signed call teaches the signer the id of the hub's current start.
-        Client::connect_signed(&socket, signer.clone()).await?;
+        // Only a key: one signed call teaches the signer (and its clones) the id of the hub's
+        // current start.
+        ClientBuilder::new()
+            .socket(info.socket)
+            .signer(signer.clone())
+            .connect()
+            .await?;
     }
     println!("{}: {}", warren_proto::auth::HEADER, signer.sign(&method));
     Ok(0)

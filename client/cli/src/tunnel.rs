@@ -35,7 +35,7 @@ struct Paths {
 impl Paths {
     fn new(name: &str) -> anyhow::Result<Self> {
         let dir = connection::remote_dir();
-        warren_proto::private_dir::prepare(&dir)?;
+        warren_proto::os::private_dir::prepare(&dir)?;
         Ok(Self {
             socket: dir.join(format!("{name}.sock")),
             connection: connection::remote_connection_file(name),

@@ -6,8 +6,11 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+
+use super::PathError;
+use crate::private_file::{NotPrivate, check_private};
 
 /// Why a directory can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,23 +46,8 @@ pub enum DirError {
         mode: u32,
     },
     /// A filesystem call failed.
-    #[error("cannot {context} {path}: {source}")]
-    Io {
-        /// What the hub was doing.
-        context: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// What the operating system said.
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DirError + 'a {
-    move |source| DirError::Io {
-        context,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// Creates the directory (and its parents) with mode 0700 if missing, then checks it.
@@ -73,42 +61,38 @@ pub fn prepare(dir: &Path) -> Result<(), DirError> {
             Ok(()) => {}
             // Another process made it first; it is checked below like any existing directory.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("create", dir)(e)),
+            Err(e) => return Err(PathError::at("create", dir)(e).into()),
         }
     }
     check(dir)
 }
 
 /// Refuses a directory that is a symlink, owned by someone else, or open to group or others.
+///
+/// ```
+/// use warren_proto::os::private_dir::{self, DirError};
+/// let err = private_dir::check(std::path::Path::new("/tmp")).unwrap_err();
+/// assert!(matches!(err, DirError::TooOpen { .. } | DirError::WrongOwner { .. }));
+/// ```
 pub fn check(dir: &Path) -> Result<(), DirError> {
-    let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
-    if meta.file_type().is_symlink() {
-        return Err(DirError::Symlink(dir.to_owned()));
-    }
-    if !meta.is_dir() {
+    let meta = fs::symlink_metadata(dir).map_err(PathError::at("inspect", dir))?;
+    if !meta.is_dir() && !meta.file_type().is_symlink() {
         return Err(DirError::NotDirectory(dir.to_owned()));
     }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(DirError::WrongOwner {
-            dir: dir.to_owned(),
-            owner: meta.uid(),
-            me,
-        });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(DirError::TooOpen {
-            dir: dir.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
+    check_private(&meta).map_err(|why| {
+        let dir = dir.to_owned();
+        match why {
+            NotPrivate::Symlink => DirError::Symlink(dir),
+            NotPrivate::WrongOwner { owner, me } => DirError::WrongOwner { dir, owner, me },
+            NotPrivate::TooOpen { mode } => DirError::TooOpen { dir, mode },
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_a_private_directory() {

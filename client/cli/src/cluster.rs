@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
-use warren::{Client, Job};
+use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{self, ConnectionInfo};
 
 use crate::cli::{ClusterArgs, HubArgs};
@@ -111,7 +111,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
 /// where every task would see it: `--log warn` unless RUST_LOG is already set.
 fn child_command(name: &str) -> anyhow::Result<Command> {
     let mut command = Command::new(sibling_binary(name)?);
-    warren_proto::child::die_with_parent(command.as_std_mut());
+    warren_proto::os::child::die_with_parent(command.as_std_mut());
     for var in warren_proto::OWN_ENV_VARS {
         command.env_remove(var);
     }
@@ -226,7 +226,11 @@ async fn wait_for_hub(connection_file: &Path, hub: &mut Child) -> anyhow::Result
             .ok()
             .filter(|info| info.hub_pid == pid);
         if let Some(info) = ours
-            && let Ok(client) = Client::connect_signed(&info.socket, info.signer()?).await
+            && let Ok(client) = ClientBuilder::new()
+                .socket(&info.socket)
+                .signer(info.signer()?)
+                .connect()
+                .await
         {
             return Ok(client);
         }

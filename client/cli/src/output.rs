@@ -2,20 +2,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use warren::proto::{
-    OutputStream, StateChange, TaskEvent, TaskResult, TaskState, task_event::Kind, task_result,
-};
+use warren::proto::TaskState;
+use warren::{Event, EventKind, Exit, Outcome, OutputStream};
 
 /// Writes task output to stdout and stderr and keeps each task's result.
 pub(crate) struct Printer {
     /// Prefix each line with its engine (several tasks), or pass bytes through (one task).
     prefixed: bool,
     /// Bytes after the last newline, per task and stream, waiting for the rest of the line.
-    partial: HashMap<(u64, i32), Vec<u8>>,
+    partial: HashMap<(u64, OutputStream), Vec<u8>>,
     engines: HashMap<u64, u32>,
     /// Per task: the attempt last seen running, its engine, and why it was given up, if it was.
     attempts: HashMap<u64, Attempt>,
-    results: BTreeMap<u64, TaskResult>,
+    results: BTreeMap<u64, Outcome>,
     /// Whether the last byte written to stderr ended a line (so a note starts on its own).
     stderr_at_line_start: bool,
 }
@@ -50,23 +49,30 @@ impl Printer {
     }
 
     /// Keeps a task's end known from elsewhere (its record), without showing anything.
-    pub(crate) fn record(&mut self, task_id: u64, result: TaskResult) {
+    pub(crate) fn record(&mut self, task_id: u64, result: Outcome) {
         self.results.insert(task_id, result);
     }
 
     /// Notes a task moving to a new attempt: `attempt 1 lost on engine 2 (...); attempt 2
     /// on engine 1`.
-    fn state_change(&mut self, task_id: u64, engine_id: u32, change: &StateChange) {
+    fn state_change(
+        &mut self,
+        task_id: u64,
+        engine_id: u32,
+        state: TaskState,
+        reason: &str,
+        attempt: u32,
+    ) {
         let seen = self.attempts.entry(task_id).or_default();
-        match change.state() {
-            TaskState::Queued if seen.number > 0 && change.attempt == seen.number => {
-                seen.lost = Some(lost_reason(&change.reason, seen.engine));
+        match state {
+            TaskState::Queued if seen.number > 0 && attempt == seen.number => {
+                seen.lost = Some(lost_reason(reason, seen.engine));
             }
-            TaskState::Running if change.attempt > seen.number => {
+            TaskState::Running if attempt > seen.number => {
                 let before = std::mem::replace(
                     seen,
                     Attempt {
-                        number: change.attempt,
+                        number: attempt,
                         engine: engine_id,
                         lost: None,
                     },
@@ -82,8 +88,8 @@ impl Printer {
                         format!(" on engine {}", before.engine)
                     };
                     self.note(&format!(
-                        "task {task_id} attempt {} lost{on}{why}; attempt {} on engine {engine_id}",
-                        before.number, change.attempt
+                        "task {task_id} attempt {} lost{on}{why}; attempt {attempt} on engine {engine_id}",
+                        before.number
                     ));
                 }
             }
@@ -92,37 +98,51 @@ impl Printer {
     }
 
     /// Shows one event.
-    pub(crate) fn event(&mut self, event: TaskEvent) -> io::Result<()> {
+    pub(crate) fn event(&mut self, event: Event) -> io::Result<()> {
         if event.engine_id != 0 {
             self.engines.insert(event.task_id, event.engine_id);
         }
         match event.kind {
-            Some(Kind::Output(chunk)) => {
-                self.output(event.task_id, event.engine_id, chunk.stream, &chunk.data)
+            EventKind::Output { stream, data } => {
+                self.output(event.task_id, event.engine_id, stream, &data)
             }
-            Some(Kind::Result(result)) => {
+            EventKind::Result(result) => {
                 self.flush_task(event.task_id)?;
                 self.report(event.task_id, &result);
                 self.results.insert(event.task_id, result);
                 Ok(())
             }
-            Some(Kind::Gap(gap)) => {
+            EventKind::Gap {
+                first_seq,
+                last_seq,
+                bytes,
+            } => {
                 eprintln!(
-                    "warren: task {}: {} bytes of output (events {} to {}) were past the hub's output cap and are not shown",
-                    event.task_id, gap.bytes, gap.first_seq, gap.last_seq
+                    "warren: task {}: {bytes} bytes of output (events {first_seq} to {last_seq}) were past the hub's output cap and are not shown",
+                    event.task_id
                 );
                 Ok(())
             }
-            Some(Kind::State(change)) => {
-                self.state_change(event.task_id, event.engine_id, &change);
+            EventKind::State {
+                state,
+                reason,
+                attempt,
+            } => {
+                self.state_change(event.task_id, event.engine_id, state, &reason, attempt);
                 Ok(())
             }
-            Some(Kind::Heartbeat(_)) | None => Ok(()),
+            _ => Ok(()),
         }
     }
 
-    fn output(&mut self, task_id: u64, engine_id: u32, stream: i32, data: &[u8]) -> io::Result<()> {
-        let is_stderr = stream == OutputStream::Stderr as i32;
+    fn output(
+        &mut self,
+        task_id: u64,
+        engine_id: u32,
+        stream: OutputStream,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let is_stderr = stream == OutputStream::Stderr;
         if !self.prefixed {
             if is_stderr && let Some(&last) = data.last() {
                 self.stderr_at_line_start = last == b'\n';
@@ -147,14 +167,14 @@ impl Printer {
     /// Writes out what is left of a task's last lines.
     fn flush_task(&mut self, task_id: u64) -> io::Result<()> {
         let engine_id = self.engines.get(&task_id).copied().unwrap_or(0);
-        for stream in [OutputStream::Stdout as i32, OutputStream::Stderr as i32] {
+        for stream in [OutputStream::Stdout, OutputStream::Stderr] {
             if let Some(rest) = self.partial.remove(&(task_id, stream))
                 && !rest.is_empty()
             {
                 let mut text = format!("[engine {engine_id}] ").into_bytes();
                 text.extend_from_slice(&rest);
                 text.push(b'\n');
-                write_to(stream == OutputStream::Stderr as i32, &text)?;
+                write_to(stream == OutputStream::Stderr, &text)?;
             }
         }
         Ok(())
@@ -162,11 +182,11 @@ impl Printer {
 
     /// Says why a task did not succeed, unless it simply exited non-zero on its own (a
     /// program that could not start, 126 or 127, did not exit on its own: that is said).
-    fn report(&mut self, task_id: u64, result: &TaskResult) {
-        let state = result.state();
+    fn report(&mut self, task_id: u64, result: &Outcome) {
+        let state = result.state;
         let plain_exit = state == TaskState::Failed
             && result.started_us > 0
-            && matches!(result.exit, Some(task_result::Exit::ExitCode(_)));
+            && matches!(result.exit, Some(Exit::Code(_)));
         if state == TaskState::Succeeded || (plain_exit && !self.prefixed) {
             return;
         }
@@ -193,12 +213,7 @@ impl Printer {
         match self.results.len() {
             0 => 1,
             1 => self.results.values().next().map_or(1, exit_code_of),
-            _ => u8::from(
-                !self
-                    .results
-                    .values()
-                    .all(|r| r.state() == TaskState::Succeeded),
-            ),
+            _ => u8::from(!self.results.values().all(Outcome::succeeded)),
         }
     }
 }
@@ -219,13 +234,13 @@ fn lost_reason(reason: &str, engine: u32) -> String {
 }
 
 /// A task's result as a process exit status, the way a shell would report it.
-pub(crate) fn exit_code_of(result: &TaskResult) -> u8 {
-    match (result.state(), result.exit) {
+pub(crate) fn exit_code_of(result: &Outcome) -> u8 {
+    match (result.state, result.exit) {
         (TaskState::Succeeded, _) => 0,
         // As timeout(1) does.
         (TaskState::TimedOut, _) => 124,
-        (_, Some(task_result::Exit::ExitCode(code))) if code != 0 => code.clamp(1, 255) as u8,
-        (_, Some(task_result::Exit::Signal(signal))) => (128 + signal).clamp(129, 255) as u8,
+        (_, Some(Exit::Code(code))) if code != 0 => code.clamp(1, 255) as u8,
+        (_, Some(Exit::Signal(signal))) => (128 + signal).clamp(129, 255) as u8,
         _ => 1,
     }
 }

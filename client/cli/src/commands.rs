@@ -4,7 +4,7 @@ use anyhow::Context;
 use std::io::Read;
 use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
-use warren::{Client, Job};
+use warren::{Client, Job, Outcome};
 
 use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
 use crate::follow::Follower;
@@ -172,11 +172,8 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
         ]);
     }
     table.print();
-    if !page.next_page_token.is_empty() {
-        eprintln!(
-            "warren: more tasks: add --page-token {} for the next page",
-            page.next_page_token
-        );
+    if let Some(token) = page.next_page_token {
+        eprintln!("warren: more tasks: add --page-token {token} for the next page");
     }
     Ok(0)
 }
@@ -206,7 +203,7 @@ pub(crate) async fn purge(client: &Client, args: &PurgeArgs) -> anyhow::Result<u
 fn exit_text(task: &TaskInfo) -> String {
     match task.result.as_ref().and_then(|r| r.exit) {
         Some(task_result::Exit::ExitCode(code)) => code.to_string(),
-        Some(task_result::Exit::Signal(signal)) => warren_proto::signals::describe(signal),
+        Some(task_result::Exit::Signal(signal)) => warren_proto::os::signals::describe(signal),
         None => "-".into(),
     }
 }
@@ -328,14 +325,16 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             println!("  {line}");
         }
     }
-    Ok(info.result.as_ref().map_or(0, exit_code_of))
+    Ok(info
+        .result
+        .map_or(0, |result| exit_code_of(&Outcome::from(result))))
 }
 
 /// Sends a signal to tasks; exits 1 if an id is unknown or a task has not started yet (the
 /// signal reached nothing that will run). A task that already ended is not a failure.
 pub(crate) async fn interrupt(client: &Client, tasks: &[u64], signal: i32) -> anyhow::Result<u8> {
     let reply = client.interrupt(tasks, signal).await?;
-    let name = warren_proto::signals::describe(signal);
+    let name = warren_proto::os::signals::describe(signal);
     for id in &reply.signalled {
         println!("task {id}: sent {name}");
     }

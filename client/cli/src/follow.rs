@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::Instant;
-use warren::proto::{TaskEvent, TaskResult, TaskState, task_event::Kind};
-use warren::{Client, Events};
+use warren::proto::TaskState;
+use warren::{Client, Event, EventKind, Events, Outcome};
 
 use crate::cli::HubArgs;
 use crate::output::Printer;
@@ -26,7 +26,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// One or more tasks' events, merged.
-type EventStream = Pin<Box<dyn Stream<Item = warren::Result<TaskEvent>>>>;
+type EventStream = Pin<Box<dyn Stream<Item = warren::Result<Event>>>>;
 
 /// Shows tasks' events until every task has ended, reconnecting when the hub goes away.
 pub(crate) struct Follower<'a> {
@@ -53,7 +53,7 @@ impl<'a> Follower<'a> {
 
     /// Follows `events` to the end of every task in them; returns the exit status.
     pub(crate) async fn run(mut self, mut client: Client, events: Events) -> anyhow::Result<u8> {
-        let mut stream = boxed(events);
+        let mut stream: EventStream = Box::pin(events);
         loop {
             match self.drain(&mut stream).await? {
                 None if self.next.is_empty() => break,
@@ -67,7 +67,7 @@ impl<'a> Follower<'a> {
                     // Not one event arrived: there is nothing to pick up from.
                     return Err(err.into());
                 }
-                Some(err) => match self.reconnect(&err).await {
+                Some(err) => match self.reconnect(&client, &err).await {
                     Some((again, events)) => (client, stream) = (again, events),
                     None => return Ok(EXIT_HUB_GONE),
                 },
@@ -99,11 +99,8 @@ impl<'a> Follower<'a> {
                 // Already shown before a reconnection.
                 continue;
             }
-            *next = match &event.kind {
-                Some(Kind::Gap(gap)) => gap.last_seq + 1,
-                _ => event.seq + 1,
-            };
-            if matches!(event.kind, Some(Kind::Result(_))) {
+            *next = event.next_seq();
+            if matches!(event.kind, EventKind::Result(_)) {
                 self.next.remove(&task);
                 self.ended.insert(task);
             }
@@ -116,11 +113,15 @@ impl<'a> Follower<'a> {
     async fn settle_from_records(&mut self, client: &Client) -> anyhow::Result<()> {
         for task in std::mem::take(&mut self.next).into_keys() {
             let info = client.task(task).await?;
-            let result = info.result.unwrap_or_else(|| TaskResult {
-                state: TaskState::Failed as i32,
-                error: "the hub ended the stream before the task ended".into(),
-                ..TaskResult::default()
-            });
+            let result = info.result.map_or_else(
+                || {
+                    Outcome::new(
+                        TaskState::Failed,
+                        "the hub ended the stream before the task ended",
+                    )
+                },
+                Outcome::from,
+            );
             self.ended.insert(task);
             self.printer.record(task, result);
         }
@@ -129,7 +130,11 @@ impl<'a> Follower<'a> {
 
     /// Reconnects with backoff and follows every unfinished task from where it was; `None`
     /// once `reconnect_for` has passed (after saying how to pick the tasks up).
-    async fn reconnect(&mut self, why: &warren::Error) -> Option<(Client, EventStream)> {
+    async fn reconnect(
+        &mut self,
+        client: &Client,
+        why: &warren::Error,
+    ) -> Option<(Client, EventStream)> {
         let deadline = Instant::now() + self.reconnect_for;
         let mut last = in_short(why);
         if !self.reconnect_for.is_zero() {
@@ -142,7 +147,7 @@ impl<'a> Follower<'a> {
         while Instant::now() < deadline {
             tokio::time::sleep(delay.min(deadline - Instant::now())).await;
             delay = (delay * 2).min(MAX_BACKOFF);
-            match tokio::time::timeout_at(deadline, self.resume()).await {
+            match tokio::time::timeout_at(deadline, self.resume(client)).await {
                 Ok(Ok(found)) => {
                     let tasks: Vec<String> = self
                         .next
@@ -170,9 +175,11 @@ impl<'a> Follower<'a> {
         None
     }
 
-    /// One attempt: find the hub afresh, then follow each unfinished task from its next event.
-    async fn resume(&mut self) -> Result<(Client, EventStream), String> {
-        let client = crate::connect(self.hub).await.map_err(|err| {
+    /// One attempt: find the hub afresh (the files are read again: a restarted hub has a new
+    /// id and may have a new key), then follow each unfinished task from its next event.
+    async fn resume(&mut self, client: &Client) -> Result<(Client, EventStream), String> {
+        let client = client.reconnect().await.map_err(|err| {
+            let err = crate::explain_connect_error(self.hub, err);
             err.downcast_ref::<warren::Error>()
                 .map_or_else(|| crate::one_line(&err), in_short)
         })?;
@@ -180,7 +187,7 @@ impl<'a> Follower<'a> {
         let mut vanished = Vec::new();
         for (&task, &seq) in &self.next {
             match client.follow(task, seq).await {
-                Ok(events) => streams.push(boxed(events)),
+                Ok(events) => streams.push(events),
                 Err(err)
                     if err.status().map(tonic::Status::code) == Some(tonic::Code::NotFound) =>
                 {
@@ -194,14 +201,8 @@ impl<'a> Follower<'a> {
             self.ended.insert(task);
             self.printer
                 .note(&format!("task {task} can't be followed again: {why}"));
-            self.printer.record(
-                task,
-                TaskResult {
-                    state: TaskState::Lost as i32,
-                    error: why,
-                    ..TaskResult::default()
-                },
-            );
+            self.printer
+                .record(task, Outcome::new(TaskState::Lost, why));
         }
         Ok((client, Box::pin(stream::select_all(streams))))
     }
@@ -250,16 +251,4 @@ fn in_short(err: &warren::Error) -> String {
         ),
         other => other.to_string(),
     }
-}
-
-/// A follow stream as a `Stream` that ends after its first error.
-fn boxed(events: Events) -> EventStream {
-    Box::pin(stream::unfold(Some(events), |events| async move {
-        let mut events = events?;
-        match events.message().await {
-            Ok(Some(event)) => Some((Ok(event), Some(events))),
-            Ok(None) => None,
-            Err(err) => Some((Err(err), None)),
-        }
-    }))
 }
