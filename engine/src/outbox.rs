@@ -6,13 +6,20 @@
 //! after the last acknowledgement again, and the hub drops what it already had. While the hub
 //! is connected a full memory bound makes the task wait (backpressure); while it is away,
 //! output goes to the spill file instead, so tasks keep running.
+//!
+//! The outbox only keeps the books. The file work it needs, a [`SpillWrite`] or a
+//! [`SpillRead`], it hands out to be done off the async runtime, one at a time, and takes the
+//! outcome back ([`Outbox::written`], [`Outbox::refilled`]); until then it is busy, and output
+//! that would need the file waits. A chunk counts as taken only once it is in memory or
+//! written, so a failed write loses nothing either: the task waits and tries again.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::spill::file::{Appended, ReadBack, SpillFile, SpillRead, SpillWrite};
 
 /// One chunk of output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,19 +33,21 @@ pub struct Chunk {
 }
 
 /// Where a new chunk went.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Pushed {
     /// Taken.
     Taken,
-    /// Memory is full and the hub is connected: wait for acknowledgements and push again.
+    /// Memory is full and the hub is connected, or the spill file is busy: wait for room and
+    /// push again.
     Full,
+    /// It goes to the spill file: do this write, then hand its outcome to [`Outbox::written`].
+    Spill(SpillWrite),
 }
 
-/// Chunks on disk, in order: `[seq u64][stream u8][len u32][bytes]` records.
+/// Chunks in the spill file: its unread records.
 #[derive(Debug)]
 struct Spill {
-    file: File,
-    path: PathBuf,
+    file: Arc<SpillFile>,
     read_pos: u64,
     write_pos: u64,
     records: u64,
@@ -55,6 +64,8 @@ pub struct Outbox {
     memory: VecDeque<Chunk>,
     memory_bytes: usize,
     spill: Option<Spill>,
+    /// A write or read of the spill file is under way.
+    busy: bool,
 }
 
 impl Outbox {
@@ -68,17 +79,15 @@ impl Outbox {
             memory: VecDeque::new(),
             memory_bytes: 0,
             spill: None,
+            busy: false,
         }
     }
 
     /// Adds a chunk: to memory if there is room, else to the spill file if `spill` (the hub
-    /// is away), else refuses it for now.
-    pub fn push(&mut self, stream: i32, data: Bytes, spill: bool) -> io::Result<Pushed> {
+    /// is away) and the file is free, else refuses it for now.
+    pub fn push(&mut self, stream: i32, data: Bytes, spill: bool) -> Pushed {
         let fits = self.spill.is_none()
             && (self.memory.is_empty() || self.memory_bytes + data.len() <= self.memory_limit);
-        if !fits && !spill {
-            return Ok(Pushed::Full);
-        }
         let chunk = Chunk {
             seq: self.next_seq,
             stream,
@@ -87,91 +96,95 @@ impl Outbox {
         if fits {
             self.memory_bytes += chunk.data.len();
             self.memory.push_back(chunk);
-        } else {
-            self.spill_chunk(&chunk)?;
+            self.next_seq += 1;
+            return Pushed::Taken;
         }
-        self.next_seq += 1;
-        Ok(Pushed::Taken)
+        if !spill || self.busy {
+            return Pushed::Full;
+        }
+        self.busy = true;
+        let path = &self.spill_path;
+        let spill = self.spill.get_or_insert_with(|| Spill {
+            file: SpillFile::new(path.clone()),
+            read_pos: 0,
+            write_pos: 0,
+            records: 0,
+            bytes: 0,
+        });
+        Pushed::Spill(SpillWrite {
+            file: spill.file.clone(),
+            at: spill.write_pos,
+            chunk,
+        })
     }
 
-    fn spill_chunk(&mut self, chunk: &Chunk) -> io::Result<()> {
-        let spill = match &mut self.spill {
-            Some(spill) => spill,
-            None => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&self.spill_path)?;
-                self.spill.insert(Spill {
-                    file,
-                    path: self.spill_path.clone(),
-                    read_pos: 0,
-                    write_pos: 0,
-                    records: 0,
-                    bytes: 0,
-                })
+    /// The outcome of the [`SpillWrite`] that [`Outbox::push`] asked for; on success the chunk
+    /// is taken. Returns a read to do next, if any.
+    pub fn written(&mut self, outcome: &io::Result<Appended>) -> Option<SpillRead> {
+        self.busy = false;
+        if let Some(spill) = &mut self.spill {
+            match outcome {
+                Ok(appended) => {
+                    spill.write_pos += appended.record;
+                    spill.records += 1;
+                    spill.bytes += appended.data;
+                    self.next_seq += 1;
+                }
+                Err(_) if spill.records == 0 => self.spill = None,
+                Err(_) => {}
             }
-        };
-        let mut record = Vec::with_capacity(13 + chunk.data.len());
-        record.extend_from_slice(&chunk.seq.to_le_bytes());
-        record.push(chunk.stream as u8);
-        record.extend_from_slice(&(chunk.data.len() as u32).to_le_bytes());
-        record.extend_from_slice(&chunk.data);
-        spill.file.seek(SeekFrom::Start(spill.write_pos))?;
-        spill.file.write_all(&record)?;
-        spill.write_pos += record.len() as u64;
-        spill.records += 1;
-        spill.bytes += chunk.data.len() as u64;
-        Ok(())
+        }
+        self.next_read()
     }
 
-    /// The hub has every chunk up to `seq`: forget them, and bring spilled ones into memory.
-    pub fn ack(&mut self, seq: u64) -> io::Result<()> {
+    /// The hub has every chunk up to `seq`: forget them. Returns a read to do, if spilled
+    /// chunks can now come back into memory.
+    pub fn ack(&mut self, seq: u64) -> Option<SpillRead> {
         self.acked = self.acked.max(seq);
         while self.memory.front().is_some_and(|c| c.seq <= self.acked) {
             if let Some(chunk) = self.memory.pop_front() {
                 self.memory_bytes -= chunk.data.len();
             }
         }
-        self.refill()
+        self.next_read()
     }
 
-    fn refill(&mut self) -> io::Result<()> {
-        loop {
-            let Some(spill) = &mut self.spill else {
-                return Ok(());
-            };
-            if spill.records == 0 {
-                let _ = std::fs::remove_file(&spill.path);
-                self.spill = None;
-                return Ok(());
-            }
-            if !self.memory.is_empty() && self.memory_bytes >= self.memory_limit {
-                return Ok(());
-            }
-            spill.file.seek(SeekFrom::Start(spill.read_pos))?;
-            let mut header = [0u8; 13];
-            spill.file.read_exact(&mut header)?;
-            let seq = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
-            let stream = i32::from(header[8]);
-            let len = u32::from_le_bytes(header[9..13].try_into().unwrap_or_default()) as usize;
-            let mut data = vec![0u8; len];
-            spill.file.read_exact(&mut data)?;
-            spill.read_pos += 13 + len as u64;
-            spill.records -= 1;
-            spill.bytes -= len as u64;
-            if seq > self.acked {
-                self.memory_bytes += len;
-                self.memory.push_back(Chunk {
-                    seq,
-                    stream,
-                    data: data.into(),
-                });
+    /// The outcome of a [`SpillRead`]: the chunks come into memory (those the hub already has
+    /// are dropped). Returns another read to do, if memory still has room.
+    pub fn refilled(&mut self, outcome: io::Result<ReadBack>) -> Option<SpillRead> {
+        self.busy = false;
+        let spill = self.spill.as_mut()?;
+        let back = outcome.ok()?;
+        spill.read_pos = back.next;
+        spill.records -= back.chunks.len() as u64;
+        for chunk in back.chunks {
+            spill.bytes -= chunk.data.len() as u64;
+            if chunk.seq > self.acked {
+                self.memory_bytes += chunk.data.len();
+                self.memory.push_back(chunk);
             }
         }
+        if spill.records == 0 {
+            // The last handle to the file goes with it, and the file with that.
+            self.spill = None;
+        }
+        self.next_read()
+    }
+
+    /// A read of spilled chunks, if there are some, memory has room and the file is free.
+    fn next_read(&mut self) -> Option<SpillRead> {
+        let spill = self.spill.as_ref()?;
+        let full = !self.memory.is_empty() && self.memory_bytes >= self.memory_limit;
+        if self.busy || full || spill.records == 0 {
+            return None;
+        }
+        self.busy = true;
+        Some(SpillRead {
+            file: spill.file.clone(),
+            at: spill.read_pos,
+            records: spill.records,
+            budget: self.memory_limit.saturating_sub(self.memory_bytes),
+        })
     }
 
     /// Chunks in memory after `seq`, in order, to send.
@@ -198,13 +211,10 @@ impl Outbox {
     pub fn spilled_bytes(&self) -> u64 {
         self.spill.as_ref().map_or(0, |s| s.bytes)
     }
-}
 
-impl Drop for Outbox {
-    fn drop(&mut self) {
-        if let Some(spill) = &self.spill {
-            let _ = std::fs::remove_file(&spill.path);
-        }
+    /// Whether it holds a spill file (which dropping it removes: blocking file I/O).
+    pub fn has_spill_file(&self) -> bool {
+        self.spill.is_some()
     }
 }
 
@@ -220,25 +230,45 @@ mod tests {
         outbox.after(after).map(|c| c.seq).collect()
     }
 
+    /// Does the reads an outbox asks for, as the engine's blocking threads would.
+    fn read_all(outbox: &mut Outbox, mut read: Option<SpillRead>) {
+        while let Some(job) = read {
+            read = outbox.refilled(job.run());
+        }
+    }
+
+    /// Pushes, doing the write (and any read) at once; whether it was taken.
+    fn push(outbox: &mut Outbox, stream: i32, data: Bytes, spill: bool) -> bool {
+        match outbox.push(stream, data, spill) {
+            Pushed::Taken => true,
+            Pushed::Full => false,
+            Pushed::Spill(write) => {
+                let outcome = write.run();
+                let read = outbox.written(&outcome);
+                read_all(outbox, read);
+                outcome.is_ok()
+            }
+        }
+    }
+
+    fn ack(outbox: &mut Outbox, seq: u64) {
+        let read = outbox.ack(seq);
+        read_all(outbox, read);
+    }
+
     #[test]
     fn when_connected_a_full_memory_pushes_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut outbox = outbox(&dir, 10);
-        assert_eq!(
-            outbox
-                .push(1, Bytes::from_static(b"0123456789"), false)
-                .ok(),
-            Some(Pushed::Taken)
-        );
-        assert_eq!(
-            outbox.push(1, Bytes::from_static(b"x"), false).ok(),
-            Some(Pushed::Full)
-        );
-        outbox.ack(1).expect("ack");
-        assert_eq!(
-            outbox.push(1, Bytes::from_static(b"x"), false).ok(),
-            Some(Pushed::Taken)
-        );
+        assert!(push(
+            &mut outbox,
+            1,
+            Bytes::from_static(b"0123456789"),
+            false
+        ));
+        assert!(!push(&mut outbox, 1, Bytes::from_static(b"x"), false));
+        ack(&mut outbox, 1);
+        assert!(push(&mut outbox, 1, Bytes::from_static(b"x"), false));
         assert_eq!(seqs(&outbox, 0), vec![2]);
     }
 
@@ -247,9 +277,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut outbox = outbox(&dir, 4);
         for i in 0..10u8 {
-            outbox
-                .push(1 + i32::from(i % 2), Bytes::from(vec![i; 3]), true)
-                .expect("push");
+            assert!(push(
+                &mut outbox,
+                1 + i32::from(i % 2),
+                Bytes::from(vec![i; 3]),
+                true
+            ));
         }
         assert_eq!(outbox.produced(), 10);
         assert!(outbox.spilled_bytes() > 0);
@@ -270,7 +303,7 @@ mod tests {
                 seen.push(chunk.seq);
                 acked = chunk.seq;
             }
-            outbox.ack(acked).expect("ack");
+            ack(&mut outbox, acked);
         }
         assert_eq!(seen, (1..=10).collect::<Vec<_>>());
         assert!(
@@ -284,11 +317,49 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut outbox = outbox(&dir, 1);
         for _ in 0..5 {
-            outbox
-                .push(1, Bytes::from_static(b"ab"), true)
-                .expect("push");
+            assert!(push(&mut outbox, 1, Bytes::from_static(b"ab"), true));
         }
-        outbox.ack(4).expect("ack");
+        ack(&mut outbox, 4);
         assert_eq!(seqs(&outbox, 0), vec![5]);
+    }
+
+    #[test]
+    fn one_file_job_at_a_time_and_a_failed_write_takes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = outbox(&dir, 1);
+        assert!(push(&mut outbox, 1, Bytes::from_static(b"a"), true));
+        let Pushed::Spill(first) = outbox.push(1, Bytes::from_static(b"b"), true) else {
+            panic!("memory is full: the next chunk goes to the file");
+        };
+        assert!(
+            matches!(outbox.push(2, Bytes::from_static(b"c"), true), Pushed::Full),
+            "a second write waits for the first"
+        );
+        assert!(
+            outbox.ack(1).is_none(),
+            "no read while a write is under way"
+        );
+        let failed = Err(io::Error::other("disk full"));
+        assert!(outbox.written(&failed).is_none());
+        assert_eq!(outbox.produced(), 1, "the chunk that failed is not counted");
+        assert!(!outbox.has_spill_file());
+        // Memory has room again after the ack: the retry fits there.
+        drop(first);
+        assert!(push(&mut outbox, 1, Bytes::from_static(b"b"), true));
+        assert_eq!(seqs(&outbox, 1), vec![2]);
+    }
+
+    #[test]
+    fn a_read_fills_memory_up_to_its_bound_and_no_further() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = outbox(&dir, 4);
+        for _ in 0..6 {
+            assert!(push(&mut outbox, 1, Bytes::from_static(b"ab"), true));
+        }
+        assert_eq!(seqs(&outbox, 0), vec![1, 2]);
+        ack(&mut outbox, 2);
+        assert_eq!(seqs(&outbox, 0), vec![3, 4], "two chunks fill 4 bytes");
+        assert_eq!(outbox.memory_bytes(), 4);
+        assert_eq!(outbox.spilled_bytes(), 4);
     }
 }
