@@ -222,8 +222,11 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn outbox(dir: &tempfile::TempDir, limit: usize) -> Outbox {
-        Outbox::new(limit, dir.path().join("spill"))
+    /// An outbox of `limit` bytes in memory, spilling into a new temp dir.
+    fn outbox(limit: usize) -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::new(limit, dir.path().join("spill"));
+        (dir, outbox)
     }
 
     fn seqs(outbox: &Outbox, after: u64) -> Vec<u64> {
@@ -251,6 +254,13 @@ mod tests {
         }
     }
 
+    /// Pushes `n` two-byte chunks while the hub is away.
+    fn away(outbox: &mut Outbox, n: usize) {
+        for _ in 0..n {
+            assert!(push(outbox, 1, Bytes::from_static(b"ab"), true));
+        }
+    }
+
     fn ack(outbox: &mut Outbox, seq: u64) {
         let read = outbox.ack(seq);
         read_all(outbox, read);
@@ -258,8 +268,7 @@ mod tests {
 
     #[test]
     fn when_connected_a_full_memory_pushes_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut outbox = outbox(&dir, 10);
+        let (_dir, mut outbox) = outbox(10);
         assert!(push(
             &mut outbox,
             1,
@@ -274,8 +283,7 @@ mod tests {
 
     #[test]
     fn while_away_output_spills_and_comes_back_in_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut outbox = outbox(&dir, 4);
+        let (dir, mut outbox) = outbox(4);
         for i in 0..10u8 {
             assert!(push(
                 &mut outbox,
@@ -314,19 +322,15 @@ mod tests {
 
     #[test]
     fn an_ack_past_memory_skips_spilled_chunks_too() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut outbox = outbox(&dir, 1);
-        for _ in 0..5 {
-            assert!(push(&mut outbox, 1, Bytes::from_static(b"ab"), true));
-        }
+        let (_dir, mut outbox) = outbox(1);
+        away(&mut outbox, 5);
         ack(&mut outbox, 4);
         assert_eq!(seqs(&outbox, 0), vec![5]);
     }
 
     #[test]
     fn one_file_job_at_a_time_and_a_failed_write_takes_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut outbox = outbox(&dir, 1);
+        let (_dir, mut outbox) = outbox(1);
         assert!(push(&mut outbox, 1, Bytes::from_static(b"a"), true));
         let Pushed::Spill(first) = outbox.push(1, Bytes::from_static(b"b"), true) else {
             panic!("memory is full: the next chunk goes to the file");
@@ -351,11 +355,8 @@ mod tests {
 
     #[test]
     fn a_read_fills_memory_up_to_its_bound_and_no_further() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut outbox = outbox(&dir, 4);
-        for _ in 0..6 {
-            assert!(push(&mut outbox, 1, Bytes::from_static(b"ab"), true));
-        }
+        let (_dir, mut outbox) = outbox(4);
+        away(&mut outbox, 6);
         assert_eq!(seqs(&outbox, 0), vec![1, 2]);
         ack(&mut outbox, 2);
         assert_eq!(seqs(&outbox, 0), vec![3, 4], "two chunks fill 4 bytes");
