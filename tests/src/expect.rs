@@ -3,9 +3,9 @@
 
 use tonic::Code;
 use warren::Events;
-use warren::proto::{TaskEvent, task_event::Kind};
+use warren::proto::{TaskEvent, TaskResult, TaskState, task_event::Kind};
 
-use crate::events::next_event;
+use crate::events::{next_event, only_result};
 use crate::process::PATIENCE;
 
 /// Checks that `err` is the hub's answer with this code, and that its message says `words`.
@@ -20,6 +20,26 @@ pub fn assert_status(err: &warren::Error, code: Code, words: &str) {
         "{:?} does not say {words:?}",
         status.message()
     );
+}
+
+/// Checks that `err` is the hub's answer with this code.
+#[track_caller]
+pub fn assert_code(err: &warren::Error, code: Code) {
+    assert_status(err, code, "");
+}
+
+/// Checks that the only task in `events` ended in `state`, for a reason that says `words`;
+/// returns its result.
+#[track_caller]
+pub fn assert_ended(events: &[TaskEvent], state: TaskState, words: &str) -> TaskResult {
+    let result = only_result(events);
+    assert_eq!(result.state(), state, "{result:?}");
+    assert!(
+        result.error.contains(words),
+        "{:?} does not say {words:?}",
+        result.error
+    );
+    result
 }
 
 /// Reads events until a task's first output, and returns that event (panics if the stream

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use warren::Client;
+use warren::{Client, Job};
 
 /// How long anything in a test may take to come up or go down.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -214,8 +214,12 @@ impl Cluster {
 
     /// A running hub with `n` one-slot engines registered.
     pub async fn with_engines(n: usize) -> Self {
-        let cluster = Self::hub();
-        let mut cluster = cluster;
+        Self::hub_with_engines(&[], n).await
+    }
+
+    /// A running hub started with extra flags, with `n` one-slot engines registered.
+    pub async fn hub_with_engines(args: &[&str], n: usize) -> Self {
+        let mut cluster = Self::hub_with(args);
         for _ in 0..n {
             cluster.add_engine(&[]);
         }
@@ -386,6 +390,14 @@ pub const GATE_NEVER_OPENED: i32 = 98;
 /// fails loudly (status [`GATE_NEVER_OPENED`], a message on stderr) rather than go on.
 pub fn wait_for_gate(gate: &Path) -> String {
     gate_script(gate, GATE_LIMIT)
+}
+
+/// Submits a task that does nothing but hold at `gate` until the test opens it; its id.
+pub async fn submit_held(client: &Client, gate: &Path) -> u64 {
+    client
+        .submit(Job::script(wait_for_gate(gate)))
+        .await
+        .expect("submit a task held at a gate")[0]
 }
 
 fn gate_script(gate: &Path, limit: Duration) -> String {

@@ -143,21 +143,14 @@ async fn queues_are_bounded_in_all_and_per_client() {
 
 #[tokio::test]
 async fn followers_per_task_and_engines_are_bounded() {
-    let mut cluster = Cluster::hub_with(&["--max-followers-per-task", "1", "--max-engines", "1"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let flags = ["--max-followers-per-task", "1", "--max-engines", "1"];
+    let mut cluster = Cluster::hub_with_engines(&flags, 1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
-    let id = client
-        .submit(Job::script(wait_for_gate(&gate)))
-        .await
-        .expect("submit")[0];
+    let id = submit_held(&client, &gate).await;
     let first = client.follow(id, 0).await.expect("one follower fits");
     let err = client.follow(id, 0).await.expect_err("a second does not");
-    assert_eq!(
-        err.status().map(|s| s.code()),
-        Some(Code::ResourceExhausted)
-    );
+    assert_code(&err, Code::ResourceExhausted);
     drop(first);
     std::fs::write(&gate, b"").expect("gate");
 

@@ -136,10 +136,7 @@ async fn a_running_task_cannot_be_purged() {
     let cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
-    let id = client
-        .submit(Job::script(wait_for_gate(&gate)))
-        .await
-        .expect("submit")[0];
+    let id = submit_held(&client, &gate).await;
     let err = client
         .purge(Selector::Tasks(TaskIds { ids: vec![id] }))
         .await
@@ -246,9 +243,7 @@ async fn an_unusable_state_directory_is_refused() {
 
 #[tokio::test]
 async fn an_in_memory_history_works_and_ends_with_the_hub() {
-    let mut cluster = Cluster::hub_with(&["--db", ":memory:"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--db", ":memory:"], 1).await;
     let client = cluster.client().await;
     let events = collect(
         client

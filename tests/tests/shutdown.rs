@@ -18,13 +18,7 @@ async fn control_shutdown_stops_hub_and_engines_and_followers_see_the_end() {
     first_output(&mut events).await;
     client.shutdown(true).await.expect("shutdown");
     let rest = collect(events).await;
-    let result = only_result(&rest);
-    assert_eq!(result.state(), TaskState::Aborted);
-    assert!(
-        result.error.contains("engine is exiting"),
-        "{}",
-        result.error
-    );
+    assert_ended(&rest, TaskState::Aborted, "engine is exiting");
 
     let hub = cluster.hub.as_mut().expect("hub");
     hub.wait_for_success("when asked to shut down").await;
@@ -96,10 +90,7 @@ async fn engines_can_be_stopped_one_by_one() {
         .shutdown_engines(&[9])
         .await
         .expect_err("unknown engine");
-    assert_eq!(
-        unknown.status().map(|s| s.code()),
-        Some(tonic::Code::NotFound)
-    );
+    assert_code(&unknown, tonic::Code::NotFound);
 }
 
 #[tokio::test]
@@ -126,10 +117,7 @@ async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
 
 #[tokio::test]
 async fn a_follower_of_a_hub_that_froze_gets_an_error_not_a_hang() {
-    let cluster = Cluster::hub_with(&["--heartbeat-ms", "100"]);
-    let mut cluster = cluster;
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--heartbeat-ms", "100"], 1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
     let mut events = client
