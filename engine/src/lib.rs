@@ -10,7 +10,7 @@
 //! session sends a runner requests ([`control`]); signals ask the engine to stop
 //! ([`shutdown`]), and then it stops its tasks and waits, bounded, for their runners.
 //!
-//! Everything runs on one thread (`warren_proto::program::runtime`); file work is done on
+//! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
 //! carry an `engine` span (the uuid), a `hub` span per connection (the id the hub gave) and a
 //! `task` span per runner (task, attempt and engine id).

@@ -139,9 +139,8 @@ async fn converse(
         ..
     } = ctx;
     let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms));
-    let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms));
+    let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms)).max(MIN_SILENCE);
     let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
-    let silence_limit = silence_limit.max(MIN_SILENCE);
     let mut last_heard = Instant::now();
     let mut draining: Option<(Instant, String)> =
         shutdown.why().map(|why| begin_drain(tasks, config, why));

@@ -1,4 +1,4 @@
-//! Running the engine's tasks: [`Runners`] starts one runner per task ([`supervise`]: its
+//! Running the engine's tasks: [`Runners`] starts one runner per task (`supervise.rs`: its
 //! process, its output pumps, its timeout, and the signals sent to it) and owns them all.
 //!
 //! Every runner is tracked, so an exiting engine waits for them instead of polling, and each
@@ -62,7 +62,7 @@ impl Runners {
         let span = tracing::info_span!("task", task = task_id, attempt, engine = engine_id);
         let runner = supervise::supervise(run.clone(), spec, self.grace, control_rx);
         let runner = tokio::spawn(runner.instrument(span.clone()));
-        // The runner's own task, so that a panic in it ends up here rather than nowhere.
+        // A second task holds the runner's handle, so that a panic is reported, not lost.
         self.tracker.spawn(
             async move {
                 if let Err(err) = runner.await {

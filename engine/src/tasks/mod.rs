@@ -1,7 +1,7 @@
 //! The engine's tasks, shared by the runners that produce their output and the session that
 //! sends it. They outlive any one connection to the hub.
 //!
-//! Each task's output waits in its [`Outbox`] until the hub acknowledges it ([`output`]).
+//! Each task's output waits in its [`Outbox`] until the hub acknowledges it (`output.rs`).
 
 mod output;
 
@@ -52,7 +52,8 @@ pub struct Tasks {
     inner: Mutex<Inner>,
     /// Woken when there is something new to send.
     pub changed: Notify,
-    /// Woken when output has room again (acknowledged, or the hub went away).
+    /// Woken when output may have room again (acknowledged, the hub went away, or a spill job
+    /// ended).
     room: Notify,
     memory_limit: usize,
     spill_dir: PathBuf,
