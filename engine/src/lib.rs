@@ -5,8 +5,9 @@
 //! id back. Each task runs as a child process in its own process group ([`process`]), its
 //! stdout and stderr read as they are produced ([`runner`]) into numbered chunks that stay in
 //! the task's [`outbox`] until the hub acknowledges them. Tasks keep running while the hub is
-//! away ([`tasks`]), their output going to [`spill`] files past a memory bound; when the hub is
-//! back, the engine reports them and sends again whatever the hub had not made safe. The
+//! away ([`tasks`]), their output going past a memory bound to spill files in the engine's
+//! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
+//! whatever the hub had not made safe. The
 //! session sends a runner requests ([`control`]); signals ask the engine to stop
 //! ([`shutdown`]), and then it stops its tasks and waits, bounded, for their runners.
 //!

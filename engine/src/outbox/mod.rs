@@ -19,7 +19,9 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::spill::file::{Appended, ReadBack, SpillFile, SpillRead, SpillWrite};
+pub mod file;
+
+use file::{Appended, ReadBack, SpillFile, SpillRead, SpillWrite};
 
 /// One chunk of output.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::Tasks;
+use crate::outbox::file::{SpillRead, SpillWrite};
 use crate::outbox::{Outbox, Pushed};
-use crate::spill::file::{SpillRead, SpillWrite};
 
 impl Tasks {
     /// Adds output, waiting while memory is full and the hub connected, or while the spill

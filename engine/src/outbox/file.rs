@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use crate::outbox::Chunk;
+use super::Chunk;
 
 /// Bytes of a record before its data: seq, stream and length.
 const HEADER: usize = 13;

@@ -5,7 +5,8 @@
 //! else uses it: the engine creates `engine-<uuid>` inside it (mode 0700, failing rather than
 //! taking over anything already there) and, when it exits, removes the spill files it wrote
 //! there and that directory if it is then empty. It never removes the directory it was given,
-//! nor anything in it that it did not create. What goes into each spill file is [`mod@file`]'s.
+//! nor anything in it that it did not create. What goes into each spill file is the
+//! [`crate::outbox`]'s.
 
 use std::fs;
 use std::io;
@@ -13,8 +14,6 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use warren_proto::private_dir::{self, DirError};
-
-pub mod file;
 
 /// A spill directory this engine created; removed (with its spill files) on drop.
 #[derive(Debug)]
