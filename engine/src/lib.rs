@@ -7,9 +7,9 @@
 //! the task's [`outbox`] until the hub acknowledges them. Tasks keep running while the hub is
 //! away ([`tasks`]), their output going past a memory bound to spill files in the engine's
 //! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
-//! whatever the hub had not made safe. The
-//! session sends a runner requests ([`control`]); signals ask the engine to stop
-//! ([`shutdown`]), and then it stops its tasks and waits, bounded, for their runners.
+//! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
+//! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
+//! bounded, for their runners.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
