@@ -5,6 +5,7 @@
 //! and writes it all as JSON. Run it with `cargo run --release -p warren-bench`.
 
 mod baseline;
+mod liveness;
 mod procs;
 mod scenarios;
 mod signing;
@@ -283,6 +284,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report.record(
             "cluster_start_2",
             json!({"p50_ms": ms(starts.p50()), "p99_ms": ms(starts.p99()), "runs": starts.len()}),
+        );
+    }
+
+    if wanted("liveness") {
+        let dead = liveness::engine_declared_dead(scale(10, 3)).await?;
+        report.row(
+            "8 SIGSTOPped engine written off",
+            format!(
+                "p50 {} ms  max {} ms",
+                ms(dead.p50()),
+                ms(dead.quantile(1.0))
+            ),
+            "--engine-timeout-ms 1000".into(),
+            format!(
+                "< 4 s: {}",
+                verdict(dead.quantile(1.0) < Duration::from_secs(4))
+            ),
+        );
+        let silent = liveness::follower_of_a_frozen_hub(scale(5, 2)).await?;
+        report.row(
+            "8 follower of a frozen hub ends",
+            format!(
+                "p50 {} ms  max {} ms",
+                ms(silent.p50()),
+                ms(silent.quantile(1.0))
+            ),
+            "--heartbeat-ms 100".into(),
+            format!(
+                "< 10 s: {}",
+                verdict(silent.quantile(1.0) < Duration::from_secs(10))
+            ),
+        );
+        report.record(
+            "liveness",
+            json!({"engine_written_off": {"p50_ms": ms(dead.p50()), "max_ms": ms(dead.quantile(1.0)),
+                                          "runs": dead.len(), "hub_flags": liveness::ENGINE_TIMEOUT,
+                                          "target_max_ms": 4000},
+                   "follower_of_frozen_hub": {"p50_ms": ms(silent.p50()), "max_ms": ms(silent.quantile(1.0)),
+                                              "runs": silent.len(), "hub_flags": liveness::FOLLOW_HEARTBEAT,
+                                              "target_max_ms": 10000}}),
         );
     }
 

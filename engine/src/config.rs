@@ -1,11 +1,34 @@
-//! The engine's flags. Most have a `WARREN_*` environment fallback; the four that locate
-//! the hub fall back to theirs only as a group (see `warren_proto::connection::Locator`).
+//! The engine's flags, and the fixed limits beside them.
+//!
+//! Six flags have a `WARREN_*` environment fallback, listed in [`ENV_FALLBACKS`]: `--slots`,
+//! `--uuid` and `--spill-dir` each have their own, and the three that locate the hub
+//! (`--connection-file`, `--socket`, `--key-file`) fall back to theirs only as a group (see
+//! `warren_proto::connection::Locator`). The others are flags only: `--log` beats `RUST_LOG`,
+//! and the timings and memory bound are set where the engine is started. None of these
+//! variables reaches a task (they are all in `warren_proto::OWN_ENV_VARS`).
 
 use clap::Parser;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use warren_proto::os::units::parse_size;
+
+/// The environment variables the engine reads in place of its flags, as the module doc says.
+pub const ENV_FALLBACKS: &[&str] = &[
+    warren_proto::connection::ENV_CONNECTION_FILE,
+    warren_proto::connection::ENV_SOCKET,
+    warren_proto::connection::ENV_KEY_FILE,
+    "WARREN_SLOTS",
+    "WARREN_ENGINE_UUID",
+    "WARREN_SPILL_DIR",
+];
+
+/// How long a task's output may keep flowing after its process group is gone (a process that
+/// escaped the group may hold a pipe open); then the engine stops reading it.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// The first wait before reconnecting to a hub; it doubles up to `--max-backoff-ms`.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Run tasks for a warren hub.
 ///
@@ -48,6 +71,11 @@ pub struct EngineConfig {
     /// Time a task gets between SIGTERM and SIGKILL on timeout or abort, in milliseconds
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub kill_grace_ms: u64,
+
+    /// When the engine exits: how long, beyond --kill-grace-ms, it waits for the tasks it
+    /// stopped to end and for their ends to reach the hub, in milliseconds
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub report_grace_ms: u64,
 
     /// Longest wait between reconnection attempts, in milliseconds
     #[arg(long, default_value_t = 2000, value_name = "MS",
@@ -92,6 +120,12 @@ impl EngineConfig {
         Duration::from_millis(self.kill_grace_ms)
     }
 
+    /// How long an exiting engine waits for the tasks it stopped: the kill grace, then the
+    /// time their ends take to reach the hub.
+    pub fn stop_wait(&self) -> Duration {
+        self.kill_grace() + Duration::from_millis(self.report_grace_ms)
+    }
+
     /// The directory inside which the engine makes its spill directory.
     pub fn spill_parent(&self) -> PathBuf {
         self.spill_dir
@@ -109,5 +143,54 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("`{text}` is not a label; write it as key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_help_promises_exactly_the_fallbacks_there_are() {
+        let listed: BTreeSet<&str> = ENV_FALLBACKS.iter().copied().collect();
+        let help = EngineConfig::command().render_long_help().to_string();
+        let promised: BTreeSet<&str> = help
+            .match_indices("[env: ")
+            .filter_map(|(at, _)| help[at + 6..].split([']', '=']).next())
+            .collect();
+        assert_eq!(promised, listed, "{help}");
+        let by_clap: BTreeSet<String> = EngineConfig::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        for name in &by_clap {
+            assert!(
+                listed.contains(name.as_str()),
+                "{name} is not in ENV_FALLBACKS"
+            );
+        }
+        for name in ENV_FALLBACKS {
+            assert!(
+                warren_proto::OWN_ENV_VARS.contains(name),
+                "{name} would reach every task's environment"
+            );
+        }
+    }
+
+    #[test]
+    fn an_exiting_engine_waits_for_the_kill_grace_and_the_report_grace() {
+        let config = EngineConfig::parse_from([
+            "warren-engine",
+            "--kill-grace-ms",
+            "500",
+            "--report-grace-ms",
+            "250",
+        ]);
+        assert_eq!(config.stop_wait(), Duration::from_millis(750));
+        let default = EngineConfig::parse_from(["warren-engine"]);
+        assert_eq!(default.stop_wait(), Duration::from_secs(5));
     }
 }

@@ -5,25 +5,37 @@
 //! id back. Each task runs as a child process in its own process group ([`process`]), its
 //! stdout and stderr read as they are produced ([`runner`]) into numbered chunks that stay in
 //! the task's [`outbox`] until the hub acknowledges them. Tasks keep running while the hub is
-//! away ([`tasks`]); when it is back, the engine reports them and sends again whatever the hub
-//! had not made safe.
+//! away ([`tasks`]), their output going past a memory bound to spill files in the engine's
+//! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
+//! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
+//! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
+//! bounded, for their runners.
+//!
+//! Everything runs on one thread (the runtime every warren program uses); file work is done on
+//! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
+//! carry an `engine` span (the uuid), a `hub` span per connection (the id the hub gave) and a
+//! `task` span per runner (task, attempt and engine id).
 
 pub mod config;
+pub mod control;
 pub mod outbox;
 pub mod process;
 pub mod runner;
 pub mod session;
+pub mod shutdown;
 pub mod spill;
 pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tracing::Instrument as _;
 use warren_proto::v1::Hello;
 use warren_proto::{PROTOCOL_VERSION, VERSION};
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, FIRST_BACKOFF};
+use crate::runner::Runners;
 use crate::session::{Context, End};
+use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
 
 /// Why the engine stopped with an error.
@@ -43,6 +55,11 @@ pub enum EngineError {
 /// Serves hubs until told to exit, by the hub or by SIGINT, SIGTERM or SIGHUP.
 pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
     let hello = hello(&config);
+    let span = tracing::info_span!("engine", uuid = %hello.uuid);
+    serve(config, hello).instrument(span).await
+}
+
+async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
     let _guard = match process::start_guard() {
         Ok(child) => Some(child),
         Err(err) => {
@@ -55,8 +72,9 @@ pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
         config.outbox_memory as usize,
         spill.path().to_owned(),
     ));
-    let mut shutdown = watch_signals()?;
-    tracing::info!(uuid = %hello.uuid, slots = hello.slots, "engine starting");
+    let runners = Runners::new(tasks.clone(), config.kill_grace());
+    let mut shutdown = Shutdown::install()?;
+    tracing::info!(slots = hello.slots, "engine starting");
     let orphans = process::kill_orphans(None);
     if orphans > 0 {
         tracing::warn!(
@@ -72,18 +90,19 @@ pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
             config: &config,
             hello: &hello,
             tasks: &tasks,
+            runners: &runners,
             shutdown: &mut shutdown,
         };
-        let end = session::serve(ctx, &mut registered).await;
-        let stopping = shutdown.borrow().clone();
-        match (end, stopping) {
+        let span = tracing::info_span!("hub", engine = tracing::field::Empty);
+        let end = session::serve(ctx, &mut registered).instrument(span).await;
+        match (end, shutdown.why()) {
             (End::Exit(why), _) | (End::Retry(_), Some(why)) => {
-                finish_tasks(&tasks, &config, &why).await;
+                finish_tasks(&tasks, &runners, &config, &why).await;
                 tracing::info!(%why, "engine exiting");
                 return Ok(());
             }
             (End::Fatal(why), _) => {
-                finish_tasks(&tasks, &config, &why).await;
+                finish_tasks(&tasks, &runners, &config, &why).await;
                 return Err(EngineError::Refused(why));
             }
             (End::Retry(why), None) => {
@@ -94,43 +113,31 @@ pub async fn run(config: EngineConfig) -> Result<(), EngineError> {
                 tracing::warn!(%why, retry_in = ?delay, running = tasks.running(), "not connected to a hub");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.requested() => {}
                 }
             }
         }
     }
 }
 
-/// Stops whatever still runs (without a hub to tell) and waits, bounded, for it to end.
-async fn finish_tasks(tasks: &Tasks, config: &EngineConfig, why: &str) {
-    if tasks.running() == 0 {
-        return;
+/// Stops whatever still runs (without a hub to tell) and waits, bounded, for the runners to
+/// end, then for the spill file work under way.
+async fn finish_tasks(tasks: &Tasks, runners: &Runners, config: &EngineConfig, why: &str) {
+    if tasks.running() > 0 {
+        tasks.stop_all(why);
     }
-    tasks.stop_all(&format!("stopped: its engine is exiting ({why})"));
-    let deadline = tokio::time::Instant::now() + config.kill_grace() + Duration::from_secs(3);
-    while tasks.running() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !runners.wait(config.stop_wait()).await {
+        tracing::warn!(
+            running = runners.len(),
+            "tasks did not end in time; exiting without them"
+        );
     }
-}
-
-/// A channel that says why the engine should stop, once a signal asks it to.
-fn watch_signals() -> Result<watch::Receiver<Option<String>>, EngineError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let why = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-            _ = hangup.recv() => "SIGHUP",
-        };
-        let _ = tx.send(Some(why.to_owned()));
-        // Keep the sender alive so receivers see the value, not a closed channel.
-        std::future::pending::<()>().await;
-    });
-    Ok(rx)
+    if tokio::time::timeout(config.stop_wait(), tasks.settle_io())
+        .await
+        .is_err()
+    {
+        tracing::warn!("spill file work did not end in time; exiting without it");
+    }
 }
 
 /// What the engine tells the hub about itself.
@@ -169,18 +176,16 @@ fn new_uuid() -> String {
     )
 }
 
-/// Exponential backoff with jitter, from 100 ms up to a ceiling.
+/// Exponential backoff with jitter, from [`FIRST_BACKOFF`] up to a ceiling.
 struct Backoff {
     next: Duration,
     ceiling: Duration,
 }
 
 impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-
     fn new(ceiling: Duration) -> Self {
         Self {
-            next: Self::FIRST,
+            next: FIRST_BACKOFF,
             ceiling,
         }
     }

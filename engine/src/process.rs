@@ -153,7 +153,7 @@ pub fn signal_group(pgid: u32, signal: i32) {
 }
 
 /// Whether a process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(") ")
             .and_then(|(_, rest)| rest.split_whitespace().next())

@@ -1,11 +1,11 @@
 //! One registration with the hub: say hello (with the tasks still here), then send output
 //! and run what the hub assigns until the stream ends, the hub falls silent, or it is time to
-//! stop.
+//! stop. It runs in a `hub` span that carries the id the hub gave the engine, once known.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -17,7 +17,9 @@ use warren_proto::v1::registration_client::RegistrationClient;
 use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_message, hub_message};
 
 use crate::config::EngineConfig;
-use crate::runner::{self, Control};
+use crate::control::Control;
+use crate::runner::Runners;
+use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
 
 /// Messages waiting to go to the hub; when full, sending waits (and so does task output).
@@ -26,6 +28,10 @@ const OUTBOX: usize = 64;
 const BATCH: usize = 32;
 /// Largest message the engine accepts (an assignment carries the task's stdin).
 const MAX_MESSAGE: usize = 64 << 20;
+/// The shortest heartbeat interval the engine keeps to, whatever the hub asks.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest silence after which the engine gives the hub up, whatever the hub asks.
+const MIN_SILENCE: Duration = Duration::from_millis(100);
 
 /// How a session ended.
 #[derive(Debug)]
@@ -46,8 +52,10 @@ pub struct Context<'a> {
     pub hello: &'a Hello,
     /// The engine's tasks.
     pub tasks: &'a Arc<Tasks>,
-    /// Set to a reason when the engine should stop.
-    pub shutdown: &'a mut watch::Receiver<Option<String>>,
+    /// Their runners.
+    pub runners: &'a Runners,
+    /// Whether a signal has asked the engine to stop.
+    pub shutdown: &'a mut Shutdown,
 }
 
 /// Where the hub is and how to sign for it, read afresh for each attempt: a restarted hub
@@ -110,7 +118,8 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
         Ok(_) => return End::Retry("the hub did not answer Hello with Welcome".into()),
         Err(status) => return refused(&status, &signer),
     };
-    tracing::info!(engine = welcome.engine_id, socket = %socket.display(), "registered with the hub");
+    tracing::Span::current().record("engine", welcome.engine_id);
+    tracing::info!(socket = %socket.display(), "registered with the hub");
     *registered = true;
     ctx.tasks.set_connected(true);
     converse(ctx, &welcome, &out, &mut inbound).await
@@ -125,17 +134,16 @@ async fn converse(
     let Context {
         config,
         tasks,
+        runners,
         shutdown,
         ..
     } = ctx;
-    let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(10)));
-    let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms.max(100)));
-    let mut heartbeat = tokio::time::interval(interval);
+    let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms));
+    let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms)).max(MIN_SILENCE);
+    let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
     let mut last_heard = Instant::now();
-    let mut draining: Option<(Instant, String)> = shutdown
-        .borrow()
-        .clone()
-        .map(|why| begin_drain(tasks, config, why));
+    let mut draining: Option<(Instant, String)> =
+        shutdown.why().map(|why| begin_drain(tasks, config, why));
     let end = loop {
         if let Some((deadline, why)) = &draining
             && (tasks.is_empty() || Instant::now() >= *deadline)
@@ -157,7 +165,7 @@ async fn converse(
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     last_heard = Instant::now();
-                    match handle(message, config, tasks) {
+                    match handle(message, welcome.engine_id, tasks, runners) {
                         Some(Handled::Exit(why)) if draining.is_none() => {
                             draining = Some(begin_drain(tasks, config, why));
                         }
@@ -179,11 +187,7 @@ async fn converse(
             () = tokio::time::sleep_until(last_heard + silence_limit) => {
                 break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
             }
-            changed = shutdown.changed(), if draining.is_none() => {
-                let why = match changed {
-                    Ok(()) => shutdown.borrow().clone().unwrap_or_else(|| "asked to stop".into()),
-                    Err(_) => "asked to stop".into(),
-                };
+            why = shutdown.requested(), if draining.is_none() => {
                 draining = Some(begin_drain(tasks, config, why));
             }
             () = sleep_or_never(drain_deadline) => {}
@@ -196,11 +200,8 @@ async fn converse(
 /// Stops every task and gives their ends time to reach the hub.
 fn begin_drain(tasks: &Tasks, config: &EngineConfig, why: String) -> (Instant, String) {
     tracing::info!(%why, tasks = tasks.running(), "stopping tasks before exiting");
-    tasks.stop_all(&format!("stopped: its engine is exiting ({why})"));
-    (
-        Instant::now() + config.kill_grace() + Duration::from_secs(3),
-        why,
-    )
+    tasks.stop_all(&why);
+    (Instant::now() + config.stop_wait(), why)
 }
 
 async fn sleep_or_never(deadline: Option<Instant>) {
@@ -216,23 +217,20 @@ enum Handled {
     Retry(String),
 }
 
-fn handle(message: HubMessage, config: &EngineConfig, tasks: &Arc<Tasks>) -> Option<Handled> {
+fn handle(
+    message: HubMessage,
+    engine_id: u32,
+    tasks: &Arc<Tasks>,
+    runners: &Runners,
+) -> Option<Handled> {
     match message.kind? {
         hub_message::Kind::Assign(assign) => {
             if tasks.has(assign.task_id, assign.attempt) {
                 return None;
             }
             tracing::debug!(task = assign.task_id, attempt = assign.attempt, "assigned");
-            let (control, control_rx) = mpsc::unbounded_channel();
-            tasks.add(assign.task_id, assign.attempt, control);
-            runner::start(
-                assign.task_id,
-                assign.attempt,
-                assign.spec.unwrap_or_default(),
-                tasks.clone(),
-                config.kill_grace(),
-                control_rx,
-            );
+            let spec = assign.spec.unwrap_or_default();
+            runners.start(engine_id, assign.task_id, assign.attempt, spec);
         }
         hub_message::Kind::Signal(signal) => {
             tasks.control(signal.task_id, Control::Signal(signal.signal));

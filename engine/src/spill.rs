@@ -5,7 +5,8 @@
 //! else uses it: the engine creates `engine-<uuid>` inside it (mode 0700, failing rather than
 //! taking over anything already there) and, when it exits, removes the spill files it wrote
 //! there and that directory if it is then empty. It never removes the directory it was given,
-//! nor anything in it that it did not create.
+//! nor anything in it that it did not create. What goes into each spill file is the
+//! [`crate::outbox`]'s.
 
 use std::fs;
 use std::io;

@@ -3,6 +3,7 @@
 //! when the test panics, and the logs of a failed test's processes are printed.
 
 pub mod events;
+pub mod expect;
 pub mod process;
 pub mod procfs;
 pub mod raw;
@@ -10,5 +11,6 @@ pub mod slurm;
 pub mod sshd;
 
 pub use events::*;
+pub use expect::*;
 pub use process::*;
 pub use procfs::*;

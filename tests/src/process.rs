@@ -1,11 +1,12 @@
 //! Starting and stopping the real binaries.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use warren::Client;
+use warren::{Client, Job};
 
 /// How long anything in a test may take to come up or go down.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -44,17 +45,8 @@ impl Proc {
     /// Starts `command` with stdout and stderr going to `log`.
     pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Self {
         let file = File::create(&log).expect("log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self {
-            name: name.to_owned(),
-            child,
-            log,
-        }
+        command.stdout(file.try_clone().expect("log file"));
+        Self::start(name, command, file, log)
     }
 
     /// Starts `command` with stdout going to `stdout` and stderr to `log`, for a test that
@@ -65,12 +57,15 @@ impl Proc {
         stdout: PathBuf,
         log: PathBuf,
     ) -> Self {
-        let out = File::create(&stdout).expect("stdout file");
-        command.stdout(out);
+        command.stdout(File::create(&stdout).expect("stdout file"));
         let file = File::create(&log).expect("log file");
+        Self::start(name, command, file, log)
+    }
+
+    fn start(name: &str, mut command: Command, stderr: File, log: PathBuf) -> Self {
         let child = command
             .stdin(Stdio::null())
-            .stderr(file)
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self {
@@ -105,6 +100,35 @@ impl Proc {
         })
         .await
         .ok()
+    }
+
+    /// Waits (up to [`PATIENCE`]) for it to exit, and checks that it succeeded; `when` says
+    /// why it should have exited, for the message if it did not.
+    pub async fn wait_for_success(&mut self, when: &str) {
+        let Some(status) = self.wait_for_exit(PATIENCE).await else {
+            panic!("{} did not exit {when}:\n{}", self.name, self.output());
+        };
+        assert!(
+            status.success(),
+            "{} exited {when} with {status}:\n{}",
+            self.name,
+            self.output()
+        );
+    }
+
+    /// Waits (up to [`PATIENCE`]) until what it has written contains `text`.
+    pub async fn wait_for_output(&self, text: &str) {
+        let seen = eventually(PATIENCE, || {
+            let log = self.output();
+            async move { if log.contains(text) { Ok(()) } else { Err(()) } }
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "{} never wrote {text:?}:\n{}",
+            self.name,
+            self.output()
+        );
     }
 
     /// What it has written so far.
@@ -190,8 +214,12 @@ impl Cluster {
 
     /// A running hub with `n` one-slot engines registered.
     pub async fn with_engines(n: usize) -> Self {
-        let cluster = Self::hub();
-        let mut cluster = cluster;
+        Self::hub_with_engines(&[], n).await
+    }
+
+    /// A running hub started with extra flags, with `n` one-slot engines registered.
+    pub async fn hub_with_engines(args: &[&str], n: usize) -> Self {
+        let mut cluster = Self::hub_with(args);
         for _ in 0..n {
             cluster.add_engine(&[]);
         }
@@ -247,22 +275,38 @@ impl Cluster {
 
     /// Starts an engine with extra flags; returns its index in `engines`.
     pub fn add_engine(&mut self, args: &[&str]) -> usize {
-        let index = self.engines.len();
+        let spill = self.dir().join(format!("spill-{}", self.engines.len()));
+        let locate = [
+            OsStr::new("--connection-file"),
+            self.connection_file.as_os_str(),
+        ];
+        let mut command = self.engine_command(&locate, &spill);
+        command
+            .args(["--max-backoff-ms", "200", "--kill-grace-ms", "500"])
+            .args(args);
+        self.push_engine("warren-engine", command)
+    }
+
+    /// The command that starts an engine finding the hub by the flags `locate`, with its
+    /// spill directory inside `spill` and debug logs, to add flags to; start it with
+    /// [`Cluster::push_engine`].
+    pub fn engine_command(&self, locate: &[&OsStr], spill: &Path) -> Command {
         let mut command = Command::new(binary("warren-engine"));
         command
-            .arg("--connection-file")
-            .arg(&self.connection_file)
+            .args(locate)
             .arg("--spill-dir")
-            .arg(self.dir().join(format!("spill-{index}")))
-            .args(["--max-backoff-ms", "200", "--kill-grace-ms", "500"])
-            .args(args)
+            .arg(spill)
             .env("RUST_LOG", "warn,warren_engine=debug");
+        command
+    }
+
+    /// Starts an engine's command, logging to the cluster's dir; returns its index in
+    /// `engines`.
+    pub fn push_engine(&mut self, name: &str, command: Command) -> usize {
+        let index = self.engines.len();
         let log = self.dir().join(format!("engine-{index}.log"));
-        self.engines.push(Proc::spawn(
-            &format!("warren-engine #{index}"),
-            command,
-            log,
-        ));
+        let name = format!("{name} #{index}");
+        self.engines.push(Proc::spawn(&name, command, log));
         index
     }
 
@@ -333,12 +377,37 @@ where
     }
 }
 
-/// Shell text that waits until `gate` exists (for at most 20 s), so a test can hold a task
-/// at a known point and release it by creating the file.
+/// How long a gate holds a task before the task fails: far past any wait a test bounds by
+/// [`PATIENCE`], so only a test that hung (or never opens its gate) gets there, and the task
+/// does not outlive it by much.
+pub const GATE_LIMIT: Duration = Duration::from_secs(300);
+
+/// The exit status of a task whose gate was never opened.
+pub const GATE_NEVER_OPENED: i32 = 98;
+
+/// Shell text that holds a task until the test creates `gate`, so a test can hold a task at a
+/// known point and release it. The gate never opens by itself: past [`GATE_LIMIT`] the task
+/// fails loudly (status [`GATE_NEVER_OPENED`], a message on stderr) rather than go on.
 pub fn wait_for_gate(gate: &Path) -> String {
+    gate_script(gate, GATE_LIMIT)
+}
+
+/// Submits a task that does nothing but hold at `gate` until the test opens it; its id.
+pub async fn submit_held(client: &Client, gate: &Path) -> u64 {
+    client
+        .submit(Job::script(wait_for_gate(gate)))
+        .await
+        .expect("submit a task held at a gate")[0]
+}
+
+fn gate_script(gate: &Path, limit: Duration) -> String {
+    let polls = limit.as_millis() / 50;
     format!(
-        "_w=0; while [ ! -e '{}' ] && [ $_w -lt 400 ]; do sleep 0.05; _w=$((_w+1)); done",
-        gate.display()
+        "_w=0; while [ ! -e '{gate}' ]; do \
+           if [ $_w -ge {polls} ]; then echo 'test gate {gate} was never opened' >&2; exit {GATE_NEVER_OPENED}; fi; \
+           sleep 0.05; _w=$((_w+1)); \
+         done",
+        gate = gate.display()
     )
 }
 
@@ -382,4 +451,38 @@ pub fn refused_start(mut command: Command) -> String {
         "the hub should have refused to start"
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("run sh")
+    }
+
+    #[test]
+    fn a_gate_never_opens_by_itself_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = dir.path().join("gate");
+        let shut = sh(&format!(
+            "{}; echo through",
+            gate_script(&gate, Duration::from_millis(100))
+        ));
+        assert_eq!(shut.status.code(), Some(GATE_NEVER_OPENED), "{shut:?}");
+        assert!(shut.stdout.is_empty(), "{shut:?}");
+        assert!(
+            String::from_utf8_lossy(&shut.stderr).contains("was never opened"),
+            "{shut:?}"
+        );
+
+        std::fs::write(&gate, b"").expect("open the gate");
+        let open = sh(&format!("{}; echo through", wait_for_gate(&gate)));
+        assert!(open.status.success(), "{open:?}");
+        assert_eq!(open.stdout, b"through\n");
+    }
 }

@@ -32,15 +32,7 @@ async fn refused(client: &Client, request: ExecuteRequest, code: Code, needle: &
         .submit(request)
         .await
         .expect_err("the request must be refused");
-    let status = err
-        .status()
-        .unwrap_or_else(|| panic!("not a status: {err}"));
-    assert_eq!(status.code(), code, "{}", status.message());
-    assert!(
-        status.message().contains(needle),
-        "`{needle}` not in: {}",
-        status.message()
-    );
+    assert_status(&err, code, needle);
 }
 
 #[tokio::test]
@@ -101,15 +93,7 @@ async fn bad_requests_get_the_right_status_and_a_reason() {
 async fn unknown_task_ids_are_not_found_everywhere_or_listed_as_such() {
     let cluster = Cluster::hub();
     let client = cluster.client().await;
-    let not_found = |err: warren::Error| {
-        let status = err.status().expect("status").clone();
-        assert_eq!(status.code(), Code::NotFound, "{}", status.message());
-        assert!(
-            status.message().contains("task 404"),
-            "{}",
-            status.message()
-        );
-    };
+    let not_found = |err: warren::Error| assert_status(&err, Code::NotFound, "task 404");
     not_found(client.task(404).await.expect_err("get"));
     not_found(client.follow(404, 0).await.expect_err("follow"));
     // Abort and interrupt act on the ids that exist and list the others.
@@ -148,13 +132,7 @@ async fn queues_are_bounded_in_all_and_per_client() {
         .submit(Job::argv(["true"]))
         .await
         .expect_err("a fourth from this process");
-    let status = err.status().expect("status");
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(
-        status.message().contains("--max-queued-per-client"),
-        "{}",
-        status.message()
-    );
+    assert_status(&err, Code::ResourceExhausted, "--max-queued-per-client");
     // Another process has room of its own, until the hub's total is reached.
     let (status, _, stderr) = cluster.cli(&["exec", "--detach", "--", "true"]);
     assert_eq!(status, 0, "{stderr}");
@@ -170,39 +148,21 @@ async fn queues_are_bounded_in_all_and_per_client() {
 
 #[tokio::test]
 async fn followers_per_task_and_engines_are_bounded() {
-    let mut cluster = Cluster::hub_with(&["--max-followers-per-task", "1", "--max-engines", "1"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let flags = ["--max-followers-per-task", "1", "--max-engines", "1"];
+    let mut cluster = Cluster::hub_with_engines(&flags, 1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
-    let id = client
-        .submit(Job::script(wait_for_gate(&gate)))
-        .await
-        .expect("submit")[0];
+    let id = submit_held(&client, &gate).await;
     let first = client.follow(id, 0).await.expect("one follower fits");
     let err = client.follow(id, 0).await.expect_err("a second does not");
-    assert_eq!(
-        err.status().map(|s| s.code()),
-        Some(Code::ResourceExhausted)
-    );
+    assert_code(&err, Code::ResourceExhausted);
     drop(first);
     std::fs::write(&gate, b"").expect("gate");
 
+    // The second engine is told why it was refused.
     let second = cluster.add_engine(&[]);
-    let refused = eventually(PATIENCE, || {
-        let log = cluster.engines[second].output();
-        async move {
-            if log.contains("--max-engines") {
-                Ok(())
-            } else {
-                Err(())
-            }
-        }
-    })
-    .await;
-    assert!(
-        refused.is_ok(),
-        "the second engine was not told why it was refused"
-    );
+    cluster.engines[second]
+        .wait_for_output("--max-engines")
+        .await;
     assert_eq!(client.engines().await.expect("engines").len(), 1);
 }

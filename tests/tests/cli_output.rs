@@ -128,10 +128,8 @@ async fn tables_line_up_for_any_content_and_times_read_as_times() {
 
 #[tokio::test]
 async fn a_retried_task_says_so_on_stderr_and_its_result_marks_the_attempts() {
-    let mut cluster = Cluster::hub_with(&["--engine-timeout-ms", "1000", "--heartbeat-ms", "100"]);
-    cluster.add_engine(&[]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(2).await;
+    let flags = ["--engine-timeout-ms", "1000", "--heartbeat-ms", "100"];
+    let cluster = Cluster::hub_with_engines(&flags, 2).await;
     let gate = cluster.dir().join("gate");
     // The first attempt holds until its engine is killed; the second finds the gate open.
     let script = format!(

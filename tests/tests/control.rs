@@ -93,10 +93,7 @@ async fn interrupt_rejects_unknown_signals_and_reports_unknown_tasks() {
     let client = cluster.client().await;
     let id = client.submit(Job::argv(["true"])).await.expect("submit")[0];
     let bad = client.interrupt(&[id], 99).await.expect_err("bad signal");
-    assert_eq!(
-        bad.status().map(|s| s.code()),
-        Some(tonic::Code::InvalidArgument)
-    );
+    assert_code(&bad, tonic::Code::InvalidArgument);
     let reply = client
         .interrupt(&[777], 2)
         .await

@@ -19,12 +19,7 @@ async fn an_engine_killed_mid_task_loses_its_tasks_and_says_which_engine() {
         .submit(Job::argv(["true"]).engines([1]))
         .await
         .expect("submit")[0];
-    loop {
-        let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, EventKind::Output { .. }) {
-            break;
-        }
-    }
+    first_output(&mut events).await;
     cluster.engines[0].signal(Signal::KILL);
     let rest = collect(events).await;
     let lost = only_result(&rest);

@@ -104,16 +104,11 @@ async fn a_thousand_followers_that_read_nothing_leave_the_hub_small() {
 
 #[tokio::test]
 async fn follow_streams_are_bounded_across_processes() {
-    let mut cluster = Cluster::hub_with(&["--max-follow-streams", "10"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--max-follow-streams", "10"], 1).await;
     let client = cluster.client().await;
     // A task that stays running, so that every stream stays open.
     let gate = cluster.dir().join("gate");
-    let task = client
-        .submit(Job::script(wait_for_gate(&gate)))
-        .await
-        .expect("submit")[0];
+    let task = submit_held(&client, &gate).await;
     let first = flood(&cluster, task, 6, 0);
     assert_eq!(tally(&first).await, (6, 0));
     let second = flood(&cluster, task, 6, 1);

@@ -5,6 +5,7 @@ use futures_util::TryStreamExt;
 use rustix::process::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 use tonic::Code;
 use warren::Job;
 use warren::proto::{ListTasksRequest, TaskIds, TaskState, purge_request::Selector};
@@ -153,21 +154,12 @@ async fn a_running_task_cannot_be_purged() {
     let cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
-    let id = client
-        .submit(Job::script(wait_for_gate(&gate)))
-        .await
-        .expect("submit")[0];
+    let id = submit_held(&client, &gate).await;
     let err = client
         .purge(Selector::Tasks(TaskIds { ids: vec![id] }))
         .await
         .expect_err("live task");
-    let status = err.status().expect("status");
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(
-        status.message().contains("abort it first"),
-        "{}",
-        status.message()
-    );
+    assert_status(&err, Code::FailedPrecondition, "abort it first");
     std::fs::write(&gate, b"").expect("gate");
 }
 
@@ -175,12 +167,16 @@ async fn a_running_task_cannot_be_purged() {
 async fn retention_deletes_old_finished_tasks() {
     let mut cluster = Cluster::with_engines(1).await;
     let client = cluster.client().await;
-    collect(client.run(Job::argv(["true"])).await.expect("run")).await;
+    let events = collect(client.run(Job::argv(["true"])).await.expect("run")).await;
+    let finished_us = only_result(&events).finished_us;
     drop(client);
     let mut hub = cluster.hub.take().expect("hub");
     hub.signal(Signal::TERM);
     assert!(hub.wait_for_exit(PATIENCE).await.is_some());
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The next hub keeps a second of history: wait until the task is older than that.
+    let old_at = finished_us + 1_000_001;
+    let young_for = u64::try_from(old_at - warren_proto::now_us()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_micros(young_for)).await;
     cluster.start_hub(&["--retain-age", "1s"]);
     let client = cluster.client().await;
     let emptied = eventually(PATIENCE, || async {
@@ -266,9 +262,7 @@ async fn an_unusable_state_directory_is_refused() {
 
 #[tokio::test]
 async fn an_in_memory_history_works_and_ends_with_the_hub() {
-    let mut cluster = Cluster::hub_with(&["--db", ":memory:"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--db", ":memory:"], 1).await;
     let client = cluster.client().await;
     let events = collect(
         client

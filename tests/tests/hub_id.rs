@@ -2,6 +2,7 @@
 //! so a header used once is refused after a restart and at another hub sharing the key file,
 //! while the SDK, engines and `warren sign` follow the new id without anyone's help.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tonic::Code;
@@ -36,22 +37,20 @@ fn hub_id(cluster: &Cluster) -> String {
 
 /// An engine that knows only the socket and the key file, as under Slurm.
 fn add_keyed_engine(cluster: &mut Cluster, key: &Path) {
-    let index = cluster.engines.len();
-    let mut command = Command::new(binary("warren-engine"));
+    let spill = cluster
+        .dir()
+        .join(format!("spill-{}", cluster.engines.len()));
+    let locate = [
+        OsStr::new("--socket"),
+        cluster.socket.as_os_str(),
+        OsStr::new("--key-file"),
+        key.as_os_str(),
+    ];
+    let mut command = cluster.engine_command(&locate, &spill);
     command
-        .arg("--socket")
-        .arg(&cluster.socket)
-        .arg("--key-file")
-        .arg(key)
-        .arg("--spill-dir")
-        .arg(cluster.dir().join(format!("spill-{index}")))
         .args(["--max-backoff-ms", "200"])
-        .env_remove("WARREN_CONNECTION_FILE")
-        .env("RUST_LOG", "warn,warren_engine=debug");
-    let log = cluster.dir().join(format!("engine-{index}.log"));
-    cluster
-        .engines
-        .push(Proc::spawn("keyed warren-engine", command, log));
+        .env_remove("WARREN_CONNECTION_FILE");
+    cluster.push_engine("keyed warren-engine", command);
 }
 
 #[tokio::test]

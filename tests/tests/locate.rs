@@ -1,6 +1,7 @@
 //! One rule for finding the hub, in every binary: flags beat the environment, and a task sees
 //! none of warren's own variables.
 
+use std::ffi::OsStr;
 use std::process::Command;
 use warren_tests::*;
 
@@ -15,18 +16,13 @@ const MISLEADING: [(&str, &str); 3] = [
 async fn an_engine_with_a_connection_file_flag_ignores_warren_variables_and_keeps_them_from_tasks()
 {
     let mut cluster = Cluster::hub();
-    let mut command = Command::new(binary("warren-engine"));
-    command
-        .arg("--connection-file")
-        .arg(&cluster.connection_file)
-        .arg("--spill-dir")
-        .arg(cluster.dir().join("spill"))
-        .envs(MISLEADING)
-        .env("_", "/usr/bin/nohup");
-    let log = cluster.dir().join("engine.log");
-    cluster
-        .engines
-        .push(Proc::spawn("warren-engine", command, log));
+    let locate = [
+        OsStr::new("--connection-file"),
+        cluster.connection_file.as_os_str(),
+    ];
+    let mut command = cluster.engine_command(&locate, &cluster.dir().join("spill"));
+    command.envs(MISLEADING).env("_", "/usr/bin/nohup");
+    cluster.push_engine("warren-engine", command);
     cluster.wait_for_engines(1).await;
 
     let (status, stdout, stderr) = cluster.cli(&[
@@ -116,19 +112,15 @@ async fn a_hub_and_its_engines_share_a_key_file_and_the_cli_signs_with_it_withou
     assert!(made.status.success(), "{made:?}");
     cluster.start_hub(&["--key-file", &key_text]);
     // The engine by socket and key; the environment says otherwise and is ignored.
-    let mut command = Command::new(binary("warren-engine"));
-    command
-        .arg("--socket")
-        .arg(&cluster.socket)
-        .arg("--key-file")
-        .arg(&key)
-        .arg("--spill-dir")
-        .arg(cluster.dir().join("spill"))
-        .env("WARREN_CONNECTION_FILE", "/nonexistent/hub.json");
-    let log = cluster.dir().join("engine.log");
-    cluster
-        .engines
-        .push(Proc::spawn("warren-engine", command, log));
+    let locate = [
+        OsStr::new("--socket"),
+        cluster.socket.as_os_str(),
+        OsStr::new("--key-file"),
+        key.as_os_str(),
+    ];
+    let mut command = cluster.engine_command(&locate, &cluster.dir().join("spill"));
+    command.env("WARREN_CONNECTION_FILE", "/nonexistent/hub.json");
+    cluster.push_engine("warren-engine", command);
     cluster.wait_for_engines(1).await;
     let output = Command::new(binary("warren"))
         .arg("--socket")

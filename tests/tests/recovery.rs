@@ -4,11 +4,13 @@
 use futures_util::TryStreamExt;
 use rustix::process::Signal;
 use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
 use warren::Job;
 use warren::proto::TaskState;
 use warren::{EventKind, OutputStream};
 use warren_tests::*;
+
+/// A hub that writes an engine off after a second of silence.
+const QUICK_LIVENESS: [&str; 4] = ["--engine-timeout-ms", "1000", "--heartbeat-ms", "200"];
 
 fn digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -148,12 +150,7 @@ async fn an_engine_killed_mid_task_with_a_retry_succeeds_on_another() {
         .run(Job::script(script).retries(1))
         .await
         .expect("run");
-    let engine = loop {
-        let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, EventKind::Output { .. }) {
-            break event.engine_id;
-        }
-    };
+    let engine = first_output(&mut events).await.engine_id;
     let pid = client
         .engines()
         .await
@@ -197,11 +194,7 @@ async fn an_engine_killed_mid_task_with_a_retry_succeeds_on_another() {
 
 #[tokio::test]
 async fn a_task_that_kills_its_engines_is_not_retried_forever() {
-    let mut cluster = Cluster::hub_with(&["--engine-timeout-ms", "1000", "--heartbeat-ms", "200"]);
-    for _ in 0..3 {
-        cluster.add_engine(&[]);
-    }
-    cluster.wait_for_engines(3).await;
+    let mut cluster = Cluster::hub_with_engines(&QUICK_LIVENESS, 3).await;
     let client = cluster.client().await;
     // Kills whichever engine runs it.
     let job = Job::script("echo here; kill -KILL $PPID; exec sleep 60").retries(5);
@@ -226,40 +219,26 @@ async fn a_task_that_kills_its_engines_is_not_retried_forever() {
 
 #[tokio::test]
 async fn a_stopped_engine_is_declared_dead_and_comes_back_under_its_old_id() {
-    let mut cluster = Cluster::hub_with(&["--engine-timeout-ms", "1000", "--heartbeat-ms", "200"]);
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&QUICK_LIVENESS, 1).await;
     let client = cluster.client().await;
     let before = client.engines().await.expect("engines");
     let gate = cluster.dir().join("gate");
     let script = format!("echo up; {}; echo released", wait_for_gate(&gate));
     let mut events = client.run(Job::script(script)).await.expect("run");
-    loop {
-        if matches!(
-            next_event(&mut events, PATIENCE).await.map(|e| e.kind),
-            Some(EventKind::Output { .. })
-        ) {
-            break;
-        }
-    }
+    first_output(&mut events).await;
 
     cluster.engines[0].signal(Signal::STOP);
-    let stopped = Instant::now();
+    // Waits for the hub to write the engine off, while it is stopped; how soon it does is
+    // the bench's to measure.
     let gone = eventually(PATIENCE, || async {
         let engines = client.engines().await.map_err(|_| ())?;
         if engines.is_empty() { Ok(()) } else { Err(()) }
     })
     .await;
-    let noticed = stopped.elapsed();
     assert!(gone.is_ok(), "a stopped engine must be declared dead");
-    assert!(
-        noticed < Duration::from_secs(4),
-        "took {noticed:?} for a 1 s timeout"
-    );
     let rest = collect(events).await;
-    let lost = only_result(&rest);
-    assert_eq!(lost.state, TaskState::Lost);
-    assert!(lost.error.contains("stopped answering"), "{}", lost.error);
+    // By the 1 s liveness timeout it was started with, not by anything else.
+    assert_ended(&rest, TaskState::Lost, "stopped answering for 1s");
 
     cluster.engines[0].signal(Signal::CONT);
     cluster.wait_for_engines(1).await;
@@ -272,7 +251,6 @@ async fn a_stopped_engine_is_declared_dead_and_comes_back_under_its_old_id() {
     std::fs::write(&gate, b"").expect("gate");
     let info = client.task(rest[0].task_id).await.expect("task");
     assert_eq!(info.state(), TaskState::Lost);
-    eprintln!("a 1 s liveness timeout noticed a SIGSTOPped engine after {noticed:?}");
 }
 
 #[tokio::test]

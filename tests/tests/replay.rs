@@ -54,10 +54,7 @@ async fn two_followers_from_different_seqs_see_the_same_task() {
         .follow(id, all.len() as u64 + 10)
         .await
         .expect_err("past the end");
-    assert_eq!(
-        past.status().map(|s| s.code()),
-        Some(tonic::Code::OutOfRange)
-    );
+    assert_code(&past, tonic::Code::OutOfRange);
 }
 
 #[tokio::test]
@@ -86,10 +83,7 @@ async fn a_follower_that_goes_away_does_not_hurt_the_task() {
 
 #[tokio::test]
 async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_kept() {
-    let cluster = Cluster::hub_with(&["--max-output-kept", "256KiB"]);
-    let mut cluster = cluster;
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--max-output-kept", "256KiB"], 1).await;
     let client = cluster.client().await;
     let live = collect(
         client

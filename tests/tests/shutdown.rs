@@ -3,7 +3,7 @@
 
 use futures_util::TryStreamExt;
 use rustix::process::Signal;
-use warren::EventKind;
+use std::time::Duration;
 use warren::Job;
 use warren::proto::TaskState;
 use warren_tests::*;
@@ -16,36 +16,20 @@ async fn control_shutdown_stops_hub_and_engines_and_followers_see_the_end() {
         .run(Job::script("echo up; exec sleep 60").engines([1]))
         .await
         .expect("run");
-    loop {
-        let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, EventKind::Output { .. }) {
-            break;
-        }
-    }
+    first_output(&mut events).await;
     client.shutdown(true).await.expect("shutdown");
     let rest = collect(events).await;
-    let result = only_result(&rest);
-    assert_eq!(result.state, TaskState::Aborted);
-    assert!(
-        result.error.contains("engine is exiting"),
-        "{}",
-        result.error
-    );
+    assert_ended(&rest, TaskState::Aborted, "engine is exiting");
 
     let hub = cluster.hub.as_mut().expect("hub");
-    let status = hub.wait_for_exit(PATIENCE).await.expect("the hub exits");
-    assert!(status.success(), "{status}");
+    hub.wait_for_success("when asked to shut down").await;
     assert!(!cluster.socket.exists(), "the socket is removed");
     assert!(
         !cluster.connection_file.exists(),
         "the connection file is removed"
     );
     for engine in &mut cluster.engines {
-        let status = engine
-            .wait_for_exit(PATIENCE)
-            .await
-            .expect("engines exit when the hub asks");
-        assert!(status.success(), "{status}");
+        engine.wait_for_success("when the hub asks").await;
     }
 }
 
@@ -54,11 +38,7 @@ async fn sigterm_stops_the_hub_and_engines_wait_for_the_next_one() {
     let mut cluster = Cluster::with_engines(1).await;
     let hub = cluster.hub.as_mut().expect("hub");
     hub.signal(Signal::TERM);
-    let status = hub
-        .wait_for_exit(PATIENCE)
-        .await
-        .expect("the hub exits on SIGTERM");
-    assert!(status.success(), "{status}");
+    hub.wait_for_success("on SIGTERM").await;
     assert!(!cluster.socket.exists() && !cluster.connection_file.exists());
     assert!(
         cluster.engines[0].try_wait().is_none(),
@@ -79,11 +59,7 @@ async fn sigterm_stops_the_hub_and_engines_wait_for_the_next_one() {
     assert_eq!(stdout_text(&events, events[0].task_id), "back\n");
 
     cluster.engines[0].signal(Signal::TERM);
-    let status = cluster.engines[0]
-        .wait_for_exit(PATIENCE)
-        .await
-        .expect("the engine exits on SIGTERM");
-    assert!(status.success(), "{status}");
+    cluster.engines[0].wait_for_success("on SIGTERM").await;
 }
 
 #[tokio::test]
@@ -100,14 +76,12 @@ async fn engines_can_be_stopped_one_by_one() {
         client.shutdown_engines(&[2]).await.expect("stop engine 2"),
         vec![2]
     );
-    let status = stopping
+    stopping
         .into_iter()
         .next()
         .expect("engine 2's process")
-        .wait_for_exit(PATIENCE)
-        .await
-        .expect("engine 2 exits");
-    assert!(status.success());
+        .wait_for_success("when asked to stop")
+        .await;
     assert!(
         staying.into_iter().all(|p| p.try_wait().is_none()),
         "only engine 2 stops"
@@ -117,10 +91,7 @@ async fn engines_can_be_stopped_one_by_one() {
         .shutdown_engines(&[9])
         .await
         .expect_err("unknown engine");
-    assert_eq!(
-        unknown.status().map(|s| s.code()),
-        Some(tonic::Code::NotFound)
-    );
+    assert_code(&unknown, tonic::Code::NotFound);
 }
 
 #[tokio::test]
@@ -132,12 +103,7 @@ async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
         .run(Job::script(format!("echo up; {}", wait_for_gate(&gate))))
         .await
         .expect("run");
-    loop {
-        let event = next_event(&mut events, PATIENCE).await.expect("stream");
-        if matches!(event.kind, EventKind::Output { .. }) {
-            break;
-        }
-    }
+    first_output(&mut events).await;
     cluster.hub.as_ref().expect("hub").signal(Signal::TERM);
     let err = loop {
         match events.try_next().await {
@@ -146,22 +112,13 @@ async fn a_follower_is_told_when_the_hub_goes_away_and_where_to_pick_up() {
             Err(err) => break err,
         }
     };
-    let status = err.status().expect("a status");
-    assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert!(
-        status.message().contains("warren attach 1 --from"),
-        "{}",
-        status.message()
-    );
+    assert_status(&err, tonic::Code::Unavailable, "warren attach 1 --from");
     std::fs::write(&gate, b"").expect("gate");
 }
 
 #[tokio::test]
 async fn a_follower_of_a_hub_that_froze_gets_an_error_not_a_hang() {
-    let cluster = Cluster::hub_with(&["--heartbeat-ms", "100"]);
-    let mut cluster = cluster;
-    cluster.add_engine(&[]);
-    cluster.wait_for_engines(1).await;
+    let cluster = Cluster::hub_with_engines(&["--heartbeat-ms", "100"], 1).await;
     let client = cluster.client().await;
     let gate = cluster.dir().join("gate");
     let mut events = client
@@ -170,21 +127,24 @@ async fn a_follower_of_a_hub_that_froze_gets_an_error_not_a_hang() {
         .expect("run");
     let hub = cluster.hub.as_ref().expect("hub");
     hub.signal(Signal::STOP);
-    let started = std::time::Instant::now();
-    let err = loop {
-        match events.try_next().await {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the stream ended"),
-            Err(err) => break err,
+    // The deadline only guards against a hang: the SDK's own silence limit ends the stream.
+    let err = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.try_next().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended"),
+                Err(err) => break err,
+            }
         }
-    };
+    })
+    .await;
     hub.signal(Signal::CONT);
     std::fs::write(&gate, b"").expect("gate");
-    assert!(matches!(err, warren::Error::Silent(_)), "{err}");
-    // Three heartbeats of 100 ms plus 2 s of slack.
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    let err = err.expect("a follower of a frozen hub hangs");
+    // The limit comes from the hub's 100 ms heartbeat (a few beats and some slack), not from
+    // the SDK's 30 s default; how long it takes in practice is the bench's to measure.
+    match err {
+        warren::Error::Silent(limit) => assert!(limit < Duration::from_secs(10), "{limit:?}"),
+        other => panic!("expected silence, got {other}"),
+    }
 }

@@ -1,8 +1,8 @@
 //! An engine removes only what it created: `--spill-dir DIR` is a place to work in, not a
 //! directory to delete.
 
+use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use warren_tests::*;
 
 #[tokio::test]
@@ -13,18 +13,12 @@ async fn an_engine_leaves_the_spill_dir_it_was_given_and_its_files_in_place() {
     std::fs::set_permissions(&given, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(given.join("notes.txt"), b"not the engine's").expect("write");
 
-    let mut command = Command::new(binary("warren-engine"));
-    command
-        .arg("--connection-file")
-        .arg(&cluster.connection_file)
-        .arg("--spill-dir")
-        .arg(&given)
-        .env("RUST_LOG", "warn,warren_engine=debug");
-    cluster.engines.push(Proc::spawn(
-        "warren-engine",
-        command,
-        cluster.dir().join("engine.log"),
-    ));
+    let locate = [
+        OsStr::new("--connection-file"),
+        cluster.connection_file.as_os_str(),
+    ];
+    let command = cluster.engine_command(&locate, &given);
+    cluster.push_engine("warren-engine", command);
     cluster.wait_for_engines(1).await;
     let own: Vec<_> = std::fs::read_dir(&given)
         .expect("read")
@@ -36,11 +30,7 @@ async fn an_engine_leaves_the_spill_dir_it_was_given_and_its_files_in_place() {
 
     let engine = &mut cluster.engines[0];
     engine.signal(rustix::process::Signal::TERM);
-    let status = engine
-        .wait_for_exit(PATIENCE)
-        .await
-        .expect("the engine exits");
-    assert!(status.success(), "{status}: {}", engine.output());
+    engine.wait_for_success("on SIGTERM").await;
     assert_eq!(
         std::fs::read(given.join("notes.txt")).expect("the file in the given directory"),
         b"not the engine's"

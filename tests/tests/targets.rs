@@ -59,10 +59,7 @@ async fn named_engines_get_exactly_their_tasks() {
         .run(Job::argv(["true"]).engines(Vec::<u32>::new()))
         .await
         .expect_err("no engines named");
-    assert_eq!(
-        empty.status().map(|s| s.code()),
-        Some(tonic::Code::InvalidArgument)
-    );
+    assert_code(&empty, tonic::Code::InvalidArgument);
 }
 
 #[tokio::test]

@@ -1,17 +1,21 @@
 //! The engine's tasks, shared by the runners that produce their output and the session that
 //! sends it. They outlive any one connection to the hub.
+//!
+//! Each task's output waits in its [`Outbox`] until the hub acknowledges it (`output.rs`).
 
-use bytes::Bytes;
+mod output;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{Notify, mpsc};
+use tokio_util::task::TaskTracker;
 use warren_proto::v1::{
     EngineMessage, TaskFinished, TaskOutput, TaskReport, TaskResult, TaskStarted, engine_message,
 };
 
-use crate::outbox::{Outbox, Pushed};
-use crate::runner::Control;
+use crate::control::Control;
+use crate::outbox::Outbox;
 
 /// One task the engine has.
 #[derive(Debug)]
@@ -33,16 +37,28 @@ struct Inner {
     connected: bool,
 }
 
+impl Inner {
+    /// The task, if the engine has it in this attempt.
+    fn entry(&mut self, task_id: u64, attempt: u32) -> Option<&mut Entry> {
+        self.tasks
+            .get_mut(&task_id)
+            .filter(|e| e.attempt == attempt)
+    }
+}
+
 /// The engine's tasks and their unacknowledged output.
 #[derive(Debug)]
 pub struct Tasks {
     inner: Mutex<Inner>,
     /// Woken when there is something new to send.
     pub changed: Notify,
-    /// Woken when output has room again (acknowledged, or the hub went away).
+    /// Woken when output may have room again (acknowledged, the hub went away, or a spill job
+    /// ended).
     room: Notify,
     memory_limit: usize,
     spill_dir: PathBuf,
+    /// The spill file jobs under way.
+    io: TaskTracker,
 }
 
 impl Tasks {
@@ -54,6 +70,7 @@ impl Tasks {
             room: Notify::new(),
             memory_limit,
             spill_dir,
+            io: TaskTracker::new(),
         }
     }
 
@@ -63,10 +80,7 @@ impl Tasks {
 
     /// Whether the engine has this task in this attempt.
     pub fn has(&self, task_id: u64, attempt: u32) -> bool {
-        self.lock()
-            .tasks
-            .get(&task_id)
-            .is_some_and(|e| e.attempt == attempt)
+        self.lock().entry(task_id, attempt).is_some()
     }
 
     /// Takes a new task; an older attempt of it is discarded.
@@ -91,6 +105,7 @@ impl Tasks {
         );
         if let Some(old) = old {
             let _ = old.control.send(Control::Discard);
+            self.forget(old);
         }
     }
 
@@ -101,105 +116,62 @@ impl Tasks {
         }
     }
 
-    /// Asks every runner to stop its task.
-    pub fn stop_all(&self, reason: &str) {
+    /// Asks every runner to stop its task because the engine is exiting (`why`).
+    pub fn stop_all(&self, why: &str) {
+        let reason = format!("stopped: its engine is exiting ({why})");
         for entry in self.lock().tasks.values() {
-            let _ = entry.control.send(Control::Stop(reason.to_owned()));
+            let _ = entry.control.send(Control::Stop(reason.clone()));
         }
     }
 
     /// Kills a task and forgets it without a word to the hub (which has written it off).
     pub fn discard(&self, task_id: u64, attempt: u32) {
         let mut inner = self.lock();
-        let ours = inner
-            .tasks
-            .get(&task_id)
-            .is_some_and(|e| e.attempt == attempt);
-        if ours && let Some(entry) = inner.tasks.remove(&task_id) {
-            let _ = entry.control.send(Control::Discard);
-        }
+        let gone = match inner.entry(task_id, attempt) {
+            Some(_) => inner.tasks.remove(&task_id),
+            None => None,
+        };
         drop(inner);
+        if let Some(entry) = gone {
+            let _ = entry.control.send(Control::Discard);
+            self.forget(entry);
+        }
         self.room.notify_waiters();
+    }
+
+    /// Drops a task the engine no longer has; one with a spill file is dropped on a blocking
+    /// thread, since that removes the file.
+    fn forget(&self, entry: Entry) {
+        if entry.outbox.has_spill_file() {
+            self.io.spawn_blocking(move || drop(entry));
+        }
+    }
+
+    /// Changes the task, if the engine has it in this attempt, and says there is news.
+    fn update(&self, task_id: u64, attempt: u32, change: impl FnOnce(&mut Entry)) {
+        if let Some(entry) = self.lock().entry(task_id, attempt) {
+            change(entry);
+        }
+        self.changed.notify_one();
     }
 
     /// The task's process started.
     pub fn started(&self, task_id: u64, attempt: u32, started: TaskStarted) {
-        if let Some(entry) = self
-            .lock()
-            .tasks
-            .get_mut(&task_id)
-            .filter(|e| e.attempt == attempt)
-        {
-            entry.started = Some(started);
-        }
-        self.changed.notify_one();
+        self.update(task_id, attempt, |entry| entry.started = Some(started));
     }
 
-    /// Adds output, waiting while memory is full and the hub connected. False if the task
-    /// has been discarded.
-    pub async fn output(&self, task_id: u64, attempt: u32, stream: i32, data: Bytes) -> bool {
-        loop {
-            let room = self.room.notified();
-            {
-                let mut inner = self.lock();
-                let spill = !inner.connected;
-                let Some(entry) = inner
-                    .tasks
-                    .get_mut(&task_id)
-                    .filter(|e| e.attempt == attempt)
-                else {
-                    return false;
-                };
-                match entry.outbox.push(stream, data.clone(), spill) {
-                    Ok(Pushed::Taken) => {
-                        drop(inner);
-                        self.changed.notify_one();
-                        return true;
-                    }
-                    Ok(Pushed::Full) => {}
-                    Err(err) => {
-                        // Without the spill file the output can't be kept; waiting for the hub
-                        // (backpressure) is the only way to lose nothing.
-                        tracing::warn!(task = task_id, %err, "cannot spill output; waiting for the hub");
-                    }
-                }
-            }
-            room.await;
-        }
-    }
-
-    /// The task's process ended.
-    pub fn finished(&self, task_id: u64, attempt: u32, result: TaskResult) {
-        if let Some(entry) = self
-            .lock()
-            .tasks
-            .get_mut(&task_id)
-            .filter(|e| e.attempt == attempt)
-        {
-            entry.finished = Some(result);
-        }
-        self.changed.notify_one();
-    }
-
-    /// The hub has made output (and perhaps the end) of a task safe.
-    pub fn ack(&self, task_id: u64, attempt: u32, chunk_seq: u64, finished: bool) {
+    /// The task's process group and start time, once it has started.
+    pub fn started_as(&self, task_id: u64, attempt: u32) -> Option<(u32, i64)> {
         let mut inner = self.lock();
-        if let Some(entry) = inner
-            .tasks
-            .get_mut(&task_id)
-            .filter(|e| e.attempt == attempt)
-        {
-            if let Err(err) = entry.outbox.ack(chunk_seq) {
-                tracing::warn!(task = task_id, %err, "cannot read back spilled output");
-            }
-            entry.sent = entry.sent.max(chunk_seq);
-            if finished && entry.finished.is_some() {
-                inner.tasks.remove(&task_id);
-            }
-        }
-        drop(inner);
-        self.room.notify_waiters();
-        self.changed.notify_one();
+        let started = inner.entry(task_id, attempt)?.started?;
+        Some((started.pid, started.started_us))
+    }
+
+    /// The task ended, or its runner failed; only the first result counts.
+    pub fn finished(&self, task_id: u64, attempt: u32, result: TaskResult) {
+        self.update(task_id, attempt, |entry| {
+            entry.finished.get_or_insert(result);
+        });
     }
 
     /// Whether the hub is connected (output waits) or not (output spills).

@@ -1,67 +1,32 @@
-//! Running one task: its process, its output pumps, its timeout, and the signals sent to it.
+//! One task's runner: its process, its output pumps, its timeout, and the signals sent to it.
+//! The pumps (and the writer of the task's stdin) belong to the runner: it waits for them,
+//! a bounded time, and whatever is left when it returns, or panics, is stopped with it.
 
 use bytes::BytesMut;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use warren_proto::now_us;
 use warren_proto::os::signals;
 use warren_proto::v1::{OutputStream, TaskResult, TaskSpec, TaskStarted, TaskState, task_result};
 
+use super::Run;
+use crate::config::OUTPUT_DRAIN;
+use crate::control::Control;
 use crate::process;
-use crate::tasks::Tasks;
 
 /// Bytes read from a pipe at most per output chunk; the pipes are made this big too, so a task
 /// that writes fast is read in few, large chunks (fewer messages to frame, send and store),
 /// while a slow one is still read as soon as it writes.
 const CHUNK: usize = 1 << 20;
-/// How long output may keep flowing after the task's process group is gone (a process that
-/// escaped the group may hold a pipe open).
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
-/// What the engine may ask of a running task.
-#[derive(Debug, Clone)]
-pub enum Control {
-    /// Send this signal to the task's process group.
-    Signal(i32),
-    /// Abort it: SIGTERM, then SIGKILL after the grace period; it ends ABORTED.
-    Cancel,
-    /// The engine is stopping: the same, with this reason.
-    Stop(String),
-    /// The hub has written this attempt off: kill it and report nothing.
-    Discard,
-}
-
-/// Where a running task reports.
-#[derive(Clone)]
-struct Run {
-    task_id: u64,
-    attempt: u32,
-    tasks: Arc<Tasks>,
-}
-
-/// Starts a task (which must already be in `tasks`); its start, output and end go there.
-pub fn start(
-    task_id: u64,
-    attempt: u32,
-    spec: TaskSpec,
-    tasks: Arc<Tasks>,
-    grace: Duration,
-    control: mpsc::UnboundedReceiver<Control>,
-) {
-    let run = Run {
-        task_id,
-        attempt,
-        tasks,
-    };
-    tokio::spawn(supervise(run, spec, grace, control));
-}
-
-async fn supervise(
+/// Runs a task (which must already be in the tasks) to its end and reports it.
+pub(super) async fn supervise(
     run: Run,
     spec: TaskSpec,
     grace: Duration,
@@ -77,7 +42,7 @@ async fn supervise(
     let mut child = match spawned {
         Ok(child) => child,
         Err(failed) => {
-            tracing::info!(task = task_id, reason = %failed.reason, "task could not start");
+            tracing::info!(reason = %failed.reason, "task could not start");
             let result = TaskResult {
                 state: TaskState::Failed as i32,
                 exit: Some(task_result::Exit::ExitCode(failed.exit_code)),
@@ -102,14 +67,18 @@ async fn supervise(
         },
     );
 
+    // The task's stdin writer and output pumps.
+    let mut pipes = JoinSet::new();
     if let Some(mut stdin) = child.stdin.take() {
         let bytes = spec.stdin.clone();
         // A task that exits without reading its stdin is not an error.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&bytes).await;
-        });
+        pipes.spawn(
+            async move {
+                let _ = stdin.write_all(&bytes).await;
+            }
+            .in_current_span(),
+        );
     }
-    let mut pumps = Vec::new();
     for fd in [
         child.stdout.as_ref().map(std::os::fd::AsFd::as_fd),
         child.stderr.as_ref().map(std::os::fd::AsFd::as_fd),
@@ -121,18 +90,14 @@ async fn supervise(
         let _ = rustix::pipe::fcntl_setpipe_size(fd, CHUNK);
     }
     if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(
-            stdout,
-            OutputStream::Stdout,
-            run.clone(),
-        )));
+        pipes.spawn(pump(stdout, OutputStream::Stdout, run.clone()).in_current_span());
     }
     if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(
-            stderr,
-            OutputStream::Stderr,
-            run.clone(),
-        )));
+        pipes.spawn(pump(stderr, OutputStream::Stderr, run.clone()).in_current_span());
+    }
+    #[cfg(test)]
+    if spec.env.contains_key(super::tests::PANIC_HOOK) {
+        panic!("asked to by the test hook");
     }
 
     let limit = spec.timeout_ms.map(Duration::from_millis);
@@ -170,13 +135,20 @@ async fn supervise(
     };
     // Nothing the task started outlives it.
     process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
-    for pump in pumps {
-        if tokio::time::timeout(DRAIN_LIMIT, pump).await.is_err() {
-            tracing::warn!(
-                task = task_id,
-                "a process outside the task's group kept its output open; stopped reading"
-            );
+    let drained = tokio::time::timeout(OUTPUT_DRAIN, async {
+        while let Some(ended) = pipes.join_next().await {
+            if let Err(err) = ended
+                && err.is_panic()
+            {
+                // Output may be lost: the runner fails with it (see `Runners`).
+                std::panic::resume_unwind(err.into_panic());
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("a process outside the task's group kept its output open; stopped reading");
+        pipes.shutdown().await;
     }
     if discarded {
         return;
@@ -239,7 +211,7 @@ async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, run: Run
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => {
-                tracing::warn!(task = run.task_id, %err, "reading the task's output failed");
+                tracing::warn!(%err, "reading the task's output failed");
                 return;
             }
         }
