@@ -15,20 +15,12 @@
 //! and remove the socket and the connection file.
 
 pub mod auth;
-mod committed;
 pub mod config;
-mod engines;
-pub mod follow;
-pub mod hub;
 pub mod input;
-mod liveness;
-pub mod registry;
-mod scheduler;
 pub mod service;
 pub mod socket;
+pub mod state;
 pub mod store;
-pub mod tasklog;
-pub mod tasks;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -44,10 +36,10 @@ use warren_proto::v1::{
 };
 
 use crate::config::HubConfig;
-use crate::hub::{Hub, Limits, Settings, StopRequest};
 use crate::socket::SocketError;
+use crate::state::tasklog::LogLimits;
+use crate::state::{Hub, Limits, Settings, StopRequest};
 use crate::store::{Location, Store};
-use crate::tasklog::LogLimits;
 
 /// The largest message the hub decodes; its own checks (`validate`) refuse anything over
 /// their limits with RESOURCE_EXHAUSTED well before this.
@@ -162,8 +154,8 @@ pub async fn run(config: HubConfig) -> Result<(), HubError> {
     );
 
     let background = [
-        tokio::spawn(committed::run(hub.clone(), commits)),
-        tokio::spawn(liveness::run(hub.clone())),
+        tokio::spawn(state::commits::run(hub.clone(), commits)),
+        tokio::spawn(state::liveness::run(hub.clone())),
         tokio::spawn(retention(
             hub.clone(),
             config.retain_age,

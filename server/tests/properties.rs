@@ -13,9 +13,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::Code;
-use warren_hub::hub::{Hub, Settings};
+use warren_hub::state::task::Submitter;
+use warren_hub::state::{Hub, Settings};
 use warren_hub::store::{Location, Store};
-use warren_hub::tasks::Submitter;
 use warren_hub::validate;
 use warren_proto::v1::{
     Argv, EngineIds, EngineMessage, ExecuteRequest, Heartbeat, Hello, Targets, TaskFinished,

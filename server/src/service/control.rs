@@ -12,7 +12,7 @@ use warren_proto::v1::{
 };
 use warren_proto::{PROTOCOL_VERSION, VERSION, check_protocol_version};
 
-use crate::hub::{Hub, StopRequest};
+use crate::state::{Hub, StopRequest};
 use crate::store::{ListFilter, PurgeSelector};
 
 /// Serves `warren.v1.Control`.

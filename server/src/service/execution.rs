@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use warren_proto::v1::execution_server::Execution;
 use warren_proto::v1::{ExecuteRequest, StreamOutputRequest, SubmitReply};
 
-use crate::follow::{self, EventStream};
-use crate::hub::Hub;
+use crate::state::Hub;
+use crate::state::follow::{self, EventStream};
 
 /// Serves `warren.v1.Execution`.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The gRPC services: thin adapters from requests to [`Hub`](crate::hub::Hub) operations.
+//! The gRPC services: thin adapters from requests to [`Hub`](crate::state::Hub) operations.
 
 mod control;
 mod execution;
@@ -8,7 +8,7 @@ pub use control::ControlService;
 pub use execution::ExecutionService;
 pub use registration::RegistrationService;
 
-use crate::tasks::Submitter;
+use crate::state::task::Submitter;
 use tonic::transport::server::UdsConnectInfo;
 
 /// The caller's uid and pid, from the socket's peer credentials.

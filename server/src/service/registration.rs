@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use warren_proto::v1::registration_server::Registration;
 use warren_proto::v1::{EngineMessage, HubMessage, engine_message};
 
-use crate::hub::Hub;
+use crate::state::Hub;
 
 /// Handles one engine message, first taking room in the output budget for its bytes: when the
 /// database falls behind, the hub stops reading engines' streams instead of growing.

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState};
 
-use crate::tasks::Submitter;
+use crate::state::task::Submitter;
 use warren_proto::private_dir::{self, DirError};
 
 /// Ops taken into one transaction at most.

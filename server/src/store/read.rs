@@ -8,8 +8,8 @@ use warren_proto::v1::{
 };
 
 use super::{Progress, TaskRow};
-use crate::tasklog::Entry;
-use crate::tasks::Submitter;
+use crate::state::task::Submitter;
+use crate::state::tasklog::Entry;
 
 /// What the hub needs from the database to carry on where it stopped.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use warren_proto::v1::{
 };
 
 use super::Hub;
-use crate::tasks::Submitter;
+use crate::state::task::Submitter;
 use crate::validate;
 
 impl Hub {

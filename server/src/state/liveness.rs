@@ -6,7 +6,7 @@ use std::time::Instant;
 use warren_proto::now_us;
 use warren_proto::v1::{Heartbeat, hub_message};
 
-use crate::hub::Hub;
+use crate::state::Hub;
 
 impl Hub {
     /// Sends heartbeats, writes off silent engines and overdue tasks; once per heartbeat.

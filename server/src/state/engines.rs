@@ -15,8 +15,8 @@ use warren_proto::v1::{
 };
 use warren_proto::{PROTOCOL_VERSION, check_protocol_version, now_us};
 
-use crate::hub::{Awaiting, Hub, State, stopping_status};
-use crate::registry::EngineTx;
+use crate::state::registry::EngineTx;
+use crate::state::{Awaiting, Hub, State, stopping_status};
 use crate::store::Op;
 use crate::validate;
 
@@ -190,7 +190,7 @@ impl State {
         engine_id: u32,
         task_id: u64,
         attempt: u32,
-    ) -> Option<&mut crate::tasks::Task> {
+    ) -> Option<&mut crate::state::task::Task> {
         let active = self
             .engines
             .get(engine_id)

@@ -7,7 +7,7 @@ use tonic::Status;
 use warren_proto::v1::targets;
 
 use super::{State, unknown_task};
-use crate::tasks::{Submitter, Task};
+use crate::state::task::{Submitter, Task};
 use crate::validate;
 
 /// Tasks whose engine is away, and until when they wait for it.

@@ -7,8 +7,8 @@
 
 use warren_proto::v1::{Assign, hub_message};
 
-use crate::hub::State;
-use crate::registry::Engine;
+use crate::state::State;
+use crate::state::registry::Engine;
 
 /// How far into the shared queue an engine looks for a task it may run.
 const SCAN_LIMIT: usize = 1024;
@@ -112,9 +112,9 @@ mod tests {
         TaskSpec, TaskState, engine_message, hub_message, targets, task_spec,
     };
 
-    use crate::hub::{Hub, Settings};
+    use crate::state::task::Submitter;
+    use crate::state::{Hub, Settings};
     use crate::store::{Location, Store};
-    use crate::tasks::Submitter;
 
     type Inbox = mpsc::UnboundedReceiver<Result<HubMessage, tonic::Status>>;
 

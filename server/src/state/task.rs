@@ -14,8 +14,8 @@ use warren_proto::v1::{
 };
 
 use crate::input::InputHold;
+use crate::state::tasklog::{LogLimits, Persist, TaskLog};
 use crate::store::{Op, Progress, Store, TaskRow};
-use crate::tasklog::{LogLimits, Persist, TaskLog};
 
 /// Who submitted a task, from the socket's peer credentials.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

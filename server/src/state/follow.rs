@@ -22,9 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use warren_proto::v1::{Heartbeat, TaskEvent, task_event};
 
-use crate::hub::Hub;
-use crate::tasklog::{Entry, Read};
-use crate::tasks::Submitter;
+use crate::state::Hub;
+use crate::state::task::Submitter;
+use crate::state::tasklog::{Entry, Read};
 
 /// Entries taken from memory per lock.
 const BATCH: usize = 64;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::tasklog::LogLimits;
+use crate::state::tasklog::LogLimits;
 
 /// Bounds on what clients and engines may make the hub hold.
 #[derive(Clone, Debug)]

@@ -6,8 +6,16 @@
 //! store's writer thread.
 
 mod actions;
+pub(crate) mod commits;
+mod engines;
+pub mod follow;
+pub(crate) mod liveness;
 mod queues;
+pub mod registry;
+mod scheduler;
 mod settings;
+pub mod task;
+pub mod tasklog;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,9 +26,9 @@ use warren_proto::v1::{
 };
 
 use crate::input::InputBudget;
-use crate::registry::Registry;
+use crate::state::registry::Registry;
+use crate::state::task::{NewTask, Submitter, Task};
 use crate::store::{Recovered, Store};
-use crate::tasks::{NewTask, Submitter, Task};
 use crate::validate;
 
 pub use queues::Awaiting;

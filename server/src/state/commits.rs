@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use warren_proto::v1::hub_message;
 
-use crate::hub::{Hub, State};
+use crate::state::{Hub, State};
 use crate::store::Committed;
 
 impl Hub {
