@@ -1,69 +1,95 @@
 //! What clients ask of work already submitted: abort, interrupt, stop engines, wind down.
 
-use std::time::Duration;
-use tonic::Status;
+use std::pin::pin;
 use warren_proto::v1::{
     AbortReply, CancelTask, InterruptReply, ShutdownEngine, SignalTask, TaskState, hub_message,
 };
 
-use super::Hub;
-use crate::state::task::Submitter;
+use super::{Hub, State};
+use crate::error::HubError;
+use crate::model::Submitter;
 use crate::validate;
 
-impl Hub {
-    /// Aborts tasks: queued ones end at once, running ones are terminated by their engine.
-    pub async fn abort(&self, ids: &[u64], by: Submitter) -> Result<AbortReply, Status> {
-        let mut reply = AbortReply::default();
-        let mut unknown = Vec::new();
-        {
-            let mut state = self.lock();
-            if ids.is_empty() {
-                return Err(Status::invalid_argument("no task ids given"));
+/// Task ids sorted by where they stand.
+#[derive(Default)]
+struct Sorted {
+    /// In memory and not ending: the action applies to them.
+    live: Vec<u64>,
+    /// Ended, or ending.
+    already_final: Vec<u64>,
+    /// Not in memory: ended long ago, or never were.
+    elsewhere: Vec<u64>,
+}
+
+impl State {
+    /// Sorts `ids` by where the tasks stand.
+    fn sort(&self, ids: &[u64]) -> Sorted {
+        let mut sorted = Sorted::default();
+        for &id in ids {
+            match self.tasks.get(&id) {
+                None => sorted.elsewhere.push(id),
+                Some(task) if task.is_ending() => sorted.already_final.push(id),
+                Some(_) => sorted.live.push(id),
             }
-            for &id in ids {
+        }
+        sorted
+    }
+}
+
+impl Hub {
+    /// Of tasks not in memory, adds those the history has to `already_final` and the rest to
+    /// `not_found`.
+    async fn look_up_gone(
+        &self,
+        ids: Vec<u64>,
+        already_final: &mut Vec<u64>,
+        not_found: &mut Vec<u64>,
+    ) -> Result<(), HubError> {
+        for id in ids {
+            match self.get_task(id).await {
+                Ok(_) => already_final.push(id),
+                Err(HubError::UnknownTask { .. }) => not_found.push(id),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts tasks: queued ones end at once, running ones are terminated by their engine.
+    pub(crate) async fn abort(&self, ids: &[u64], by: Submitter) -> Result<AbortReply, HubError> {
+        if ids.is_empty() {
+            return Err(HubError::invalid("no task ids given"));
+        }
+        let mut reply = AbortReply::default();
+        let elsewhere = self.update(|state| {
+            let sorted = state.sort(ids);
+            reply.already_final = sorted.already_final;
+            for id in sorted.live {
                 let Some(task) = state.tasks.get(&id) else {
-                    unknown.push(id);
                     continue;
                 };
-                if task.is_ending() {
-                    reply.already_final.push(id);
-                    continue;
-                }
-                let engine_id = task.row.engine_id;
-                let attempt = task.row.attempt;
-                let running_on = state
-                    .engines
-                    .get(engine_id)
-                    .filter(|e| e.active.contains(&id));
+                let running_on = state.engines.get(task.row.engine_id).filter(|e| e.runs(id));
                 if let Some(engine) = running_on {
                     engine.send(hub_message::Kind::Cancel(CancelTask {
                         task_id: id,
                         discard: false,
-                        attempt,
+                        attempt: task.row.attempt,
                     }));
                     reply.terminating.push(id);
                 } else {
                     state.dequeue(id);
-                    let store = state.store.clone();
                     if let Some(task) = state.tasks.get_mut(&id) {
-                        task.end(
-                            TaskState::Aborted,
-                            format!("aborted by uid {} before it started", by.uid),
-                            &store,
-                        );
+                        let why = format!("aborted by uid {} before it started", by.uid);
+                        let end = task.end(TaskState::Aborted, why);
+                        state.write(end);
                     }
                     reply.aborted.push(id);
                 }
             }
-        }
-        // Tasks not in memory have ended (or never were).
-        for id in unknown {
-            match self.get_task(id).await {
-                Ok(_) => reply.already_final.push(id),
-                Err(status) if status.code() == tonic::Code::NotFound => reply.not_found.push(id),
-                Err(status) => return Err(status),
-            }
-        }
+            sorted.elsewhere
+        });
+        self.look_up_gone(elsewhere, &mut reply.already_final, &mut reply.not_found)
+            .await?;
         // Aborted means aborted: answer once the ends are recorded.
         for &id in &reply.aborted {
             self.wait_until_ended(id).await;
@@ -73,14 +99,16 @@ impl Hub {
 
     /// Waits (a few seconds at most) until a task's end is committed and shown.
     async fn wait_until_ended(&self, id: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + self.settings.abort_wait;
         loop {
-            let notified = {
-                let state = self.lock();
-                match state.tasks.get(&id) {
-                    Some(task) if !task.state().is_final() => task.notify.clone().notified_owned(),
-                    _ => return,
+            let notified = self.view(|state| match state.tasks.get(&id) {
+                Some(task) if !task.state().is_final() => {
+                    Some(task.notify.clone().notified_owned())
                 }
+                _ => None,
+            });
+            let Some(notified) = notified else {
+                return;
             };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return;
@@ -89,28 +117,27 @@ impl Hub {
     }
 
     /// Sends a signal to running tasks' process groups.
-    pub async fn interrupt(&self, ids: &[u64], signal: i32) -> Result<InterruptReply, Status> {
+    pub(crate) async fn interrupt(
+        &self,
+        ids: &[u64],
+        signal: i32,
+    ) -> Result<InterruptReply, HubError> {
         let signal = validate::signal(signal)?;
         if ids.is_empty() {
-            return Err(Status::invalid_argument("no task ids given"));
+            return Err(HubError::invalid("no task ids given"));
         }
         let mut reply = InterruptReply::default();
-        let mut unknown = Vec::new();
-        {
-            let state = self.lock();
-            for &id in ids {
+        let elsewhere = self.view(|state| {
+            let sorted = state.sort(ids);
+            reply.already_final = sorted.already_final;
+            for id in sorted.live {
                 let Some(task) = state.tasks.get(&id) else {
-                    unknown.push(id);
                     continue;
                 };
-                if task.is_ending() {
-                    reply.already_final.push(id);
-                    continue;
-                }
                 let engine = state
                     .engines
                     .get(task.row.engine_id)
-                    .filter(|e| e.active.contains(&id) && task.state() == TaskState::Running);
+                    .filter(|e| e.runs(id) && task.state() == TaskState::Running);
                 match engine {
                     Some(engine) => {
                         engine.send(hub_message::Kind::Signal(SignalTask {
@@ -122,36 +149,71 @@ impl Hub {
                     None => reply.not_running.push(id),
                 }
             }
-        }
-        // Tasks not in memory have ended (or never were).
-        for id in unknown {
-            match self.get_task(id).await {
-                Ok(_) => reply.already_final.push(id),
-                Err(status) if status.code() == tonic::Code::NotFound => reply.not_found.push(id),
-                Err(status) => return Err(status),
-            }
-        }
+            sorted.elsewhere
+        });
+        self.look_up_gone(elsewhere, &mut reply.already_final, &mut reply.not_found)
+            .await?;
         Ok(reply)
     }
 
     /// Tells engines to exit (all of them if `ids` is empty).
-    pub fn shutdown_engines(&self, ids: &[u32]) -> Result<Vec<u32>, Status> {
-        let mut state = self.lock();
-        let ids = if ids.is_empty() {
-            state.engines.ids()
-        } else {
-            for &id in ids {
-                if state.engines.get(id).is_none() {
-                    return Err(Status::not_found(format!(
-                        "engine {id} is not registered; `warren engines` lists them"
-                    )));
+    pub(crate) fn shutdown_engines(&self, ids: &[u32]) -> Result<Vec<u32>, HubError> {
+        self.update(|state| {
+            if let Some(&unknown) = ids.iter().find(|&&id| state.engines.get(id).is_none()) {
+                return Err(HubError::UnknownEngine(unknown));
+            }
+            let ids = if ids.is_empty() {
+                state.engines.ids()
+            } else {
+                ids.to_vec()
+            };
+            state.tell_to_exit(&ids, "asked to stop by Control.ShutdownEngines");
+            Ok(ids)
+        })
+    }
+
+    /// Stops taking work; with `engines_exit`, tells every engine to stop its tasks and exit
+    /// and waits (for the shutdown grace at most) until none runs a task, so their ends are
+    /// recorded. Returns once everything decided so far is committed.
+    pub(crate) async fn wind_down(&self, engines_exit: bool) {
+        self.update(|state| {
+            state.accepting = false;
+            if engines_exit {
+                let ids = state.engines.ids();
+                state.tell_to_exit(
+                    &ids,
+                    "the hub is shutting down and asked its engines to exit",
+                );
+            }
+        });
+        if engines_exit {
+            let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+            loop {
+                // Registered before looking, so a task ending after the look still wakes us.
+                let mut unloaded = pin!(self.engines_unloaded.notified());
+                unloaded.as_mut().enable();
+                if !self.view(|state| state.engines.busy()) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, unloaded).await.is_err() {
+                    tracing::warn!(
+                        grace = ?self.settings.shutdown_grace,
+                        "engines still ran tasks at the end of the shutdown grace"
+                    );
+                    break;
                 }
             }
-            ids.to_vec()
-        };
-        let reason = "asked to stop by Control.ShutdownEngines";
-        for &id in &ids {
-            if let Some(engine) = state.engines.get_mut(id) {
+        }
+        // Everything decided so far is committed once this read has run.
+        let _ = self.store.settled().await;
+    }
+}
+
+impl State {
+    /// Tells these engines to exit, saying why: their leaving is then expected, not a loss.
+    fn tell_to_exit(&mut self, ids: &[u32], reason: &str) {
+        for &id in ids {
+            if let Some(engine) = self.engines.get_mut(id) {
                 engine.told_to_exit = Some(reason.into());
                 engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
                     exit: true,
@@ -159,39 +221,56 @@ impl Hub {
                 }));
             }
         }
-        Ok(ids)
     }
+}
 
-    /// Stops taking work; with `engines_exit`, tells every engine to stop its tasks and exit
-    /// and waits (bounded) for their ends to be recorded.
-    pub async fn wind_down(&self, engines_exit: bool, grace: Duration) {
-        {
-            let mut state = self.lock();
-            state.accepting = false;
-            if engines_exit {
-                let reason = "the hub is shutting down and asked its engines to exit";
-                for id in state.engines.ids() {
-                    if let Some(engine) = state.engines.get_mut(id) {
-                        engine.told_to_exit = Some(reason.into());
-                        engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
-                            exit: true,
-                            reason: reason.into(),
-                        }));
-                    }
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+    use warren_proto::v1::hub_message;
+
+    use crate::model::Submitter;
+    use crate::state::Settings;
+    use crate::state::testing::{TestEngine, hub, job};
+
+    /// Time stands still here unless everything waits on a timer: a wind-down that waited for
+    /// its grace instead of for the engines would show the whole grace gone by.
+    #[tokio::test(start_paused = true)]
+    async fn winding_down_waits_for_the_engines_tasks_to_end_not_for_the_grace() {
+        let mut settings = Settings::small("test");
+        settings.shutdown_grace = Duration::from_secs(3600);
+        let (hub, _clock) = hub(settings);
+        let mut engine = TestEngine::register(&hub, "busy", 1, &[]);
+        let id = hub
+            .submit(job(&[], 0), Submitter::default())
+            .expect("submit")[0];
+        assert_eq!(engine.assigned(), vec![id]);
+        engine.start(&hub, id, 1);
+
+        let start = tokio::time::Instant::now();
+        let winding = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.wind_down(true).await }
+        });
+        while !hub.view(|state| !state.accepting) {
+            tokio::task::yield_now().await;
         }
-        if engines_exit {
-            let deadline = tokio::time::Instant::now() + grace;
-            while tokio::time::Instant::now() < deadline {
-                let busy = self.lock().engines.iter().any(|e| !e.active.is_empty());
-                if !busy {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        // Everything queued so far is committed once this read has run.
-        let _ = self.store.query(|_| Ok(())).await;
+        let told = std::iter::from_fn(|| engine.inbox.try_recv().ok())
+            .filter_map(|message| message.ok()?.kind)
+            .any(|kind| matches!(kind, hub_message::Kind::Shutdown(s) if s.exit));
+        assert!(told, "the engine was told to exit");
+        assert!(
+            !winding.is_finished(),
+            "it waits while the engine runs a task"
+        );
+
+        engine.finish(&hub, id);
+        winding.await.expect("wind-down");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(hub.submit(job(&[], 0), Submitter::default()).is_err());
     }
 }

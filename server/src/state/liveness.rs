@@ -1,53 +1,102 @@
 //! Heartbeats both ways, engines declared dead when they fall silent, and tasks given up when
 //! their engine does not come back.
 
-use std::sync::Arc;
 use std::time::Instant;
 use warren_proto::now_us;
 use warren_proto::v1::{Heartbeat, hub_message};
 
-use crate::state::Hub;
+use super::{Hub, State};
 
 impl Hub {
     /// Sends heartbeats, writes off silent engines and overdue tasks; once per heartbeat.
-    pub fn sweep(&self) {
-        let timeout = self.settings().engine_timeout;
-        let mut state = self.lock();
-        let now = Instant::now();
-        for engine in state.engines.iter() {
+    pub(crate) fn sweep(&self) {
+        let now = self.clock.now();
+        self.update(|state| state.sweep(now));
+    }
+}
+
+impl State {
+    /// One sweep at `now`: see [`Hub::sweep`].
+    fn sweep(&mut self, now: Instant) {
+        let timeout = self.settings.engine_timeout;
+        for engine in self.engines.iter() {
             engine.send(hub_message::Kind::Heartbeat(Heartbeat {
                 time_us: now_us(),
             }));
         }
-        let silent: Vec<u32> = state
+        let silent: Vec<u32> = self
             .engines
             .iter()
-            .filter(|e| now.duration_since(e.last_seen) > timeout)
+            .filter(|e| now.saturating_duration_since(e.last_seen) > timeout)
             .map(|e| e.id)
             .collect();
         for id in silent {
-            let Some(engine) = state.engines.remove_any(id) else {
+            let Some(engine) = self.engines.remove_any(id) else {
                 continue;
             };
             // Dropping the engine drops its stream; stopping the reader frees the connection.
-            if let Some(reader) = &engine.reader {
-                reader.abort();
-            }
+            engine.stop_reader();
             let why = format!("stopped answering for {timeout:?}");
             tracing::warn!(engine = id, %why, "engine declared dead");
             let who = engine.describe();
-            state.await_engine(id, who, engine.active, now, &why);
+            self.await_engine(id, who, engine.into_active(), now, &why);
         }
-        state.settle_overdue(now);
+        self.settle_overdue(now);
     }
 }
 
-/// Sweeps every heartbeat interval until the hub stops.
-pub(crate) async fn run(hub: Arc<Hub>) {
-    let mut tick = tokio::time::interval(hub.settings().heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+    use warren_proto::v1::TaskState;
+
+    use crate::model::Submitter;
+    use crate::state::Settings;
+    use crate::state::testing::{TestEngine, decided, hub, job};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn heartbeats_keep_an_engine_alive_and_silence_past_the_timeout_does_not() {
+        let (hub, clock) = hub(Settings::small("test"));
+        let engine = TestEngine::register(&hub, "steady", 1, &[]);
+        // Six seconds with a heartbeat every two: twice the timeout, and still alive.
+        for _ in 0..3 {
+            clock.advance(2000 * MS);
+            engine.heartbeat(&hub);
+            hub.sweep();
+        }
+        assert_eq!(hub.list_engines().len(), 1);
+        // Silent for exactly the timeout: not yet.
+        clock.advance(3000 * MS);
         hub.sweep();
+        assert_eq!(hub.list_engines().len(), 1);
+        clock.advance(MS);
+        hub.sweep();
+        assert!(hub.list_engines().is_empty(), "declared dead");
+    }
+
+    #[test]
+    fn a_dead_engines_running_task_is_retried_on_another() {
+        let (hub, clock) = hub(Settings::small("test"));
+        let mut first = TestEngine::register(&hub, "first", 1, &[]);
+        let mut second = TestEngine::register(&hub, "second", 1, &[]);
+        let id = hub
+            .submit(job(&[], 1), Submitter::default())
+            .expect("submit")[0];
+        assert_eq!(first.assigned(), vec![id]);
+        first.start(&hub, id, 1);
+        // The second engine keeps talking; the first falls silent.
+        clock.advance(3001 * MS);
+        second.heartbeat(&hub);
+        hub.sweep();
+        assert_eq!(second.assigned(), vec![id]);
+        let (state, reason) = decided(&hub, id).expect("live");
+        assert_eq!(state, TaskState::Queued);
+        assert!(
+            reason.contains("stopped answering for 3s while the task was running")
+                && reason.contains("retrying elsewhere (retry 1 of 1)"),
+            "{reason}"
+        );
     }
 }
