@@ -12,7 +12,6 @@ use warren_proto::v1::{
     registration_server::RegistrationServer,
 };
 
-use crate::run::RunError;
 use crate::service::{ControlService, ExecutionService, RegistrationService};
 use crate::state::Hub;
 use crate::{auth, input, validate};
@@ -39,7 +38,10 @@ pub(crate) fn serve<I, F>(
     verifier: Arc<Verifier>,
     incoming: I,
     shutdown: F,
-) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, RunError>
+) -> Result<
+    impl Future<Output = Result<(), tonic::transport::Error>>,
+    tonic_reflection::server::Error,
+>
 where
     I: tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,

@@ -5,6 +5,8 @@ use warren_proto::v1::{
     AbortReply, CancelTask, InterruptReply, ShutdownEngine, SignalTask, TaskState, hub_message,
 };
 
+use super::registry::Engine;
+use super::task::Task;
 use super::{Hub, State};
 use crate::error::HubError;
 use crate::model::Submitter;
@@ -22,6 +24,13 @@ struct Sorted {
 }
 
 impl State {
+    /// A live task and the engine it is active on, if it is on one.
+    fn on_engine(&self, id: u64) -> Option<(&Task, &Engine)> {
+        let task = self.tasks.get(&id)?;
+        let engine = self.engines.get(task.row.engine_id)?;
+        engine.runs(id).then_some((task, engine))
+    }
+
     /// Sorts `ids` by where the tasks stand.
     fn sort(&self, ids: &[u64]) -> Sorted {
         let mut sorted = Sorted::default();
@@ -65,11 +74,7 @@ impl Hub {
             let sorted = state.sort(ids);
             reply.already_final = sorted.already_final;
             for id in sorted.live {
-                let Some(task) = state.tasks.get(&id) else {
-                    continue;
-                };
-                let running_on = state.engines.get(task.row.engine_id).filter(|e| e.runs(id));
-                if let Some(engine) = running_on {
+                if let Some((task, engine)) = state.on_engine(id) {
                     engine.send(hub_message::Kind::Cancel(CancelTask {
                         task_id: id,
                         discard: false,
@@ -131,15 +136,9 @@ impl Hub {
             let sorted = state.sort(ids);
             reply.already_final = sorted.already_final;
             for id in sorted.live {
-                let Some(task) = state.tasks.get(&id) else {
-                    continue;
-                };
-                let engine = state
-                    .engines
-                    .get(task.row.engine_id)
-                    .filter(|e| e.runs(id) && task.state() == TaskState::Running);
-                match engine {
-                    Some(engine) => {
+                let running = state.on_engine(id);
+                match running.filter(|(task, _)| task.state() == TaskState::Running) {
+                    Some((_, engine)) => {
                         engine.send(hub_message::Kind::Signal(SignalTask {
                             task_id: id,
                             signal,

@@ -47,14 +47,10 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
     use warren_proto::v1::TaskState;
 
-    use crate::model::Submitter;
     use crate::state::Settings;
-    use crate::state::testing::{TestEngine, decided, hub, job};
-
-    const MS: Duration = Duration::from_millis(1);
+    use crate::state::testing::{TestEngine, assert_decided, hub, submit, sweep_after};
 
     #[test]
     fn heartbeats_keep_an_engine_alive_and_silence_past_the_timeout_does_not() {
@@ -62,17 +58,15 @@ mod tests {
         let engine = TestEngine::register(&hub, "steady", 1, &[]);
         // Six seconds with a heartbeat every two: twice the timeout, and still alive.
         for _ in 0..3 {
-            clock.advance(2000 * MS);
+            clock.advance(std::time::Duration::from_secs(2));
             engine.heartbeat(&hub);
             hub.sweep();
         }
         assert_eq!(hub.list_engines().len(), 1);
         // Silent for exactly the timeout: not yet.
-        clock.advance(3000 * MS);
-        hub.sweep();
+        sweep_after(&hub, &clock, 3000);
         assert_eq!(hub.list_engines().len(), 1);
-        clock.advance(MS);
-        hub.sweep();
+        sweep_after(&hub, &clock, 1);
         assert!(hub.list_engines().is_empty(), "declared dead");
     }
 
@@ -81,22 +75,14 @@ mod tests {
         let (hub, clock) = hub(Settings::small("test"));
         let mut first = TestEngine::register(&hub, "first", 1, &[]);
         let mut second = TestEngine::register(&hub, "second", 1, &[]);
-        let id = hub
-            .submit(job(&[], 1), Submitter::default())
-            .expect("submit")[0];
-        assert_eq!(first.assigned(), vec![id]);
-        first.start(&hub, id, 1);
+        let id = submit(&hub, 1);
+        first.run(&hub, id, 1);
         // The second engine keeps talking; the first falls silent.
-        clock.advance(3001 * MS);
+        clock.advance(std::time::Duration::from_millis(3001));
         second.heartbeat(&hub);
         hub.sweep();
         assert_eq!(second.assigned(), vec![id]);
-        let (state, reason) = decided(&hub, id).expect("live");
-        assert_eq!(state, TaskState::Queued);
-        assert!(
-            reason.contains("stopped answering for 3s while the task was running")
-                && reason.contains("retrying elsewhere (retry 1 of 1)"),
-            "{reason}"
-        );
+        let why = "stopped answering for 3s while the task was running; retrying elsewhere (retry 1 of 1)";
+        assert_decided(&hub, id, TaskState::Queued, why);
     }
 }

@@ -202,34 +202,29 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
     use warren_proto::v1::{Attempt, TaskState};
 
     use crate::model::{Submission, Submitter, TaskRow};
-    use crate::state::testing::{TestEngine, decided, hub, job};
+    use crate::state::testing::{
+        TestEngine, assert_decided, decided, hub, job, submit, sweep_after,
+    };
     use crate::state::{Clock, Hub, Settings};
     use crate::store::{Location, Store};
-
-    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn an_engine_that_comes_back_within_the_timeout_keeps_its_task() {
         let (hub, clock) = hub(Settings::small("test"));
         let mut engine = TestEngine::register(&hub, "flaky", 1, &[]);
-        let id = hub
-            .submit(job(&[], 0), Submitter::default())
-            .expect("submit")[0];
-        assert_eq!(engine.assigned(), vec![id]);
-        engine.start(&hub, id, 1);
+        let id = submit(&hub, 0);
+        engine.run(&hub, id, 1);
         engine.leave(&hub);
-        clock.advance(2999 * MS);
-        hub.sweep();
-        assert_eq!(decided(&hub, id).map(|d| d.0), Some(TaskState::Running));
+        sweep_after(&hub, &clock, 2999);
+        assert_decided(&hub, id, TaskState::Running, "pid 4242");
         let back = TestEngine::register_with(&hub, "flaky", 1, &[], &[(id, 1)]);
-        clock.advance(10_000 * MS);
+        clock.advance(std::time::Duration::from_secs(10));
         back.heartbeat(&hub);
         hub.sweep();
-        assert_eq!(decided(&hub, id).map(|d| d.0), Some(TaskState::Running));
+        assert_decided(&hub, id, TaskState::Running, "pid 4242");
         back.finish(&hub, id);
         assert_eq!(decided(&hub, id).map(|d| d.0), Some(TaskState::Succeeded));
     }
@@ -238,20 +233,12 @@ mod tests {
     fn a_running_task_without_retries_is_lost_when_its_engine_stays_away() {
         let (hub, clock) = hub(Settings::small("test"));
         let mut engine = TestEngine::register(&hub, "gone", 1, &[]);
-        let id = hub
-            .submit(job(&[], 0), Submitter::default())
-            .expect("submit")[0];
-        assert_eq!(engine.assigned(), vec![id]);
-        engine.start(&hub, id, 1);
+        let id = submit(&hub, 0);
+        engine.run(&hub, id, 1);
         engine.leave(&hub);
-        clock.advance(3000 * MS);
-        hub.sweep();
-        let (state, reason) = decided(&hub, id).expect("live");
-        assert_eq!(state, TaskState::Lost);
-        assert!(
-            reason.ends_with("closed its stream while the task was running"),
-            "{reason}"
-        );
+        sweep_after(&hub, &clock, 3000);
+        let why = "closed its stream while the task was running";
+        assert_decided(&hub, id, TaskState::Lost, why);
     }
 
     #[test]
@@ -259,22 +246,15 @@ mod tests {
         let (hub, clock) = hub(Settings::small("test"));
         let mut first = TestEngine::register(&hub, "first", 1, &[]);
         let mut second = TestEngine::register(&hub, "second", 1, &[]);
-        let id = hub
-            .submit(job(&[], 0), Submitter::default())
-            .expect("submit")[0];
+        let id = submit(&hub, 0);
         assert_eq!(first.assigned(), vec![id]);
         first.leave(&hub);
-        clock.advance(3000 * MS);
+        clock.advance(std::time::Duration::from_secs(3));
         second.heartbeat(&hub);
         hub.sweep();
-        assert_eq!(
-            second.assigned(),
-            vec![id],
-            "no retries were allowed, none used"
-        );
-        let (state, reason) = decided(&hub, id).expect("live");
-        assert_eq!(state, TaskState::Queued);
-        assert!(reason.ends_with("placing it elsewhere"), "{reason}");
+        // No retries were allowed, and none was used.
+        assert_eq!(second.assigned(), vec![id]);
+        assert_decided(&hub, id, TaskState::Queued, "placing it elsewhere");
     }
 
     #[test]
@@ -282,23 +262,15 @@ mod tests {
         let mut settings = Settings::small("test");
         settings.max_engine_deaths = 2;
         let (hub, clock) = hub(settings);
-        let id = hub
-            .submit(job(&[], 5), Submitter::default())
-            .expect("submit")[0];
-        for (round, uuid) in ["one", "two"].into_iter().enumerate() {
+        let id = submit(&hub, 5);
+        for (attempt, uuid) in [(1, "one"), (2, "two")] {
             let mut engine = TestEngine::register(&hub, uuid, 1, &[]);
-            assert_eq!(engine.assigned(), vec![id], "round {round}");
-            engine.start(&hub, id, round as u32 + 1);
+            engine.run(&hub, id, attempt);
             engine.leave(&hub);
-            clock.advance(3000 * MS);
-            hub.sweep();
+            sweep_after(&hub, &clock, 3000);
         }
-        let (state, reason) = decided(&hub, id).expect("live");
-        assert_eq!(state, TaskState::Lost);
-        assert!(
-            reason.contains("2 engines have died holding it (--max-engine-deaths 2)"),
-            "{reason}"
-        );
+        let why = "2 engines have died holding it (--max-engine-deaths 2)";
+        assert_decided(&hub, id, TaskState::Lost, why);
     }
 
     #[test]
@@ -325,16 +297,10 @@ mod tests {
         let clock = Clock::manual();
         let hub = Hub::with_clock(Settings::small("test"), store, recovered, clock.clone());
         // The reattach grace is 3 s in the small settings.
-        clock.advance(2999 * MS);
-        hub.sweep();
+        sweep_after(&hub, &clock, 2999);
         assert_eq!(decided(&hub, 7).map(|d| d.0), Some(TaskState::Running));
-        clock.advance(MS);
-        hub.sweep();
-        let (state, reason) = decided(&hub, 7).expect("live");
-        assert_eq!(state, TaskState::Lost);
-        assert!(
-            reason.contains("engine 3 did not come back within 3s of the hub's restart"),
-            "{reason}"
-        );
+        sweep_after(&hub, &clock, 1);
+        let why = "engine 3 did not come back within 3s of the hub's restart";
+        assert_decided(&hub, 7, TaskState::Lost, why);
     }
 }

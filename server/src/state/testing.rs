@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use warren_proto::v1::{
     EngineMessage, ExecuteRequest, Hello, HubMessage, Targets, TaskFinished, TaskReport,
@@ -10,6 +11,7 @@ use warren_proto::v1::{
 };
 
 use super::{Clock, Hub, Settings};
+use crate::model::Submitter;
 use crate::store::{Location, Store};
 
 /// What an engine is sent.
@@ -90,7 +92,13 @@ impl TestEngine {
         ids
     }
 
-    /// Says a task (in its first attempt) started.
+    /// Takes a task just assigned to it (and only that) and starts it, in `attempt`.
+    pub(super) fn run(&mut self, hub: &Hub, task_id: u64, attempt: u32) {
+        assert_eq!(self.assigned(), vec![task_id], "assigned here");
+        self.start(hub, task_id, attempt);
+    }
+
+    /// Says a task started.
     pub(super) fn start(&self, hub: &Hub, task_id: u64, attempt: u32) {
         let started = engine_message::Kind::Started(TaskStarted {
             task_id,
@@ -152,6 +160,27 @@ pub(super) fn job(labels: &[(&str, &str)], retries: u32) -> ExecuteRequest {
         retries,
         ..Default::default()
     }
+}
+
+/// Submits one task for any engine, allowing `retries`; its id.
+pub(super) fn submit(hub: &Hub, retries: u32) -> u64 {
+    let ids = hub
+        .submit(job(&[], retries), Submitter::default())
+        .expect("submit");
+    ids[0]
+}
+
+/// Moves the clock on and sweeps, as the liveness loop does once per heartbeat.
+pub(super) fn sweep_after(hub: &Hub, clock: &Clock, ms: u64) {
+    clock.advance(Duration::from_millis(ms));
+    hub.sweep();
+}
+
+/// Checks the state decided for a task, and that its reason says `why`.
+pub(super) fn assert_decided(hub: &Hub, task_id: u64, state: TaskState, why: &str) {
+    let (decided, reason) = decided(hub, task_id).expect("the task is in memory");
+    assert_eq!(decided, state, "{reason}");
+    assert!(reason.contains(why), "{reason:?} does not say {why:?}");
 }
 
 /// The state decided for a task in memory (shown once committed), and why.
