@@ -83,8 +83,8 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     pub reattach_grace_ms: u64,
 
-    /// How long `warren shutdown --engines` waits for the engines to end their tasks and for
-    /// those ends to be recorded, in milliseconds
+    /// How long a hub stopping with its engines (`warren shutdown`) waits for them to end their
+    /// tasks and for those ends to be recorded, in milliseconds
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub shutdown_grace_ms: u64,
 
