@@ -1,5 +1,6 @@
 //! `warren.v1.Registration`: the one stream each engine keeps open.
 
+use futures_util::stream::{Map, StreamExt};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -9,7 +10,11 @@ use warren_proto::v1::{EngineMessage, HubMessage, engine_message};
 
 use super::record_ids;
 use crate::error::HubError;
-use crate::state::Hub;
+use crate::state::{EngineTx, Hub};
+
+/// What the hub sends an engine, as the stream's items.
+type Outbound =
+    Map<UnboundedReceiverStream<HubMessage>, fn(HubMessage) -> Result<HubMessage, Status>>;
 
 /// Serves `warren.v1.Registration`.
 #[derive(Debug, Clone)]
@@ -26,7 +31,7 @@ impl RegistrationService {
 
 #[tonic::async_trait]
 impl Registration for RegistrationService {
-    type RegisterStream = UnboundedReceiverStream<Result<HubMessage, Status>>;
+    type RegisterStream = Outbound;
 
     async fn register(
         &self,
@@ -43,7 +48,7 @@ impl Registration for RegistrationService {
         let Some(engine_message::Kind::Hello(hello)) = first.kind else {
             return Err(HubError::invalid("the first message on Register must be a Hello").into());
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx): (EngineTx, _) = mpsc::unbounded_channel();
         let (engine_id, connection) = self.hub.register_engine(hello, tx)?;
         record_ids("engine", &engine_id);
 
@@ -66,6 +71,7 @@ impl Registration for RegistrationService {
         });
         self.hub
             .engine_reader(engine_id, connection, reader.abort_handle());
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        let outbound: Outbound = UnboundedReceiverStream::new(rx).map(Ok);
+        Ok(Response::new(outbound))
     }
 }

@@ -9,8 +9,8 @@
 //! The files: `requests` and `actions` (what clients ask), `engines` and `settle` (what
 //! engines say, and what happens when they go), `scheduler` and `queues` (placing work),
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
-//! `background` (work driven by time), `follow` (streaming a task's events), `task`,
-//! `tasklog` and `registry` (the things the state holds).
+//! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
+//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`.
 
 mod acks;
 mod actions;
@@ -36,6 +36,7 @@ mod testing;
 pub(crate) use background::Background;
 pub(crate) use clock::Clock;
 pub(crate) use follow::EventStream;
+pub(crate) use registry::EngineTx;
 pub(crate) use settings::Settings;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
-use tonic::Status;
 use warren_proto::v1::{EngineInfo, Hello, HubMessage, hub_message};
 
-/// Where messages to an engine go: its registration stream's response half (the service's
-/// to shape; the hub only sends).
-pub(crate) type EngineTx = mpsc::UnboundedSender<Result<HubMessage, Status>>;
+/// Where messages to an engine go: its registration stream's response half.
+pub(crate) type EngineTx = mpsc::UnboundedSender<HubMessage>;
 
 /// A connected engine and the tasks it runs.
 #[derive(Debug)]
@@ -81,7 +79,7 @@ impl Engine {
 
     /// Sends a message; if the engine is gone, its stream's end will clean up after it.
     pub(super) fn send(&self, kind: hub_message::Kind) {
-        let _ = self.tx.send(Ok(HubMessage { kind: Some(kind) }));
+        let _ = self.tx.send(HubMessage { kind: Some(kind) });
     }
 
     /// The engine as `ListEngines` shows it, with its queue length.

@@ -15,7 +15,7 @@ use crate::model::Submitter;
 use crate::store::{Location, Store};
 
 /// What an engine is sent.
-pub(super) type Inbox = mpsc::UnboundedReceiver<Result<HubMessage, tonic::Status>>;
+pub(super) type Inbox = mpsc::UnboundedReceiver<HubMessage>;
 
 /// A hub with an in-memory history and small settings, on a manual clock.
 pub(super) fn hub(settings: Settings) -> (Arc<Hub>, Clock) {
@@ -84,7 +84,7 @@ impl TestEngine {
     /// The tasks assigned to it since last asked.
     pub(super) fn assigned(&mut self) -> Vec<u64> {
         let mut ids = Vec::new();
-        while let Ok(Ok(message)) = self.inbox.try_recv() {
+        while let Ok(message) = self.inbox.try_recv() {
             if let Some(hub_message::Kind::Assign(assign)) = message.kind {
                 ids.push(assign.task_id);
             }
