@@ -103,7 +103,7 @@ impl Hub {
     }
 
     /// Waits (a few seconds at most) until a task's end is committed and shown.
-    async fn wait_until_ended(&self, id: u64) {
+    pub(super) async fn wait_until_ended(&self, id: u64) {
         let deadline = tokio::time::Instant::now() + self.settings.abort_wait;
         loop {
             let notified = self.view(|state| match state.tasks.get(&id) {
@@ -172,8 +172,9 @@ impl Hub {
     }
 
     /// Stops taking work; with `engines_exit`, tells every engine to stop its tasks and exit
-    /// and waits (for the shutdown grace at most) until none runs a task, so their ends are
-    /// recorded. Returns once everything decided so far is committed.
+    /// and waits (for the shutdown grace at most) until none runs a task and every end is
+    /// committed and shown, so followers see them. Returns once everything decided so far is
+    /// committed.
     pub(crate) async fn wind_down(&self, engines_exit: bool) {
         self.update(|state| {
             state.accepting = false;
@@ -189,12 +190,12 @@ impl Hub {
             let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
             loop {
                 // Registered before looking, so a task ending after the look still wakes us.
-                let mut unloaded = pin!(self.engines_unloaded.notified());
-                unloaded.as_mut().enable();
-                if !self.view(|state| state.engines.busy()) {
+                let mut quieter = pin!(self.quieter.notified());
+                quieter.as_mut().enable();
+                if self.view(State::is_quiet) {
                     break;
                 }
-                if tokio::time::timeout_at(deadline, unloaded).await.is_err() {
+                if tokio::time::timeout_at(deadline, quieter).await.is_err() {
                     tracing::warn!(
                         grace = ?self.settings.shutdown_grace,
                         "engines still ran tasks at the end of the shutdown grace"
@@ -209,6 +210,11 @@ impl Hub {
 }
 
 impl State {
+    /// Whether no engine runs a task and every end decided is committed and shown.
+    fn is_quiet(&self) -> bool {
+        !self.engines.busy() && self.tasks.values().all(|task| !task.end_pending())
+    }
+
     /// Tells these engines to exit, saying why: their leaving is then expected, not a loss.
     fn tell_to_exit(&mut self, ids: &[u32], reason: &str) {
         for &id in ids {
@@ -226,50 +232,50 @@ impl State {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-    use warren_proto::v1::hub_message;
+    use warren_proto::v1::{TaskState, hub_message};
 
-    use crate::model::Submitter;
     use crate::state::Settings;
-    use crate::state::testing::{TestEngine, hub, job};
+    use crate::state::testing::{TestEngine, decided, hub, submit};
 
-    /// Time stands still here unless everything waits on a timer: a wind-down that waited for
-    /// its grace instead of for the engines would show the whole grace gone by.
-    #[tokio::test(start_paused = true)]
-    async fn winding_down_waits_for_the_engines_tasks_to_end_not_for_the_grace() {
+    /// The grace is an hour: a wind-down that waited for it instead of for the engines and
+    /// the commits would not end within the minute this test gives it.
+    #[tokio::test]
+    async fn winding_down_waits_for_the_ends_to_be_shown_not_for_the_grace() {
         let mut settings = Settings::small("test");
         settings.shutdown_grace = Duration::from_secs(3600);
         let (hub, _clock) = hub(settings);
         let mut engine = TestEngine::register(&hub, "busy", 1, &[]);
-        let id = hub
-            .submit(job(&[], 0), Submitter::default())
-            .expect("submit")[0];
-        assert_eq!(engine.assigned(), vec![id]);
-        engine.start(&hub, id, 1);
+        let id = submit(&hub, 0);
+        engine.run(&hub, id, 1);
 
-        let start = tokio::time::Instant::now();
         let winding = tokio::spawn({
             let hub = hub.clone();
             async move { hub.wind_down(true).await }
         });
-        while !hub.view(|state| !state.accepting) {
-            tokio::task::yield_now().await;
-        }
-        let told = std::iter::from_fn(|| engine.inbox.try_recv().ok())
-            .filter_map(|message| message.kind)
-            .any(|kind| matches!(kind, hub_message::Kind::Shutdown(s) if s.exit));
-        assert!(told, "the engine was told to exit");
+        let told = loop {
+            match engine.inbox.recv().await.and_then(|message| message.kind) {
+                Some(hub_message::Kind::Shutdown(shutdown)) => break shutdown,
+                Some(_) => continue,
+                None => panic!("the engine's stream ended"),
+            }
+        };
+        assert!(told.exit, "the engine is told to exit");
+        tokio::task::yield_now().await;
         assert!(
             !winding.is_finished(),
             "it waits while the engine runs a task"
         );
 
         engine.finish(&hub, id);
-        winding.await.expect("wind-down");
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
+        tokio::time::timeout(Duration::from_secs(60), winding)
+            .await
+            .expect("the wind-down ends with the task, not with the grace")
+            .expect("wind-down");
+        // The end is shown: it left memory once committed, with nobody following it.
+        assert_eq!(decided(&hub, id), None);
+        assert_eq!(
+            hub.get_task(id).await.expect("in the history").state(),
+            TaskState::Succeeded
         );
-        assert!(hub.submit(job(&[], 0), Submitter::default()).is_err());
     }
 }

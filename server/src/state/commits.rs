@@ -9,6 +9,9 @@ impl Hub {
     /// Applies one commit report.
     pub(crate) fn committed(&self, report: Committed) {
         self.update(|state| state.committed(&report));
+        if !report.finals.is_empty() {
+            self.quieter.notify_waiters();
+        }
         if report.bytes > 0 {
             self.output_budget
                 .add_permits(report.bytes.min(usize::MAX as u64) as usize);

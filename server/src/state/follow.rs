@@ -269,17 +269,23 @@ async fn next_event(mut f: Follower) -> Option<(Result<TaskEvent, HubError>, Fol
 }
 
 impl Follower {
-    /// Takes what memory has, or says where to look or what to wait for.
+    /// Takes what memory has, or says where to look or what to wait for. Once the hub stops,
+    /// what memory has is still handed out (a task's end among it), and the follower is told
+    /// where to pick up instead of waiting or reading the history.
     fn step(&mut self) -> Step {
         let hub = self.hub.clone();
         hub.update(|state| {
-            if state.stopping {
-                return Step::Fail(HubError::StoppedFollowing {
+            let stopping = state.stopping;
+            let stopped = |cursor| {
+                Step::Fail(HubError::StoppedFollowing {
                     task_id: self.task_id,
-                    cursor: self.cursor,
-                });
-            }
+                    cursor,
+                })
+            };
             let Some(task) = state.tasks.get_mut(&self.task_id) else {
+                if stopping {
+                    return stopped(self.cursor);
+                }
                 return Step::Stored { below: None };
             };
             // Registered before looking, so an event shown after the look still wakes us.
@@ -292,12 +298,20 @@ impl Follower {
                         self.pending
                             .push_back(entry.into_event(self.task_id, task.row.engine_id));
                     }
+                    Read::Stored { .. } if self.pending.is_empty() && stopping => {
+                        step = stopped(self.cursor);
+                        break;
+                    }
                     Read::Stored { below } if self.pending.is_empty() => {
                         step = Step::Stored { below: Some(below) };
                         break;
                     }
                     Read::Pending if self.pending.is_empty() && task.state().is_final() => {
                         self.done = true;
+                        break;
+                    }
+                    Read::Pending if self.pending.is_empty() && stopping => {
+                        step = stopped(self.cursor);
                         break;
                     }
                     Read::Pending if self.pending.is_empty() => {
@@ -340,5 +354,51 @@ impl Drop for Follower {
                 state.follower_moved(self.task_id, self.id, None);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    use warren_proto::v1::task_event::Kind;
+
+    use crate::error::HubError;
+    use crate::model::Submitter;
+    use crate::state::Settings;
+    use crate::state::testing::{TestEngine, hub, submit};
+
+    #[tokio::test]
+    async fn a_stopping_hub_still_hands_out_a_shown_end_and_then_says_where_to_pick_up() {
+        let (hub, _clock) = hub(Settings::small("test"));
+        let engine = TestEngine::register(&hub, "e", 2, &[]);
+        let (ended, running) = (submit(&hub, 0), submit(&hub, 0));
+        engine.start(&hub, ended, 1);
+        engine.start(&hub, running, 1);
+        let client = Submitter::default();
+        let first = hub.follow(ended, 0, client).await.expect("follow");
+        let second = hub.follow(running, 0, client).await.expect("follow");
+        engine.finish(&hub, ended);
+        hub.wait_until_ended(ended).await;
+        hub.stop();
+
+        let read = |events: crate::state::EventStream| async move {
+            let all: Vec<_> = tokio::time::timeout(Duration::from_secs(60), events.collect())
+                .await
+                .expect("the stream ends");
+            all
+        };
+        let first = read(first).await;
+        assert!(first.iter().all(Result::is_ok), "{first:?}");
+        let last = first.last().and_then(|e| e.as_ref().ok()?.kind.clone());
+        assert!(matches!(last, Some(Kind::Result(_))), "{first:?}");
+
+        let second = read(second).await;
+        let (shown, end) = second.split_at(second.len() - 1);
+        assert_eq!(shown.len(), 2, "queued and running: {second:?}");
+        assert!(
+            matches!(end, [Err(HubError::StoppedFollowing { cursor: 2, .. })]),
+            "{end:?}"
+        );
     }
 }

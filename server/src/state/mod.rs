@@ -115,8 +115,9 @@ pub(crate) struct Hub {
     /// Bytes of events followers may hold on their way out.
     follow_budget: Arc<Semaphore>,
     input: Arc<InputBudget>,
-    /// Woken whenever an engine has fewer tasks (one ended, or the engine left).
-    engines_unloaded: Arc<Notify>,
+    /// Woken whenever the hub has less in hand: an engine has fewer tasks (one ended, or the
+    /// engine left), or tasks' ends are committed and shown.
+    quieter: Arc<Notify>,
     background: Background,
 }
 
@@ -135,13 +136,13 @@ impl Hub {
     ) -> Arc<Self> {
         let settings = Arc::new(settings);
         let input = InputBudget::new(settings.limits.max_input_held);
-        let engines_unloaded = Arc::new(Notify::new());
+        let quieter = Arc::new(Notify::new());
         let mut state = State {
             settings: settings.clone(),
             engines: Registry::remembering(
                 recovered.engines,
                 recovered.last_engine_id,
-                engines_unloaded.clone(),
+                quieter.clone(),
             ),
             tasks: BTreeMap::new(),
             unplaced: VecDeque::new(),
@@ -171,7 +172,7 @@ impl Hub {
             store,
             clock,
             stop: watch::Sender::new(StopRequest::None),
-            engines_unloaded,
+            quieter,
             background: Background::default(),
         })
     }

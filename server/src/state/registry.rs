@@ -127,17 +127,17 @@ pub(super) struct Registry {
     last_id: u32,
     next_connection: u64,
     /// Woken whenever an engine has fewer tasks: one ended, or the engine left.
-    unloaded: Arc<Notify>,
+    quieter: Arc<Notify>,
 }
 
 impl Registry {
     /// A registry that remembers these engines (id, uuid, last registration, from the
     /// database) and has handed out ids up to `last_id`.
-    /// `unloaded` is woken whenever an engine has fewer tasks.
+    /// `quieter` is woken whenever an engine has fewer tasks.
     pub(super) fn remembering(
         known: Vec<(u32, String, i64)>,
         last_id: u32,
-        unloaded: Arc<Notify>,
+        quieter: Arc<Notify>,
     ) -> Self {
         let last_id = known.iter().map(|(id, ..)| *id).fold(last_id, u32::max);
         Self {
@@ -148,7 +148,7 @@ impl Registry {
                 .collect(),
             last_id,
             next_connection: 0,
-            unloaded,
+            quieter,
         }
     }
 
@@ -231,7 +231,7 @@ impl Registry {
             told_to_exit: None,
         };
         let replaced = self.engines.insert(id, engine);
-        self.unloaded_if(replaced.is_some());
+        self.quieter_if(replaced.is_some());
         (self.next_connection, replaced)
     }
 
@@ -241,7 +241,7 @@ impl Registry {
             .engines
             .get_mut(&id)
             .is_some_and(|engine| engine.active.remove(&task_id));
-        self.unloaded_if(released);
+        self.quieter_if(released);
         released
     }
 
@@ -256,14 +256,14 @@ impl Registry {
     /// Removes the engine whatever its stream.
     pub(super) fn remove_any(&mut self, id: u32) -> Option<Engine> {
         let removed = self.engines.remove(&id);
-        self.unloaded_if(removed.is_some());
+        self.quieter_if(removed.is_some());
         removed
     }
 
     /// Removes every engine (the hub is stopping).
     pub(super) fn drain(&mut self) -> Vec<Engine> {
         let engines: Vec<Engine> = std::mem::take(&mut self.engines).into_values().collect();
-        self.unloaded_if(!engines.is_empty());
+        self.quieter_if(!engines.is_empty());
         engines
     }
 
@@ -272,9 +272,9 @@ impl Registry {
         self.engines.values().any(|e| !e.active.is_empty())
     }
 
-    fn unloaded_if(&self, fewer: bool) {
+    fn quieter_if(&self, fewer: bool) {
         if fewer {
-            self.unloaded.notify_waiters();
+            self.quieter.notify_waiters();
         }
     }
 

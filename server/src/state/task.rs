@@ -183,6 +183,11 @@ impl Task {
         }
     }
 
+    /// Whether its end is decided but not yet committed (and so not shown).
+    pub(super) fn end_pending(&self) -> bool {
+        self.pending_final.is_some()
+    }
+
     /// Whether the task has ended, its end is shown, and nobody follows it: it can leave memory.
     pub(super) fn is_done_with(&self) -> bool {
         self.row.state.is_final() && self.pending_final.is_none() && self.followers.is_empty()
