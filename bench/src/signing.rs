@@ -6,16 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::Server;
-use warren_hub::auth::AuthLayer;
-use warren_hub::hub::{Hub, Settings};
-use warren_hub::service::ControlService;
-use warren_hub::store::{Location, Store};
+use warren_hub::InProcessHub;
 use warren_proto::auth::{DEFAULT_SKEW, Key, Signer, Verifier};
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::ListEnginesRequest;
 use warren_proto::v1::control_client::ControlClient;
-use warren_proto::v1::control_server::ControlServer;
 
 use crate::stats::Samples;
 
@@ -32,17 +27,11 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
-                let (store, recovered, _commits) = Store::open(Location::Memory)?;
-                let hub = Hub::new(Settings::small("bench"), store, recovered);
+                let hub = InProcessHub::new("bench")?;
                 let signed = UnixListenerStream::new(UnixListener::bind(&signed_path)?);
                 let plain = UnixListenerStream::new(UnixListener::bind(&plain_path)?);
-                let signed_server = Server::builder()
-                    .layer(AuthLayer::new(verifier))
-                    .add_service(ControlServer::new(ControlService::new(hub.clone())))
-                    .serve_with_incoming(signed);
-                let plain_server = Server::builder()
-                    .add_service(ControlServer::new(ControlService::new(hub)))
-                    .serve_with_incoming(plain);
+                let signed_server = hub.serve_control(signed, Some(verifier));
+                let plain_server = hub.serve_control(plain, None);
                 tokio::select! {
                     _ = signed_server => {}
                     _ = plain_server => {}

@@ -6,13 +6,12 @@
 //! [`WARNINGS_PER_SECOND`] times a second, with a count of those left out, so a flood of forged
 //! calls can't flood the log.
 
-use futures_util::future::{Either, Ready, ready};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tonic::Status;
-use tower::{Layer, Service};
 use warren_proto::auth::{HEADER, HUB_ID_HEADER, HUB_TIME_HEADER, Refusal, Verifier, quote};
+
+use crate::gate::{Check, GateLayer};
 
 /// Services that answer without a signature: they reveal nothing and change nothing.
 const UNSIGNED_PREFIXES: &[&str] = &[
@@ -22,82 +21,42 @@ const UNSIGNED_PREFIXES: &[&str] = &[
 ];
 
 /// Refusal warnings logged per second at most.
-pub const WARNINGS_PER_SECOND: u32 = 10;
+const WARNINGS_PER_SECOND: u32 = 10;
 
-/// Wraps the hub's routes in signature checking.
+/// The hub's routes wrapped in signature checking.
+pub(crate) fn layer(verifier: Arc<Verifier>) -> GateLayer<Signatures> {
+    GateLayer::new(Signatures {
+        verifier,
+        log: Arc::new(RateLimitedLog::new(WARNINGS_PER_SECOND)),
+    })
+}
+
+/// The signature check every call passes before any of it runs.
 #[derive(Clone, Debug)]
-pub struct AuthLayer {
+pub(crate) struct Signatures {
     verifier: Arc<Verifier>,
     log: Arc<RateLimitedLog>,
 }
 
-impl AuthLayer {
-    /// A layer that checks calls with `verifier`.
-    pub fn new(verifier: Arc<Verifier>) -> Self {
-        Self {
-            verifier,
-            log: Arc::new(RateLimitedLog::new(WARNINGS_PER_SECOND)),
-        }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Authenticated<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Authenticated {
-            inner,
-            verifier: self.verifier.clone(),
-            log: self.log.clone(),
-        }
-    }
-}
-
-/// A service that runs only calls whose signature passes.
-#[derive(Clone, Debug)]
-pub struct Authenticated<S> {
-    inner: S,
-    verifier: Arc<Verifier>,
-    log: Arc<RateLimitedLog>,
-}
-
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Authenticated<S>
-where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    ResBody: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = request.uri().path();
+impl Check for Signatures {
+    fn refuse(&self, method: &str, headers: &http::HeaderMap) -> Option<Status> {
         if UNSIGNED_PREFIXES.iter().any(|p| method.starts_with(p)) {
-            return Either::Left(self.inner.call(request));
+            return None;
         }
-        let mut entries = request.headers().get_all(HEADER).iter();
+        let mut entries = headers.get_all(HEADER).iter();
         let header = entries.next().map(|v| v.as_bytes());
         let verdict = if entries.next().is_some() {
             // Which one would count is a choice nobody should have to guess about.
             Err(Refusal::Malformed(format!(
                 "the call carries {} `{HEADER}` entries; send exactly one",
-                request.headers().get_all(HEADER).iter().count()
+                headers.get_all(HEADER).iter().count()
             )))
         } else {
             self.verifier.verify(method, header)
         };
-        match verdict {
-            Ok(()) => Either::Left(self.inner.call(request)),
-            Err(refusal) => {
-                self.log.refused(method, &refusal);
-                let status = refusal_status(&refusal, self.verifier.hub_id());
-                Either::Right(ready(Ok(status.into_http())))
-            }
-        }
+        let refusal = verdict.err()?;
+        self.log.refused(method, &refusal);
+        Some(refusal_status(&refusal, self.verifier.hub_id()))
     }
 }
 
@@ -105,7 +64,7 @@ where
 /// cache is full. Stale and future refusals carry the hub's clock in `warren-hub-time`; a bad
 /// signature carries the id of the hub's current start in `warren-hub-id`, from which a caller
 /// that holds the key signs again after a restart.
-pub fn refusal_status(refusal: &Refusal, hub_id: &str) -> Status {
+fn refusal_status(refusal: &Refusal, hub_id: &str) -> Status {
     let code = match refusal {
         Refusal::ReplayCacheFull { .. } => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Unauthenticated,
@@ -124,7 +83,7 @@ pub fn refusal_status(refusal: &Refusal, hub_id: &str) -> Status {
 
 /// Logs refusals, at most `per_second` a second, and then how many were left out.
 #[derive(Debug)]
-pub struct RateLimitedLog {
+struct RateLimitedLog {
     per_second: u32,
     state: Mutex<Window>,
 }
@@ -138,7 +97,7 @@ struct Window {
 
 impl RateLimitedLog {
     /// A log that writes at most `per_second` refusals a second.
-    pub fn new(per_second: u32) -> Self {
+    fn new(per_second: u32) -> Self {
         Self {
             per_second,
             state: Mutex::new(Window {
@@ -162,7 +121,7 @@ impl RateLimitedLog {
     }
 
     /// Whether to log one more refusal at `now`; if so, how many were left out before it.
-    pub fn admit(&self, now: Instant) -> Option<u64> {
+    fn admit(&self, now: Instant) -> Option<u64> {
         let mut window = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut left_out = 0;
         if now.duration_since(window.start) >= Duration::from_secs(1) {

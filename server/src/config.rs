@@ -1,9 +1,34 @@
-//! The hub's flags. Every flag has a `WARREN_*` environment fallback.
+//! The hub's flags. Those a whole session shares with its engines and clients, or that a site
+//! sets once, also read the environment: `WARREN_SOCKET`, `WARREN_KEY_FILE`, `WARREN_DB` and
+//! `WARREN_SIGNATURE_WINDOW`; the rest are flags only (the engine strips the `WARREN_*`
+//! variables that configure warren from its tasks' environment, so each one is a promise to
+//! keep there too).
 
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 use warren_proto::os::units::{parse_age, parse_size};
+
+/// Heartbeats in the liveness timeout when none is given.
+const DEFAULT_TIMEOUT_HEARTBEATS: u32 = 3;
+/// Heartbeats the liveness timeout must span at least: one late heartbeat must not be a death.
+const MIN_TIMEOUT_HEARTBEATS: u32 = 2;
+
+/// Flags that parse one by one but can't work together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The liveness timeout is shorter than two heartbeats.
+    #[error(
+        "--engine-timeout-ms {timeout_ms} is under two heartbeats (--heartbeat-ms {heartbeat_ms}): engines would be declared dead whenever one heartbeat is late. Give --engine-timeout-ms {} or more, or leave it out for three heartbeats",
+        2 * heartbeat_ms
+    )]
+    TimeoutUnderTwoHeartbeats {
+        /// The timeout given.
+        timeout_ms: u128,
+        /// The heartbeat interval.
+        heartbeat_ms: u128,
+    },
+}
 
 /// Serve warren's gRPC API on a private Unix socket.
 ///
@@ -49,14 +74,24 @@ pub struct HubConfig {
           value_parser = clap::value_parser!(u32).range(10..=60_000))]
     pub heartbeat_ms: u32,
 
-    /// Silence after which an engine is declared dead (and the engine gives up on the hub), in milliseconds
-    #[arg(long, default_value_t = 3000, value_name = "MS",
-          value_parser = clap::value_parser!(u32).range(50..=600_000))]
-    pub engine_timeout_ms: u32,
+    /// Silence after which an engine is declared dead (and the engine gives up on the hub), in
+    /// milliseconds; at least twice --heartbeat-ms [default: 3 × --heartbeat-ms]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(50..=600_000))]
+    pub engine_timeout_ms: Option<u32>,
 
     /// How long tasks wait for their engine to come back (after a hub restart or a lost stream), in milliseconds
     #[arg(long, default_value_t = 15_000, value_name = "MS")]
     pub reattach_grace_ms: u64,
+
+    /// How long a hub stopping with its engines (`warren shutdown`) waits for them to end their
+    /// tasks and for those ends to be recorded, in milliseconds
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub shutdown_grace_ms: u64,
+
+    /// How long open connections get to close once the hub has stopped its work, in
+    /// milliseconds; past it the hub exits anyway
+    #[arg(long, default_value_t = 5_000, value_name = "MS")]
+    pub drain_timeout_ms: u64,
 
     /// The task history database, or :memory: for none [default: $XDG_STATE_HOME/warren/hub.db, else ~/.local/state/warren/hub.db; a hub on another --socket gets one of its own there]
     #[arg(long, env = "WARREN_DB", value_name = "PATH")]
@@ -116,6 +151,11 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_follow_streams: usize,
 
+    /// Output received from engines and not yet committed to the history; past it the hub
+    /// stops reading engines' streams until the database catches up
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub output_in_flight: u64,
+
     /// Events followers may hold on their way out (replayed from the history or not yet taken
     /// by a slow client), in all; past it, followers wait
     #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
@@ -128,20 +168,73 @@ impl HubConfig {
         Duration::from_millis(u64::from(self.heartbeat_ms))
     }
 
-    /// The liveness timeout.
+    /// The liveness timeout: as given, else three heartbeats.
     pub fn engine_timeout(&self) -> Duration {
-        Duration::from_millis(u64::from(self.engine_timeout_ms))
+        match self.engine_timeout_ms {
+            Some(ms) => Duration::from_millis(u64::from(ms)),
+            None => self.heartbeat() * DEFAULT_TIMEOUT_HEARTBEATS,
+        }
+    }
+
+    /// How long open connections get to close once the hub has stopped its work.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    /// Refuses flags that can't work together: an engine timeout under two heartbeats would
+    /// declare healthy engines dead whenever one heartbeat comes a little late. The one-shot
+    /// actions (`--new-key-file`, `--print-connection`) ignore such flags, so pass.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.new_key_file.is_some() || self.print_connection {
+            return Ok(());
+        }
+        let (timeout, heartbeat) = (self.engine_timeout(), self.heartbeat());
+        if timeout < heartbeat * MIN_TIMEOUT_HEARTBEATS {
+            return Err(ConfigError::TimeoutUnderTwoHeartbeats {
+                timeout_ms: timeout.as_millis(),
+                heartbeat_ms: heartbeat.as_millis(),
+            });
+        }
+        Ok(())
     }
 
     /// The signature window.
     pub fn skew(&self) -> Duration {
         Duration::from_secs(self.signature_window)
     }
+}
 
-    /// A configuration with every default and this socket, for tests and embedding.
-    pub fn for_socket(socket: PathBuf) -> Self {
-        let mut config = Self::parse_from(["warren-hub"]);
-        config.socket = Some(socket);
-        config
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> HubConfig {
+        HubConfig::parse_from(std::iter::once("warren-hub").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_engine_timeout_is_three_heartbeats_unless_given() {
+        assert_eq!(parse(&[]).engine_timeout(), Duration::from_secs(3));
+        let slow = parse(&["--heartbeat-ms", "2000"]);
+        assert_eq!(slow.engine_timeout(), Duration::from_secs(6));
+        assert!(slow.check().is_ok());
+        let given = parse(&["--heartbeat-ms", "200", "--engine-timeout-ms", "1000"]);
+        assert_eq!(given.engine_timeout(), Duration::from_secs(1));
+        assert!(given.check().is_ok());
+    }
+
+    #[test]
+    fn an_engine_timeout_under_two_heartbeats_is_refused() {
+        let equal = parse(&["--heartbeat-ms", "1000", "--engine-timeout-ms", "1000"]);
+        let err = equal.check().expect_err("one heartbeat is not enough");
+        let text = err.to_string();
+        assert!(
+            text.contains("--engine-timeout-ms 1000") && text.contains("--engine-timeout-ms 2000"),
+            "{text}"
+        );
+        let just = parse(&["--heartbeat-ms", "1000", "--engine-timeout-ms", "1999"]);
+        assert!(just.check().is_err());
+        let enough = parse(&["--heartbeat-ms", "1000", "--engine-timeout-ms", "2000"]);
+        assert!(enough.check().is_ok());
     }
 }

@@ -5,15 +5,15 @@
 //! read keeps it. Each such task holds its stdin's size of the budget (a request's stdin counts
 //! once per task, as each task sends it on its own stream). A request that would take the hub
 //! past the budget is refused with RESOURCE_EXHAUSTED; once the budget is full, Execute and
-//! Submit are refused before their bodies are read ([`InputBudgetLayer`]), so a flood of large
-//! requests costs the hub neither memory nor the time to read them.
+//! Submit are refused before their bodies are read ([`layer`]), so a flood of large requests
+//! costs the hub neither memory nor the time to read them.
 
-use futures_util::future::{Either, Ready, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use tonic::Status;
-use tower::{Layer, Service};
+
+use crate::error::HubError;
+use crate::gate::{Check, GateLayer};
 
 /// The calls that bring stdin.
 const SUBMITTING: &[&str] = &[
@@ -23,14 +23,14 @@ const SUBMITTING: &[&str] = &[
 
 /// Bytes of stdin held for tasks not yet started, and their bound.
 #[derive(Debug)]
-pub struct InputBudget {
+pub(crate) struct InputBudget {
     held: AtomicU64,
     max: u64,
 }
 
 /// One task's share of the budget, given back when dropped.
 #[derive(Debug)]
-pub struct InputHold {
+pub(crate) struct InputHold {
     budget: Arc<InputBudget>,
     bytes: u64,
 }
@@ -43,7 +43,7 @@ impl Drop for InputHold {
 
 impl InputBudget {
     /// A budget of `max` bytes.
-    pub fn new(max: u64) -> Arc<Self> {
+    pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicU64::new(0),
             max,
@@ -51,28 +51,28 @@ impl InputBudget {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
     }
 
     /// Whether nothing more can be held.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.held() >= self.max
     }
 
     /// Refuses `tasks` tasks of `stdin` bytes each if they would take the budget past its
     /// bound. Callers check and then [`hold`](Self::hold) under the hub's lock.
-    pub fn check(&self, stdin: u64, tasks: usize) -> Result<(), Status> {
+    pub(crate) fn check(&self, stdin: u64, tasks: usize) -> Result<(), HubError> {
         let more = stdin.saturating_mul(tasks as u64);
         if more == 0 || self.held().saturating_add(more) <= self.max {
             return Ok(());
         }
-        Err(full_status(self.held(), self.max, Some(more)))
+        Err(full(self.held(), self.max, Some(more)))
     }
 
     /// Holds `bytes` for one task, whatever the bound (for work already accepted, such as a
     /// task queued again for a retry).
-    pub fn hold(self: &Arc<Self>, bytes: u64) -> Option<InputHold> {
+    pub(crate) fn hold(self: &Arc<Self>, bytes: u64) -> Option<InputHold> {
         if bytes == 0 {
             return None;
         }
@@ -84,66 +84,27 @@ impl InputBudget {
     }
 }
 
-fn full_status(held: u64, max: u64, more: Option<u64>) -> Status {
+fn full(held: u64, max: u64, more: Option<u64>) -> HubError {
     let adding = more.map_or_else(String::new, |more| {
         format!(" and this request would add {more} (its stdin once per task)")
     });
-    Status::resource_exhausted(format!(
+    HubError::exhausted(format!(
         "the hub holds {held} bytes of stdin for tasks that have not started (--max-input-held {max}){adding}; \
          wait for queued tasks to start or abort some, or put large inputs in a file on the engines' machine"
     ))
 }
 
-/// Refuses Execute and Submit before reading their bodies while the input budget is full.
-#[derive(Clone, Debug)]
-pub struct InputBudgetLayer {
-    budget: Arc<InputBudget>,
+/// Refuses Execute and Submit before reading their bodies while `budget` is full.
+pub(crate) fn layer(budget: Arc<InputBudget>) -> GateLayer<Arc<InputBudget>> {
+    GateLayer::new(budget)
 }
 
-impl InputBudgetLayer {
-    /// A layer guarding `budget`.
-    pub fn new(budget: Arc<InputBudget>) -> Self {
-        Self { budget }
-    }
-}
-
-impl<S> Layer<S> for InputBudgetLayer {
-    type Service = InputGuarded<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InputGuarded {
-            inner,
-            budget: self.budget.clone(),
+impl Check for Arc<InputBudget> {
+    fn refuse(&self, method: &str, _headers: &http::HeaderMap) -> Option<Status> {
+        if self.is_full() && SUBMITTING.contains(&method) {
+            return Some(full(self.held(), self.max, None).into());
         }
-    }
-}
-
-/// A service that refuses submissions up front while the input budget is full.
-#[derive(Clone, Debug)]
-pub struct InputGuarded<S> {
-    inner: S,
-    budget: Arc<InputBudget>,
-}
-
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for InputGuarded<S>
-where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    ResBody: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        if self.budget.is_full() && SUBMITTING.contains(&request.uri().path()) {
-            let status = full_status(self.budget.held(), self.budget.max, None);
-            return Either::Right(ready(Ok(status.into_http())));
-        }
-        Either::Left(self.inner.call(request))
+        None
     }
 }
 
@@ -157,7 +118,7 @@ mod tests {
         assert!(budget.check(40, 2).is_ok());
         let holds: Vec<_> = (0..2).filter_map(|_| budget.hold(40)).collect();
         assert_eq!(budget.held(), 80);
-        let refused = budget.check(30, 1).expect_err("over the bound");
+        let refused = Status::from(budget.check(30, 1).expect_err("over the bound"));
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("--max-input-held"));
         assert!(budget.check(0, 1000).is_ok(), "no stdin, no cost");

@@ -1,7 +1,7 @@
 //! `warren-hub`: parse the flags, start logging, serve until told to stop.
 
 use std::process::ExitCode;
-use warren_hub::config::HubConfig;
+use warren_hub::HubConfig;
 use warren_proto::os::program;
 
 fn main() -> ExitCode {
@@ -9,6 +9,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Err(err) = config.check() {
+        eprintln!("warren-hub: {err}");
+        return ExitCode::from(64);
+    }
     program::start_logging(config.log.as_deref());
     let runtime = match program::runtime() {
         Ok(runtime) => runtime,

@@ -40,7 +40,7 @@ fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -
 }
 
 /// Makes the socket path absolute, so the connection file names it from anywhere.
-pub fn absolute(path: &Path) -> Result<PathBuf, SocketError> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, SocketError> {
     std::path::absolute(path).map_err(io_err("resolve", path))
 }
 
@@ -66,14 +66,14 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
 
 /// Checks that the hub could serve at `path`: a private directory, and no hub answering
 /// there (a leftover socket is removed).
-pub fn check(path: &Path) -> Result<(), SocketError> {
+pub(crate) fn check(path: &Path) -> Result<(), SocketError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     private_dir::prepare(dir)?;
     clear_stale(path)
 }
 
 /// Binds the socket at `path` (absolute) with mode 0600 inside its private directory.
-pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+pub(crate) fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     check(path)?;
     let listener = UnixListener::bind(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
@@ -89,7 +89,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
 }
 
 /// Accepted connections, keeping only those whose peer runs as `uid`.
-pub fn incoming(listener: UnixListener, uid: u32) -> impl Stream<Item = io::Result<UnixStream>> {
+pub(crate) fn incoming(
+    listener: UnixListener,
+    uid: u32,
+) -> impl Stream<Item = io::Result<UnixStream>> {
     UnixListenerStream::new(listener).filter_map(move |conn| match conn {
         Ok(stream) => match stream.peer_cred() {
             Ok(cred) if cred.uid() == uid => Some(Ok(stream)),

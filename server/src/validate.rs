@@ -2,55 +2,56 @@
 
 use prost::Message;
 use std::collections::HashMap;
-use tonic::Status;
 use warren_proto::auth::quote;
 use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 
+use crate::error::HubError;
+
 /// The longest timeout a task may ask for: 30 days.
-pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+pub(crate) const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 /// The most slots an engine may offer.
-pub const MAX_SLOTS: u32 = 4096;
+pub(crate) const MAX_SLOTS: u32 = 4096;
 /// The largest request the hub takes.
-pub const MAX_REQUEST: usize = 16 << 20;
+pub(crate) const MAX_REQUEST: usize = 16 << 20;
 /// The most stdin a task may be given.
-pub const MAX_STDIN: usize = 8 << 20;
+pub(crate) const MAX_STDIN: usize = 8 << 20;
 /// The most retries a request may ask for.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 /// The most labels a task or an engine may have, and their longest key or value.
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_LEN: usize = 256;
 /// The most tasks an engine may report when it registers again.
 const MAX_REPORTS: usize = 65_536;
 /// The longest uuid, hostname and version an engine may give.
-pub const MAX_UUID: usize = 128;
+pub(crate) const MAX_UUID: usize = 128;
 /// The longest hostname (a DNS name is at most 253 bytes).
-pub const MAX_HOSTNAME: usize = 255;
+pub(crate) const MAX_HOSTNAME: usize = 255;
 /// The longest software version.
-pub const MAX_VERSION: usize = 64;
+pub(crate) const MAX_VERSION: usize = 64;
 /// The longest error text an engine may report for a task; longer text is cut.
-pub const MAX_ERROR: usize = 4096;
+pub(crate) const MAX_ERROR: usize = 4096;
 /// The largest message an engine may send: an output chunk is at most 1 MiB, and a Hello
 /// with every report it may carry about 2 MiB.
-pub const MAX_ENGINE_MESSAGE: usize = 4 << 20;
+pub(crate) const MAX_ENGINE_MESSAGE: usize = 4 << 20;
 
 /// Checks a whole request: its size, its spec, its retries and labels.
-pub fn request(request: ExecuteRequest) -> Result<ExecuteRequest, Status> {
+pub(crate) fn request(request: ExecuteRequest) -> Result<ExecuteRequest, HubError> {
     let size = request.encoded_len();
     if size > MAX_REQUEST {
-        return Err(Status::resource_exhausted(format!(
+        return Err(HubError::exhausted(format!(
             "the request is {size} bytes, over the hub's limit of {MAX_REQUEST}; send large inputs another way (a file on the engines' machine)"
         )));
     }
     if let Some(spec) = &request.spec
         && spec.stdin.len() > MAX_STDIN
     {
-        return Err(Status::resource_exhausted(format!(
+        return Err(HubError::exhausted(format!(
             "stdin of {} bytes is over the limit of {MAX_STDIN}; put large inputs in a file on the engines' machine",
             spec.stdin.len()
         )));
     }
     if request.retries > MAX_RETRIES {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "retries {} is more than the most allowed, {MAX_RETRIES}",
             request.retries
         )));
@@ -65,16 +66,16 @@ pub fn request(request: ExecuteRequest) -> Result<ExecuteRequest, Status> {
 }
 
 /// Checks a label map: bounded, no empty keys, no NUL bytes.
-pub fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), Status> {
+pub(crate) fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), HubError> {
     if labels.len() > MAX_LABELS {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "{what} has {} entries; at most {MAX_LABELS} are allowed",
             labels.len()
         )));
     }
     for (key, value) in labels {
         if key.is_empty() || key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
-            return Err(Status::invalid_argument(format!(
+            return Err(HubError::invalid(format!(
                 "{what}: label {} must have a key of 1 to {MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}",
                 quote(key)
             )));
@@ -87,7 +88,7 @@ pub fn labels(what: &str, labels: &HashMap<String, String>) -> Result<(), Status
 
 /// Labels as people write them, `a=b, c=d`, sorted; cut short (saying so) past a few hundred
 /// characters, since they end up in messages.
-pub fn labels_text(labels: &HashMap<String, String>) -> String {
+pub(crate) fn labels_text(labels: &HashMap<String, String>) -> String {
     const SHOWN: usize = 200;
     let mut pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort();
@@ -98,9 +99,9 @@ pub fn labels_text(labels: &HashMap<String, String>) -> String {
     }
 }
 
-fn no_nul(what: &str, text: &str) -> Result<(), Status> {
+fn no_nul(what: &str, text: &str) -> Result<(), HubError> {
     if text.contains('\0') {
-        Err(Status::invalid_argument(format!(
+        Err(HubError::invalid(format!(
             "{what} contains a NUL byte, which no program can receive; remove it"
         )))
     } else {
@@ -109,25 +110,25 @@ fn no_nul(what: &str, text: &str) -> Result<(), Status> {
 }
 
 /// Checks a task spec: a command to run, and nothing a process could not be given.
-pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
+pub(crate) fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, HubError> {
     let spec = spec.ok_or_else(|| {
-        Status::invalid_argument("the request has no spec: give spec.argv or spec.script")
+        HubError::invalid("the request has no spec: give spec.argv or spec.script")
     })?;
     match &spec.command {
         None => {
-            return Err(Status::invalid_argument(
+            return Err(HubError::invalid(
                 "the spec has no command: give spec.argv (a program and its arguments) or spec.script (run with sh -c)",
             ));
         }
         Some(task_spec::Command::Argv(argv)) => {
             match argv.args.first() {
                 None => {
-                    return Err(Status::invalid_argument(
+                    return Err(HubError::invalid(
                         "spec.argv is empty: give at least the program to run",
                     ));
                 }
                 Some(program) if program.is_empty() => {
-                    return Err(Status::invalid_argument(
+                    return Err(HubError::invalid(
                         "spec.argv[0], the program to run, is empty",
                     ));
                 }
@@ -139,7 +140,7 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
         }
         Some(task_spec::Command::Script(script)) => {
             if script.trim().is_empty() {
-                return Err(Status::invalid_argument(
+                return Err(HubError::invalid(
                     "spec.script is empty: give the shell text to run",
                 ));
             }
@@ -148,7 +149,7 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
     }
     for (name, value) in &spec.env {
         if name.is_empty() || name.contains('=') {
-            return Err(Status::invalid_argument(format!(
+            return Err(HubError::invalid(format!(
                 "environment variable name {} is not valid: it must be non-empty and have no `=`",
                 quote(name)
             )));
@@ -162,12 +163,12 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
     no_nul("spec.cwd", &spec.cwd)?;
     match spec.timeout_ms {
         Some(0) => {
-            return Err(Status::invalid_argument(
+            return Err(HubError::invalid(
                 "a timeout of 0 ms would stop the task at once; leave timeout_ms unset for none",
             ));
         }
         Some(ms) if ms > MAX_TIMEOUT_MS => {
-            return Err(Status::invalid_argument(format!(
+            return Err(HubError::invalid(format!(
                 "timeout of {ms} ms is more than 30 days; give a shorter one, or leave it unset for none"
             )));
         }
@@ -177,28 +178,28 @@ pub fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, Status> {
 }
 
 /// Checks a signal number; 0 means SIGINT.
-pub fn signal(signal: i32) -> Result<i32, Status> {
+pub(crate) fn signal(signal: i32) -> Result<i32, HubError> {
     if signal == 0 {
         return Ok(rustix::process::Signal::INT.as_raw());
     }
     match rustix::process::Signal::from_named_raw(signal) {
         Some(signal) => Ok(signal.as_raw()),
-        None => Err(Status::invalid_argument(format!(
+        None => Err(HubError::invalid(format!(
             "{signal} is not a signal number this hub knows; use a standard one (e.g. 2 for SIGINT, 15 for SIGTERM)"
         ))),
     }
 }
 
 /// Checks one of an engine's names: bounded, and printable (it ends up in tables and logs).
-fn engine_text(what: &str, text: &str, min: usize, max: usize) -> Result<(), Status> {
+fn engine_text(what: &str, text: &str, min: usize, max: usize) -> Result<(), HubError> {
     if text.len() < min || text.len() > max {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "the engine's {what} is {} bytes; it must be {min} to {max}",
             text.len()
         )));
     }
     if text.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "the engine's {what} {} has control characters",
             quote(text)
         )));
@@ -207,7 +208,7 @@ fn engine_text(what: &str, text: &str, min: usize, max: usize) -> Result<(), Sta
 }
 
 /// Cuts an engine's error text to [`MAX_ERROR`] bytes (at a character boundary).
-pub fn engine_error(text: &mut String) {
+pub(crate) fn engine_error(text: &mut String) {
     if text.len() > MAX_ERROR {
         let mut end = MAX_ERROR;
         while !text.is_char_boundary(end) {
@@ -219,18 +220,18 @@ pub fn engine_error(text: &mut String) {
 }
 
 /// Checks an engine's introduction: every string and map in it is bounded.
-pub fn hello(hello: &Hello) -> Result<(), Status> {
+pub(crate) fn hello(hello: &Hello) -> Result<(), HubError> {
     engine_text("uuid", &hello.uuid, 1, MAX_UUID)?;
     engine_text("hostname", &hello.hostname, 0, MAX_HOSTNAME)?;
     engine_text("version", &hello.version, 0, MAX_VERSION)?;
     if hello.tasks.len() > MAX_REPORTS {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "an engine may report at most {MAX_REPORTS} tasks"
         )));
     }
     labels("the engine's labels", &hello.labels)?;
     if hello.slots > MAX_SLOTS {
-        return Err(Status::invalid_argument(format!(
+        return Err(HubError::invalid(format!(
             "an engine may offer at most {MAX_SLOTS} slots, not {}",
             hello.slots
         )));
@@ -261,7 +262,7 @@ mod tests {
             (argv(&[""]), "is empty"),
             (argv(&["echo", "a\0b"]), "NUL"),
         ] {
-            let err = super::spec(spec).expect_err(needle);
+            let err = tonic::Status::from(super::spec(spec).expect_err(needle));
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().contains(needle), "{}", err.message());
         }
@@ -304,7 +305,7 @@ mod tests {
                 ..good.clone()
             },
         ] {
-            let err = hello(&bad).expect_err("refused");
+            let err = tonic::Status::from(hello(&bad).expect_err("refused"));
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().len() < 300, "{}", err.message());
         }

@@ -59,3 +59,25 @@ fn a_group_readable_key_file_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn an_engine_timeout_under_two_heartbeats_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = hub()
+        .arg("--socket")
+        .arg(dir.path().join("hub.sock"))
+        .args(["--heartbeat-ms", "1000", "--engine-timeout-ms", "1000"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("--engine-timeout-ms 1000 is under two heartbeats")
+            && text.contains("Give --engine-timeout-ms 2000 or more"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("hub.sock").exists(),
+        "refused before serving"
+    );
+}

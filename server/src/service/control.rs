@@ -12,18 +12,26 @@ use warren_proto::v1::{
 };
 use warren_proto::{PROTOCOL_VERSION, VERSION, check_protocol_version};
 
-use crate::hub::{Hub, StopRequest};
+use super::record_ids;
+use crate::error::HubError;
+use crate::state::{Hub, StopRequest};
 use crate::store::{ListFilter, PurgeSelector};
+use crate::validate;
+
+/// Pages of `ListTasks` hold this many tasks unless the caller asks for another size.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page of `ListTasks`.
+const MAX_PAGE: u32 = 1000;
 
 /// Serves `warren.v1.Control`.
 #[derive(Debug, Clone)]
-pub struct ControlService {
+pub(crate) struct ControlService {
     hub: Arc<Hub>,
 }
 
 impl ControlService {
     /// The service over this hub.
-    pub fn new(hub: Arc<Hub>) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
         Self { hub }
     }
 }
@@ -36,7 +44,7 @@ impl Control for ControlService {
     ) -> Result<Response<VersionInfo>, Status> {
         let theirs = request.into_inner().protocol_version;
         if theirs != 0 {
-            check_protocol_version("this client", theirs).map_err(Status::failed_precondition)?;
+            check_protocol_version("this client", theirs).map_err(HubError::Precondition)?;
         }
         Ok(Response::new(VersionInfo {
             protocol_version: PROTOCOL_VERSION,
@@ -60,9 +68,9 @@ impl Control for ControlService {
         &self,
         request: Request<GetTaskRequest>,
     ) -> Result<Response<TaskInfo>, Status> {
-        Ok(Response::new(
-            self.hub.get_task(request.into_inner().task_id).await?,
-        ))
+        let id = request.into_inner().task_id;
+        record_ids("task", &id);
+        Ok(Response::new(self.hub.get_task(id).await?))
     }
 
     async fn list_tasks(
@@ -70,7 +78,7 @@ impl Control for ControlService {
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksReply>, Status> {
         let filter = list_filter(request.into_inner())?;
-        let page = self.hub.store().list(filter).await?;
+        let page = self.hub.list_tasks(filter).await?;
         Ok(Response::new(ListTasksReply {
             tasks: page.tasks,
             next_page_token: page.next_below.map(|id| id.to_string()).unwrap_or_default(),
@@ -86,9 +94,9 @@ impl Control for ControlService {
 
     async fn abort(&self, request: Request<AbortRequest>) -> Result<Response<AbortReply>, Status> {
         let by = super::submitter(&request);
-        Ok(Response::new(
-            self.hub.abort(&request.get_ref().task_ids, by).await?,
-        ))
+        let ids = &request.get_ref().task_ids;
+        record_ids("tasks", ids);
+        Ok(Response::new(self.hub.abort(ids, by).await?))
     }
 
     async fn interrupt(
@@ -96,6 +104,7 @@ impl Control for ControlService {
         request: Request<InterruptRequest>,
     ) -> Result<Response<InterruptReply>, Status> {
         let request = request.into_inner();
+        record_ids("tasks", &request.task_ids);
         Ok(Response::new(
             self.hub
                 .interrupt(&request.task_ids, request.signal)
@@ -107,7 +116,9 @@ impl Control for ControlService {
         &self,
         request: Request<ShutdownEnginesRequest>,
     ) -> Result<Response<ShutdownEnginesReply>, Status> {
-        let engine_ids = self.hub.shutdown_engines(&request.get_ref().engine_ids)?;
+        let ids = &request.get_ref().engine_ids;
+        record_ids("engines", ids);
+        let engine_ids = self.hub.shutdown_engines(ids)?;
         Ok(Response::new(ShutdownEnginesReply { engine_ids }))
     }
 
@@ -129,42 +140,29 @@ impl Control for ControlService {
         let selector = match request.into_inner().selector {
             Some(purge_request::Selector::FinishedBeforeUs(t)) => PurgeSelector::FinishedBefore(t),
             Some(purge_request::Selector::Tasks(ids)) if !ids.ids.is_empty() => {
-                // Ids must exist and be finished: say which are not, rather than skip them.
-                for &id in &ids.ids {
-                    let info = self.hub.get_task(id).await?;
-                    if !info.state().is_final() {
-                        return Err(Status::failed_precondition(format!(
-                            "task {id} is {}; only finished tasks can be purged (abort it first)",
-                            info.state().label()
-                        )));
-                    }
-                }
+                record_ids("tasks", &ids.ids);
                 PurgeSelector::Ids(ids.ids)
             }
             Some(purge_request::Selector::AllFinished(true)) => PurgeSelector::AllFinished,
             _ => {
-                return Err(Status::invalid_argument(
+                return Err(HubError::invalid(
                     "say what to purge: finished_before_us, tasks (ids), or all_finished",
-                ));
+                )
+                .into());
             }
         };
-        let (purged, bytes) = self
-            .hub
-            .store()
-            .query(move |conn| crate::store::purge(conn, &selector))
-            .await?;
-        tracing::info!(purged, bytes, "purged finished tasks");
+        let (purged, bytes) = self.hub.purge(selector).await?;
         Ok(Response::new(PurgeReply { purged, bytes }))
     }
 }
 
 /// The database filter for a ListTasks request.
-fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
-    crate::validate::labels("labels", &request.labels)?;
+fn list_filter(request: ListTasksRequest) -> Result<ListFilter, HubError> {
+    validate::labels("labels", &request.labels)?;
     let below_id = match request.page_token.as_str() {
         "" => None,
         token => Some(token.parse::<u64>().map_err(|_| {
-            Status::invalid_argument(format!(
+            HubError::invalid(format!(
                 "page_token {} is not one this hub gave out; pass next_page_token from the previous reply",
                 warren_proto::auth::quote(token)
             ))
@@ -172,9 +170,7 @@ fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
     };
     for &state in &request.states {
         if TaskState::try_from(state).is_err() || state == 0 {
-            return Err(Status::invalid_argument(format!(
-                "{state} is not a task state"
-            )));
+            return Err(HubError::invalid(format!("{state} is not a task state")));
         }
     }
     Ok(ListFilter {
@@ -185,8 +181,8 @@ fn list_filter(request: ListTasksRequest) -> Result<ListFilter, Status> {
         before_us: request.submitted_before_us,
         below_id,
         limit: match request.limit {
-            0 => 100,
-            n => n.min(1000) as usize,
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE) as usize,
         },
     })
 }

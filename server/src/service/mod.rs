@@ -1,15 +1,30 @@
-//! The gRPC services: thin adapters from requests to [`Hub`](crate::hub::Hub) operations.
+//! The gRPC services: thin adapters from requests to [`Hub`](crate::state::Hub) operations,
+//! and the only place the hub's errors become statuses ([`status`]).
 
 mod control;
 mod execution;
 mod registration;
+mod status;
 
-pub use control::ControlService;
-pub use execution::ExecutionService;
-pub use registration::RegistrationService;
+pub(crate) use control::ControlService;
+pub(crate) use execution::ExecutionService;
+pub(crate) use registration::RegistrationService;
 
-use crate::tasks::Submitter;
+use futures_util::StreamExt;
+use tonic::Status;
 use tonic::transport::server::UdsConnectInfo;
+use warren_proto::v1::TaskEvent;
+
+use crate::model::Submitter;
+use crate::state::EventStream;
+
+/// A stream of events as a service answers it.
+pub(crate) type Events = futures_util::stream::BoxStream<'static, Result<TaskEvent, Status>>;
+
+/// A follower's events, their errors as statuses.
+fn events(stream: EventStream) -> Events {
+    stream.map(|item| item.map_err(Status::from)).boxed()
+}
 
 /// The caller's uid and pid, from the socket's peer credentials.
 fn submitter<T>(request: &tonic::Request<T>) -> Submitter {
@@ -22,4 +37,10 @@ fn submitter<T>(request: &tonic::Request<T>) -> Submitter {
             pid: cred.pid().unwrap_or(0).max(0) as u32,
         })
         .unwrap_or_default()
+}
+
+/// Notes ids in the call's span (made for every call by the server), so the log of one task
+/// or engine can be filtered out.
+fn record_ids(field: &'static str, ids: &dyn std::fmt::Debug) {
+    tracing::Span::current().record(field, tracing::field::debug(ids));
 }

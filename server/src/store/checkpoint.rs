@@ -97,13 +97,12 @@ mod tests {
         n: u32,
     ) {
         for id in 0..n {
-            store.send(Op::Engine {
+            store.write(vec![Op::Engine {
                 id,
                 uuid: format!("uuid-{id:08}-{}", "x".repeat(64)),
                 hostname: "host".into(),
                 registered_us: i64::from(id),
-            });
-            store.flush();
+            }]);
             commits.blocking_recv().expect("a commit report");
         }
     }

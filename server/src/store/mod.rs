@@ -7,23 +7,24 @@
 //! always reads what it wrote. `--db :memory:` keeps the same design without a file.
 
 mod checkpoint;
+mod op;
+mod purge;
+mod queries;
 mod read;
+mod replay;
 mod schema;
 mod write;
 
-pub use read::{
-    ListFilter, ListPage, PurgeSelector, Recovered, enforce_retention, entries, purge, task_info,
-};
+pub(crate) use op::{Committed, Op};
+pub(crate) use purge::PurgeSelector;
+pub(crate) use queries::QueryError;
+pub(crate) use read::{ListFilter, ListPage, Recovered};
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use tokio::sync::{mpsc, oneshot};
-use tonic::Status;
-use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState};
+use tokio::sync::mpsc;
 
-use crate::tasks::Submitter;
 use warren_proto::os::private_dir::{self, DirError};
 use warren_proto::private_file::check_private;
 
@@ -76,7 +77,7 @@ pub enum StoreError {
 
 /// Where the database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// In memory: the history ends with the hub.
     Memory,
     /// In a file.
@@ -85,7 +86,7 @@ pub enum Location {
 
 impl Location {
     /// `:memory:` or a path.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         if text == ":memory:" {
             Self::Memory
         } else {
@@ -95,7 +96,7 @@ impl Location {
 
     /// The default: `$XDG_STATE_HOME/warren/hub.db` (else `~/.local/state/warren/hub.db`) for
     /// the default socket; for another socket, a database of its own named after its path.
-    pub fn default_for(socket: &Path, socket_is_default: bool) -> Result<Self, StoreError> {
+    pub(crate) fn default_for(socket: &Path, socket_is_default: bool) -> Result<Self, StoreError> {
         let state = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
             Some(dir) if dir.is_absolute() => dir,
             _ => std::env::var_os("HOME")
@@ -123,189 +124,19 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// A task's counters, as the database keeps them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// The seq the next event gets.
-    pub next_seq: u64,
-    /// Output bytes written in all.
-    pub output_bytes: u64,
-    /// Output bytes kept for replay.
-    pub kept_bytes: u64,
-    /// Output bytes not kept.
-    pub dropped_bytes: u64,
-    /// The engine's last output chunk received for the current attempt.
-    pub chunk_seq: u64,
-    /// The attempt `chunk_seq` belongs to.
-    pub attempt: u32,
-}
-
-/// A task's whole row.
-#[derive(Clone, Debug)]
-pub struct TaskRow {
-    /// Its id.
-    pub id: u64,
-    /// What it runs.
-    pub spec: TaskSpec,
-    /// The engine the request named, if any.
-    pub pinned: Option<u32>,
-    /// Labels an engine must have to run it.
-    pub engine_labels: HashMap<String, String>,
-    /// Its own labels.
-    pub labels: HashMap<String, String>,
-    /// Retries the request allowed.
-    pub retries: u32,
-    /// Who submitted it.
-    pub submitter: Submitter,
-    /// When.
-    pub submitted_us: i64,
-    /// Its state.
-    pub state: TaskState,
-    /// Why.
-    pub reason: String,
-    /// The engine of its current (or last) attempt; 0 if none.
-    pub engine_id: u32,
-    /// Its current attempt number; 0 before the first.
-    pub attempt: u32,
-    /// Times an engine died while running it.
-    pub engine_deaths: u32,
-    /// When its current attempt's process started.
-    pub started_us: i64,
-    /// How it ended.
-    pub result: Option<TaskResult>,
-    /// Its counters.
-    pub progress: Progress,
-}
-
-impl TaskRow {
-    /// The row as `GetTask` and `ListTasks` show it.
-    pub fn info(&self, attempts: Vec<Attempt>) -> TaskInfo {
-        TaskInfo {
-            id: self.id,
-            spec: Some(self.spec.clone()),
-            engine_id: self.engine_id,
-            state: self.state as i32,
-            result: self.result.clone(),
-            submitted_us: self.submitted_us,
-            submitter_uid: self.submitter.uid,
-            submitter_pid: self.submitter.pid,
-            next_seq: self.progress.next_seq,
-            output_bytes: self.progress.output_bytes,
-            output_bytes_dropped: self.progress.dropped_bytes,
-            reason: self.reason.clone(),
-            labels: self.labels.clone(),
-            retries: self.retries,
-            attempts,
-            output_bytes_kept: self.progress.kept_bytes,
-        }
-    }
-}
-
-/// A read to run on the writer's connection.
-pub type Query = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
-
-/// One change for the writer.
-pub enum Op {
-    /// Insert or update a task's row (and, on insert, its labels).
-    Task(Box<TaskRow>),
-    /// A non-output event to keep (a state change).
-    Event {
-        /// The task.
-        task_id: u64,
-        /// The event.
-        event: TaskEvent,
-        /// The counters after it.
-        progress: Progress,
-    },
-    /// An output chunk: kept as an event, or added to a gap.
-    Output {
-        /// The task.
-        task_id: u64,
-        /// The event, if kept.
-        event: Option<TaskEvent>,
-        /// The gap it extends, if not kept.
-        gap: Option<OutputGap>,
-        /// The counters after it.
-        progress: Progress,
-        /// Bytes of hub memory this chunk holds until committed.
-        bytes: u64,
-    },
-    /// A task's final event and row, together, so neither is ever committed alone.
-    Finish {
-        /// The final event.
-        event: TaskEvent,
-        /// The row, final.
-        row: Box<TaskRow>,
-    },
-    /// Insert or update one attempt.
-    Attempt {
-        /// The task.
-        task_id: u64,
-        /// The attempt.
-        attempt: Attempt,
-    },
-    /// Remember an engine's id for its uuid.
-    Engine {
-        /// The id.
-        id: u32,
-        /// The uuid.
-        uuid: String,
-        /// The host.
-        hostname: String,
-        /// When it registered.
-        registered_us: i64,
-    },
-    /// Forget engines: their ids for their uuids (ids are never handed out again).
-    ForgetEngines(Vec<u32>),
-    /// A read, run after the writes queued before it are committed.
-    Query(Query),
-    /// Several changes, in order.
-    Batch(Vec<Op>),
-}
-
-/// What a transaction made safe.
-#[derive(Debug, Default)]
-pub struct Committed {
-    /// Each task's counters as now committed.
-    pub progress: HashMap<u64, Progress>,
-    /// Tasks whose final state is now committed.
-    pub finals: Vec<u64>,
-    /// Output bytes committed, to release to the engines.
-    pub bytes: u64,
-}
-
 /// The handle to the database and its writer thread. Clones share both.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     tx: mpsc::UnboundedSender<Op>,
-    /// Changes made under the hub's lock, sent to the writer together when it is released:
-    /// one wake-up of the writer per operation rather than one per change.
-    pending: std::sync::Arc<std::sync::Mutex<Vec<Op>>>,
     location: Location,
     // Held for the hub's life: the flock that keeps a second hub out.
     _lock: std::sync::Arc<Option<File>>,
 }
 
-impl std::fmt::Debug for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Task(_) => "Op::Task",
-            Self::Event { .. } => "Op::Event",
-            Self::Output { .. } => "Op::Output",
-            Self::Finish { .. } => "Op::Finish",
-            Self::Attempt { .. } => "Op::Attempt",
-            Self::Engine { .. } => "Op::Engine",
-            Self::ForgetEngines(_) => "Op::ForgetEngines",
-            Self::Query(_) => "Op::Query",
-            Self::Batch(_) => "Op::Batch",
-        })
-    }
-}
-
 impl Store {
     /// Opens the database, checks it, reads what the hub needs to carry on, and starts the
     /// writer. Commit reports arrive on the returned receiver.
-    pub fn open(
+    pub(crate) fn open(
         location: Location,
     ) -> Result<(Self, Recovered, mpsc::UnboundedReceiver<Committed>), StoreError> {
         let (conn, lock, file) = match &location {
@@ -333,7 +164,6 @@ impl Store {
         Ok((
             Self {
                 tx,
-                pending: std::sync::Arc::default(),
                 location,
                 _lock: std::sync::Arc::new(lock),
             },
@@ -343,51 +173,17 @@ impl Store {
     }
 
     /// Where the database is.
-    pub fn location(&self) -> &Location {
+    pub(crate) fn location(&self) -> &Location {
         &self.location
     }
 
-    /// Queues a change.
-    pub fn send(&self, op: Op) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(op);
-    }
-
-    /// Hands the changes sent so far to the writer.
-    pub fn flush(&self) {
-        let ops = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Hands changes to the writer, to be committed together and in this order after every
+    /// change handed over before them.
+    pub(crate) fn write(&self, ops: Vec<Op>) {
         if !ops.is_empty() {
             // The writer only stops when the hub does.
             let _ = self.tx.send(Op::Batch(ops));
         }
-    }
-
-    /// Runs a read on the writer's connection, after every change queued before it.
-    pub async fn query<T, F>(&self, read: F) -> Result<T, Status>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        // After every change queued before it.
-        self.flush();
-        let _ = self.tx.send(Op::Query(Box::new(move |conn| {
-            let _ = reply.send(read(conn));
-        })));
-        match answer.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(Status::internal(format!(
-                "reading the task database failed: {err}"
-            ))),
-            Err(_) => Err(Status::unavailable("the hub is shutting down")),
-        }
-    }
-
-    /// Lists tasks from the database.
-    pub async fn list(&self, filter: ListFilter) -> Result<ListPage, Status> {
-        self.query(move |conn| read::list(conn, &filter)).await
     }
 }
 

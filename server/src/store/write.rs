@@ -5,7 +5,8 @@ use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
 use warren_proto::v1::{Attempt, OutputGap, Targets, TaskEvent};
 
-use super::{Committed, Op, Progress, Query, TaskRow};
+use super::op::{Committed, Op, Query};
+use crate::model::{Progress, TaskRow};
 
 /// Applies every write in `ops` in one transaction; reads are set aside to run after it.
 pub(super) fn apply_batch(
@@ -87,21 +88,10 @@ pub(super) fn apply_batch(
             Op::Batch(_) => {}
         }
     }
-    {
-        let mut update = tx.prepare_cached(
-            "UPDATE tasks SET next_seq = ?2, output_bytes = ?3, kept_bytes = ?4,
-                              dropped_bytes = ?5, chunk_seq = ?6 WHERE id = ?1",
-        )?;
-        for (task_id, p) in &progress {
-            update.execute(params![
-                *task_id as i64,
-                p.next_seq as i64,
-                p.output_bytes as i64,
-                p.kept_bytes as i64,
-                p.dropped_bytes as i64,
-                p.chunk_seq as i64
-            ])?;
-        }
+    // Every task touched in the batch is in `progress`, rows inserted by it too: this is the
+    // one place the counters are written.
+    for (task_id, p) in &progress {
+        update_progress(&tx, *task_id, p)?;
     }
     tx.commit()?;
     report.progress = progress;
@@ -165,39 +155,54 @@ fn upsert_attempt(tx: &Transaction<'_>, task_id: u64, a: &Attempt) -> rusqlite::
     Ok(())
 }
 
+fn update_progress(tx: &Transaction<'_>, task_id: u64, p: &Progress) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE tasks SET next_seq = ?2, output_bytes = ?3, kept_bytes = ?4,
+                          dropped_bytes = ?5, chunk_seq = ?6 WHERE id = ?1",
+    )?
+    .execute(params![
+        task_id as i64,
+        p.next_seq as i64,
+        p.output_bytes as i64,
+        p.kept_bytes as i64,
+        p.dropped_bytes as i64,
+        p.chunk_seq as i64
+    ])?;
+    Ok(())
+}
+
+/// Inserts or updates a task's row; its counters start at zero and are written, with every
+/// other task's, by [`update_progress`] at the end of the batch.
 fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
+    let asked = &row.asked;
     let engine_labels = Targets {
         selector: None,
-        engine_labels: row.engine_labels.clone(),
+        engine_labels: asked.engine_labels.clone(),
     }
     .encode_to_vec();
     let finished_us = row.result.as_ref().map(|r| r.finished_us);
     let result = row.result.as_ref().map(Message::encode_to_vec);
-    let p = &row.progress;
     tx.prepare_cached(
         "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
                                 submitter_pid, submitted_us, state, reason, engine_id, attempt,
                                 engine_deaths, started_us, finished_us, result, next_seq,
                                 output_bytes, kept_bytes, dropped_bytes, chunk_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     0, 0, 0, 0, 0)
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
                 engine_id = excluded.engine_id, attempt = excluded.attempt,
                 engine_deaths = excluded.engine_deaths, started_us = excluded.started_us,
-                finished_us = excluded.finished_us, result = excluded.result,
-                next_seq = excluded.next_seq, output_bytes = excluded.output_bytes,
-                kept_bytes = excluded.kept_bytes, dropped_bytes = excluded.dropped_bytes,
-                chunk_seq = excluded.chunk_seq",
+                finished_us = excluded.finished_us, result = excluded.result",
     )?
     .execute(params![
         row.id as i64,
-        row.spec.encode_to_vec(),
-        row.pinned,
+        asked.spec.encode_to_vec(),
+        asked.pinned,
         engine_labels,
-        row.retries,
-        row.submitter.uid,
-        row.submitter.pid,
-        row.submitted_us,
+        asked.retries,
+        asked.submitter.uid,
+        asked.submitter.pid,
+        asked.submitted_us,
         row.state as i32,
         row.reason,
         row.engine_id,
@@ -206,17 +211,12 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
         row.started_us,
         finished_us,
         result,
-        p.next_seq as i64,
-        p.output_bytes as i64,
-        p.kept_bytes as i64,
-        p.dropped_bytes as i64,
-        p.chunk_seq as i64
     ])?;
-    if !row.labels.is_empty() {
+    if !asked.labels.is_empty() {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO task_labels (task_id, key, value) VALUES (?1, ?2, ?3)",
         )?;
-        for (key, value) in &row.labels {
+        for (key, value) in &asked.labels {
             insert.execute(params![row.id as i64, key, value])?;
         }
     }
@@ -243,11 +243,9 @@ mod tests {
         {
             let (store, recovered, _commits) = Store::open(location.clone()).expect("open");
             assert_eq!(recovered.last_engine_id, 0);
-            for id in 1..=3 {
-                store.send(engine(id));
-            }
-            store.send(Op::ForgetEngines(vec![1, 2, 3]));
-            store.query(|_| Ok(())).await.expect("committed");
+            store.write((1..=3).map(engine).collect());
+            store.write(vec![Op::ForgetEngines(vec![1, 2, 3])]);
+            store.settled().await.expect("committed");
         }
         // The lock goes with the store; the writer may take a moment to let go of the file.
         let reopened = {

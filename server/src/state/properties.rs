@@ -12,11 +12,13 @@ use prost::Message;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tonic::Code;
-use warren_hub::hub::{Hub, Settings};
-use warren_hub::store::{Location, Store};
-use warren_hub::tasks::Submitter;
-use warren_hub::validate;
+use tonic::{Code, Status};
+
+use super::{Hub, Settings};
+use crate::error::HubError;
+use crate::model::Submitter;
+use crate::store::{Location, Store};
+use crate::validate;
 use warren_proto::v1::{
     Argv, EngineIds, EngineMessage, ExecuteRequest, Heartbeat, Hello, Targets, TaskFinished,
     TaskOutput, TaskReport, TaskResult, TaskSpec, TaskStarted, engine_message, targets,
@@ -102,8 +104,9 @@ fn request() -> impl Strategy<Value = ExecuteRequest> {
         })
 }
 
-fn check_verdict(verdict: Result<ExecuteRequest, tonic::Status>) -> Result<(), TestCaseError> {
-    if let Err(status) = verdict {
+fn check_verdict(verdict: Result<ExecuteRequest, HubError>) -> Result<(), TestCaseError> {
+    if let Err(err) = verdict {
+        let status = Status::from(err);
         prop_assert!(
             matches!(
                 status.code(),
@@ -146,7 +149,8 @@ proptest! {
     fn every_request_is_accepted_or_refused_with_a_reason(request in request()) {
         check_verdict(validate::request(request.clone()))?;
         // The whole submission path: it may also not find the engines or labels named.
-        if let Err(status) = HUB.submit(request, Submitter { uid: 1, pid: 7 }) {
+        if let Err(err) = HUB.submit(request, Submitter { uid: 1, pid: 7 }) {
+            let status = Status::from(err);
             prop_assert!(matches!(
                 status.code(),
                 Code::InvalidArgument | Code::ResourceExhausted | Code::NotFound | Code::FailedPrecondition
@@ -303,8 +307,7 @@ fn session(hello: Hello, messages: Vec<EngineMessage>) {
         HUB.engine_message(engine, connection, message, 0);
     }
     HUB.engine_gone(engine, connection, "the test case ended");
-    HUB.lock()
-        .settle_overdue(Instant::now() + Duration::from_secs(3600));
+    HUB.update(|state| state.settle_overdue(Instant::now() + Duration::from_secs(3600)));
     drop(rx);
 }
 
@@ -314,7 +317,7 @@ proptest! {
     #[test]
     fn no_engine_session_panics_the_hub(
         (hello, messages) in hello().prop_flat_map(|hello| {
-            let own = HUB.lock().tasks.keys().next_back().copied().unwrap_or(0) + 1;
+            let own = HUB.view(|state| state.tasks.keys().next_back().copied()).unwrap_or(0) + 1;
             (Just(hello), engine_messages(own))
         }),
         valid in any::<bool>(),

@@ -10,32 +10,23 @@
 use std::collections::VecDeque;
 use warren_proto::v1::{OutputGap, TaskEvent, task_event::Kind};
 
-use crate::store::Progress;
+use crate::model::{Entry, Progress};
 
 /// What an event costs in memory beyond its output bytes, so a flood of tiny chunks is bounded.
 const EVENT_OVERHEAD: u64 = 128;
 
 /// How much of a task's output is kept and held.
 #[derive(Clone, Copy, Debug)]
-pub struct LogLimits {
+pub(crate) struct LogLimits {
     /// Output bytes kept for replay (in the database).
-    pub keep: u64,
+    pub(crate) keep: u64,
     /// Bytes of recent events held in memory for live followers.
-    pub window: u64,
-}
-
-/// What a follower reads next.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Entry {
-    /// An event.
-    Event(TaskEvent),
-    /// Events that were not kept.
-    Gap(OutputGap),
+    pub(crate) window: u64,
 }
 
 /// Where the event at a cursor is.
 #[derive(Debug)]
-pub enum Read {
+pub(super) enum Read {
     /// In the window: here it is, and the cursor after it.
     Ready(Entry, u64),
     /// Older than the window: in the database, below this seq.
@@ -49,7 +40,7 @@ pub enum Read {
 
 /// What the database should keep of an appended output event.
 #[derive(Debug)]
-pub enum Persist {
+pub(super) enum Persist {
     /// The event itself.
     Event(TaskEvent),
     /// Nothing but the gap it now belongs to.
@@ -58,7 +49,7 @@ pub enum Persist {
 
 /// A live task's events.
 #[derive(Debug)]
-pub struct TaskLog {
+pub(super) struct TaskLog {
     limits: LogLimits,
     recent: VecDeque<TaskEvent>,
     recent_start: u64,
@@ -85,14 +76,15 @@ fn output_len(kind: &Kind) -> u64 {
     }
 }
 
-/// What an event costs the window.
-fn cost(event: &TaskEvent) -> u64 {
+/// What an event costs in memory: its output bytes and a little for the rest (the window and
+/// the followers' budget count alike).
+pub(super) fn cost(event: &TaskEvent) -> u64 {
     event.kind.as_ref().map_or(0, output_len) + EVENT_OVERHEAD
 }
 
 impl TaskLog {
     /// A log that goes on from `progress` (all zero for a new task).
-    pub fn resume(limits: LogLimits, progress: &Progress) -> Self {
+    pub(super) fn resume(limits: LogLimits, progress: &Progress) -> Self {
         Self {
             limits,
             recent: VecDeque::new(),
@@ -123,7 +115,7 @@ impl TaskLog {
     }
 
     /// Appends an event, visible at once; says what the database should keep of it.
-    pub fn append(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> Persist {
+    pub(super) fn append(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> Persist {
         let len = output_len(&kind);
         let is_output = matches!(kind, Kind::Output(_));
         let event = self.event(task_id, engine_id, kind);
@@ -157,12 +149,12 @@ impl TaskLog {
 
     /// Builds the final event, with the next seq, without showing it: it is shown
     /// ([`TaskLog::publish`]) once the database has it.
-    pub fn prepare_final(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> TaskEvent {
+    pub(super) fn prepare_final(&mut self, task_id: u64, engine_id: u32, kind: Kind) -> TaskEvent {
         self.event(task_id, engine_id, kind)
     }
 
     /// Shows a prepared final event.
-    pub fn publish(&mut self, event: TaskEvent) {
+    pub(super) fn publish(&mut self, event: TaskEvent) {
         self.show(event);
     }
 
@@ -174,7 +166,7 @@ impl TaskLog {
     }
 
     /// The database now has every event below `next_seq`.
-    pub fn committed(&mut self, next_seq: u64) {
+    pub(super) fn committed(&mut self, next_seq: u64) {
         self.committed_end = self.committed_end.max(next_seq);
         self.trim();
     }
@@ -183,13 +175,13 @@ impl TaskLog {
     /// what that follower has not read yet, however long it grows (the hub stops
     /// acknowledging the engine's output meanwhile, which holds the task back). A slower
     /// follower falls out of the window and reads on from the database.
-    pub fn set_lead(&mut self, lead: Option<u64>) {
+    pub(super) fn set_lead(&mut self, lead: Option<u64>) {
         self.lead = lead;
         self.trim();
     }
 
     /// Whether the window is over its size, waiting for the lead follower.
-    pub fn backlogged(&self) -> bool {
+    pub(super) fn backlogged(&self) -> bool {
         self.recent_cost > self.limits.window
     }
 
@@ -204,15 +196,8 @@ impl TaskLog {
         }
     }
 
-    /// Frees the window; only for a task whose every event is committed and that nobody follows.
-    pub fn seal(&mut self) {
-        self.recent.clear();
-        self.recent_cost = 0;
-        self.recent_start = self.visible_end;
-    }
-
     /// Where the event at `cursor` is.
-    pub fn read(&self, cursor: u64) -> Read {
+    pub(super) fn read(&self, cursor: u64) -> Read {
         if cursor >= self.visible_end {
             Read::Pending
         } else if cursor >= self.recent_start {
@@ -226,12 +211,12 @@ impl TaskLog {
     }
 
     /// The seq the next event gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(super) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// The counters, with the engine's chunk number in an attempt, as the database keeps them.
-    pub fn progress(&self, attempt: u32, chunk_seq: u64) -> Progress {
+    pub(super) fn progress(&self, attempt: u32, chunk_seq: u64) -> Progress {
         Progress {
             attempt,
             next_seq: self.next_seq,

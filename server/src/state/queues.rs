@@ -3,33 +3,31 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
-use tonic::Status;
-use warren_proto::v1::targets;
+use warren_proto::v1::{Attempt, targets};
 
-use super::{State, unknown_task};
-use crate::tasks::{Submitter, Task};
+use super::State;
+use super::task::Task;
+use crate::error::HubError;
+use crate::model::{Submitter, TaskRow};
 use crate::validate;
 
 /// Tasks whose engine is away, and until when they wait for it.
 #[derive(Debug)]
-pub struct Awaiting {
+pub(super) struct Awaiting {
     /// When they are given up.
-    pub deadline: Instant,
+    pub(super) deadline: Instant,
     /// The tasks (assigned to it, or queued for it).
-    pub tasks: Vec<u64>,
+    pub(super) tasks: Vec<u64>,
     /// What happened to the engine, for messages.
-    pub why: String,
+    pub(super) why: String,
     /// How the engine was known, for messages.
-    pub who: String,
+    pub(super) who: String,
 }
 
 impl State {
     /// Puts recovered live tasks back: queued ones in their queues, placed ones waiting for
     /// their engine to come back.
-    pub(super) fn resume(
-        &mut self,
-        live: Vec<(crate::store::TaskRow, Vec<warren_proto::v1::Attempt>)>,
-    ) {
+    pub(super) fn resume(&mut self, live: Vec<(TaskRow, Vec<Attempt>)>, now: Instant) {
         let grace = self.settings.reattach_grace;
         for (row, attempts) in live {
             let id = row.id;
@@ -48,7 +46,7 @@ impl State {
                 self.awaiting
                     .entry(engine_id)
                     .or_insert_with(|| Awaiting {
-                        deadline: Instant::now() + grace,
+                        deadline: now + grace,
                         tasks: Vec::new(),
                         why: format!("did not come back within {grace:?} of the hub's restart"),
                         who: format!("engine {engine_id}"),
@@ -68,24 +66,17 @@ impl State {
         }
     }
 
-    /// The task with this id in memory, or NOT_FOUND.
-    pub fn task(&self, id: u64) -> Result<&Task, Status> {
-        self.tasks
-            .get(&id)
-            .ok_or_else(|| unknown_task(id, self.next_task_id))
-    }
-
     /// Puts a queued task in the queue it belongs to; it holds its stdin's share of the input
     /// budget until it starts or ends.
-    pub fn enqueue(&mut self, id: u64) {
+    pub(super) fn enqueue(&mut self, id: u64) {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
         if task.input.is_none() {
-            task.input = self.input.hold(task.row.spec.stdin.len() as u64);
+            task.input = self.input.hold(task.row.asked.spec.stdin.len() as u64);
         }
-        let pid = task.row.submitter.pid;
-        match task.row.pinned {
+        let pid = task.row.asked.submitter.pid;
+        match task.row.asked.pinned {
             Some(engine) => self.queues.entry(engine).or_default().push_back(id),
             None => self.unplaced.push_back(id),
         }
@@ -93,12 +84,12 @@ impl State {
     }
 
     /// Takes a task out of whichever queue holds it (a no-op if none does).
-    pub fn dequeue(&mut self, id: u64) -> bool {
+    pub(super) fn dequeue(&mut self, id: u64) -> bool {
         let Some(task) = self.tasks.get(&id) else {
             return false;
         };
-        let pid = task.row.submitter.pid;
-        let queue = match task.row.pinned {
+        let pid = task.row.asked.submitter.pid;
+        let queue = match task.row.asked.pinned {
             Some(engine) => self.queues.get_mut(&engine),
             None => Some(&mut self.unplaced),
         };
@@ -112,7 +103,7 @@ impl State {
     }
 
     /// Counts a task of `pid` out of the queues.
-    pub fn dequeued(&mut self, pid: u32) {
+    pub(super) fn dequeued(&mut self, pid: u32) {
         if let Some(count) = self.queued_by_client.get_mut(&pid) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -126,10 +117,10 @@ impl State {
     }
 
     /// Refuses more queued work than the limits allow.
-    pub(super) fn check_room(&self, more: usize, submitter: Submitter) -> Result<(), Status> {
+    pub(super) fn check_room(&self, more: usize, submitter: Submitter) -> Result<(), HubError> {
         let limits = &self.settings.limits;
         if self.queued_total() + more > limits.max_queued {
-            return Err(Status::resource_exhausted(format!(
+            return Err(HubError::exhausted(format!(
                 "the hub already has {} tasks waiting for engines (--max-queued {}); wait for some to start, or abort some",
                 self.queued_total(),
                 limits.max_queued
@@ -141,7 +132,7 @@ impl State {
             .copied()
             .unwrap_or(0);
         if mine + more > limits.max_queued_per_client {
-            return Err(Status::resource_exhausted(format!(
+            return Err(HubError::exhausted(format!(
                 "this process (pid {}) already has {mine} tasks waiting for engines (--max-queued-per-client {}); wait for some to start",
                 submitter.pid, limits.max_queued_per_client
             )));
@@ -154,7 +145,7 @@ impl State {
         &self,
         selector: Option<targets::Selector>,
         engine_labels: &HashMap<String, String>,
-    ) -> Result<Vec<Option<u32>>, Status> {
+    ) -> Result<Vec<Option<u32>>, HubError> {
         let labelled = || {
             self.engines
                 .iter()
@@ -162,12 +153,7 @@ impl State {
                 .map(|e| e.id)
                 .collect::<Vec<_>>()
         };
-        let no_such_labels = || {
-            Status::not_found(format!(
-                "no registered engine has the labels {}; `warren engines` lists engines and their labels",
-                validate::labels_text(engine_labels)
-            ))
-        };
+        let no_such_labels = || HubError::NoEngineWithLabels(validate::labels_text(engine_labels));
         match selector {
             None | Some(targets::Selector::Any(_)) => {
                 if !engine_labels.is_empty() && labelled().is_empty() {
@@ -177,8 +163,9 @@ impl State {
             }
             Some(targets::Selector::All(_)) => {
                 if self.engines.is_empty() {
-                    return Err(Status::failed_precondition(
-                        "no engines are registered, so `all` selects none; start one with `warren-engine`",
+                    return Err(HubError::Precondition(
+                        "no engines are registered, so `all` selects none; start one with `warren-engine`"
+                            .into(),
                     ));
                 }
                 let ids = labelled();
@@ -189,26 +176,24 @@ impl State {
             }
             Some(targets::Selector::Engines(list)) => {
                 if !engine_labels.is_empty() {
-                    return Err(Status::invalid_argument(
+                    return Err(HubError::invalid(
                         "targets.engine_labels go with `all` or `any`, not with a list of engine ids",
                     ));
                 }
                 if list.ids.is_empty() {
-                    return Err(Status::invalid_argument(
+                    return Err(HubError::invalid(
                         "targets.engines lists no engine ids; name at least one, or use `any` or `all`",
                     ));
                 }
                 let mut seen = std::collections::HashSet::new();
                 for &id in &list.ids {
                     if !seen.insert(id) {
-                        return Err(Status::invalid_argument(format!(
+                        return Err(HubError::invalid(format!(
                             "engine {id} is listed twice in targets.engines"
                         )));
                     }
                     if self.engines.get(id).is_none() {
-                        return Err(Status::not_found(format!(
-                            "engine {id} is not registered; `warren engines` lists them"
-                        )));
+                        return Err(HubError::UnknownEngine(id));
                     }
                 }
                 Ok(list.ids.iter().copied().map(Some).collect())

@@ -1,62 +1,89 @@
 //! The engines connected to the hub, and the ids their uuids keep across reconnects and restarts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
-use tonic::Status;
 use warren_proto::v1::{EngineInfo, Hello, HubMessage, hub_message};
 
 /// Where messages to an engine go: its registration stream's response half.
-pub type EngineTx = mpsc::UnboundedSender<Result<HubMessage, Status>>;
+pub(crate) type EngineTx = mpsc::UnboundedSender<HubMessage>;
 
 /// A connected engine and the tasks it runs.
 #[derive(Debug)]
-pub struct Engine {
+pub(super) struct Engine {
     /// The hub's id for it.
-    pub id: u32,
+    pub(super) id: u32,
     /// Which registration stream this is, so a stale stream can't remove a newer one.
-    pub connection: u64,
+    pub(super) connection: u64,
     /// What it said about itself.
-    pub hello: Hello,
+    pub(super) hello: Hello,
     /// When it registered, microseconds since the epoch.
-    pub registered_us: i64,
+    registered_us: i64,
     /// When the hub last heard from it.
-    pub last_seen: Instant,
+    pub(super) last_seen: Instant,
     tx: EngineTx,
     /// The task reading its stream, stopped when the engine is written off.
-    pub reader: Option<AbortHandle>,
+    pub(super) reader: Option<AbortHandle>,
     /// Tasks assigned to it and not yet finished.
-    pub active: HashSet<u64>,
+    active: HashSet<u64>,
     /// Why it was told to exit, if it was: its leaving is then expected, not a loss.
-    pub told_to_exit: Option<String>,
+    pub(super) told_to_exit: Option<String>,
 }
 
 impl Engine {
+    /// Tasks assigned to it and not yet finished.
+    pub(super) fn active(&self) -> &HashSet<u64> {
+        &self.active
+    }
+
+    /// Whether it runs this task now.
+    pub(super) fn runs(&self, task_id: u64) -> bool {
+        self.active.contains(&task_id)
+    }
+
+    /// The tasks it ran, once it is gone.
+    pub(super) fn into_active(self) -> HashSet<u64> {
+        self.active
+    }
+
+    /// Counts a task as running there.
+    pub(super) fn take(&mut self, task_id: u64) {
+        self.active.insert(task_id);
+    }
+
+    /// Stops the task reading its stream (the engine is written off, or the hub stops).
+    pub(super) fn stop_reader(&self) {
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+
     /// Tasks it can run at once (at least one).
-    pub fn slots(&self) -> usize {
+    pub(super) fn slots(&self) -> usize {
         self.hello.slots.max(1) as usize
     }
 
     /// Whether it can take another task now.
-    pub fn has_free_slot(&self) -> bool {
+    pub(super) fn has_free_slot(&self) -> bool {
         self.active.len() < self.slots()
     }
 
     /// Whether it has every one of these labels.
-    pub fn has_labels(&self, wanted: &HashMap<String, String>) -> bool {
+    pub(super) fn has_labels(&self, wanted: &HashMap<String, String>) -> bool {
         wanted
             .iter()
             .all(|(key, value)| self.hello.labels.get(key) == Some(value))
     }
 
     /// Sends a message; if the engine is gone, its stream's end will clean up after it.
-    pub fn send(&self, kind: hub_message::Kind) {
-        let _ = self.tx.send(Ok(HubMessage { kind: Some(kind) }));
+    pub(super) fn send(&self, kind: hub_message::Kind) {
+        let _ = self.tx.send(HubMessage { kind: Some(kind) });
     }
 
     /// The engine as `ListEngines` shows it, with its queue length.
-    pub fn info(&self, queued: usize) -> EngineInfo {
+    pub(super) fn info(&self, queued: usize) -> EngineInfo {
         EngineInfo {
             id: self.id,
             uuid: self.hello.uuid.clone(),
@@ -72,13 +99,13 @@ impl Engine {
     }
 
     /// How people should hear of this engine in messages.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         describe(self.id, &self.hello.hostname, self.hello.pid)
     }
 }
 
 /// How people should hear of an engine in messages.
-pub fn describe(id: u32, hostname: &str, pid: u32) -> String {
+fn describe(id: u32, hostname: &str, pid: u32) -> String {
     format!("engine {id} ({hostname} pid {pid})")
 }
 
@@ -92,19 +119,26 @@ struct Record {
 
 /// All connected engines, by id, and the id of every uuid remembered.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(super) struct Registry {
     engines: BTreeMap<u32, Engine>,
     records: HashMap<String, Record>,
     /// The highest id ever handed out: ids only grow, even across forgotten engines and
     /// restarts, so a forgotten engine's id never names another.
     last_id: u32,
     next_connection: u64,
+    /// Woken whenever an engine has fewer tasks: one ended, or the engine left.
+    quieter: Arc<Notify>,
 }
 
 impl Registry {
     /// A registry that remembers these engines (id, uuid, last registration, from the
     /// database) and has handed out ids up to `last_id`.
-    pub fn remembering(known: Vec<(u32, String, i64)>, last_id: u32) -> Self {
+    /// `quieter` is woken whenever an engine has fewer tasks.
+    pub(super) fn remembering(
+        known: Vec<(u32, String, i64)>,
+        last_id: u32,
+        quieter: Arc<Notify>,
+    ) -> Self {
         let last_id = known.iter().map(|(id, ..)| *id).fold(last_id, u32::max);
         Self {
             engines: BTreeMap::new(),
@@ -114,11 +148,12 @@ impl Registry {
                 .collect(),
             last_id,
             next_connection: 0,
+            quieter,
         }
     }
 
     /// The id for a uuid, new if not remembered; and whether it is new. Notes the time.
-    pub fn id_for(&mut self, uuid: &str, now_us: i64) -> (u32, bool) {
+    pub(super) fn id_for(&mut self, uuid: &str, now_us: i64) -> (u32, bool) {
         if let Some(record) = self.records.get_mut(uuid) {
             record.registered_us = now_us;
             return (record.id, false);
@@ -138,7 +173,7 @@ impl Registry {
     /// Forgets engines that are not connected and not `needed`: those that last registered
     /// before `before_us`, then the oldest while more than `keep` are remembered beside the
     /// connected ones. Returns the ids forgotten, for the database.
-    pub fn forget(
+    pub(super) fn forget(
         &mut self,
         before_us: i64,
         keep: usize,
@@ -168,18 +203,20 @@ impl Registry {
     }
 
     /// How many engines are remembered, connected or not.
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.records.len()
     }
 
-    /// Adds an engine under `id`. A still-connected engine with the same id is replaced and
-    /// returned so its work can be settled.
-    pub fn insert(
+    /// Adds an engine under `id`, heard from at `now`. A still-connected engine with the same
+    /// id is replaced and returned so its work can be settled.
+    pub(super) fn insert(
         &mut self,
         id: u32,
         hello: Hello,
         tx: EngineTx,
         now_us: i64,
+        now: Instant,
     ) -> (u64, Option<Engine>) {
         self.next_connection += 1;
         let engine = Engine {
@@ -187,67 +224,94 @@ impl Registry {
             connection: self.next_connection,
             hello,
             registered_us: now_us,
-            last_seen: Instant::now(),
+            last_seen: now,
             tx,
             reader: None,
             active: HashSet::new(),
             told_to_exit: None,
         };
-        (self.next_connection, self.engines.insert(id, engine))
+        let replaced = self.engines.insert(id, engine);
+        self.quieter_if(replaced.is_some());
+        (self.next_connection, replaced)
+    }
+
+    /// The engine no longer runs this task; says whether it did.
+    pub(super) fn release(&mut self, id: u32, task_id: u64) -> bool {
+        let released = self
+            .engines
+            .get_mut(&id)
+            .is_some_and(|engine| engine.active.remove(&task_id));
+        self.quieter_if(released);
+        released
     }
 
     /// Removes the engine if `connection` is still its current stream.
-    pub fn remove(&mut self, id: u32, connection: u64) -> Option<Engine> {
+    pub(super) fn remove(&mut self, id: u32, connection: u64) -> Option<Engine> {
         match self.engines.get(&id) {
-            Some(engine) if engine.connection == connection => self.engines.remove(&id),
+            Some(engine) if engine.connection == connection => self.remove_any(id),
             _ => None,
         }
     }
 
     /// Removes the engine whatever its stream.
-    pub fn remove_any(&mut self, id: u32) -> Option<Engine> {
-        self.engines.remove(&id)
+    pub(super) fn remove_any(&mut self, id: u32) -> Option<Engine> {
+        let removed = self.engines.remove(&id);
+        self.quieter_if(removed.is_some());
+        removed
     }
 
     /// Removes every engine (the hub is stopping).
-    pub fn drain(&mut self) -> Vec<Engine> {
-        std::mem::take(&mut self.engines).into_values().collect()
+    pub(super) fn drain(&mut self) -> Vec<Engine> {
+        let engines: Vec<Engine> = std::mem::take(&mut self.engines).into_values().collect();
+        self.quieter_if(!engines.is_empty());
+        engines
+    }
+
+    /// Whether any engine runs a task.
+    pub(super) fn busy(&self) -> bool {
+        self.engines.values().any(|e| !e.active.is_empty())
+    }
+
+    fn quieter_if(&self, fewer: bool) {
+        if fewer {
+            self.quieter.notify_waiters();
+        }
     }
 
     /// The engine with this id.
-    pub fn get(&self, id: u32) -> Option<&Engine> {
+    pub(super) fn get(&self, id: u32) -> Option<&Engine> {
         self.engines.get(&id)
     }
 
     /// The engine with this id, to change.
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut Engine> {
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut Engine> {
         self.engines.get_mut(&id)
     }
 
     /// The engine with this id, only if `connection` is its current stream.
-    pub fn current(&mut self, id: u32, connection: u64) -> Option<&mut Engine> {
+    pub(super) fn current(&mut self, id: u32, connection: u64) -> Option<&mut Engine> {
         self.engines
             .get_mut(&id)
             .filter(|engine| engine.connection == connection)
     }
 
     /// Every engine, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &Engine> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Engine> {
         self.engines.values()
     }
 
     /// Every engine's id, in order.
-    pub fn ids(&self) -> Vec<u32> {
+    pub(super) fn ids(&self) -> Vec<u32> {
         self.engines.keys().copied().collect()
     }
 
     /// How many engines are connected.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.engines.len()
     }
 
     /// Whether no engine is connected.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.engines.is_empty()
     }
 }
@@ -258,7 +322,7 @@ mod tests {
 
     #[test]
     fn forgotten_ids_are_never_handed_out_again() {
-        let mut registry = Registry::remembering(vec![(3, "old".into(), 10)], 7);
+        let mut registry = Registry::remembering(vec![(3, "old".into(), 10)], 7, Arc::default());
         assert_eq!(registry.id_for("old", 20), (3, false));
         assert_eq!(
             registry.id_for("new", 20),

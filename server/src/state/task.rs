@@ -1,108 +1,64 @@
 //! A task as the hub holds it while it lives: its row, its log, its attempts, its followers.
 //!
-//! Every change goes to the database through [`Store`]; the in-memory task is dropped once it
-//! has ended, its end is committed, and nobody follows it. After that it lives in the
-//! database alone.
+//! A change to a task returns the writes it implies for the history ([`Op`]s); the operation
+//! that makes the change records them with the state, and they are committed when it ends
+//! (`Hub::update`). The in-memory task is dropped once it has ended, its end is committed, and
+//! nobody follows it. After that it lives in the history alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use warren_proto::now_us;
 use warren_proto::v1::{
-    Ack, Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState,
-    task_event::Kind,
+    Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskState, task_event::Kind,
 };
 
+use super::tasklog::{LogLimits, Persist, TaskLog};
 use crate::input::InputHold;
-use crate::store::{Op, Progress, Store, TaskRow};
-use crate::tasklog::{LogLimits, Persist, TaskLog};
-
-/// Who submitted a task, from the socket's peer credentials.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Submitter {
-    /// The caller's uid.
-    pub uid: u32,
-    /// The caller's pid.
-    pub pid: u32,
-}
-
-/// What a new task is.
-#[derive(Debug)]
-pub struct NewTask {
-    /// What it runs.
-    pub spec: TaskSpec,
-    /// The engine the request named, if any.
-    pub pinned: Option<u32>,
-    /// Labels an engine must have.
-    pub engine_labels: HashMap<String, String>,
-    /// Its own labels.
-    pub labels: HashMap<String, String>,
-    /// Retries allowed if its engine dies.
-    pub retries: u32,
-    /// Who submitted it.
-    pub submitter: Submitter,
-}
+use crate::model::{Submission, TaskRow};
+use crate::store::Op;
 
 /// A live task.
 #[derive(Debug)]
-pub struct Task {
+pub(super) struct Task {
     /// Its row, as the database has it (state, attempt, result...).
-    pub row: TaskRow,
+    pub(super) row: TaskRow,
     /// Its events.
-    pub log: TaskLog,
+    pub(super) log: TaskLog,
     /// Its placements so far.
-    pub attempts: Vec<Attempt>,
+    pub(super) attempts: Vec<Attempt>,
     /// Engines that died running it; a retry avoids them.
-    pub avoid: Vec<u32>,
+    pub(super) avoid: Vec<u32>,
     /// Engines that died holding it before it was known to start.
-    pub unconfirmed_losses: u32,
+    pub(super) unconfirmed_losses: u32,
     /// The highest output chunk received from the engine for the current attempt.
-    pub chunk_received: u64,
+    pub(super) chunk_received: u64,
     /// The highest output chunk the database has, for the current attempt.
-    pub chunk_committed: u64,
+    pub(super) chunk_committed: u64,
     /// The final event, built but not shown until the database has it, and the state shown
     /// meanwhile.
     pending_final: Option<(TaskEvent, TaskState)>,
     /// Woken whenever an event is shown, for followers.
-    pub notify: Arc<Notify>,
+    pub(super) notify: Arc<Notify>,
     /// Followers attached now, and where each has read to.
-    pub followers: HashMap<u64, u64>,
-    /// Output is committed but not acknowledged, because followers lag (see
-    /// [`TaskLog::set_lead`]).
-    pub ack_withheld: bool,
+    followers: HashMap<u64, u64>,
+    /// Output is committed but not acknowledged, because followers lag (see `acks`).
+    pub(super) ack_withheld: bool,
     /// Its stdin's share of the input budget, while it has not started.
-    pub input: Option<InputHold>,
+    pub(super) input: Option<InputHold>,
 }
 
 impl Task {
-    /// A new queued task; records it and its first event.
-    pub fn create(id: u64, new: NewTask, limits: LogLimits, store: &Store) -> Self {
-        let row = TaskRow {
-            id,
-            spec: new.spec,
-            pinned: new.pinned,
-            engine_labels: new.engine_labels,
-            labels: new.labels,
-            retries: new.retries,
-            submitter: new.submitter,
-            submitted_us: now_us(),
-            state: TaskState::Queued,
-            reason: String::new(),
-            engine_id: new.pinned.unwrap_or(0),
-            attempt: 0,
-            engine_deaths: 0,
-            started_us: 0,
-            result: None,
-            progress: Progress::default(),
-        };
-        let mut task = Self::resume(row, Vec::new(), limits);
-        store.send(Op::Task(Box::new(task.snapshot())));
-        task.set_state(TaskState::Queued, String::new(), store);
-        task
+    /// A new queued task, and the writes that record it and its first event.
+    pub(super) fn create(id: u64, asked: Submission, limits: LogLimits) -> (Self, Vec<Op>) {
+        let mut task = Self::resume(TaskRow::queued(id, asked), Vec::new(), limits);
+        let mut writes = vec![Op::Task(Box::new(task.snapshot()))];
+        writes.extend(task.set_state(TaskState::Queued, String::new()));
+        (task, writes)
     }
 
     /// A task carried on from the database.
-    pub fn resume(row: TaskRow, attempts: Vec<Attempt>, limits: LogLimits) -> Self {
+    pub(super) fn resume(row: TaskRow, attempts: Vec<Attempt>, limits: LogLimits) -> Self {
         let log = TaskLog::resume(limits, &row.progress);
         let chunk = row.progress.chunk_seq;
         Self {
@@ -121,13 +77,8 @@ impl Task {
         }
     }
 
-    /// Its id.
-    pub fn id(&self) -> u64 {
-        self.row.id
-    }
-
     /// Its state as callers see it: final only once the database has the end.
-    pub fn state(&self) -> TaskState {
+    pub(super) fn state(&self) -> TaskState {
         match &self.pending_final {
             Some((_, shown)) => *shown,
             None => self.row.state,
@@ -135,19 +86,19 @@ impl Task {
     }
 
     /// Whether its end has been decided (even if not yet committed): no more changes.
-    pub fn is_ending(&self) -> bool {
+    pub(super) fn is_ending(&self) -> bool {
         self.row.state.is_final()
     }
 
     /// The row with current counters, for the database.
-    pub fn snapshot(&self) -> TaskRow {
+    pub(super) fn snapshot(&self) -> TaskRow {
         let mut row = self.row.clone();
         row.progress = self.log.progress(self.row.attempt, self.chunk_received);
         row
     }
 
     /// Moves to a live state, saying why.
-    pub fn set_state(&mut self, state: TaskState, reason: String, store: &Store) {
+    pub(super) fn set_state(&mut self, state: TaskState, reason: String) -> Vec<Op> {
         self.row.state = state;
         self.row.reason.clone_from(&reason);
         let persist = self.log.append(
@@ -159,19 +110,20 @@ impl Task {
                 attempt: self.row.attempt,
             }),
         );
-        store.send(Op::Task(Box::new(self.snapshot())));
+        let mut writes = vec![Op::Task(Box::new(self.snapshot()))];
         if let Persist::Event(event) = persist {
-            store.send(Op::Event {
+            writes.push(Op::Event {
                 task_id: self.row.id,
                 event,
                 progress: self.log.progress(self.row.attempt, self.chunk_received),
             });
         }
         self.notify.notify_waiters();
+        writes
     }
 
     /// Adds an output chunk; `bytes` of hub memory are released when it is committed.
-    pub fn record_output(&mut self, chunk: OutputChunk, chunk_seq: u64, bytes: u64, store: &Store) {
+    pub(super) fn record_output(&mut self, chunk: OutputChunk, chunk_seq: u64, bytes: u64) -> Op {
         self.chunk_received = self.chunk_received.max(chunk_seq);
         let persist = self
             .log
@@ -180,20 +132,20 @@ impl Task {
             Persist::Event(event) => (Some(event), None),
             Persist::Gap(gap) => (None, Some(gap)),
         };
-        store.send(Op::Output {
+        self.notify.notify_waiters();
+        Op::Output {
             task_id: self.row.id,
             event,
             gap,
             progress: self.log.progress(self.row.attempt, self.chunk_received),
             bytes,
-        });
-        self.notify.notify_waiters();
+        }
     }
 
     /// Decides the task's end; it is shown when the database has it. Later calls do nothing.
-    pub fn finish(&mut self, mut result: TaskResult, store: &Store) {
+    pub(super) fn finish(&mut self, mut result: TaskResult) -> Option<Op> {
         if self.is_ending() {
-            return;
+            return None;
         }
         self.input = None;
         result.attempt = self.row.attempt;
@@ -205,42 +157,49 @@ impl Task {
             .log
             .prepare_final(self.row.id, self.row.engine_id, Kind::Result(result));
         self.pending_final = Some((event.clone(), shown));
-        store.send(Op::Finish {
+        Some(Op::Finish {
             event,
             row: Box::new(self.snapshot()),
-        });
+        })
     }
 
     /// Ends the task without its process having ended on its own (aborted, lost, failed).
-    pub fn end(&mut self, state: TaskState, error: String, store: &Store) {
-        self.finish(
-            TaskResult {
-                state: state as i32,
-                exit: None,
-                error,
-                started_us: self.row.started_us,
-                finished_us: now_us(),
-                attempt: self.row.attempt,
-            },
-            store,
-        );
+    pub(super) fn end(&mut self, state: TaskState, error: String) -> Option<Op> {
+        self.finish(TaskResult {
+            state: state as i32,
+            exit: None,
+            error,
+            started_us: self.row.started_us,
+            finished_us: now_us(),
+            attempt: self.row.attempt,
+        })
     }
 
     /// The database has the end: show it to followers.
-    pub fn publish_final(&mut self) {
+    pub(super) fn publish_final(&mut self) {
         if let Some((event, _)) = self.pending_final.take() {
             self.log.publish(event);
             self.notify.notify_waiters();
         }
     }
 
+    /// Whether its end is decided but not yet committed (and so not shown).
+    pub(super) fn end_pending(&self) -> bool {
+        self.pending_final.is_some()
+    }
+
     /// Whether the task has ended, its end is shown, and nobody follows it: it can leave memory.
-    pub fn is_done_with(&self) -> bool {
+    pub(super) fn is_done_with(&self) -> bool {
         self.row.state.is_final() && self.pending_final.is_none() && self.followers.is_empty()
     }
 
+    /// How many followers it has now.
+    pub(super) fn follower_count(&self) -> usize {
+        self.followers.len()
+    }
+
     /// A follower has read up to `cursor` (or left, with `None`).
-    pub fn follower_at(&mut self, follower: u64, cursor: Option<u64>) {
+    pub(super) fn follower_at(&mut self, follower: u64, cursor: Option<u64>) {
         match cursor {
             Some(cursor) => self.followers.insert(follower, cursor),
             None => self.followers.remove(&follower),
@@ -248,23 +207,8 @@ impl Task {
         self.log.set_lead(self.followers.values().max().copied());
     }
 
-    /// The acknowledgement for the engine, unless followers lag too far behind for one.
-    pub fn ack(&mut self, finished: bool) -> Option<Ack> {
-        if !finished && self.log.backlogged() {
-            self.ack_withheld = true;
-            return None;
-        }
-        self.ack_withheld = false;
-        Some(Ack {
-            task_id: self.row.id,
-            attempt: self.row.attempt,
-            chunk_seq: self.chunk_committed,
-            finished,
-        })
-    }
-
     /// Records a new placement on an engine.
-    pub fn begin_attempt(&mut self, engine_id: u32, uuid: &str, hostname: &str, store: &Store) {
+    pub(super) fn begin_attempt(&mut self, engine_id: u32, uuid: &str, hostname: &str) -> [Op; 2] {
         self.row.attempt += 1;
         self.row.engine_id = engine_id;
         self.row.started_us = 0;
@@ -279,29 +223,28 @@ impl Task {
             ended_us: 0,
             outcome: String::new(),
         };
-        store.send(Op::Attempt {
+        let recorded = Op::Attempt {
             task_id: self.row.id,
             attempt: attempt.clone(),
-        });
+        };
         self.attempts.push(attempt);
-        store.send(Op::Task(Box::new(self.snapshot())));
+        [recorded, Op::Task(Box::new(self.snapshot()))]
     }
 
     /// Records how the current attempt ended.
-    pub fn end_attempt(&mut self, outcome: &str, store: &Store) {
+    pub(super) fn end_attempt(&mut self, outcome: &str) -> Option<Op> {
         let number = self.row.attempt;
-        if let Some(attempt) = self.attempts.iter_mut().find(|a| a.number == number) {
-            attempt.ended_us = now_us();
-            attempt.outcome = outcome.to_owned();
-            store.send(Op::Attempt {
-                task_id: self.row.id,
-                attempt: attempt.clone(),
-            });
-        }
+        let attempt = self.attempts.iter_mut().find(|a| a.number == number)?;
+        attempt.ended_us = now_us();
+        attempt.outcome = outcome.to_owned();
+        Some(Op::Attempt {
+            task_id: self.row.id,
+            attempt: attempt.clone(),
+        })
     }
 
     /// The task as `GetTask` and `ListTasks` show it.
-    pub fn info(&self) -> TaskInfo {
+    pub(super) fn info(&self) -> TaskInfo {
         let mut info = self.snapshot().info(self.attempts.clone());
         if let Some((_, shown)) = &self.pending_final {
             info.state = *shown as i32;

@@ -1,0 +1,131 @@
+//! What clients ask of the hub about tasks and engines: submit, look up, list, purge, and the
+//! queues' and engines' state.
+
+use std::collections::{HashMap, VecDeque};
+use warren_proto::now_us;
+use warren_proto::v1::{EngineInfo, EngineQueue, ExecuteRequest, QueueStatusReply, TaskInfo};
+
+use super::Hub;
+use super::task::Task;
+use crate::error::HubError;
+use crate::model::{Submission, Submitter};
+use crate::store::{ListFilter, ListPage, PurgeSelector};
+use crate::validate;
+
+impl Hub {
+    /// Submits a request's tasks, one per selected engine, and starts what can start.
+    pub(crate) fn submit(
+        &self,
+        request: ExecuteRequest,
+        submitter: Submitter,
+    ) -> Result<Vec<u64>, HubError> {
+        let request = validate::request(request)?;
+        let limits = self.settings.log_limits;
+        self.update(|state| {
+            if !state.accepting {
+                return Err(HubError::Stopping);
+            }
+            let (selector, engine_labels) = match request.targets {
+                Some(t) => (t.selector, t.engine_labels),
+                None => (None, HashMap::new()),
+            };
+            let placements = state.placements(selector, &engine_labels)?;
+            state.check_room(placements.len(), submitter)?;
+            let spec = request.spec.unwrap_or_default();
+            state
+                .input
+                .check(spec.stdin.len() as u64, placements.len())?;
+            let mut ids = Vec::with_capacity(placements.len());
+            for pinned in placements {
+                state.last_task_id += 1;
+                let id = state.last_task_id;
+                let asked = Submission {
+                    spec: spec.clone(),
+                    pinned,
+                    engine_labels: engine_labels.clone(),
+                    labels: request.labels.clone(),
+                    retries: request.retries,
+                    submitter,
+                    submitted_us: now_us(),
+                };
+                let (task, writes) = Task::create(id, asked, limits);
+                state.write(writes);
+                state.tasks.insert(id, task);
+                state.enqueue(id);
+                ids.push(id);
+            }
+            tracing::debug!(?ids, uid = submitter.uid, pid = submitter.pid, "submitted");
+            state.dispatch();
+            Ok(ids)
+        })
+    }
+
+    /// Every connected engine.
+    pub(crate) fn list_engines(&self) -> Vec<EngineInfo> {
+        self.view(|state| {
+            state
+                .engines
+                .iter()
+                .map(|e| e.info(state.queues.get(&e.id).map_or(0, VecDeque::len)))
+                .collect()
+        })
+    }
+
+    /// One task, live or from the history.
+    pub(crate) async fn get_task(&self, id: u64) -> Result<TaskInfo, HubError> {
+        let unknown = match self.view(|state| {
+            state
+                .tasks
+                .get(&id)
+                .map(|task| task.info())
+                .ok_or_else(|| state.unknown_task(id))
+        }) {
+            Ok(info) => return Ok(info),
+            Err(unknown) => unknown,
+        };
+        self.store.task_info(id).await?.ok_or(unknown)
+    }
+
+    /// A page of tasks from the history, newest first.
+    pub(crate) async fn list_tasks(&self, filter: ListFilter) -> Result<ListPage, HubError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// Deletes finished tasks from the history: these ids, each of which must exist and be
+    /// finished, or those the selector names. Returns how many, and their kept output bytes.
+    pub(crate) async fn purge(&self, selector: PurgeSelector) -> Result<(u64, u64), HubError> {
+        if let PurgeSelector::Ids(ids) = &selector {
+            // Say which are not finished, rather than skip them.
+            for &id in ids {
+                let info = self.get_task(id).await?;
+                if !info.state().is_final() {
+                    return Err(HubError::Precondition(format!(
+                        "task {id} is {}; only finished tasks can be purged (abort it first)",
+                        info.state().label()
+                    )));
+                }
+            }
+        }
+        let (purged, bytes) = self.store.purge(selector).await?;
+        tracing::info!(purged, bytes, "purged finished tasks");
+        Ok((purged, bytes))
+    }
+
+    /// Queue lengths, overall and per engine.
+    pub(crate) fn queue_status(&self) -> QueueStatusReply {
+        self.view(|state| QueueStatusReply {
+            tasks_in_memory: state.tasks.len() as u32,
+            unassigned: state.unplaced.len() as u32,
+            engines: state
+                .engines
+                .iter()
+                .map(|e| EngineQueue {
+                    engine_id: e.id,
+                    queued: state.queues.get(&e.id).map_or(0, VecDeque::len) as u32,
+                    running: e.active().len() as u32,
+                    slots: e.slots() as u32,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! What the writer is told to do, and what it reports once a transaction has made it safe.
+
+use std::collections::HashMap;
+use warren_proto::v1::{Attempt, OutputGap, TaskEvent};
+
+use crate::model::{Progress, TaskRow};
+
+/// A read to run on the writer's connection.
+pub(super) type Query = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
+
+/// One change for the writer.
+pub(crate) enum Op {
+    /// Insert or update a task's row (and, on insert, its labels).
+    Task(Box<TaskRow>),
+    /// A non-output event to keep (a state change).
+    Event {
+        /// The task.
+        task_id: u64,
+        /// The event.
+        event: TaskEvent,
+        /// The counters after it.
+        progress: Progress,
+    },
+    /// An output chunk: kept as an event, or added to a gap.
+    Output {
+        /// The task.
+        task_id: u64,
+        /// The event, if kept.
+        event: Option<TaskEvent>,
+        /// The gap it extends, if not kept.
+        gap: Option<OutputGap>,
+        /// The counters after it.
+        progress: Progress,
+        /// Bytes of hub memory this chunk holds until committed.
+        bytes: u64,
+    },
+    /// A task's final event and row, together, so neither is ever committed alone.
+    Finish {
+        /// The final event.
+        event: TaskEvent,
+        /// The row, final.
+        row: Box<TaskRow>,
+    },
+    /// Insert or update one attempt.
+    Attempt {
+        /// The task.
+        task_id: u64,
+        /// The attempt.
+        attempt: Attempt,
+    },
+    /// Remember an engine's id for its uuid.
+    Engine {
+        /// The id.
+        id: u32,
+        /// The uuid.
+        uuid: String,
+        /// The host.
+        hostname: String,
+        /// When it registered.
+        registered_us: i64,
+    },
+    /// Forget engines: their ids for their uuids (ids are never handed out again).
+    ForgetEngines(Vec<u32>),
+    /// A read, run after the writes queued before it are committed.
+    Query(Query),
+    /// Several changes, in order.
+    Batch(Vec<Op>),
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Task(_) => "Op::Task",
+            Self::Event { .. } => "Op::Event",
+            Self::Output { .. } => "Op::Output",
+            Self::Finish { .. } => "Op::Finish",
+            Self::Attempt { .. } => "Op::Attempt",
+            Self::Engine { .. } => "Op::Engine",
+            Self::ForgetEngines(_) => "Op::ForgetEngines",
+            Self::Query(_) => "Op::Query",
+            Self::Batch(_) => "Op::Batch",
+        })
+    }
+}
+
+/// What a transaction made safe.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    /// Each task's counters as now committed.
+    pub(crate) progress: HashMap<u64, Progress>,
+    /// Tasks whose final state is now committed.
+    pub(crate) finals: Vec<u64>,
+    /// Output bytes committed, to release to the engines.
+    pub(crate) bytes: u64,
+}
