@@ -18,19 +18,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    program::start_logging(config.log.as_deref());
-    let runtime = match program::runtime() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("warren-engine: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(warren_engine::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("warren-engine: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = config.log.clone();
+    program::serve("warren-engine", log.as_deref(), warren_engine::run(config))
 }

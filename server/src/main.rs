@@ -13,19 +13,6 @@ fn main() -> ExitCode {
         eprintln!("warren-hub: {err}");
         return ExitCode::from(64);
     }
-    program::start_logging(config.log.as_deref());
-    let runtime = match program::runtime() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("warren-hub: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(warren_hub::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("warren-hub: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = config.log.clone();
+    program::serve("warren-hub", log.as_deref(), warren_hub::run(config))
 }

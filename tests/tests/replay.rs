@@ -99,19 +99,7 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
     .await;
     let id = live[0].task_id;
     // Live, every byte arrives: the follow window (8 MiB) covers the whole output.
-    let live_kinds: Vec<_> = live
-        .iter()
-        .map(|e| {
-            (
-                e.seq,
-                match &e.kind {
-                    gap @ EventKind::Gap { .. } => format!("{gap:?}"),
-                    EventKind::Output { data, .. } => format!("out {}", data.len()),
-                    other => format!("{other:?}"),
-                },
-            )
-        })
-        .collect();
+    let live_kinds = kinds_of(&live);
     assert_eq!(
         output(&live, id, warren::OutputStream::Stdout).len(),
         1 << 20,
@@ -134,21 +122,23 @@ async fn output_past_the_cap_still_streams_and_the_record_says_how_much_was_not_
             _ => None,
         })
         .sum();
-    let kinds: Vec<_> = replay
-        .iter()
-        .map(|e| {
-            (
-                e.seq,
-                match &e.kind {
-                    gap @ EventKind::Gap { .. } => format!("{gap:?}"),
-                    EventKind::Output { data, .. } => format!("out {}", data.len()),
-                    other => format!("{other:?}"),
-                },
-            )
-        })
-        .collect();
+    let kinds = kinds_of(&replay);
     assert_eq!(kept + gap, 1 << 20, "{kinds:?}");
     assert!(kept <= 256 << 10, "kept {kept} bytes, over the 256 KiB cap");
     assert_eq!(gap, info.output_bytes_dropped);
     assert_eq!(only_result(&replay).state, TaskState::Succeeded);
+}
+
+/// Each event's seq and a short description of it (output by size), for assertion messages.
+fn kinds_of(events: &[warren::Event]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = match &e.kind {
+                EventKind::Output { data, .. } => format!("out {}", data.len()),
+                other => format!("{other:?}"),
+            };
+            (e.seq, kind)
+        })
+        .collect()
 }

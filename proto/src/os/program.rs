@@ -35,6 +35,30 @@ pub fn start_logging(log: Option<&str>) {
         .init();
 }
 
+/// Starts logging with the filter `log`, then runs `serve` to its end on [`runtime`]; an error
+/// is printed as `NAME: error` and exits 1, as does a runtime that cannot start.
+pub fn serve<F, E>(name: &str, log: Option<&str>, serve: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    start_logging(log);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{name}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The runtime every warren program runs on: one thread. Their work is waiting on sockets,
 /// pipes and children and moving bytes, and one thread avoids a cross-core wake-up per message.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
