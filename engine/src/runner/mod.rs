@@ -107,7 +107,9 @@ impl Run {
         if let Some((pgid, _)) = started {
             process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
         }
-        tracing::error!(%why, "the task's runner failed; reporting the task failed");
+        // The ids are fields of the event too, not only of the runner's span: the span's
+        // callsite may be disabled while another thread registers it without a subscriber.
+        tracing::error!(task = self.task_id, attempt = self.attempt, %why, "the task's runner failed; reporting the task failed");
         let result = TaskResult {
             state: TaskState::Failed as i32,
             exit: None,
