@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "warren/v1/execution.proto",
     "warren/v1/control.proto",
     "warren/v1/registration.proto",
+    "warren/v1/sessions.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,7 +1,7 @@
 //! warren's wire contract, shared by the hub, the engines and every client.
 //!
 //! - [`v1`]: the generated gRPC services and messages of package `warren.v1`
-//!   (`Execution`, `Control`, `Registration`), built from `proto/` without `protoc`.
+//!   (`Execution`, `Control`, `Registration`, `Sessions`), built from `proto/` without `protoc`.
 //! - [`auth`]: the one HMAC-SHA256 call-signing scheme: keys, signing, verification and the
 //!   replay cache.
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
@@ -96,6 +96,37 @@ impl v1::TaskState {
             Self::Aborted => "aborted",
             Self::TimedOut => "timed-out",
             Self::Lost => "lost",
+        }
+    }
+}
+
+impl v1::SessionState {
+    /// Whether the session has an interpreter (starting, idle or busy).
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Starting | Self::Idle | Self::Busy)
+    }
+
+    /// The state's short lower-case name, as the CLI shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Starting => "starting",
+            Self::Idle => "idle",
+            Self::Busy => "busy",
+            Self::Dead => "dead",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+impl v1::SessionKind {
+    /// The kind's lower-case name, as the CLI takes and shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Python => "python",
+            Self::Bash => "bash",
+            Self::Custom => "custom",
         }
     }
 }

@@ -134,6 +134,14 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_engines: usize,
 
+    /// Live sessions (interpreters) on one engine; past it, OpenSessions is refused
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_sessions_per_engine: usize,
+
+    /// Cells sent to one session and not yet ended; past it, cells are refused
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_cells_per_session: usize,
+
     /// Engines the hub remembers (to give a returning engine its id back) beside the connected
     /// ones; the longest gone are forgotten first, and any gone longer than --retain-age
     #[arg(long, default_value_t = 10_000, value_name = "N")]

@@ -28,6 +28,17 @@ pub(crate) enum HubError {
         /// The highest id handed out (0: none yet).
         newest: u64,
     },
+    /// No session has this id.
+    #[error("session {id} does not exist{}", newest_session(*newest))]
+    UnknownSession {
+        /// The id asked for.
+        id: u64,
+        /// The highest id handed out (0: none yet).
+        newest: u64,
+    },
+    /// No live session is in this group.
+    #[error("no open session is in group {0}; `warren session ls` lists the sessions and their groups")]
+    NoSuchGroup(String),
     /// No connected engine has this id.
     #[error("engine {0} is not registered; `warren engines` lists them")]
     UnknownEngine(u32),
@@ -80,6 +91,14 @@ impl HubError {
     /// A bound reached, with the flag that sets it and what to do.
     pub(crate) fn exhausted(message: impl Into<String>) -> Self {
         Self::Exhausted(message.into())
+    }
+}
+
+fn newest_session(newest: u64) -> String {
+    if newest == 0 {
+        ": this hub has opened no sessions yet".into()
+    } else {
+        format!(" (sessions are numbered up to {newest}); `warren session ls` lists the open ones")
     }
 }
 

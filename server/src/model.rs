@@ -4,6 +4,10 @@
 //! The store and the state both speak it, and it depends on neither: the history is written
 //! and read in these terms, never in the state's.
 
+mod session;
+
+pub(crate) use session::{SessionExit, SessionRow};
+
 use std::collections::HashMap;
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent, TaskInfo, TaskResult, TaskSpec, TaskState};
 
@@ -33,6 +37,8 @@ pub(crate) struct Submission {
     pub(crate) submitter: Submitter,
     /// When, in microseconds since the epoch.
     pub(crate) submitted_us: i64,
+    /// The session a cell runs in (`None` for a task).
+    pub(crate) session_id: Option<u64>,
 }
 
 /// A task's counters, as the history keeps them.
@@ -113,6 +119,7 @@ impl TaskRow {
             retries: self.asked.retries,
             attempts,
             output_bytes_kept: self.progress.kept_bytes,
+            session_id: self.asked.session_id.unwrap_or(0),
         }
     }
 }

@@ -7,6 +7,8 @@ use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 
 use crate::error::HubError;
 
+pub(crate) mod sessions;
+
 /// The longest timeout a task may ask for: 30 days.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 /// The most slots an engine may offer.
@@ -146,6 +148,7 @@ pub(crate) fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, HubError> {
             }
             no_nul("spec.script", script)?;
         }
+        Some(task_spec::Command::Code(code)) => no_nul("spec.code", code)?,
     }
     for (name, value) in &spec.env {
         if name.is_empty() || name.contains('=') {
@@ -224,9 +227,9 @@ pub(crate) fn hello(hello: &Hello) -> Result<(), HubError> {
     engine_text("uuid", &hello.uuid, 1, MAX_UUID)?;
     engine_text("hostname", &hello.hostname, 0, MAX_HOSTNAME)?;
     engine_text("version", &hello.version, 0, MAX_VERSION)?;
-    if hello.tasks.len() > MAX_REPORTS {
+    if hello.tasks.len() > MAX_REPORTS || hello.sessions.len() > MAX_REPORTS {
         return Err(HubError::invalid(format!(
-            "an engine may report at most {MAX_REPORTS} tasks"
+            "an engine may report at most {MAX_REPORTS} tasks and {MAX_REPORTS} sessions"
         )));
     }
     labels("the engine's labels", &hello.labels)?;

@@ -119,6 +119,7 @@ impl Run {
             started_us: started.map_or(0, |(_, at)| at),
             finished_us: now_us(),
             attempt: self.attempt,
+            ..Default::default()
         };
         self.tasks.finished(self.task_id, self.attempt, result);
     }

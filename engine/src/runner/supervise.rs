@@ -50,6 +50,7 @@ pub(super) async fn supervise(
                 started_us: 0,
                 finished_us: now_us(),
                 attempt,
+                ..Default::default()
             };
             run.tasks.finished(task_id, attempt, result);
             return;
@@ -162,6 +163,7 @@ pub(super) async fn supervise(
             started_us,
             finished_us: now_us(),
             attempt,
+            ..Default::default()
         },
     };
     result.attempt = attempt;
@@ -248,5 +250,6 @@ fn result_of(
         started_us,
         finished_us: now_us(),
         attempt: 0,
+        ..Default::default()
     }
 }

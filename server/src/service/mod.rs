@@ -4,11 +4,13 @@
 mod control;
 mod execution;
 mod registration;
+mod sessions;
 mod status;
 
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
 pub(crate) use registration::RegistrationService;
+pub(crate) use sessions::SessionsService;
 
 use futures_util::StreamExt;
 use tonic::Status;

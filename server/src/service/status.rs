@@ -14,6 +14,8 @@ impl From<HubError> for Status {
             HubError::Precondition(_) => Code::FailedPrecondition,
             HubError::UnknownTask { .. }
             | HubError::UnknownEngine(_)
+            | HubError::UnknownSession { .. }
+            | HubError::NoSuchGroup(_)
             | HubError::NoEngineWithLabels(_) => Code::NotFound,
             HubError::PastTheEnd { .. } => Code::OutOfRange,
             HubError::Stopping | HubError::StoppedFollowing { .. } => Code::Unavailable,

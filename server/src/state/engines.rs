@@ -51,6 +51,7 @@ impl Hub {
                 registered_us: now_us,
             }]);
             let reports = std::mem::take(&mut hello.tasks);
+            let session_reports = std::mem::take(&mut hello.sessions);
             let (hostname, pid) = (hello.hostname.clone(), hello.pid);
             let (connection, replaced) = state.engines.insert(id, hello, tx, now_us, now);
             if new {
@@ -73,6 +74,7 @@ impl Hub {
             }
             tracing::info!(engine = id, %hostname, pid, tasks = reports.len(), "engine registered");
             state.reattach(id, reports, left_behind);
+            state.reattach_sessions(id, session_reports);
             state.dispatch();
             Ok((id, connection))
         })
@@ -200,8 +202,17 @@ impl State {
                     let finish = task.finish(result);
                     self.write(ended.into_iter().chain(finish));
                     self.engines.release(engine_id, finished.task_id);
+                    self.cell_ended(finished.task_id);
                     self.dispatch();
                 }
+                false
+            }
+            Some(engine_message::Kind::SessionStarted(started)) => {
+                self.session_started(engine_id, started);
+                false
+            }
+            Some(engine_message::Kind::SessionEnded(ended)) => {
+                self.session_ended(engine_id, ended);
                 false
             }
             Some(engine_message::Kind::Heartbeat(_)) => false,

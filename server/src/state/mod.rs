@@ -10,7 +10,8 @@
 //! engines say, and what happens when they go), `scheduler` and `queues` (placing work),
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
-//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`.
+//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
+//! `sessions` (interpreters on engines, and the cells that run in them).
 
 mod acks;
 mod actions;
@@ -26,6 +27,7 @@ mod queues;
 mod registry;
 mod requests;
 mod scheduler;
+mod sessions;
 mod settings;
 mod settle;
 mod task;
@@ -75,6 +77,8 @@ pub(crate) struct State {
     input: Arc<InputBudget>,
     /// The highest task id handed out.
     last_task_id: u64,
+    /// Sessions not closed, and their cells in flight.
+    sessions: sessions::Sessions,
     /// Cleared when the hub begins to stop: no new work is taken.
     accepting: bool,
     /// Set when the hub stops: follow streams end.
@@ -153,11 +157,13 @@ impl Hub {
             follow_streams: 0,
             input: input.clone(),
             last_task_id: recovered.next_task_id.saturating_sub(1),
+            sessions: sessions::Sessions::new(recovered.last_session_id),
             accepting: true,
             stopping: false,
             writes: Vec::new(),
         };
         state.resume(recovered.live, clock.now());
+        state.resume_sessions(recovered.sessions, clock.now());
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
-use warren_proto::v1::{Attempt, targets};
+use warren_proto::v1::{Attempt, TaskState, targets};
 
 use super::State;
 use super::task::Task;
@@ -41,6 +41,16 @@ impl State {
                 .filter(|a| a.ended_us != 0)
                 .map(|a| a.engine_id)
                 .collect();
+            if task.row.asked.session_id.is_some() && !assigned {
+                // A cell is sent with its task's first write; one never sent can't run.
+                let end = task.end(
+                    TaskState::Failed,
+                    "the hub stopped before sending this cell to its session".into(),
+                );
+                self.write(end);
+                self.tasks.insert(id, task);
+                continue;
+            }
             self.tasks.insert(id, task);
             if assigned {
                 self.awaiting
@@ -197,6 +207,11 @@ impl State {
                     }
                 }
                 Ok(list.ids.iter().copied().map(Some).collect())
+            }
+            Some(targets::Selector::Sessions(_) | targets::Selector::SessionGroup(_)) => {
+                Err(HubError::invalid(
+                    "sessions run cells (spec.code), not tasks; aim tasks at engines",
+                ))
             }
         }
     }

@@ -28,16 +28,13 @@ pub(super) struct Engine {
     pub(super) reader: Option<AbortHandle>,
     /// Tasks assigned to it and not yet finished.
     active: HashSet<u64>,
+    /// Those of `active` that are cells: they run in sessions and take no slot.
+    cells: HashSet<u64>,
     /// Why it was told to exit, if it was: its leaving is then expected, not a loss.
     pub(super) told_to_exit: Option<String>,
 }
 
 impl Engine {
-    /// Tasks assigned to it and not yet finished.
-    pub(super) fn active(&self) -> &HashSet<u64> {
-        &self.active
-    }
-
     /// Whether it runs this task now.
     pub(super) fn runs(&self, task_id: u64) -> bool {
         self.active.contains(&task_id)
@@ -51,6 +48,17 @@ impl Engine {
     /// Counts a task as running there.
     pub(super) fn take(&mut self, task_id: u64) {
         self.active.insert(task_id);
+    }
+
+    /// Counts a cell as sent there (in `active`, but taking no slot).
+    pub(super) fn take_cell(&mut self, task_id: u64) {
+        self.active.insert(task_id);
+        self.cells.insert(task_id);
+    }
+
+    /// Tasks (not cells) assigned to it and not yet finished.
+    pub(super) fn task_count(&self) -> usize {
+        self.active.len() - self.cells.len()
     }
 
     /// Stops the task reading its stream (the engine is written off, or the hub stops).
@@ -67,7 +75,7 @@ impl Engine {
 
     /// Whether it can take another task now.
     pub(super) fn has_free_slot(&self) -> bool {
-        self.active.len() < self.slots()
+        self.task_count() < self.slots()
     }
 
     /// Whether it has every one of these labels.
@@ -92,9 +100,10 @@ impl Engine {
             labels: self.hello.labels.clone(),
             slots: self.slots() as u32,
             version: self.hello.version.clone(),
-            running: self.active.len() as u32,
+            running: self.task_count() as u32,
             queued: queued as u32,
             registered_us: self.registered_us,
+            sessions: 0,
         }
     }
 
@@ -228,6 +237,7 @@ impl Registry {
             tx,
             reader: None,
             active: HashSet::new(),
+            cells: HashSet::new(),
             told_to_exit: None,
         };
         let replaced = self.engines.insert(id, engine);
@@ -240,7 +250,10 @@ impl Registry {
         let released = self
             .engines
             .get_mut(&id)
-            .is_some_and(|engine| engine.active.remove(&task_id));
+            .is_some_and(|engine| {
+                engine.cells.remove(&task_id);
+                engine.active.remove(&task_id)
+            });
         self.quieter_if(released);
         released
     }

@@ -19,6 +19,9 @@ impl Hub {
         request: ExecuteRequest,
         submitter: Submitter,
     ) -> Result<Vec<u64>, HubError> {
+        if validate::sessions::is_cell(&request) {
+            return self.submit_cells(vec![request], submitter);
+        }
         let request = validate::request(request)?;
         let limits = self.settings.log_limits;
         self.update(|state| {
@@ -47,6 +50,7 @@ impl Hub {
                     retries: request.retries,
                     submitter,
                     submitted_us: now_us(),
+                    session_id: None,
                 };
                 let (task, writes) = Task::create(id, asked, limits);
                 state.write(writes);
@@ -66,7 +70,10 @@ impl Hub {
             state
                 .engines
                 .iter()
-                .map(|e| e.info(state.queues.get(&e.id).map_or(0, VecDeque::len)))
+                .map(|e| EngineInfo {
+                    sessions: state.live_sessions_on(e.id),
+                    ..e.info(state.queues.get(&e.id).map_or(0, VecDeque::len))
+                })
                 .collect()
         })
     }
@@ -122,7 +129,7 @@ impl Hub {
                 .map(|e| EngineQueue {
                     engine_id: e.id,
                     queued: state.queues.get(&e.id).map_or(0, VecDeque::len) as u32,
-                    running: e.active().len() as u32,
+                    running: e.task_count() as u32,
                     slots: e.slots() as u32,
                 })
                 .collect(),

@@ -66,7 +66,7 @@ impl State {
     /// Work on an engine per slot, running or waiting, scaled to compare engines of any size.
     fn load(&self, engine: &Engine) -> u64 {
         let queued = self.queues.get(&engine.id).map_or(0, |q| q.len());
-        ((engine.active().len() + queued) as u64 * 1024) / engine.slots() as u64
+        ((engine.task_count() + queued) as u64 * 1024) / engine.slots() as u64
     }
 
     /// Whether a shared task may go to this engine.

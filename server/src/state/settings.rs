@@ -36,6 +36,10 @@ pub(crate) struct Limits {
     pub(crate) output_in_flight: usize,
     /// Stdin bytes held for tasks not yet started (each task counts its stdin).
     pub(crate) max_input_held: u64,
+    /// Live sessions on one engine.
+    pub(crate) max_sessions_per_engine: usize,
+    /// Cells sent to one session and not yet ended.
+    pub(crate) max_cells_per_session: usize,
 }
 
 /// How long finished tasks stay in the history.
@@ -103,6 +107,8 @@ impl Settings {
                 follow_memory: usize::try_from(config.follow_memory).unwrap_or(usize::MAX),
                 output_in_flight: usize::try_from(config.output_in_flight).unwrap_or(usize::MAX),
                 max_input_held: config.max_input_held,
+                max_sessions_per_engine: config.max_sessions_per_engine,
+                max_cells_per_session: config.max_cells_per_session,
             },
             retention: Retention {
                 max_age: config.retain_age,
@@ -138,6 +144,8 @@ impl Settings {
                 follow_memory: 16 << 20,
                 output_in_flight: 1 << 20,
                 max_input_held: 256 << 20,
+                max_sessions_per_engine: 4,
+                max_cells_per_session: 1000,
             },
             retention: Retention {
                 max_age: Duration::from_secs(30 * 86_400),

@@ -85,7 +85,7 @@ impl State {
                 .tasks
                 .get(&task_id)
                 .is_some_and(|t| t.row.state == TaskState::Running);
-            if started {
+            if started || self.is_cell(task_id) {
                 self.settle_task(task_id, engine_id, &who, "came back without it");
             } else if let Some(task) = self.tasks.get_mut(&task_id) {
                 if task.is_ending() || task.row.attempt == 0 {
@@ -111,6 +111,7 @@ impl State {
                 continue;
             };
             tracing::warn!(engine = engine_id, why = %awaiting.why, tasks = awaiting.tasks.len(), "engine written off");
+            self.sessions_written_off(engine_id, &awaiting.who, &awaiting.why);
             for task_id in awaiting.tasks {
                 self.settle_task(task_id, engine_id, &awaiting.who, &awaiting.why);
             }
@@ -142,6 +143,18 @@ impl State {
             return;
         };
         if task.is_ending() || task.row.engine_id != engine_id {
+            return;
+        }
+        if let Some(session) = task.row.asked.session_id {
+            // A cell dies with its session's interpreter: never placed again.
+            let why = format!("{who} {why}: session {session}'s interpreter is gone with it");
+            let writes: Vec<Op> = task
+                .end_attempt(&why)
+                .into_iter()
+                .chain(task.end(TaskState::Lost, why))
+                .collect();
+            self.write(writes);
+            self.cell_ended(task_id);
             return;
         }
         let mut writes: Vec<Op> = Vec::new();
@@ -284,6 +297,7 @@ mod tests {
             retries: 0,
             submitter: Submitter::default(),
             submitted_us: 1,
+            session_id: None,
         };
         let mut row = TaskRow::queued(7, asked);
         (row.state, row.engine_id, row.attempt) = (TaskState::Running, 3, 1);

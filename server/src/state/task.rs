@@ -172,6 +172,7 @@ impl Task {
             started_us: self.row.started_us,
             finished_us: now_us(),
             attempt: self.row.attempt,
+            ..Default::default()
         })
     }
 

@@ -13,6 +13,7 @@ mod queries;
 mod read;
 mod replay;
 mod schema;
+mod sessions;
 mod write;
 
 pub(crate) use op::{Committed, Op};

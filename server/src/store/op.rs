@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent};
 
-use crate::model::{Progress, TaskRow};
+use crate::model::{Progress, SessionRow, TaskRow};
 
 /// A read to run on the writer's connection.
 pub(super) type Query = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
@@ -61,6 +61,8 @@ pub(crate) enum Op {
     },
     /// Forget engines: their ids for their uuids (ids are never handed out again).
     ForgetEngines(Vec<u32>),
+    /// Insert or update a session's row.
+    Session(Box<SessionRow>),
     /// A read, run after the writes queued before it are committed.
     Query(Query),
     /// Several changes, in order.
@@ -77,6 +79,7 @@ impl std::fmt::Debug for Op {
             Self::Attempt { .. } => "Op::Attempt",
             Self::Engine { .. } => "Op::Engine",
             Self::ForgetEngines(_) => "Op::ForgetEngines",
+            Self::Session(_) => "Op::Session",
             Self::Query(_) => "Op::Query",
             Self::Batch(_) => "Op::Batch",
         })

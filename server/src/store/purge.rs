@@ -55,6 +55,7 @@ pub(super) fn enforce_retention(
     max_bytes: u64,
 ) -> rusqlite::Result<(u64, u64)> {
     let (mut count, mut bytes) = purge(conn, &PurgeSelector::FinishedBefore(now_us - max_age_us))?;
+    super::sessions::forget_closed(conn, now_us - max_age_us)?;
     let live = format!(
         "state NOT IN ({}, {})",
         TaskState::Queued as i32,

@@ -18,6 +18,10 @@ pub(crate) struct Recovered {
     pub(crate) last_engine_id: u32,
     /// Tasks that had not ended, oldest first, with their attempts.
     pub(crate) live: Vec<(TaskRow, Vec<Attempt>)>,
+    /// Sessions that were live (starting or idle), oldest first.
+    pub(crate) sessions: Vec<crate::model::SessionRow>,
+    /// The highest session id handed out.
+    pub(crate) last_session_id: u64,
 }
 
 /// Which tasks `list` returns.
@@ -50,7 +54,7 @@ pub(crate) struct ListPage {
 
 const TASK_COLUMNS: &str = "id, spec, pinned_engine, engine_labels, retries, submitter_uid,
     submitter_pid, submitted_us, state, reason, engine_id, attempt, engine_deaths, started_us,
-    result, next_seq, output_bytes, kept_bytes, dropped_bytes, chunk_seq";
+    result, next_seq, output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id";
 
 fn decode<M: Message + Default>(bytes: Option<Vec<u8>>) -> rusqlite::Result<Option<M>> {
     bytes
@@ -81,6 +85,7 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
                 pid: row.get(6)?,
             },
             submitted_us: row.get(7)?,
+            session_id: row.get::<_, Option<i64>>(20)?.map(|id| id as u64),
         },
         state: TaskState::try_from(row.get::<_, i32>(8)?).unwrap_or(TaskState::Unspecified),
         reason: row.get(9)?,
@@ -156,11 +161,14 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
         let attempts = attempts(conn, row.id)?;
         with_attempts.push((row, attempts));
     }
+    let (sessions, last_session_id) = super::sessions::recover(conn)?;
     Ok(Recovered {
         next_task_id: next_task_id as u64,
         engines,
         last_engine_id,
         live: with_attempts,
+        sessions,
+        last_session_id,
     })
 }
 

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use super::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-const VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`). Version 2 added sessions
+/// (the `sessions` table and `tasks.session_id`).
+const VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS engines (
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     output_bytes INTEGER NOT NULL,
     kept_bytes INTEGER NOT NULL,
     dropped_bytes INTEGER NOT NULL,
-    chunk_seq INTEGER NOT NULL
+    chunk_seq INTEGER NOT NULL,
+    session_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, id);
 CREATE INDEX IF NOT EXISTS tasks_by_engine ON tasks (engine_id, id);
@@ -69,6 +71,25 @@ CREATE TABLE IF NOT EXISTS events (
     event BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_task ON events (task_id, seq);
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, id) WHERE session_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    engine_id INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    opener_uid INTEGER NOT NULL,
+    opener_pid INTEGER NOT NULL,
+    opened_us INTEGER NOT NULL,
+    ended_us INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    exit_code INTEGER,
+    exit_signal INTEGER,
+    pid INTEGER NOT NULL,
+    banner TEXT NOT NULL,
+    restarts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, id);
 CREATE TABLE IF NOT EXISTS gaps (
     task_id INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -129,6 +150,19 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
         // WAL with NORMAL survives any crash of the hub process; only a power loss can take
         // the last transactions.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if version == 1 {
+            // Version 1 to 2: sessions. Cells are tasks with a session id; tasks have none.
+            // Checked first, so that a migration cut short before its version was written is
+            // finished, not repeated.
+            let has_column: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = 'session_id'",
+                [],
+                |row| row.get(0),
+            )?;
+            if !has_column {
+                conn.execute_batch("ALTER TABLE tasks ADD COLUMN session_id INTEGER;")?;
+            }
+        }
         conn.execute_batch(TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)?;
         Ok(())

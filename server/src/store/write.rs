@@ -83,6 +83,7 @@ pub(super) fn apply_batch(
                     delete.execute([id])?;
                 }
             }
+            Op::Session(row) => super::sessions::upsert(&tx, &row)?,
             Op::Query(query) => queries.push(query),
             // Flattened above.
             Op::Batch(_) => {}
@@ -186,9 +187,9 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
         "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
                                 submitter_pid, submitted_us, state, reason, engine_id, attempt,
                                 engine_deaths, started_us, finished_us, result, next_seq,
-                                output_bytes, kept_bytes, dropped_bytes, chunk_seq)
+                                output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     0, 0, 0, 0, 0)
+                     0, 0, 0, 0, 0, ?17)
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
                 engine_id = excluded.engine_id, attempt = excluded.attempt,
                 engine_deaths = excluded.engine_deaths, started_us = excluded.started_us,
@@ -211,6 +212,7 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
         row.started_us,
         finished_us,
         result,
+        asked.session_id.map(|id| id as i64),
     ])?;
     if !asked.labels.is_empty() {
         let mut insert = tx.prepare_cached(
