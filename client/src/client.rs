@@ -219,7 +219,7 @@ impl Client {
 
     /// Runs a call under the deadline, again (at most twice more) each time the hub's refusal
     /// taught the signer something new: its id after a restart, or its clock.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -443,6 +443,11 @@ impl Client {
         let request = job.into();
         let inner = rpc!(self, execution, execute, request.clone())?;
         Ok(Events::new(RawEvents::new(inner, self.idle_limit)))
+    }
+
+    /// The signed channel every generated client here is built on.
+    pub(crate) fn channel(&self) -> &SignedChannel {
+        &self.channel
     }
 
     /// Replays a task's events from `from_seq`, then follows it until it ends.

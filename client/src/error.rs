@@ -51,6 +51,15 @@ pub enum Error {
         "no word from the hub for {0:?}, not even a heartbeat; it may be gone. Check it, then follow the task again with `warren attach`"
     )]
     Silent(std::time::Duration),
+    /// A session could not be opened as asked (it failed to start, or the options selected
+    /// more than one engine for `open_session`).
+    #[error("{0}")]
+    Session(String),
+    /// A cell's events ended before its result (the hub went away while following it).
+    #[error(
+        "the events of cell (task {0}) ended before its result; follow it again with `warren attach {0}`"
+    )]
+    CellCut(u64),
 }
 
 impl From<tonic::Status> for Error {

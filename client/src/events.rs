@@ -123,6 +123,26 @@ pub struct Outcome {
     pub finished_us: i64,
     /// The attempt (from 1) that ended the task.
     pub attempt: u32,
+    /// A cell that ended ok: the repr of its value, as `Out[n]` shows it (empty: none).
+    pub value_repr: String,
+    /// A cell that raised or was interrupted: the error.
+    pub cell_error: Option<CellError>,
+}
+
+/// The error a cell ended with, typed.
+///
+/// ```
+/// let error = warren::CellError { name: "ZeroDivisionError".into(), ..Default::default() };
+/// assert_eq!(error.name, "ZeroDivisionError");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CellError {
+    /// The exception's type, e.g. `ZeroDivisionError` (`KeyboardInterrupt` when interrupted).
+    pub name: String,
+    /// Its text, e.g. `division by zero`.
+    pub value: String,
+    /// The traceback, as the interpreter prints it.
+    pub traceback: String,
 }
 
 /// How a task's process ended.
@@ -175,6 +195,12 @@ impl From<proto::TaskResult> for Outcome {
             started_us: result.started_us,
             finished_us: result.finished_us,
             attempt: result.attempt,
+            value_repr: result.value_repr,
+            cell_error: result.cell_error.map(|e| CellError {
+                name: e.name,
+                value: e.value,
+                traceback: e.traceback,
+            }),
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use warren_proto::v1::{
-    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, Targets, TaskSpec, targets, task_spec,
+    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, SessionIds, Targets, TaskSpec,
+    targets, task_spec,
 };
 
 /// What to run and where, built step by step and turned into an [`ExecuteRequest`].
@@ -48,6 +49,37 @@ impl Job {
     /// ```
     pub fn script(script: impl Into<String>) -> Self {
         Self::with_command(task_spec::Command::Script(script.into()))
+    }
+
+    /// A cell: code to run in sessions (aim it with [`Job::sessions`] or [`Job::group`]).
+    ///
+    /// ```
+    /// let job = warren::Job::cell("x = 6 * 7").group("analysis");
+    /// ```
+    pub fn cell(code: impl Into<String>) -> Self {
+        Self::with_command(task_spec::Command::Code(code.into()))
+    }
+
+    /// One cell in each of these sessions, in the order given.
+    ///
+    /// ```
+    /// let job = warren::Job::cell("x").sessions([3, 4]);
+    /// ```
+    pub fn sessions(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.targets = targets::Selector::Sessions(SessionIds {
+            ids: ids.into_iter().collect(),
+        });
+        self
+    }
+
+    /// One cell in each session of this group.
+    ///
+    /// ```
+    /// let job = warren::Job::cell("import numpy").group("analysis");
+    /// ```
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.targets = targets::Selector::SessionGroup(name.into());
+        self
     }
 
     fn with_command(command: task_spec::Command) -> Self {

@@ -38,12 +38,14 @@ mod client;
 mod error;
 mod events;
 mod job;
+mod session;
 
 pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
-pub use events::{Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
+pub use events::{CellError, Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
 pub use job::Job;
+pub use session::{Cell, CellEvent, CellResult, Session, SessionOptions};
 pub use tonic;
 /// The generated messages and clients of `warren.v1`.
 pub use warren_proto::v1 as proto;

@@ -9,7 +9,8 @@
 //! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
 //! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
 //! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
-//! bounded, for their runners.
+//! bounded, for their runners. Sessions ([`sessions`]) are long-lived interpreters that run
+//! cells, which are tasks to the rest of the engine.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
@@ -22,6 +23,7 @@ pub mod outbox;
 pub mod process;
 pub mod runner;
 pub mod session;
+pub mod sessions;
 pub mod shutdown;
 pub mod spill;
 pub mod tasks;
@@ -35,6 +37,7 @@ use warren_proto::{PROTOCOL_VERSION, VERSION};
 use crate::config::{EngineConfig, FIRST_BACKOFF};
 use crate::runner::Runners;
 use crate::session::{Context, End};
+use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
 
@@ -73,6 +76,7 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
         spill.path().to_owned(),
     ));
     let runners = Runners::new(tasks.clone(), config.kill_grace());
+    let sessions = Sessions::new(tasks.clone(), config.kill_grace());
     let mut shutdown = Shutdown::install()?;
     tracing::info!(slots = hello.slots, "engine starting");
     let orphans = process::kill_orphans(None);
@@ -91,18 +95,19 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
             hello: &hello,
             tasks: &tasks,
             runners: &runners,
+            sessions: &sessions,
             shutdown: &mut shutdown,
         };
         let span = tracing::info_span!("hub", engine = tracing::field::Empty);
         let end = session::serve(ctx, &mut registered).instrument(span).await;
         match (end, shutdown.why()) {
             (End::Exit(why), _) | (End::Retry(_), Some(why)) => {
-                finish_tasks(&tasks, &runners, &config, &why).await;
+                finish_tasks(&tasks, &runners, &sessions, &config, &why).await;
                 tracing::info!(%why, "engine exiting");
                 return Ok(());
             }
             (End::Fatal(why), _) => {
-                finish_tasks(&tasks, &runners, &config, &why).await;
+                finish_tasks(&tasks, &runners, &sessions, &config, &why).await;
                 return Err(EngineError::Refused(why));
             }
             (End::Retry(why), None) => {
@@ -122,9 +127,19 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
 
 /// Stops whatever still runs (without a hub to tell) and waits, bounded, for the runners to
 /// end, then for the spill file work under way.
-async fn finish_tasks(tasks: &Tasks, runners: &Runners, config: &EngineConfig, why: &str) {
+async fn finish_tasks(
+    tasks: &Tasks,
+    runners: &Runners,
+    sessions: &Sessions,
+    config: &EngineConfig,
+    why: &str,
+) {
     if tasks.running() > 0 {
         tasks.stop_all(why);
+    }
+    sessions.close_all(why);
+    if !sessions.wait(config.stop_wait()).await {
+        tracing::warn!("sessions did not end in time; exiting without them");
     }
     if !runners.wait(config.stop_wait()).await {
         tracing::warn!(
@@ -154,6 +169,7 @@ fn hello(config: &EngineConfig) -> Hello {
         slots: config.slots,
         version: VERSION.into(),
         tasks: Vec::new(),
+        sessions: Vec::new(),
     }
 }
 

@@ -96,6 +96,11 @@ pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, StartError> {
             command.arg("-c").arg(script);
             command
         }
+        Some(task_spec::Command::Code(_)) => {
+            return Err(StartError::cannot_run(
+                "a cell's code runs in a session, not as a task".to_owned(),
+            ));
+        }
         None => return Err(StartError::cannot_run("the task has no command".to_owned())),
     };
     if !spec.cwd.is_empty() {

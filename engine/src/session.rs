@@ -19,6 +19,7 @@ use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_messa
 use crate::config::EngineConfig;
 use crate::control::Control;
 use crate::runner::Runners;
+use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
 
@@ -54,6 +55,8 @@ pub struct Context<'a> {
     pub tasks: &'a Arc<Tasks>,
     /// Their runners.
     pub runners: &'a Runners,
+    /// The sessions (interpreters) and their runners.
+    pub sessions: &'a Arc<Sessions>,
     /// Whether a signal has asked the engine to stop.
     pub shutdown: &'a mut Shutdown,
 }
@@ -97,6 +100,7 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
     let (out, mut inbound) = loop {
         let mut hello = ctx.hello.clone();
         hello.tasks = ctx.tasks.begin_session();
+        hello.sessions = ctx.sessions.begin_session();
         let (out, out_rx) = mpsc::channel(OUTBOX);
         let hello = EngineMessage {
             kind: Some(engine_message::Kind::Hello(hello)),
@@ -135,6 +139,7 @@ async fn converse(
         config,
         tasks,
         runners,
+        sessions,
         shutdown,
         ..
     } = ctx;
@@ -143,15 +148,16 @@ async fn converse(
     let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
     let mut last_heard = Instant::now();
     let mut draining: Option<(Instant, String)> =
-        shutdown.why().map(|why| begin_drain(tasks, config, why));
+        shutdown.why().map(|why| begin_drain(tasks, sessions, config, why));
     let end = loop {
         if let Some((deadline, why)) = &draining
-            && (tasks.is_empty() || Instant::now() >= *deadline)
+            && ((tasks.is_empty() && sessions.is_empty()) || Instant::now() >= *deadline)
         {
             break End::Exit(why.clone());
         }
         let changed = tasks.changed.notified();
-        let batch = tasks.next_messages(BATCH);
+        let mut batch = sessions.next_messages();
+        batch.extend(tasks.next_messages(BATCH));
         if !batch.is_empty() {
             for message in batch {
                 if out.send(message).await.is_err() {
@@ -165,9 +171,9 @@ async fn converse(
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     last_heard = Instant::now();
-                    match handle(message, welcome.engine_id, tasks, runners) {
+                    match handle(message, welcome.engine_id, tasks, runners, sessions) {
                         Some(Handled::Exit(why)) if draining.is_none() => {
-                            draining = Some(begin_drain(tasks, config, why));
+                            draining = Some(begin_drain(tasks, sessions, config, why));
                         }
                         Some(Handled::Exit(_)) => {}
                         Some(Handled::Retry(why)) => break End::Retry(why),
@@ -188,7 +194,7 @@ async fn converse(
                 break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
             }
             why = shutdown.requested(), if draining.is_none() => {
-                draining = Some(begin_drain(tasks, config, why));
+                draining = Some(begin_drain(tasks, sessions, config, why));
             }
             () = sleep_or_never(drain_deadline) => {}
         }
@@ -198,9 +204,15 @@ async fn converse(
 }
 
 /// Stops every task and gives their ends time to reach the hub.
-fn begin_drain(tasks: &Tasks, config: &EngineConfig, why: String) -> (Instant, String) {
+fn begin_drain(
+    tasks: &Tasks,
+    sessions: &Sessions,
+    config: &EngineConfig,
+    why: String,
+) -> (Instant, String) {
     tracing::info!(%why, tasks = tasks.running(), "stopping tasks before exiting");
     tasks.stop_all(&why);
+    sessions.close_all(&why);
     (Instant::now() + config.stop_wait(), why)
 }
 
@@ -222,6 +234,7 @@ fn handle(
     engine_id: u32,
     tasks: &Arc<Tasks>,
     runners: &Runners,
+    sessions: &Arc<Sessions>,
 ) -> Option<Handled> {
     match message.kind? {
         hub_message::Kind::Assign(assign) => {
@@ -251,6 +264,9 @@ fn handle(
             return Some(Handled::Exit(shutdown.reason));
         }
         hub_message::Kind::Shutdown(shutdown) => return Some(Handled::Retry(shutdown.reason)),
+        hub_message::Kind::OpenSession(open) => sessions.open(engine_id, open),
+        hub_message::Kind::CloseSession(close) => sessions.close(close.session_id, close.reason),
+        hub_message::Kind::RunCell(run) => sessions.run_cell(run),
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
     }
     None

@@ -7,6 +7,7 @@ pub mod expect;
 pub mod process;
 pub mod procfs;
 pub mod raw;
+pub mod sessions;
 pub mod slurm;
 pub mod sshd;
 
@@ -14,3 +15,4 @@ pub use events::*;
 pub use expect::*;
 pub use process::*;
 pub use procfs::*;
+pub use sessions::*;

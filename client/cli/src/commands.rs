@@ -212,6 +212,10 @@ fn command_text(task: &TaskInfo, width: usize) -> String {
     let text = match task.spec.as_ref().and_then(|s| s.command.as_ref()) {
         Some(task_spec::Command::Argv(argv)) => argv.args.join(" "),
         Some(task_spec::Command::Script(script)) => format!("sh -c {script:?}"),
+        Some(task_spec::Command::Code(code)) => match task.session_id {
+            0 => format!("cell {code:?}"),
+            session => format!("cell in session {session}: {code:?}"),
+        },
         None => String::new(),
     };
     if text.chars().count() > width {

@@ -8,20 +8,20 @@ mod output;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 use warren_proto::v1::{
     EngineMessage, TaskFinished, TaskOutput, TaskReport, TaskResult, TaskStarted, engine_message,
 };
 
-use crate::control::Control;
+use crate::control::{Control, ControlTx};
 use crate::outbox::Outbox;
 
 /// One task the engine has.
 #[derive(Debug)]
 struct Entry {
     attempt: u32,
-    control: mpsc::UnboundedSender<Control>,
+    control: ControlTx,
     started: Option<TaskStarted>,
     finished: Option<TaskResult>,
     outbox: Outbox,
@@ -84,7 +84,7 @@ impl Tasks {
     }
 
     /// Takes a new task; an older attempt of it is discarded.
-    pub fn add(&self, task_id: u64, attempt: u32, control: mpsc::UnboundedSender<Control>) {
+    pub fn add(&self, task_id: u64, attempt: u32, control: impl Into<ControlTx>) {
         let outbox = Outbox::new(
             self.memory_limit,
             self.spill_dir
@@ -94,7 +94,7 @@ impl Tasks {
             task_id,
             Entry {
                 attempt,
-                control,
+                control: control.into(),
                 started: None,
                 finished: None,
                 outbox,
