@@ -21,7 +21,10 @@ async fn main() -> Result<(), warren::Error> {
         session.info().banner
     );
     let mut failed = false;
-    for (n, code) in ["x = 6 * 7\nprint('x is set')", "x", "1 / 0"].into_iter().enumerate() {
+    for (n, code) in ["x = 6 * 7\nprint('x is set')", "x", "1 / 0"]
+        .into_iter()
+        .enumerate()
+    {
         println!("In [{}]: {code}", n + 1);
         let mut cell = session.execute(code).await?;
         while let Some(event) = cell.try_next().await? {

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use warren_proto::v1::{
-    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, SessionIds, Targets, TaskSpec,
-    targets, task_spec,
+    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, SessionIds, Targets, TaskSpec, targets,
+    task_spec,
 };
 
 /// What to run and where, built step by step and turned into an [`ExecuteRequest`].

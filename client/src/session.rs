@@ -8,13 +8,13 @@ use futures_core::Stream;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use warren_proto::transport::SignedChannel;
 use warren_proto::v1::sessions_client::SessionsClient;
 use warren_proto::v1::{
     AllEngines, AnyEngine, CloseSessionsReply, CloseSessionsRequest, EngineIds, ExecuteRequest,
     GetSessionRequest, ListSessionsRequest, OpenSessionsRequest, RestartSessionRequest,
     SessionInfo, SessionKind, SessionSpec, SubmitCellsRequest, Targets, targets,
 };
-use warren_proto::transport::SignedChannel;
 
 use crate::events::{CellError, EventKind, Events, Outcome, OutputStream};
 use crate::{Client, Error, Job, Result};
@@ -79,7 +79,10 @@ impl SessionOptions {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::of(SessionKind::Custom, argv.into_iter().map(Into::into).collect())
+        Self::of(
+            SessionKind::Custom,
+            argv.into_iter().map(Into::into).collect(),
+        )
     }
 
     /// The interpreter to run instead of `python3` (or `bash`), with its options.
@@ -264,7 +267,7 @@ pub enum CellEvent {
         /// How, typed.
         result: CellResult,
         /// Its task's end (state, times, and the same result untyped).
-        outcome: Outcome,
+        outcome: Box<Outcome>,
     },
 }
 
@@ -352,6 +355,7 @@ impl Stream for Cell {
                 }
                 EventKind::Result(outcome) => {
                     let result = CellResult::from(&outcome);
+                    let outcome = Box::new(outcome);
                     return Poll::Ready(Some(Ok(CellEvent::Done { result, outcome })));
                 }
                 _ => continue,
@@ -513,7 +517,11 @@ impl Client {
     }
 
     /// The sessions not closed (of `group` only, if not empty; closed ones too if asked).
-    pub async fn list_sessions(&self, group: &str, include_closed: bool) -> Result<Vec<SessionInfo>> {
+    pub async fn list_sessions(
+        &self,
+        group: &str,
+        include_closed: bool,
+    ) -> Result<Vec<SessionInfo>> {
         let request = ListSessionsRequest {
             group: group.to_owned(),
             include_closed,

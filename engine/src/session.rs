@@ -147,8 +147,9 @@ async fn converse(
     let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms)).max(MIN_SILENCE);
     let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
     let mut last_heard = Instant::now();
-    let mut draining: Option<(Instant, String)> =
-        shutdown.why().map(|why| begin_drain(tasks, sessions, config, why));
+    let mut draining: Option<(Instant, String)> = shutdown
+        .why()
+        .map(|why| begin_drain(tasks, sessions, config, why));
     let end = loop {
         if let Some((deadline, why)) = &draining
             && ((tasks.is_empty() && sessions.is_empty()) || Instant::now() >= *deadline)

@@ -37,7 +37,9 @@ pub(crate) enum HubError {
         newest: u64,
     },
     /// No live session is in this group.
-    #[error("no open session is in group {0}; `warren session ls` lists the sessions and their groups")]
+    #[error(
+        "no open session is in group {0}; `warren session ls` lists the sessions and their groups"
+    )]
     NoSuchGroup(String),
     /// No connected engine has this id.
     #[error("engine {0} is not registered; `warren engines` lists them")]

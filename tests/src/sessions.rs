@@ -26,7 +26,10 @@ impl Ran {
     pub fn value(&self) -> &str {
         match &self.result {
             CellResult::Ok { value_repr } => value_repr,
-            other => panic!("the cell did not end ok: {other:?}\nstderr: {}", self.stderr_text()),
+            other => panic!(
+                "the cell did not end ok: {other:?}\nstderr: {}",
+                self.stderr_text()
+            ),
         }
     }
 

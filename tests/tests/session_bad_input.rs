@@ -18,7 +18,7 @@ fn interpreters(engine_pid: u32) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
                 let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
-                vars.iter().any(|v| *v == engine.as_bytes())
+                vars.contains(&engine.as_bytes())
                     && vars.iter().any(|v| v.starts_with(b"WARREN_SESSION_ID="))
             })
         })
@@ -46,7 +46,10 @@ async fn bad_requests_are_refused_with_clear_statuses_and_leave_nothing_running(
     let kept = open(&client, SessionOptions::python().name("kept")).await;
     let err = client.run(cell("a\0b", kept.id())).await.expect_err("NUL");
     assert_status(&err, Code::InvalidArgument, "NUL");
-    let err = client.run(Job::cell("1").all()).await.expect_err("code at engines");
+    let err = client
+        .run(Job::cell("1").all())
+        .await
+        .expect_err("code at engines");
     assert_status(&err, Code::InvalidArgument, "aim it at sessions");
     let err = client
         .run(Job::script("true").sessions([kept.id()]))
@@ -62,7 +65,11 @@ async fn bad_requests_are_refused_with_clear_statuses_and_leave_nothing_running(
         .open_sessions(SessionOptions::custom(Vec::<String>::new()))
         .await
         .expect_err("custom without a program");
-    assert_status(&err, Code::InvalidArgument, "custom session needs spec.argv");
+    assert_status(
+        &err,
+        Code::InvalidArgument,
+        "custom session needs spec.argv",
+    );
     let err = client
         .open_sessions(SessionOptions::python().name("kept"))
         .await
@@ -72,16 +79,31 @@ async fn bad_requests_are_refused_with_clear_statuses_and_leave_nothing_running(
     // Closed.
     let closed = open(&client, SessionOptions::bash()).await;
     closed.clone().close().await.expect("close");
-    let err = client.run(cell("true", closed.id())).await.expect_err("closed");
+    let err = client
+        .run(cell("true", closed.id()))
+        .await
+        .expect_err("closed");
     assert_status(&err, Code::FailedPrecondition, "is closed");
-    let err = client.restart_session(closed.id()).await.expect_err("closed");
+    let err = client
+        .restart_session(closed.id())
+        .await
+        .expect_err("closed");
     assert_status(&err, Code::FailedPrecondition, "stays closed");
-    let reply = client.close_sessions(&[closed.id()], "").await.expect("again");
+    let reply = client
+        .close_sessions(&[closed.id()], "")
+        .await
+        .expect("again");
     assert_eq!(reply.already_closed, vec![closed.id()]);
 
     // Dead.
     let dead = open(&client, SessionOptions::python()).await;
-    let events = collect(client.run(cell("import os; os._exit(1)", dead.id())).await.expect("run")).await;
+    let events = collect(
+        client
+            .run(cell("import os; os._exit(1)", dead.id()))
+            .await
+            .expect("run"),
+    )
+    .await;
     assert_ended(&events, TaskState::Lost, "died");
     wait_for_state(&client, dead.id(), SessionState::Dead).await;
     let err = client.run(cell("1", dead.id())).await.expect_err("dead");
@@ -94,7 +116,10 @@ async fn bad_requests_are_refused_with_clear_statuses_and_leave_nothing_running(
         .await
         .expect_err("too many");
     assert_status(&err, Code::ResourceExhausted, "--max-sessions-per-engine 2");
-    let err = client.restart_session(dead.id()).await.expect_err("too many");
+    let err = client
+        .restart_session(dead.id())
+        .await
+        .expect_err("too many");
     assert_code(&err, Code::ResourceExhausted);
 
     // An interpreter that can't start: the open says why, and nothing stays.
@@ -115,7 +140,10 @@ async fn bad_requests_are_refused_with_clear_statuses_and_leave_nothing_running(
     let states: Vec<_> = sessions.iter().map(|s| (s.id, s.state())).collect();
     assert_eq!(
         states,
-        vec![(kept.id(), SessionState::Idle), (dead.id(), SessionState::Dead)],
+        vec![
+            (kept.id(), SessionState::Idle),
+            (dead.id(), SessionState::Dead)
+        ],
         "{sessions:?}"
     );
 }
@@ -148,7 +176,11 @@ async fn an_engine_that_dies_takes_its_sessions_and_their_cells_with_it() {
     assert!(running.is_ok());
     cluster.engines[0].signal(Signal::KILL);
     let info = wait_for_state(&client, session.id(), SessionState::Dead).await;
-    assert!(info.reason.contains("its engine is gone"), "{}", info.reason);
+    assert!(
+        info.reason.contains("its engine is gone"),
+        "{}",
+        info.reason
+    );
     for id in ids {
         let events = collect(client.follow(id, 0).await.expect("follow")).await;
         assert_ended(&events, TaskState::Lost, "interpreter is gone");

@@ -36,7 +36,7 @@ async fn finish(cell: &mut warren::Cell) -> (CellResult, warren::Outcome) {
     tokio::time::timeout(PATIENCE, async {
         while let Some(event) = cell.try_next().await.expect("events") {
             if let CellEvent::Done { result, outcome } = event {
-                return (result, outcome);
+                return (result, *outcome);
             }
         }
         panic!("the cell's events ended without a result");
@@ -80,7 +80,9 @@ async fn a_crash_is_seen_at_once_and_a_restart_starts_afresh() {
     // The crash and two cells behind it, in one call: they queue on the engine.
     let ids = client
         .submit_cells(vec![
-            Job::cell("import os\nos._exit(3)").sessions([session.id()]).into_request(),
+            Job::cell("import os\nos._exit(3)")
+                .sessions([session.id()])
+                .into_request(),
             Job::cell("x").sessions([session.id()]).into_request(),
             Job::cell("x").sessions([session.id()]).into_request(),
         ])
@@ -96,7 +98,10 @@ async fn a_crash_is_seen_at_once_and_a_restart_starts_afresh() {
         assert_ended(&events, TaskState::Failed, "died before the cell ran");
     }
     let info = wait_for_state(&client, session.id(), SessionState::Dead).await;
-    assert_eq!(info.exit, Some(warren::proto::session_info::Exit::ExitCode(3)));
+    assert_eq!(
+        info.exit,
+        Some(warren::proto::session_info::Exit::ExitCode(3))
+    );
     assert!(info.reason.contains("exit status 3"), "{}", info.reason);
 
     let info = session.restart().await.expect("restart").clone();
@@ -124,7 +129,10 @@ async fn a_crash_is_seen_at_once_and_a_restart_starts_afresh() {
     assert_eq!(outcome.state, TaskState::Lost);
     assert_eq!(outcome.exit, Some(Exit::Signal(9)));
     let info = wait_for_state(&client, session.id(), SessionState::Dead).await;
-    assert_eq!(info.exit, Some(warren::proto::session_info::Exit::Signal(9)));
+    assert_eq!(
+        info.exit,
+        Some(warren::proto::session_info::Exit::Signal(9))
+    );
 }
 
 #[tokio::test]
@@ -139,13 +147,23 @@ async fn a_timeout_interrupts_and_an_interpreter_that_ignores_it_is_killed() {
             .sessions([session.id()])
             .timeout(Duration::from_millis(300))
     };
-    let events = collect(client.run(job("import time\ntime.sleep(60)")).await.expect("run")).await;
+    let events = collect(
+        client
+            .run(job("import time\ntime.sleep(60)"))
+            .await
+            .expect("run"),
+    )
+    .await;
     let outcome = assert_ended(&events, TaskState::TimedOut, "timed out");
     assert_eq!(
         outcome.cell_error.map(|e| e.name).as_deref(),
         Some("KeyboardInterrupt")
     );
-    assert_eq!(run_cell(&session, "x").await.value(), "5", "the state survives");
+    assert_eq!(
+        run_cell(&session, "x").await.value(),
+        "5",
+        "the state survives"
+    );
 
     // SIGINT ignored: the engine kills the session after its grace period (500 ms here).
     let code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)";
@@ -186,9 +204,11 @@ async fn every_byte_lands_in_the_cell_that_wrote_it() {
         let outcome = only_result(&events);
         assert!(outcome.succeeded(), "{outcome:?}");
         assert_eq!(outcome.value_repr, n.to_string());
-        let stdout = String::from_utf8_lossy(&output(&events, id, OutputStream::Stdout)).into_owned();
+        let stdout =
+            String::from_utf8_lossy(&output(&events, id, OutputStream::Stdout)).into_owned();
         assert_eq!(stdout, format!("print {n} os.write {n} child {n} libc {n}"));
-        let stderr = String::from_utf8_lossy(&output(&events, id, OutputStream::Stderr)).into_owned();
+        let stderr =
+            String::from_utf8_lossy(&output(&events, id, OutputStream::Stderr)).into_owned();
         assert_eq!(stderr, format!("child err {n} stderr {n}"));
     }
 }
@@ -217,7 +237,12 @@ async fn a_cell_prints_100_mb_and_every_byte_arrives() {
     })
     .await
     .expect("the cell ended in time");
-    assert_eq!(result, CellResult::Ok { value_repr: "'done'".into() });
+    assert_eq!(
+        result,
+        CellResult::Ok {
+            value_repr: "'done'".into()
+        }
+    );
     assert_eq!(bytes, 100 << 20);
     assert_eq!(wrong, 0);
 }
@@ -269,7 +294,10 @@ async fn a_cell_running_when_the_hub_is_sigkilled_ends_with_all_its_output() {
         }
     })
     .await;
-    assert!(done.is_ok(), "the cell did not finish while the hub was down");
+    assert!(
+        done.is_ok(),
+        "the cell did not finish while the hub was down"
+    );
 
     cluster.start_hub(&[]);
     cluster.wait_for_engines(1).await;
@@ -305,7 +333,11 @@ async fn the_custom_adapter_written_from_the_protocol_document_is_a_session() {
     let client = cluster.client().await;
     let adapter = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cells/custom_adapter.py");
     let adapter = adapter.display().to_string();
-    let session = open(&client, SessionOptions::custom(["python3", adapter.as_str()])).await;
+    let session = open(
+        &client,
+        SessionOptions::custom(["python3", adapter.as_str()]),
+    )
+    .await;
     assert_eq!(session.info().banner, "stack calculator 1");
     assert_eq!(run_cell(&session, "6 7 * =x").await.value(), "");
     let ran = run_cell(&session, "x . x 1 +").await;
@@ -322,6 +354,9 @@ async fn the_custom_adapter_written_from_the_protocol_document_is_a_session() {
     first_output(&mut cell).await;
     session.interrupt().await.expect("interrupt");
     let (result, _) = finish(&mut cell).await;
-    assert!(matches!(&result, CellResult::Error { name, .. } if name == "Interrupted"), "{result:?}");
+    assert!(
+        matches!(&result, CellResult::Error { name, .. } if name == "Interrupted"),
+        "{result:?}"
+    );
     assert_eq!(run_cell(&session, "x").await.value(), "42");
 }

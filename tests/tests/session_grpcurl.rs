@@ -39,7 +39,14 @@ async fn grpcurl_opens_a_session_and_runs_two_cells_that_share_a_variable() {
     let cluster = Cluster::with_engines(1).await;
     let socket = cluster.socket.to_str().expect("utf-8 path").to_owned();
     let listed = Command::new(&grpcurl)
-        .args(["-plaintext", "-unix", "-authority", "localhost", &socket, "list"])
+        .args([
+            "-plaintext",
+            "-unix",
+            "-authority",
+            "localhost",
+            &socket,
+            "list",
+        ])
         .output()
         .expect("grpcurl list");
     assert!(
@@ -51,7 +58,10 @@ async fn grpcurl_opens_a_session_and_runs_two_cells_that_share_a_variable() {
         &grpcurl,
         &cluster,
         "warren.v1.Sessions/OpenSessions",
-        &["-d", r#"{"spec": {"kind": "SESSION_KIND_PYTHON"}, "name": "curl"}"#],
+        &[
+            "-d",
+            r#"{"spec": {"kind": "SESSION_KIND_PYTHON"}, "name": "curl"}"#,
+        ],
     );
     assert!(opened.contains("SESSION_STATE_IDLE"), "{opened}");
     assert!(opened.contains(r#""id": "1""#), "{opened}");
@@ -60,14 +70,20 @@ async fn grpcurl_opens_a_session_and_runs_two_cells_that_share_a_variable() {
         &grpcurl,
         &cluster,
         "warren.v1.Execution/Execute",
-        &["-d", r#"{"spec": {"code": "x = 6 * 7"}, "targets": {"sessions": {"ids": ["1"]}}}"#],
+        &[
+            "-d",
+            r#"{"spec": {"code": "x = 6 * 7"}, "targets": {"sessions": {"ids": ["1"]}}}"#,
+        ],
     );
     assert!(first.contains("TASK_STATE_SUCCEEDED"), "{first}");
     let second = call(
         &grpcurl,
         &cluster,
         "warren.v1.Execution/Execute",
-        &["-d", r#"{"spec": {"code": "x + 1"}, "targets": {"sessionGroup": "curl"}}"#],
+        &[
+            "-d",
+            r#"{"spec": {"code": "x + 1"}, "targets": {"sessionGroup": "curl"}}"#,
+        ],
     );
     assert!(second.contains("TASK_STATE_SUCCEEDED"), "{second}");
     assert!(second.contains(r#""valueRepr": "43""#), "{second}");

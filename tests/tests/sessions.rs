@@ -20,8 +20,17 @@ async fn a_group_keeps_state_across_cells_on_every_engine() {
     engines.sort();
     assert_eq!(engines, vec![1, 2]);
     for session in &sessions {
-        assert_eq!(session.info().state(), SessionState::Idle, "{:?}", session.info());
-        assert!(session.info().banner.starts_with("Python 3"), "{:?}", session.info());
+        assert_eq!(
+            session.info().state(),
+            SessionState::Idle,
+            "{:?}",
+            session.info()
+        );
+        assert!(
+            session.info().banner.starts_with("Python 3"),
+            "{:?}",
+            session.info()
+        );
     }
 
     // One cell per session of the group, through Execute.
@@ -63,9 +72,18 @@ async fn a_group_keeps_state_across_cells_on_every_engine() {
     assert_eq!(listed.len(), 2);
     let reply = client.close_sessions(&[], "analysis").await.expect("close");
     assert_eq!(reply.closed.len(), 2);
-    assert!(client.list_sessions("", false).await.expect("list").is_empty());
+    assert!(
+        client
+            .list_sessions("", false)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let closed = client.list_sessions("", true).await.expect("list closed");
-    assert!(closed.iter().all(|s| s.state() == SessionState::Closed), "{closed:?}");
+    assert!(
+        closed.iter().all(|s| s.state() == SessionState::Closed),
+        "{closed:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,12 +93,22 @@ async fn bash_keeps_variables_functions_and_cwd() {
     let client = cluster.client().await;
     let session = open(&client, SessionOptions::bash()).await;
     let dir = cluster.dir().display().to_string();
-    run_cell(&session, &format!("greeting=hello; say() {{ echo \"$1 $greeting\"; }}; cd '{dir}'; export MARK=7")).await;
+    run_cell(
+        &session,
+        &format!("greeting=hello; say() {{ echo \"$1 $greeting\"; }}; cd '{dir}'; export MARK=7"),
+    )
+    .await;
     let ran = run_cell(&session, "say world; pwd; echo $MARK").await;
     assert!(ran.result.is_ok(), "{ran:?}");
     assert_eq!(ran.stdout_text(), format!("world hello\n{dir}\n7\n"));
     let ran = run_cell(&session, "false").await;
     assert_eq!(ran.error().0, "ExitStatus");
-    assert_eq!(run_cell(&session, "echo $greeting").await.stdout_text(), "hello\n");
-    assert!(matches!(run_cell(&session, "true").await.result, CellResult::Ok { .. }));
+    assert_eq!(
+        run_cell(&session, "echo $greeting").await.stdout_text(),
+        "hello\n"
+    );
+    assert!(matches!(
+        run_cell(&session, "true").await.result,
+        CellResult::Ok { .. }
+    ));
 }

@@ -170,6 +170,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Open, list, close and restart sessions: live interpreters on engines
+    Session {
+        #[command(subcommand)]
+        action: crate::session::SessionAction,
+    },
+    /// Run code in every session of a group, like IPython's %px (or a prompt, with -i)
+    Px(crate::px::PxArgs),
 }
 
 #[derive(Debug, Subcommand)]

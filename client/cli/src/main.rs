@@ -6,7 +6,9 @@ mod commands;
 mod follow;
 mod output;
 mod parse;
+mod px;
 mod remote_engines;
+mod session;
 mod ssh;
 mod table;
 mod time;
@@ -156,6 +158,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Tunnel(args) => tunnel::run(args).await,
         Command::Version => commands::version(&connect(hub).await?).await,
+        Command::Session { action } => session::run(&connect(hub).await?, action).await,
+        Command::Px(args) => px::run(&connect(hub).await?, args).await,
     }
 }
 

@@ -115,7 +115,11 @@ impl Sessions {
         let (tx, rx) = mpsc::unbounded_channel();
         let old = {
             let mut inner = self.lock();
-            if inner.by_id.get(&id).is_some_and(|h| h.generation >= generation) {
+            if inner
+                .by_id
+                .get(&id)
+                .is_some_and(|h| h.generation >= generation)
+            {
                 return;
             }
             inner.by_id.insert(
@@ -266,7 +270,11 @@ impl Sessions {
     /// From a runner: the interpreter said `ready`.
     fn started(&self, id: u64, generation: u32, pid: u32, banner: String) {
         let mut inner = self.lock();
-        let Some(handle) = inner.by_id.get_mut(&id).filter(|h| h.generation == generation) else {
+        let Some(handle) = inner
+            .by_id
+            .get_mut(&id)
+            .filter(|h| h.generation == generation)
+        else {
             return;
         };
         handle.ready = true;
@@ -313,7 +321,11 @@ impl Sessions {
     /// From a runner: it has returned (closed, or replaced).
     fn gone(&self, id: u64, generation: u32) {
         let mut inner = self.lock();
-        if inner.by_id.get(&id).is_some_and(|h| h.generation == generation) {
+        if inner
+            .by_id
+            .get(&id)
+            .is_some_and(|h| h.generation == generation)
+        {
             inner.by_id.remove(&id);
         }
     }

@@ -234,7 +234,12 @@ mod tests {
                 }
             );
             let Reply::Done {
-                outcome: Done::Error { name, value, traceback },
+                outcome:
+                    Done::Error {
+                        name,
+                        value,
+                        traceback,
+                    },
                 ..
             } = &replies[3]
             else {
@@ -278,7 +283,11 @@ mod tests {
         ] {
             let mut frames = Frames::default();
             frames.push(bad);
-            assert!(frames.next_reply().is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                frames.next_reply().is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let mut frames = Frames::default();
         frames.push(&vec![b'a'; MAX_HEADER + 1]);

@@ -146,17 +146,16 @@ impl Runner {
         let mut err_open = true;
         let mut buf = BytesMut::with_capacity(CHUNK);
         loop {
-            if ready && self.running.is_none() && self.closing.is_none() {
-                if let Some(cell) = self.queue.pop_front() {
-                    let Some(pipe) = commands.as_mut() else {
-                        self.queue.push_front(cell);
-                        continue;
-                    };
-                    if let Err(err) = self.start_cell(pipe, cell).await {
-                        tracing::debug!(%err, "cannot send a cell: the interpreter is going");
-                    }
-                    continue;
+            if ready
+                && self.running.is_none()
+                && self.closing.is_none()
+                && let Some(pipe) = commands.as_mut()
+                && let Some(cell) = self.queue.pop_front()
+            {
+                if let Err(err) = self.start_cell(pipe, cell).await {
+                    tracing::debug!(%err, "cannot send a cell: the interpreter is going");
                 }
+                continue;
             }
             if self.closing.is_some() {
                 // End of input: an idle adapter exits.
@@ -443,7 +442,9 @@ impl Runner {
         }
         match control {
             Control::Signal(signal) => self.signal(signal),
-            Control::Cancel => self.interrupt_ending(TaskState::Aborted, "aborted while running".into()),
+            Control::Cancel => {
+                self.interrupt_ending(TaskState::Aborted, "aborted while running".into())
+            }
             Control::Stop(why) => self.interrupt_ending(TaskState::Aborted, why),
             Control::Discard => self.signal(rustix::process::Signal::INT.as_raw()),
         }
@@ -561,19 +562,31 @@ impl Runner {
             let (state, why) = match running.ending {
                 Some((state, why)) if closing.is_none() => (
                     state,
-                    format!("{why}; the interpreter did not stop and was killed: session {} is dead", self.id),
+                    format!(
+                        "{why}; the interpreter did not stop and was killed: session {} is dead",
+                        self.id
+                    ),
                 ),
                 Some(ending) => ending,
                 None => (
                     TaskState::Lost,
-                    format!("session {}'s interpreter died while the cell ran ({how})", self.id),
+                    format!(
+                        "session {}'s interpreter died while the cell ran ({how})",
+                        self.id
+                    ),
                 ),
             };
             let result_exit = exit.map(|e| match e {
                 session_ended::Exit::ExitCode(code) => task_result::Exit::ExitCode(code),
                 session_ended::Exit::Signal(signal) => task_result::Exit::Signal(signal),
             });
-            end_cell(&self.tasks, &running.cell, state, why, Some((running.started_us, result_exit)));
+            end_cell(
+                &self.tasks,
+                &running.cell,
+                state,
+                why,
+                Some((running.started_us, result_exit)),
+            );
         }
         for cell in std::mem::take(&mut self.queue) {
             let why = format!("session {} died before the cell ran: {reason}", self.id);

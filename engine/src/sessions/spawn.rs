@@ -60,9 +60,7 @@ pub(super) fn argv(spec: &SessionSpec) -> Vec<String> {
         }
         SessionKind::Bash => {
             let mut argv = or("bash");
-            argv.extend(
-                ["--noprofile", "--norc", "-c", BASH_DRIVER, "bash"].map(str::to_owned),
-            );
+            argv.extend(["--noprofile", "--norc", "-c", BASH_DRIVER, "bash"].map(str::to_owned));
             argv
         }
         SessionKind::Custom | SessionKind::Unspecified => spec.argv.clone(),

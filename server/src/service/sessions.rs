@@ -35,10 +35,7 @@ impl Sessions for SessionsService {
         request: Request<OpenSessionsRequest>,
     ) -> Result<Response<OpenSessionsReply>, Status> {
         let opener = submitter(&request);
-        let reply = self
-            .hub
-            .open_sessions(request.into_inner(), opener)
-            .await?;
+        let reply = self.hub.open_sessions(request.into_inner(), opener).await?;
         Ok(Response::new(reply))
     }
 

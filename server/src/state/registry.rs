@@ -247,13 +247,10 @@ impl Registry {
 
     /// The engine no longer runs this task; says whether it did.
     pub(super) fn release(&mut self, id: u32, task_id: u64) -> bool {
-        let released = self
-            .engines
-            .get_mut(&id)
-            .is_some_and(|engine| {
-                engine.cells.remove(&task_id);
-                engine.active.remove(&task_id)
-            });
+        let released = self.engines.get_mut(&id).is_some_and(|engine| {
+            engine.cells.remove(&task_id);
+            engine.active.remove(&task_id)
+        });
         self.quieter_if(released);
         released
     }

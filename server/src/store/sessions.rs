@@ -48,7 +48,10 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
     let spec = SessionSpec::decode(spec.as_slice()).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, Box::new(e))
     })?;
-    let exit = match (row.get::<_, Option<i32>>(10)?, row.get::<_, Option<i32>>(11)?) {
+    let exit = match (
+        row.get::<_, Option<i32>>(10)?,
+        row.get::<_, Option<i32>>(11)?,
+    ) {
         (Some(code), _) => Some(SessionExit::Code(code)),
         (None, Some(signal)) => Some(SessionExit::Signal(signal)),
         (None, None) => None,

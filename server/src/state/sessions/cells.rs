@@ -121,7 +121,12 @@ impl State {
     }
 
     /// Makes a cell's task and sends it to its session's engine; returns its id.
-    fn send_cell(&mut self, session_id: u64, request: &ExecuteRequest, submitter: Submitter) -> u64 {
+    fn send_cell(
+        &mut self,
+        session_id: u64,
+        request: &ExecuteRequest,
+        submitter: Submitter,
+    ) -> u64 {
         let spec = request.spec.clone().unwrap_or_default();
         let code = match &spec.command {
             Some(task_spec::Command::Code(code)) => code.clone(),

@@ -82,8 +82,7 @@ impl State {
             return;
         };
         let row = &mut session.row;
-        if row.engine_id != engine_id || row.restarts != ended.generation || !row.state.is_live()
-        {
+        if row.engine_id != engine_id || row.restarts != ended.generation || !row.state.is_live() {
             return;
         }
         mark_dead(row, ended);

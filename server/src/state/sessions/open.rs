@@ -132,13 +132,9 @@ impl Hub {
 
     /// One session: live or dead from memory, closed from the history.
     pub(crate) async fn get_session(&self, id: u64) -> Result<SessionInfo, HubError> {
-        if let Some(info) = self.view(|state| {
-            state
-                .sessions
-                .by_id
-                .get(&id)
-                .map(|s| s.info(&state.tasks))
-        }) {
+        if let Some(info) =
+            self.view(|state| state.sessions.by_id.get(&id).map(|s| s.info(&state.tasks)))
+        {
             return Ok(info);
         }
         let row = self.closed_in_history(id).await?;
@@ -337,7 +333,11 @@ impl State {
             generation: row.restarts,
         }));
         let row = Box::new(row.clone());
-        tracing::info!(session = id, generation = row.restarts, "session restarting");
+        tracing::info!(
+            session = id,
+            generation = row.restarts,
+            "session restarting"
+        );
         self.write([Op::Session(row)]);
         self.sessions.notify();
         Ok(())

@@ -1,0 +1,244 @@
+//! `warren session open|ls|close|restart`: sessions, live interpreters on engines.
+
+use clap::{Args, Subcommand, ValueEnum};
+use warren::proto::{CloseSessionsReply, SessionInfo, SessionState};
+use warren::{Client, SessionOptions};
+
+use crate::parse::{parse_env, parse_label};
+use crate::table::{Align, Table};
+use crate::time;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionAction {
+    /// Open a session (an interpreter) on each selected engine, as one group; prints its ids
+    Open(OpenArgs),
+    /// List the sessions that are not closed
+    Ls {
+        /// Only this group's
+        #[arg(long, value_name = "GROUP")]
+        name: Option<String>,
+        /// Closed ones too
+        #[arg(long)]
+        all: bool,
+    },
+    /// Close sessions: their interpreters end, cells still queued end aborted
+    Close {
+        /// Session ids or group names
+        #[arg(required = true, value_name = "GROUP|ID")]
+        targets: Vec<String>,
+    },
+    /// Start a fresh interpreter under the same session id (the old one's state is gone)
+    Restart {
+        /// Session ids or group names
+        #[arg(required = true, value_name = "GROUP|ID")]
+        targets: Vec<String>,
+    },
+}
+
+/// The interpreter a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Kind {
+    /// warren's Python driver, with the engine's python3 (or the ARGV given)
+    Python,
+    /// warren's bash driver (or the shell given as ARGV)
+    Bash,
+    /// ARGV: a program that speaks warren's cell protocol (docs/cell-protocol.md)
+    Custom,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OpenArgs {
+    /// One session on every engine
+    #[arg(long, short = 'a', group = "where_to")]
+    pub(crate) all: bool,
+    /// One session on each named engine (repeatable)
+    #[arg(long = "engine", short = 'e', value_name = "ID", group = "where_to")]
+    pub(crate) engines: Vec<u32>,
+    /// One session, on the engine with the fewest (the default)
+    #[arg(long, group = "where_to")]
+    pub(crate) any: bool,
+    /// Only on engines with this label (with --all or --any; repeatable)
+    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_label,
+          conflicts_with = "engines")]
+    pub(crate) engine_labels: Vec<(String, String)>,
+    /// The interpreter
+    #[arg(long, value_enum, default_value_t = Kind::Python)]
+    pub(crate) kind: Kind,
+    /// The group's name, for `warren px --name` [default: group-<first id>]
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) name: Option<String>,
+    /// Set an environment variable for the interpreter (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// Start the interpreter in this directory on the engine
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cwd: Option<String>,
+    /// Print only the session ids, one per line
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// The interpreter's command: python3 or bash and their options, or a custom adapter
+    #[arg(last = true, value_name = "ARGV")]
+    pub(crate) argv: Vec<String>,
+}
+
+/// Runs `warren session ...`.
+pub(crate) async fn run(client: &Client, action: &SessionAction) -> anyhow::Result<u8> {
+    match action {
+        SessionAction::Open(args) => open(client, args).await,
+        SessionAction::Ls { name, all } => list(client, name.as_deref().unwrap_or(""), *all).await,
+        SessionAction::Close { targets } => {
+            let (ids, groups) = split_targets(targets);
+            let mut reply = CloseSessionsReply::default();
+            if !ids.is_empty() {
+                reply = client.close_sessions(&ids, "").await?;
+            }
+            for group in groups {
+                let more = client.close_sessions(&[], &group).await?;
+                reply.closed.extend(more.closed);
+                reply.already_closed.extend(more.already_closed);
+            }
+            for id in reply.closed {
+                println!("session {id}: closed");
+            }
+            for id in reply.already_closed {
+                eprintln!("warren: session {id} was closed already");
+            }
+            Ok(0)
+        }
+        SessionAction::Restart { targets } => {
+            let (mut ids, groups) = split_targets(targets);
+            for group in groups {
+                let sessions = client.list_sessions(&group, false).await?;
+                if sessions.is_empty() {
+                    anyhow::bail!(
+                        "no open session is in group {group}; `warren session ls` lists them"
+                    );
+                }
+                ids.extend(sessions.iter().map(|s| s.id));
+            }
+            let mut code = 0;
+            for id in ids {
+                let info = client.restart_session(id).await?;
+                code |= u8::from(!info.state().is_live());
+                print_opened(&info, false);
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Ids (numbers) and group names (the rest).
+fn split_targets(targets: &[String]) -> (Vec<u64>, Vec<String>) {
+    let mut ids = Vec::new();
+    let mut groups = Vec::new();
+    for target in targets {
+        match target.parse::<u64>() {
+            Ok(id) => ids.push(id),
+            Err(_) => groups.push(target.clone()),
+        }
+    }
+    (ids, groups)
+}
+
+async fn open(client: &Client, args: &OpenArgs) -> anyhow::Result<u8> {
+    let mut options = match args.kind {
+        Kind::Python => SessionOptions::python(),
+        Kind::Bash => SessionOptions::bash(),
+        Kind::Custom => {
+            if args.argv.is_empty() {
+                return Err(crate::usage_error(
+                    "--kind custom needs the adapter's command after `--`: warren session open --kind custom -- PROGRAM [ARGS...]",
+                ));
+            }
+            SessionOptions::custom(args.argv.clone())
+        }
+    };
+    if args.kind != Kind::Custom && !args.argv.is_empty() {
+        options = options.interpreter(args.argv.clone());
+    }
+    options = if args.all {
+        options.all()
+    } else if !args.engines.is_empty() {
+        options.engines(args.engines.iter().copied())
+    } else {
+        options.any()
+    };
+    for (key, value) in &args.engine_labels {
+        options = options.on_engines_labelled(key, value);
+    }
+    for (name, value) in &args.env {
+        options = options.env(name, value);
+    }
+    if let Some(dir) = &args.cwd {
+        options = options.cwd(dir.clone());
+    }
+    if let Some(name) = &args.name {
+        options = options.name(name.clone());
+    }
+    let (group, sessions) = client.open_sessions(options).await?;
+    if !args.quiet {
+        println!("group {group}");
+    }
+    let mut code = 0;
+    for session in &sessions {
+        let info = session.info();
+        code |= u8::from(!info.state().is_live());
+        print_opened(info, args.quiet);
+    }
+    Ok(code)
+}
+
+/// One line for a session just opened (or restarted); why, on stderr, if it did not start.
+fn print_opened(info: &SessionInfo, quiet: bool) {
+    if quiet {
+        println!("{}", info.id);
+    } else {
+        let what = match info.state() {
+            SessionState::Idle | SessionState::Busy => info.banner.clone(),
+            state => state.label().to_owned(),
+        };
+        println!("session {} on engine {}: {what}", info.id, info.engine_id);
+    }
+    if !info.state().is_live() {
+        eprintln!("warren: session {} did not start: {}", info.id, info.reason);
+    }
+}
+
+async fn list(client: &Client, group: &str, all: bool) -> anyhow::Result<u8> {
+    let sessions = client.list_sessions(group, all).await?;
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("GROUP", Align::Left),
+        ("ENGINE", Align::Right),
+        ("KIND", Align::Left),
+        ("STATE", Align::Left),
+        ("CELLS", Align::Right),
+        ("PID", Align::Right),
+        ("OPENED", Align::Left),
+        ("INFO", Align::Left),
+    ]);
+    for s in &sessions {
+        let kind = s.spec.as_ref().map_or("-", |spec| spec.kind().label());
+        let info = match s.state() {
+            SessionState::Dead | SessionState::Closed => s.reason.clone(),
+            _ => s.banner.clone(),
+        };
+        table.row(vec![
+            s.id.to_string(),
+            s.group.clone(),
+            s.engine_id.to_string(),
+            kind.to_owned(),
+            s.state().label().to_owned(),
+            s.cells.len().to_string(),
+            if s.pid == 0 {
+                "-".into()
+            } else {
+                s.pid.to_string()
+            },
+            time::local_us(s.opened_us),
+            info,
+        ]);
+    }
+    table.print();
+    Ok(0)
+}
