@@ -8,6 +8,7 @@ mod baseline;
 mod liveness;
 mod procs;
 mod scenarios;
+mod sessions;
 mod signing;
 mod sim;
 mod stats;
@@ -224,6 +225,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                    "ratio_to_uds_bulk": ratio, "hub_rss_before_bytes": before, "hub_rss_after_bytes": after}),
         );
     }
+    if wanted("session") {
+        session_scenarios(&mut report, &cluster, &client, &unsigned, &ping, &scale).await?;
+    }
     drop(client);
     drop(cluster);
 
@@ -268,6 +272,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if wanted("scale") {
         scale_scenario(&mut report, &hub_flags, idle_rss, scale(100_000, 10_000)).await?;
+    }
+
+    if wanted("session") {
+        let cells = scale(100_000, 10_000);
+        let (fresh, idle, after, rate) = sessions::hub_memory(&hub_flags, 1000, cells).await?;
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+        report.row(
+            "9 hub RSS, 1000 idle sessions",
+            mib(idle),
+            format!("fresh hub {}", mib(fresh)),
+            String::new(),
+        );
+        report.row(
+            &format!("9 hub RSS after {cells} cells"),
+            mib(after),
+            format!("{rate:.0} cells/s on 10 simulated engines"),
+            String::new(),
+        );
+        report.record(
+            "sessions_memory",
+            json!({"fresh_rss_bytes": fresh, "idle_sessions": 1000, "rss_with_idle_sessions_bytes": idle,
+                   "cells": cells, "rss_after_cells_bytes": after, "simulated_cells_per_s": rate,
+                   "engines": "10 simulated (sessions and cells answered at once)"}),
+        );
     }
 
     if wanted("cluster") {
@@ -408,6 +436,77 @@ async fn scale_scenario(
                "rss_after_tasks_bytes": with_history, "tasks_in_memory_after": in_memory,
                "restart_ms": ms(restart),
                "rss_after_restart_bytes": after_restart}),
+    );
+    Ok(())
+}
+
+/// Scenario 9: sessions on the real engines, with python.
+async fn session_scenarios(
+    report: &mut Report,
+    cluster: &Cluster,
+    client: &warren::Client,
+    unsigned: &stats::Samples,
+    ping: &stats::Samples,
+    scale: &dyn Fn(usize, usize) -> usize,
+) -> anyhow::Result<()> {
+    let (rt, parts) = sessions::round_trip(client, scale(3_000, 500)).await?;
+    report.row(
+        "9 `pass` cell round trip",
+        format!("p50 {} ms  p99 {} ms", ms(rt.p50()), ms(rt.p99())),
+        format!(
+            "tonic unary {} µs, UDS ping {} µs",
+            us(unsigned.p50()),
+            us(ping.p50())
+        ),
+        format!(
+            "0.3 ms: {}",
+            verdict(rt.p50() <= Duration::from_micros(300))
+        ),
+    );
+    report.row(
+        "9 … where it goes (p50s, µs)",
+        format!(
+            "{} → hub, {} → engine, {} python",
+            us(parts.to_hub),
+            us(parts.to_engine),
+            us(parts.interpreter)
+        ),
+        format!(
+            "{} → hub, {} → client",
+            us(parts.back_to_hub),
+            us(parts.to_client)
+        ),
+        String::new(),
+    );
+    report.record(
+        "session_roundtrip_pass",
+        json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(), "target_p50_ms": 0.3,
+               "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_run": us(parts.to_engine),
+                                "interpreter": us(parts.interpreter), "engine_to_hub": us(parts.back_to_hub),
+                                "hub_commit_to_client": us(parts.to_client)}}),
+    );
+    let cells = scale(100_000, 20_000);
+    let (batch, in_flight) = (256, 8);
+    let p = sessions::pipelined(cluster, client, cells, batch, in_flight).await?;
+    report.row(
+        &format!("9 {cells} `pass` cells, 2 sessions"),
+        format!("{:.0} cells/s", p.cells_per_s),
+        format!(
+            "CPU µs/cell: hub {} engines {} python {} client {}",
+            us(p.hub_cpu),
+            us(p.engines_cpu),
+            us(p.interpreters_cpu),
+            us(p.client_cpu)
+        ),
+        format!("10000/s: {}", verdict(p.cells_per_s >= 10_000.0)),
+    );
+    report.record(
+        "session_cells_pipelined",
+        json!({"cells": cells, "cells_per_s": p.cells_per_s, "seconds": p.elapsed.as_secs_f64(),
+               "requests_per_call": batch, "calls_in_flight": in_flight, "sessions": 2, "engines": 2,
+               "cpu_us_per_cell": {"hub": us(p.hub_cpu), "engines": us(p.engines_cpu),
+                                   "python": us(p.interpreters_cpu), "client": us(p.client_cpu)},
+               "target_cells_per_s": 10000}),
     );
     Ok(())
 }

@@ -21,6 +21,12 @@ pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The log filter of the hubs and engines the bench starts: `WARREN_BENCH_LOG`, else errors
+/// only (their logs go to the bench's stderr).
+fn bench_log() -> String {
+    std::env::var("WARREN_BENCH_LOG").unwrap_or_else(|_| "error".into())
+}
+
 /// A child process that is stopped when dropped.
 pub(crate) struct Proc(pub Child);
 
@@ -90,7 +96,7 @@ impl Cluster {
             .arg("--socket")
             .arg(self.socket())
             .args(args)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", bench_log())
             .stdin(Stdio::null());
         if !args.iter().any(|a| *a == "--db" || a.starts_with("--db=")) {
             command.arg("--db").arg(self.dir.path().join("hub.db"));
@@ -121,7 +127,7 @@ impl Cluster {
                         .join(format!("spill-{}", self.engines.len() + i)),
                 )
                 .args(args)
-                .env("RUST_LOG", "error")
+                .env("RUST_LOG", bench_log())
                 .stdin(Stdio::null());
             self.engines
                 .push(Proc(command.spawn().context("start warren-engine")?));

@@ -1,5 +1,6 @@
 //! Lightweight simulated engines: registration streams that "run" each task at once (started,
-//! then succeeded), to load the hub with many engines and many tasks without processes.
+//! then succeeded), to load the hub with many engines and many tasks without processes. They
+//! open sessions at once too (ready, no interpreter) and end each cell at once, ok.
 
 use anyhow::Context;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use warren_proto::connection::ConnectionInfo;
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::registration_client::RegistrationClient;
 use warren_proto::v1::{
-    EngineMessage, Heartbeat, Hello, TaskFinished, TaskResult, TaskStarted, TaskState,
-    engine_message, hub_message, task_result,
+    EngineMessage, Heartbeat, Hello, SessionStarted, TaskFinished, TaskResult, TaskStarted,
+    TaskState, engine_message, hub_message, task_result,
 };
 
 /// Streams per connection, well under HTTP/2's usual concurrent-stream limits.
@@ -67,8 +68,25 @@ pub(crate) async fn start(
                 tokio::select! {
                     received = inbound.message() => {
                         let Ok(Some(received)) = received else { return };
-                        if let Some(hub_message::Kind::Assign(assign)) = received.kind {
-                            let (task_id, attempt) = (assign.task_id, assign.attempt);
+                        let (task_id, attempt) = match received.kind {
+                            Some(hub_message::Kind::Assign(assign)) => (assign.task_id, assign.attempt),
+                            Some(hub_message::Kind::RunCell(run)) => (run.task_id, run.attempt),
+                            Some(hub_message::Kind::OpenSession(open)) => {
+                                let started = SessionStarted {
+                                    session_id: open.session_id,
+                                    generation: open.generation,
+                                    pid: 1,
+                                    banner: "simulated".into(),
+                                    started_us: warren_proto::now_us(),
+                                };
+                                if tx.send(message(engine_message::Kind::SessionStarted(started))).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                            _ => continue,
+                        };
+                        {
                             let now = warren_proto::now_us();
                             let started = TaskStarted { task_id, pid: 1, started_us: now, attempt };
                             let result = TaskResult {

@@ -2,7 +2,9 @@
 
 Starts a cluster with the ipc transport (ZMQ over Unix sockets in a temp dir) and measures:
 cluster start, the round trip of a task running `/bin/true` (and of a no-op, IPython's own
-trivial task), throughput of individually submitted no-op tasks, and stdout streaming.
+trivial task), throughput of individually submitted no-op tasks, and stdout streaming; and,
+beside warren's session scenarios, the round trip of `execute('pass')` and of `apply_sync` on
+one engine's direct view, and `execute('pass')` pipelined to both engines (cells per second).
 Writes JSON in the shape warren-bench's results use, with the units in the key names.
 """
 
@@ -118,6 +120,27 @@ def main():
         rt_runs = 300 if quick else 2000
         scenarios["roundtrip_true"] = timed_runs(lambda: view.apply_sync(run_true), rt_runs)
         scenarios["roundtrip_noop"] = timed_runs(lambda: view.apply_sync(noop), rt_runs)
+
+        # Sessions: IPython's engines are live interpreters, as warren's sessions are.
+        one = client[0]
+        scenarios["session_roundtrip_execute_pass"] = timed_runs(
+            lambda: one.execute("pass", block=True), rt_runs
+        )
+        scenarios["session_roundtrip_apply_sync"] = timed_runs(lambda: one.apply_sync(noop), rt_runs)
+        dview = client[:]
+        cells = 4000 if quick else 40000
+        begin = time.perf_counter()
+        pending = [dview.execute("pass", block=False) for _ in range(cells // 2)]
+        for result in pending:
+            result.get(timeout=600)
+        seconds = time.perf_counter() - begin
+        scenarios["session_execute_pipelined"] = {
+            "cells": cells,
+            "engines": 2,
+            "seconds": round(seconds, 3),
+            "cells_per_s": round(cells / seconds, 1),
+            "note": "dview.execute('pass', block=False) on 2 engines, all in flight, then waited for",
+        }
 
         tasks = 2000 if quick else 20000
         begin = time.perf_counter()

@@ -1,0 +1,230 @@
+//! Session scenarios: a `pass` cell's round trip, cells per second pipelined into two
+//! sessions on two engines, and the hub's memory with many idle sessions and after many cells.
+
+use futures_util::TryStreamExt;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use warren::proto::TaskState;
+use warren::{Client, EventKind, Job, SessionOptions};
+
+use crate::procs::{Cluster, cpu_time};
+use crate::stats::Samples;
+
+/// Where a cell's round trip goes, as medians, from the events' timestamps (one clock).
+pub(crate) struct CellBreakdown {
+    /// Client sends → the hub records the cell as queued (signing, the call, the checks).
+    pub(crate) to_hub: Duration,
+    /// Queued → the engine writes `run` to the interpreter (hub to engine, the runner).
+    pub(crate) to_engine: Duration,
+    /// `run` written → `done` read and fds 1 and 2 drained (the driver's own round trip).
+    pub(crate) interpreter: Duration,
+    /// The cell ended → the hub records its end.
+    pub(crate) back_to_hub: Duration,
+    /// The hub records the end → the client has it (the commit, then the stream).
+    pub(crate) to_client: Duration,
+}
+
+/// Opens a python session on each engine, as group `name`; their ids.
+async fn open(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
+    let (_, sessions) = client
+        .open_sessions(SessionOptions::python().all().name(name))
+        .await?;
+    for s in &sessions {
+        anyhow::ensure!(s.info().state().is_live(), "a session did not start: {:?}", s.info());
+    }
+    Ok(sessions.iter().map(warren::Session::id).collect())
+}
+
+/// Round trips of a `pass` cell in one session: Execute, every event back, the result.
+pub(crate) async fn round_trip(
+    client: &Client,
+    runs: usize,
+) -> anyhow::Result<(Samples, CellBreakdown)> {
+    let (_, sessions) = client
+        .open_sessions(SessionOptions::python().name("rt"))
+        .await?;
+    let session = sessions.first().map(warren::Session::id).unwrap_or(0);
+    let mut samples = Vec::with_capacity(runs);
+    let mut parts: [Vec<Duration>; 5] = Default::default();
+    let span = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
+    for i in 0..runs + runs / 10 {
+        let start = Instant::now();
+        let sent_us = warren_proto::now_us();
+        let mut events = client.run(Job::cell("pass").sessions([session])).await?;
+        let (mut queued_us, mut result_at) = (0, None);
+        while let Some(event) = events.try_next().await? {
+            match event.kind {
+                EventKind::State {
+                    state: TaskState::Queued,
+                    ..
+                } => queued_us = event.time_us,
+                EventKind::Result(result) => result_at = Some((event.time_us, result)),
+                _ => {}
+            }
+        }
+        let received_us = warren_proto::now_us();
+        let Some((ended_us, result)) = result_at else {
+            anyhow::bail!("a `pass` cell ended without a result");
+        };
+        anyhow::ensure!(result.succeeded(), "a `pass` cell did not succeed: {result:?}");
+        if i >= runs / 10 {
+            samples.push(start.elapsed());
+            parts[0].push(span(sent_us, queued_us));
+            parts[1].push(span(queued_us, result.started_us));
+            parts[2].push(span(result.started_us, result.finished_us));
+            parts[3].push(span(result.finished_us, ended_us));
+            parts[4].push(span(ended_us, received_us));
+        }
+    }
+    client.close_sessions(&[], "rt").await?;
+    let [a, b, c, d, e] = parts.map(|p| Samples::new(p).p50());
+    Ok((
+        Samples::new(samples),
+        CellBreakdown {
+            to_hub: a,
+            to_engine: b,
+            interpreter: c,
+            back_to_hub: d,
+            to_client: e,
+        },
+    ))
+}
+
+/// What a pipelined run measured.
+pub(crate) struct Pipelined {
+    /// Cells ended per second.
+    pub(crate) cells_per_s: f64,
+    /// Wall time.
+    pub(crate) elapsed: Duration,
+    /// CPU per cell: the hub, the engines, the interpreters, this client.
+    pub(crate) hub_cpu: Duration,
+    pub(crate) engines_cpu: Duration,
+    pub(crate) interpreters_cpu: Duration,
+    pub(crate) client_cpu: Duration,
+}
+
+/// `cells` `pass` cells into a group of one python session per engine, submitted with
+/// `SubmitCells` in calls of `batch` requests (each one cell per session), `in_flight` calls
+/// at once; timed until the last cell of every session has ended.
+pub(crate) async fn pipelined(
+    cluster: &Cluster,
+    client: &Client,
+    cells: usize,
+    batch: usize,
+    in_flight: usize,
+) -> anyhow::Result<Pipelined> {
+    let sessions = open(client, "throughput").await?;
+    let per_request = sessions.len();
+    let mut pids = Vec::new();
+    for &id in &sessions {
+        pids.push(client.session(id).await?.pid);
+    }
+    let engine_pids: Vec<u32> = cluster.engines.iter().map(|e| e.pid()).collect();
+    let cpu = |pids: &[u32]| pids.iter().map(|&p| cpu_time(p)).sum::<Duration>();
+    let (hub0, engines0, interp0, me0) = (
+        cpu_time(cluster.hub_pid()),
+        cpu(&engine_pids),
+        cpu(&pids),
+        cpu_time(std::process::id()),
+    );
+    let request = Job::cell("pass").group("throughput").into_request();
+    let calls = cells.div_ceil(batch * per_request);
+    let start = Instant::now();
+    let mut running = JoinSet::new();
+    let mut last: BTreeMap<usize, u64> = BTreeMap::new();
+    for call in 0..calls {
+        if running.len() >= in_flight
+            && let Some(done) = running.join_next().await
+        {
+            let (call, ids): (usize, Vec<u64>) = done??;
+            last.insert(call, ids.last().copied().unwrap_or(0));
+        }
+        let client = client.clone();
+        let requests = vec![request.clone(); batch];
+        running.spawn(async move {
+            let ids = client.submit_cells(requests).await?;
+            anyhow::Ok((call, ids))
+        });
+    }
+    let mut final_ids = Vec::new();
+    while let Some(done) = running.join_next().await {
+        let (call, ids) = done??;
+        if call == calls - 1 {
+            final_ids = ids[ids.len() - per_request..].to_vec();
+        }
+        last.insert(call, ids.last().copied().unwrap_or(0));
+    }
+    for id in final_ids {
+        let mut events = client.follow(id, 0).await?;
+        while let Some(event) = events.try_next().await? {
+            if let EventKind::Result(result) = event.kind {
+                anyhow::ensure!(result.succeeded(), "cell {id}: {result:?}");
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let total = (calls * batch * per_request) as u32;
+    let per = |d: Duration| d / total;
+    let result = Pipelined {
+        cells_per_s: f64::from(total) / elapsed.as_secs_f64(),
+        elapsed,
+        hub_cpu: per(cpu_time(cluster.hub_pid()) - hub0),
+        engines_cpu: per(cpu(&engine_pids) - engines0),
+        interpreters_cpu: per(cpu(&pids) - interp0),
+        client_cpu: per(cpu_time(std::process::id()) - me0),
+    };
+    client.close_sessions(&[], "throughput").await?;
+    Ok(result)
+}
+
+/// The hub's memory with `sessions` idle sessions (on simulated engines, which answer at
+/// once), then after `cells` cells through them. Returns (fresh, idle sessions, after cells).
+pub(crate) async fn hub_memory(
+    hub_flags: &[&str],
+    sessions: usize,
+    cells: usize,
+) -> anyhow::Result<(u64, u64, u64, f64)> {
+    let mut flags = hub_flags.to_vec();
+    flags.extend(["--max-sessions-per-engine", "100000"]);
+    let hub = Cluster::hub(&flags).await?;
+    let fresh = crate::procs::rss(hub.hub_pid());
+    let engines = 10;
+    let _sim = crate::sim::start(&hub.connection_file(), engines).await?;
+    let client = hub.client().await?;
+    crate::procs::wait_until(Duration::from_secs(60), || {
+        let client = client.clone();
+        async move { client.engines().await.is_ok_and(|e| e.len() >= engines) }
+    })
+    .await?;
+    for i in 0..sessions / engines {
+        let (_, opened) = client
+            .open_sessions(SessionOptions::python().all().name(format!("idle-{i}")))
+            .await?;
+        anyhow::ensure!(opened.len() == engines, "opened {}", opened.len());
+    }
+    let idle = crate::procs::rss(hub.hub_pid());
+    let start = Instant::now();
+    let batch = 100;
+    let mut last = 0;
+    let groups = sessions / engines;
+    for call in 0..cells.div_ceil(batch * engines) {
+        let group = format!("idle-{}", call % groups);
+        let requests = vec![Job::cell("pass").group(group).into_request(); batch];
+        last = client.submit_cells(requests).await?.last().copied().unwrap_or(0);
+    }
+    crate::procs::wait_until(Duration::from_secs(600), || {
+        let client = client.clone();
+        async move {
+            client.task(last).await.is_ok_and(|t| t.state().is_final())
+                && client
+                    .queue_status()
+                    .await
+                    .is_ok_and(|q| q.tasks_in_memory == 0)
+        }
+    })
+    .await?;
+    let rate = cells as f64 / start.elapsed().as_secs_f64();
+    let after = crate::procs::rss(hub.hub_pid());
+    Ok((fresh, idle, after, rate))
+}
