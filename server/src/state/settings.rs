@@ -36,6 +36,8 @@ pub(crate) struct Limits {
     pub(crate) output_in_flight: usize,
     /// Stdin bytes held for tasks not yet started (each task counts its stdin).
     pub(crate) max_input_held: u64,
+    /// Streamed stdin in flight per task (taken from the client, not yet written).
+    pub(crate) stdin_window: u64,
 }
 
 /// How long finished tasks stay in the history.
@@ -103,6 +105,7 @@ impl Settings {
                 follow_memory: usize::try_from(config.follow_memory).unwrap_or(usize::MAX),
                 output_in_flight: usize::try_from(config.output_in_flight).unwrap_or(usize::MAX),
                 max_input_held: config.max_input_held,
+                stdin_window: config.stdin_window.max(1),
             },
             retention: Retention {
                 max_age: config.retain_age,
@@ -138,6 +141,7 @@ impl Settings {
                 follow_memory: 16 << 20,
                 output_in_flight: 1 << 20,
                 max_input_held: 256 << 20,
+                stdin_window: 64 << 10,
             },
             retention: Retention {
                 max_age: Duration::from_secs(30 * 86_400),
