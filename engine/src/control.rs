@@ -2,6 +2,8 @@
 //! [`crate::tasks`]) to a task's runner. Its own module so that the tasks and the runner both
 //! depend on it rather than on each other.
 
+use warren_proto::v1::{StdinData, WindowSize};
+
 /// What the engine may ask of a running task.
 #[derive(Debug, Clone)]
 pub enum Control {
@@ -13,4 +15,11 @@ pub enum Control {
     Stop(String),
     /// The hub has written this attempt off: kill it and report nothing.
     Discard,
+    /// The next bytes of its streamed stdin, or their end.
+    Stdin(StdinData),
+    /// Its terminal has a new size.
+    Resize(WindowSize),
+    /// Nobody can stream the rest of its stdin (the hub restarted): cut it, and hang the task
+    /// up (SIGHUP), saying why.
+    CutStdin(String),
 }

@@ -121,6 +121,7 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
     tracing::Span::current().record("engine", welcome.engine_id);
     tracing::info!(socket = %socket.display(), "registered with the hub");
     *registered = true;
+    ctx.tasks.hub_is(&welcome.hub_id);
     ctx.tasks.set_connected(true);
     converse(ctx, &welcome, &out, &mut inbound).await
 }
@@ -251,6 +252,15 @@ fn handle(
             return Some(Handled::Exit(shutdown.reason));
         }
         hub_message::Kind::Shutdown(shutdown) => return Some(Handled::Retry(shutdown.reason)),
+        hub_message::Kind::StdinData(data) => {
+            let (task_id, attempt) = (data.task_id, data.attempt);
+            tasks.control_attempt(task_id, attempt, Control::Stdin(data));
+        }
+        hub_message::Kind::ResizeTask(resize) => {
+            if let Some(size) = resize.size {
+                tasks.control_attempt(resize.task_id, resize.attempt, Control::Resize(size));
+            }
+        }
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
     }
     None
