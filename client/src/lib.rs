@@ -37,12 +37,14 @@ mod builder;
 mod client;
 mod error;
 mod events;
+mod interact;
 mod job;
 
 pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
+pub use interact::Stdin;
 pub use job::Job;
 pub use tonic;
 /// The generated messages and clients of `warren.v1`.

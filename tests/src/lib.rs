@@ -9,8 +9,10 @@ pub mod procfs;
 pub mod raw;
 pub mod slurm;
 pub mod sshd;
+pub mod terminal;
 
 pub use events::*;
 pub use expect::*;
 pub use process::*;
 pub use procfs::*;
+pub use terminal::*;

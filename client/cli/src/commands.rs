@@ -6,9 +6,9 @@ use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
 use warren::{Client, Job, Outcome};
 
-use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
-use crate::follow::Follower;
-use crate::output::{Printer, exit_code_of};
+use crate::cli::{HubArgs, PurgeArgs, RunArgs, ShellArgs, TasksArgs};
+use crate::foreground::{self, Input, Options};
+use crate::output::exit_code_of;
 use crate::table::{Align, Table};
 use crate::time;
 
@@ -34,9 +34,6 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     }
     if let Some(dir) = &args.cwd {
         job = job.cwd(dir.clone());
-    }
-    if let Some(path) = &args.stdin {
-        job = job.stdin(read_stdin_source(path)?);
     }
     for (key, value) in &args.labels {
         job = job.label(key, value);
@@ -71,8 +68,8 @@ fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Runs a job and follows its tasks to their end (riding over hub restarts), or with --detach
-/// prints its task ids.
+/// Runs a job in the foreground (`foreground`: stdin streamed, signals forwarded) and follows
+/// its tasks to their end (riding over hub restarts), or with --detach prints its task ids.
 pub(crate) async fn run(
     hub: &HubArgs,
     client: &Client,
@@ -80,20 +77,51 @@ pub(crate) async fn run(
     args: &RunArgs,
 ) -> anyhow::Result<u8> {
     if args.detach {
+        let job = match &args.stdin {
+            Some(path) => job.stdin(read_stdin_source(path)?),
+            None => job,
+        };
         for id in client.submit(job).await? {
             println!("{id}");
         }
         return Ok(0);
     }
+    if args.tty && args.targets.engines.len() > 1 {
+        return Err(crate::usage_error(
+            "a terminal (-t) is for one task; give one --engine",
+        ));
+    }
     let request = job.into_request();
     let expected = expected_tasks(client, &request).await;
-    let events = client.run(request).await?;
-    let follower = Follower::new(
-        hub,
-        Printer::new(expected),
-        args.reconnect.reconnect_timeout,
-    );
-    follower.run(client.clone(), events).await
+    let input = match &args.stdin {
+        _ if args.no_stdin => Input::None,
+        Some(path) if path.as_os_str() != "-" => Input::File(path.clone()),
+        _ => Input::Local,
+    };
+    let options = Options {
+        input,
+        tty: args.tty,
+        reconnect: args.reconnect.reconnect_timeout,
+    };
+    foreground::run(hub, client, request, expected, options).await
+}
+
+/// The shell text `warren shell` runs: the engine's login shell, as ssh runs the remote one.
+const LOGIN_SHELL: &str = "exec \"${SHELL:-/bin/sh}\" -l";
+
+/// `warren shell [ENGINE]`: a login shell on a terminal.
+pub(crate) async fn shell(hub: &HubArgs, client: &Client, args: &ShellArgs) -> anyhow::Result<u8> {
+    let job = Job::script(LOGIN_SHELL);
+    let job = match args.engine {
+        Some(id) => job.engines([id]),
+        None => job.any(),
+    };
+    let options = Options {
+        input: Input::Local,
+        tty: true,
+        reconnect: args.reconnect.reconnect_timeout,
+    };
+    foreground::run(hub, client, job.into_request(), 1, options).await
 }
 
 /// How many tasks a request will make, to choose between raw and prefixed output.
