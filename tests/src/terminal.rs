@@ -258,6 +258,11 @@ impl Piped {
         stdin.flush().expect("flush");
     }
 
+    /// Its stdin, to write from elsewhere (a thread).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin is still here")
+    }
+
     /// Closes its stdin.
     pub fn close_stdin(&mut self) {
         self.stdin = None;

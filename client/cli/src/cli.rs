@@ -292,7 +292,7 @@ pub(crate) struct RunArgs {
     pub(crate) timeout: Option<Duration>,
     /// Run the task on a terminal (as `ssh -t`): this one goes raw, and Ctrl-C and every
     /// other key go to the task as bytes
-    #[arg(long, short = 't', conflicts_with_all = ["detach", "all"])]
+    #[arg(long, short = 't', conflicts_with_all = ["detach", "all", "retries"])]
     pub(crate) tty: bool,
     /// Give the task an empty stdin instead of this command's (as `ssh -n`)
     #[arg(long, short = 'n', conflicts_with_all = ["stdin", "tty"])]
@@ -303,8 +303,9 @@ pub(crate) struct RunArgs {
     /// Run in this directory on the engine
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<String>,
-    /// Stream this file to the task's stdin instead of this command's stdin; with --detach,
-    /// read it whole (at most 4 MiB; `-` for this command's stdin)
+    /// Stream this file to the task's stdin instead of this command's stdin; with --detach or
+    /// --retries, read it whole (at most 4 MiB; `-` for this command's stdin), as those tasks
+    /// get no streamed stdin
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,
     /// Run it again elsewhere, up to N times (at most 10), if its engine dies while running it

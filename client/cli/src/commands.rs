@@ -76,11 +76,14 @@ pub(crate) async fn run(
     job: Job,
     args: &RunArgs,
 ) -> anyhow::Result<u8> {
+    // A detached task, or one that may run again, is given its stdin whole in the request:
+    // nobody streams it later, and a retry must get it again.
+    let whole = args.detach || args.retries > 0;
+    let job = match &args.stdin {
+        Some(path) if whole => job.stdin(read_stdin_source(path)?),
+        _ => job,
+    };
     if args.detach {
-        let job = match &args.stdin {
-            Some(path) => job.stdin(read_stdin_source(path)?),
-            None => job,
-        };
         for id in client.submit(job).await? {
             println!("{id}");
         }
@@ -94,7 +97,7 @@ pub(crate) async fn run(
     let request = job.into_request();
     let expected = expected_tasks(client, &request).await;
     let input = match &args.stdin {
-        _ if args.no_stdin => Input::None,
+        _ if args.no_stdin || whole => Input::None,
         Some(path) if path.as_os_str() != "-" => Input::File(path.clone()),
         _ => Input::Local,
     };
@@ -188,6 +191,7 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
         ("STATE", Align::Left),
         ("ENGINE", Align::Right),
         ("EXIT", Align::Right),
+        ("CLIENT", Align::Right),
         ("COMMAND", Align::Left),
     ]);
     for task in &page.tasks {
@@ -196,6 +200,8 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             task.state().label().to_owned(),
             engine_text(task.engine_id),
             exit_text(task),
+            // Who submitted it: a task outlives a client killed without a word.
+            task.submitter_pid.to_string(),
             command_text(task, 60),
         ]);
     }
