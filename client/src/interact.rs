@@ -14,6 +14,17 @@ use crate::{Client, Error, Result};
 /// Messages waiting to go to the hub; past it, sending waits (the hub's window holds the
 /// rest back).
 const QUEUE: usize = 4;
+/// The most stdin one message carries: larger sends go in pieces, each well within what the
+/// hub takes in one message and within its window.
+const PIECE: usize = 1 << 20;
+
+/// `data` in pieces of at most [`PIECE`] bytes (no copy).
+fn pieces(data: Bytes) -> impl Iterator<Item = Bytes> {
+    let len = data.len();
+    (0..len)
+        .step_by(PIECE)
+        .map(move |at| data.slice(at..len.min(at + PIECE)))
+}
 
 /// The stdin of the tasks of an [`interact`](Client::interact) call: every task gets the
 /// same bytes, in order. Sending waits while the slowest task has a full window (the hub's
@@ -54,11 +65,10 @@ impl Stdin {
     /// # }
     /// ```
     pub async fn send(&self, data: impl Into<Bytes>) -> Result<()> {
-        let data = data.into();
-        if data.is_empty() {
-            return Ok(());
+        for piece in pieces(data.into()) {
+            self.put(Kind::Stdin(piece)).await?;
         }
-        self.put(Kind::Stdin(data)).await
+        Ok(())
     }
 
     /// Sends the next bytes from a thread outside the async runtime (one reading a blocking
@@ -71,13 +81,12 @@ impl Stdin {
     /// # }
     /// ```
     pub fn blocking_send(&self, data: impl Into<Bytes>) -> Result<()> {
-        let data = data.into();
-        if data.is_empty() {
-            return Ok(());
+        for piece in pieces(data.into()) {
+            self.tx
+                .blocking_send(message(Kind::Stdin(piece)))
+                .map_err(|_| Error::CallEnded)?;
         }
-        self.tx
-            .blocking_send(message(Kind::Stdin(data)))
-            .map_err(|_| Error::CallEnded)
+        Ok(())
     }
 
     /// [`Stdin::end`] from a thread outside the async runtime.
@@ -171,5 +180,18 @@ impl Client {
                 Err(status) => return Err(status.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_sends_go_in_pieces_and_empty_ones_not_at_all() {
+        let data = Bytes::from(vec![7u8; 2 * PIECE + 5]);
+        let sizes: Vec<usize> = pieces(data).map(|p| p.len()).collect();
+        assert_eq!(sizes, vec![PIECE, PIECE, 5]);
+        assert_eq!(pieces(Bytes::new()).count(), 0);
     }
 }

@@ -7,7 +7,8 @@
 //! (its `write` blocks, as over ssh), and the hub never holds more than the window per task.
 //! A chunk goes to the task's engine at once if the task is placed, else when it is. The
 //! engine acknowledges what it has written; the hub records that as the task's STDIN events
-//! (kept within the output cap like output), and lets it go. What is not acknowledged stays
+//! (kept within the output cap like output; not for a terminal, where it may be a password
+//! typed at a prompt that does not echo it), and lets it go. What is not acknowledged stays
 //! here, so an engine that reconnects is sent it again (it skips, by offset, what it already
 //! wrote). The end of the client's stdin, or its going away, follows the bytes.
 //!
@@ -342,12 +343,15 @@ impl State {
 
     /// Bytes an acknowledgement would have the hub record (for the output budget).
     pub(super) fn stdin_to_record(&self, ack: &StdinAck) -> u64 {
-        self.tasks
-            .get(&ack.task_id)
-            .and_then(|task| task.stdin.as_ref())
-            .map_or(0, |stdin| {
+        let Some(task) = self.tasks.get(&ack.task_id) else {
+            return 0;
+        };
+        match &task.stdin {
+            Some(stdin) if task.keeps_stdin() => {
                 ack.written.min(stdin.taken).saturating_sub(stdin.written)
-            })
+            }
+            _ => 0,
+        }
     }
 
     /// A queued task recovered after a restart whose stdin a client was streaming: nobody
@@ -400,6 +404,9 @@ impl Task {
         } else {
             stdin.room.notify_waiters();
         }
+        if !self.keeps_stdin() {
+            return (Vec::new(), false);
+        }
         let held = budget > 0 && !given.is_empty();
         let mut budget = budget;
         let writes = given
@@ -407,6 +414,12 @@ impl Task {
             .map(|data| self.record_stdin(data, std::mem::take(&mut budget)))
             .collect();
         (writes, held)
+    }
+
+    /// Whether what the task is given is kept in its history: not what is typed at a
+    /// terminal, which may be a password typed at a prompt that does not echo it.
+    fn keeps_stdin(&self) -> bool {
+        self.row.asked.spec.tty.is_none()
     }
 
     /// Records stdin the task was given as a STDIN event (kept within the output cap).

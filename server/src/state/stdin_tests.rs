@@ -181,3 +181,26 @@ fn a_terminal_needs_streamed_stdin_and_streamed_stdin_no_retries() {
         .expect_err("retries");
     assert!(refused.to_string().contains("retr"), "{refused}");
 }
+
+#[tokio::test]
+async fn what_is_typed_at_a_terminal_is_not_kept() {
+    let (hub, _clock) = hub(Settings::small("test"));
+    let mut engine = TestEngine::register(&hub, "e", 1, &[]);
+    let mut request = job(&[], 0);
+    request.spec = Some(TaskSpec {
+        tty: Some(Tty::default()),
+        ..request.spec.unwrap_or_default()
+    });
+    let (id, room) = streaming(&hub, request);
+    engine.run(&hub, id, 1);
+    assert!(
+        hub.push_stdin(&[id], &room, Bytes::from_static(b"secret\r"))
+            .await
+    );
+    assert_eq!(stdin_sent(&mut engine.inbox).len(), 1, "it is sent");
+    ack(&engine, &hub, id, 7, false);
+    assert_eq!(hub.get_task(id).await.expect("task").output_bytes, 0);
+    // And the window moved on all the same.
+    let big = Bytes::from(vec![b'x'; WINDOW]);
+    assert!(hub.push_stdin(&[id], &room, big).await);
+}
