@@ -6,6 +6,7 @@ use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &[
     "warren/v1/task.proto",
+    "warren/v1/interact.proto",
     "warren/v1/execution.proto",
     "warren/v1/control.proto",
     "warren/v1/registration.proto",
@@ -28,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".warren.v1.OutputChunk.data")
         .bytes(".warren.v1.TaskOutput.data")
         .bytes(".warren.v1.TaskSpec.stdin")
+        .bytes(".warren.v1.InteractRequest.stdin")
+        .bytes(".warren.v1.StdinData.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

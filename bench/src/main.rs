@@ -5,12 +5,14 @@
 //! and writes it all as JSON. Run it with `cargo run --release -p warren-bench`.
 
 mod baseline;
+mod interactive;
 mod liveness;
 mod procs;
 mod scenarios;
 mod sessions;
 mod signing;
 mod sim;
+mod sshd;
 mod stats;
 
 use clap::Parser;
@@ -228,6 +230,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wanted("session") {
         session_scenarios(&mut report, &cluster, &client, &unsigned, &ping, &scale).await?;
     }
+    if wanted("interactive") {
+        interactive_scenarios(
+            &mut report,
+            &cluster,
+            scratch.path(),
+            &ping,
+            bulk,
+            args.quick,
+        )?;
+    }
     drop(client);
     drop(cluster);
 
@@ -365,6 +377,70 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&document)? + "\n")?;
     println!("\nwrote {}", args.json.display());
+    Ok(())
+}
+
+/// Scenario 9: a keystroke's echo through `warren exec -t` against `ssh -t` and a socket
+/// ping-pong, and stdin streamed through a foreground `warren exec` against the socket bulk.
+fn interactive_scenarios(
+    report: &mut Report,
+    cluster: &Cluster,
+    scratch: &std::path::Path,
+    ping: &stats::Samples,
+    bulk: f64,
+    quick: bool,
+) -> anyhow::Result<()> {
+    let sshd = sshd::Sshd::start(scratch)?;
+    let runs = if quick { 300 } else { 2_000 };
+    let (warren, ssh) = interactive::keystroke_echo(cluster, sshd.as_ref(), runs)?;
+    let (versus, target, ssh_json) = match &ssh {
+        Some(ssh) => {
+            let ratio = warren.p50().as_secs_f64() / ssh.p50().as_secs_f64();
+            (
+                format!(
+                    "ssh -t p50 {} µs p99 {} µs: x{ratio:.2}",
+                    us(ssh.p50()),
+                    us(ssh.p99())
+                ),
+                format!("≤ 2× ssh: {}", verdict(ratio <= 2.0)),
+                json!({"p50_us": us(ssh.p50()), "p99_us": us(ssh.p99()), "runs": ssh.len(),
+                       "warren_p50_over_ssh_p50": ratio}),
+            )
+        }
+        None => (
+            "ssh -t: no sshd here".into(),
+            "≤ 2× ssh: not measured".into(),
+            Value::Null,
+        ),
+    };
+    report.row(
+        "9 keystroke echo, exec -t `cat`",
+        format!("p50 {} µs  p99 {} µs", us(warren.p50()), us(warren.p99())),
+        versus,
+        target,
+    );
+    report.row(
+        "9 … UDS ping-pong, same run",
+        format!("p50 {} µs  p99 {} µs", us(ping.p50()), us(ping.p99())),
+        String::new(),
+        String::new(),
+    );
+    let bytes: u64 = if quick { 256 << 20 } else { 1 << 30 };
+    let rate = interactive::stdin_stream(cluster, bytes)?;
+    let ratio = rate / bulk;
+    report.row(
+        &format!("9 stdin {} MiB into `cat`", bytes >> 20),
+        format!("{:.2} GB/s", rate / 1e9),
+        format!("UDS bulk {:.2} GB/s: x{ratio:.2}", bulk / 1e9),
+        format!("x0.25: {}", verdict(ratio >= 0.25)),
+    );
+    report.record(
+        "interactive",
+        json!({"keystroke_echo": {"warren_p50_us": us(warren.p50()), "warren_p99_us": us(warren.p99()),
+                                  "runs": warren.len(), "ssh": ssh_json,
+                                  "uds_ping_pong_p50_us": us(ping.p50())},
+               "stdin_stream": {"bytes": bytes, "gb_per_s": rate / 1e9, "ratio_to_uds_bulk": ratio}}),
+    );
     Ok(())
 }
 

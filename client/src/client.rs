@@ -71,7 +71,7 @@ pub struct TaskPage {
 
 /// Teaches `signer` what an UNAUTHENTICATED refusal says: the hub's id (new at each start of
 /// the hub) or its clock. True if it learned something, so the call is worth signing again.
-fn learn_from_refusal(signer: &Signer, status: &Status) -> bool {
+pub(crate) fn learn_from_refusal(signer: &Signer, status: &Status) -> bool {
     if status.code() != tonic::Code::Unauthenticated {
         return false;
     }
@@ -204,6 +204,16 @@ impl Client {
         ExecutionClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The deadline of unary calls.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long a follow stream may stay silent.
+    pub(crate) fn idle(&self) -> Duration {
+        self.idle_limit
     }
 
     /// The signer, which follows the hub's id and clock as the hub reports them.

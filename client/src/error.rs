@@ -46,6 +46,10 @@ pub enum Error {
     /// status is not also given as the error's source: its text would repeat the message.)
     #[error("{}", describe_status(.0))]
     Status(tonic::Status),
+    /// An interactive call has ended (its tasks ended, or the hub went away): its stdin
+    /// takes no more.
+    #[error("the interactive call has ended; its tasks take no more stdin")]
+    CallEnded,
     /// A follow stream carried nothing, not even a heartbeat, for too long.
     #[error(
         "no word from the hub for {0:?}, not even a heartbeat; it may be gone. Check it, then follow the task again with `warren attach`"

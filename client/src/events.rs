@@ -94,6 +94,9 @@ pub enum OutputStream {
     Stdout,
     /// Standard error.
     Stderr,
+    /// Stdin the task was given (streamed stdin, as recorded): seen only when replaying a
+    /// task's history.
+    Stdin,
 }
 
 /// How a task ended: its final state, how its process ended, and when.
@@ -219,6 +222,7 @@ impl Event {
             Kind::Output(chunk) => EventKind::Output {
                 stream: match chunk.stream() {
                     proto::OutputStream::Stderr => OutputStream::Stderr,
+                    proto::OutputStream::Stdin => OutputStream::Stdin,
                     _ => OutputStream::Stdout,
                 },
                 data: chunk.data,

@@ -125,6 +125,22 @@ impl Job {
         self
     }
 
+    /// Runs the task on a terminal of `rows` by `cols` (0 for 24 by 80), with `TERM` set to
+    /// `term` (empty for xterm-256color): its stdin, stdout and stderr are the terminal, its
+    /// output one stream. Needs a caller at the terminal: [`Client::interact`](crate::Client::interact).
+    ///
+    /// ```
+    /// let job = warren::Job::argv(["top"]).tty(50, 132, "xterm-256color");
+    /// ```
+    pub fn tty(mut self, rows: u16, cols: u16, term: impl Into<String>) -> Self {
+        self.spec.tty = Some(warren_proto::v1::Tty {
+            rows: rows.into(),
+            cols: cols.into(),
+            term: term.into(),
+        });
+        self
+    }
+
     /// Ends the task (SIGTERM, then SIGKILL) if it runs longer than this.
     ///
     /// ```

@@ -37,6 +37,7 @@ mod builder;
 mod client;
 mod error;
 mod events;
+mod interact;
 mod job;
 mod session;
 
@@ -44,6 +45,7 @@ pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{CellError, Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
+pub use interact::Stdin;
 pub use job::Job;
 pub use session::{Cell, CellEvent, CellResult, Session, SessionOptions};
 pub use tonic;

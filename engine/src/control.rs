@@ -3,6 +3,7 @@
 //! depend on it rather than on each other.
 
 use tokio::sync::mpsc;
+use warren_proto::v1::{StdinData, WindowSize};
 
 /// What the engine may ask of a running task.
 #[derive(Debug, Clone)]
@@ -15,6 +16,13 @@ pub enum Control {
     Stop(String),
     /// The hub has written this attempt off: kill it and report nothing.
     Discard,
+    /// The next bytes of its streamed stdin, or their end.
+    Stdin(StdinData),
+    /// Its terminal has a new size.
+    Resize(WindowSize),
+    /// Nobody can stream the rest of its stdin (the hub restarted): cut it, and hang the task
+    /// up (SIGHUP), saying why.
+    CutStdin(String),
 }
 
 /// Where a task's controls go: its own runner, or, for a cell, the runner of the session it

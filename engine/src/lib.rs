@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod outbox;
 pub mod process;
+pub mod pty;
 pub mod runner;
 pub mod session;
 pub mod sessions;

@@ -127,16 +127,19 @@ pub fn command(task_id: u64, spec: &TaskSpec) -> Result<Command, StartError> {
         .env(ENGINE_PID_VAR, std::process::id().to_string())
         .env("WARREN_TASK_ID", task_id.to_string())
         .envs(&spec.env)
-        .stdin(if spec.stdin.is_empty() {
+        .stdin(if spec.stdin.is_empty() && !spec.stream_stdin {
             Stdio::null()
         } else {
             Stdio::piped()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own group, so signals reach everything it starts and nothing else.
-        .process_group(0)
         .kill_on_drop(true);
+    if spec.tty.is_none() {
+        // Its own group, so signals reach everything it starts and nothing else. (A task with
+        // a terminal gets a session of its own instead, whose group is the same: `pty`.)
+        command.process_group(0);
+    }
     // No pre_exec hook here: without one the standard library spawns with posix_spawn, which
     // is much cheaper than fork for every task. Cleanup after a killed engine is the guard's job.
     Ok(command)

@@ -125,6 +125,7 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
     tracing::Span::current().record("engine", welcome.engine_id);
     tracing::info!(socket = %socket.display(), "registered with the hub");
     *registered = true;
+    ctx.tasks.hub_is(&welcome.hub_id);
     ctx.tasks.set_connected(true);
     converse(ctx, &welcome, &out, &mut inbound).await
 }
@@ -268,6 +269,15 @@ fn handle(
         hub_message::Kind::OpenSession(open) => sessions.open(engine_id, open),
         hub_message::Kind::CloseSession(close) => sessions.close(close.session_id, close.reason),
         hub_message::Kind::RunCell(run) => sessions.run_cell(run),
+        hub_message::Kind::StdinData(data) => {
+            let (task_id, attempt) = (data.task_id, data.attempt);
+            tasks.control_attempt(task_id, attempt, Control::Stdin(data));
+        }
+        hub_message::Kind::ResizeTask(resize) => {
+            if let Some(size) = resize.size {
+                tasks.control_attempt(resize.task_id, resize.attempt, Control::Resize(size));
+            }
+        }
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
     }
     None

@@ -130,6 +130,11 @@ pub struct HubConfig {
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_input_held: u64,
 
+    /// Streamed stdin (a foreground `warren exec`) in flight per task: taken from the client
+    /// and not yet written into the task; past it the hub stops reading the client's stream
+    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub stdin_window: u64,
+
     /// Engines registered at once
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_engines: usize,

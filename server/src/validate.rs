@@ -52,6 +52,11 @@ pub(crate) fn request(request: ExecuteRequest) -> Result<ExecuteRequest, HubErro
             spec.stdin.len()
         )));
     }
+    if request.retries > 0 && request.spec.as_ref().is_some_and(|s| s.stream_stdin) {
+        return Err(HubError::invalid(
+            "streamed stdin can't be given again to a retry; drop the retries, or give the input with --stdin FILE and --detach",
+        ));
+    }
     if request.retries > MAX_RETRIES {
         return Err(HubError::invalid(format!(
             "retries {} is more than the most allowed, {MAX_RETRIES}",
@@ -164,6 +169,7 @@ pub(crate) fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, HubError> {
         )?;
     }
     no_nul("spec.cwd", &spec.cwd)?;
+    crate::state::check_streamed(&spec)?;
     match spec.timeout_ms {
         Some(0) => {
             return Err(HubError::invalid(

@@ -10,9 +10,11 @@ pub mod raw;
 pub mod sessions;
 pub mod slurm;
 pub mod sshd;
+pub mod terminal;
 
 pub use events::*;
 pub use expect::*;
 pub use process::*;
 pub use procfs::*;
 pub use sessions::*;
+pub use terminal::*;

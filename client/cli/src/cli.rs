@@ -103,6 +103,9 @@ pub(crate) enum Command {
     Exec(ExecArgs),
     /// Run shell text (with `sh -c`) on engines and stream its output here
     Sh(ShArgs),
+    /// A login shell on an engine, on a terminal: `warren exec -t --engine ENGINE -- $SHELL -l`,
+    /// with the engine's $SHELL
+    Shell(ShellArgs),
     /// List the engines, or stop some
     Engines {
         #[command(subcommand)]
@@ -122,6 +125,10 @@ pub(crate) enum Command {
         /// The first event to replay (0 replays everything the hub kept)
         #[arg(long, default_value_t = 0, value_name = "SEQ")]
         from: u64,
+        /// Show the stdin the task was given (streamed from a foreground `exec`, as recorded)
+        /// instead of its output
+        #[arg(long)]
+        input: bool,
         #[command(flatten)]
         reconnect: ReconnectArgs,
     },
@@ -288,15 +295,24 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) targets: TargetArgs,
     /// Stop the task (SIGTERM, then SIGKILL) after this many seconds (at most 30 days)
-    #[arg(long, short = 't', value_name = "SECONDS", value_parser = parse_timeout)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
     pub(crate) timeout: Option<Duration>,
+    /// Run the task on a terminal (as `ssh -t`): this one goes raw, and Ctrl-C and every
+    /// other key go to the task as bytes
+    #[arg(long, short = 't', conflicts_with_all = ["detach", "all", "retries"])]
+    pub(crate) tty: bool,
+    /// Give the task an empty stdin instead of this command's (as `ssh -n`)
+    #[arg(long, short = 'n', conflicts_with_all = ["stdin", "tty"])]
+    pub(crate) no_stdin: bool,
     /// Set an environment variable for the task (repeatable)
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
     /// Run in this directory on the engine
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<String>,
-    /// Feed this file to the task's stdin (`-` for this command's stdin)
+    /// Stream this file to the task's stdin instead of this command's stdin; with --detach or
+    /// --retries, read it whole (at most 4 MiB; `-` for this command's stdin), as those tasks
+    /// get no streamed stdin
     #[arg(long, value_name = "FILE")]
     pub(crate) stdin: Option<PathBuf>,
     /// Run it again elsewhere, up to N times (at most 10), if its engine dies while running it
@@ -331,9 +347,24 @@ pub(crate) struct ReconnectArgs {
 pub(crate) struct ExecArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// The program and its arguments
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The program and its arguments (options end at the first word that is not one; `--`
+    /// ends them too)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub(crate) argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShellArgs {
+    /// The engine [default: the least loaded]
+    #[arg(value_name = "ENGINE")]
+    pub(crate) engine: Option<u32>,
+    #[command(flatten)]
+    pub(crate) reconnect: ReconnectArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
 use warren::{Client, Job, Outcome};
 
-use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
-use crate::follow::Follower;
-use crate::output::{Printer, exit_code_of};
+use crate::cli::{HubArgs, PurgeArgs, RunArgs, ShellArgs, TasksArgs};
+use crate::foreground::{self, Input, Options};
+use crate::output::exit_code_of;
 use crate::table::{Align, Table};
 use crate::time;
 
@@ -34,9 +34,6 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     }
     if let Some(dir) = &args.cwd {
         job = job.cwd(dir.clone());
-    }
-    if let Some(path) = &args.stdin {
-        job = job.stdin(read_stdin_source(path)?);
     }
     for (key, value) in &args.labels {
         job = job.label(key, value);
@@ -71,29 +68,63 @@ fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Runs a job and follows its tasks to their end (riding over hub restarts), or with --detach
-/// prints its task ids.
+/// Runs a job in the foreground (`foreground`: stdin streamed, signals forwarded) and follows
+/// its tasks to their end (riding over hub restarts), or with --detach prints its task ids.
 pub(crate) async fn run(
     hub: &HubArgs,
     client: &Client,
     job: Job,
     args: &RunArgs,
 ) -> anyhow::Result<u8> {
+    // A detached task, or one that may run again, is given its stdin whole in the request:
+    // nobody streams it later, and a retry must get it again.
+    let whole = args.detach || args.retries > 0;
+    let job = match &args.stdin {
+        Some(path) if whole => job.stdin(read_stdin_source(path)?),
+        _ => job,
+    };
     if args.detach {
         for id in client.submit(job).await? {
             println!("{id}");
         }
         return Ok(0);
     }
+    if args.tty && args.targets.engines.len() > 1 {
+        return Err(crate::usage_error(
+            "a terminal (-t) is for one task; give one --engine",
+        ));
+    }
     let request = job.into_request();
     let expected = expected_tasks(client, &request).await;
-    let events = client.run(request).await?;
-    let follower = Follower::new(
-        hub,
-        Printer::new(expected),
-        args.reconnect.reconnect_timeout,
-    );
-    follower.run(client.clone(), events).await
+    let input = match &args.stdin {
+        _ if args.no_stdin || whole => Input::None,
+        Some(path) if path.as_os_str() != "-" => Input::File(path.clone()),
+        _ => Input::Local,
+    };
+    let options = Options {
+        input,
+        tty: args.tty,
+        reconnect: args.reconnect.reconnect_timeout,
+    };
+    foreground::run(hub, client, request, expected, options).await
+}
+
+/// The shell text `warren shell` runs: the engine's login shell, as ssh runs the remote one.
+const LOGIN_SHELL: &str = "exec \"${SHELL:-/bin/sh}\" -l";
+
+/// `warren shell [ENGINE]`: a login shell on a terminal.
+pub(crate) async fn shell(hub: &HubArgs, client: &Client, args: &ShellArgs) -> anyhow::Result<u8> {
+    let job = Job::script(LOGIN_SHELL);
+    let job = match args.engine {
+        Some(id) => job.engines([id]),
+        None => job.any(),
+    };
+    let options = Options {
+        input: Input::Local,
+        tty: true,
+        reconnect: args.reconnect.reconnect_timeout,
+    };
+    foreground::run(hub, client, job.into_request(), 1, options).await
 }
 
 /// How many tasks a request will make, to choose between raw and prefixed output.
@@ -160,6 +191,7 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
         ("STATE", Align::Left),
         ("ENGINE", Align::Right),
         ("EXIT", Align::Right),
+        ("CLIENT", Align::Right),
         ("COMMAND", Align::Left),
     ]);
     for task in &page.tasks {
@@ -168,6 +200,8 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             task.state().label().to_owned(),
             engine_text(task.engine_id),
             exit_text(task),
+            // Who submitted it: a task outlives a client killed without a word.
+            task.submitter_pid.to_string(),
             command_text(task, 60),
         ]);
     }

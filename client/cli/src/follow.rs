@@ -16,6 +16,7 @@ use warren::proto::TaskState;
 use warren::{Client, Event, EventKind, Events, Outcome};
 
 use crate::cli::HubArgs;
+use crate::foreground::{self, Act, Signals};
 use crate::output::Printer;
 use crate::time;
 
@@ -37,6 +38,24 @@ pub(crate) struct Follower<'a> {
     next: BTreeMap<u64, u64>,
     /// Tasks whose end has been shown.
     ended: BTreeSet<u64>,
+    /// In the foreground: the signals to forward (`foreground`).
+    signals: Option<Signals>,
+}
+
+/// How showing a stream's events stopped.
+enum Drained {
+    /// The stream ended.
+    Ended,
+    /// It broke in a way a reconnection can mend.
+    Broke(warren::Error),
+    /// Time to exit with this status (detached, or stdout closed).
+    Exit(u8),
+}
+
+/// What came first: an event, or a signal.
+enum Next {
+    Item(Option<warren::Result<Event>>),
+    Signal(Act),
 }
 
 impl<'a> Follower<'a> {
@@ -48,26 +67,34 @@ impl<'a> Follower<'a> {
             reconnect_for,
             next: BTreeMap::new(),
             ended: BTreeSet::new(),
+            signals: None,
         }
+    }
+
+    /// Forwards these signals to the tasks while following them (a foreground run).
+    pub(crate) fn with_signals(mut self, signals: Signals) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// Follows `events` to the end of every task in them; returns the exit status.
     pub(crate) async fn run(mut self, mut client: Client, events: Events) -> anyhow::Result<u8> {
         let mut stream: EventStream = Box::pin(events);
         loop {
-            match self.drain(&mut stream).await? {
-                None if self.next.is_empty() => break,
+            match self.drain(&client, &mut stream).await? {
+                Drained::Exit(code) => return Ok(code),
+                Drained::Ended if self.next.is_empty() => break,
                 // The stream ended with tasks unfinished: a replay that began past a task's
                 // last event. Its record has the end.
-                None => {
+                Drained::Ended => {
                     self.settle_from_records(&client).await?;
                     break;
                 }
-                Some(err) if self.next.is_empty() && self.ended.is_empty() => {
+                Drained::Broke(err) if self.next.is_empty() && self.ended.is_empty() => {
                     // Not one event arrived: there is nothing to pick up from.
                     return Err(err.into());
                 }
-                Some(err) => match self.reconnect(&client, &err).await {
+                Drained::Broke(err) => match self.reconnect(&client, &err).await {
                     Some((again, events)) => (client, stream) = (again, events),
                     None => return Ok(EXIT_HUB_GONE),
                 },
@@ -81,13 +108,35 @@ impl<'a> Follower<'a> {
         self.next.insert(task, from);
     }
 
-    /// Shows events until the stream ends (`None`) or breaks in a way a reconnection can
-    /// mend (`Some`); other errors are returned.
-    async fn drain(&mut self, stream: &mut EventStream) -> anyhow::Result<Option<warren::Error>> {
-        while let Some(item) = stream.next().await {
+    /// Shows events until the stream ends or breaks in a way a reconnection can mend, or (in
+    /// the foreground) it is time to exit; other errors are returned.
+    async fn drain(
+        &mut self,
+        client: &Client,
+        stream: &mut EventStream,
+    ) -> anyhow::Result<Drained> {
+        loop {
+            let next = match self.signals.as_mut() {
+                None => Next::Item(stream.next().await),
+                Some(signals) => tokio::select! {
+                    item = stream.next() => Next::Item(item),
+                    act = signals.next() => Next::Signal(act),
+                },
+            };
+            let item = match next {
+                Next::Item(Some(item)) => item,
+                Next::Item(None) => return Ok(Drained::Ended),
+                Next::Signal(Act::Detach) => return Ok(Drained::Exit(self.detach())),
+                Next::Signal(Act::Forward(signal)) => {
+                    let explain = self.signals.as_mut().is_some_and(|s| s.first_press(signal));
+                    let tasks: Vec<u64> = self.next.keys().copied().collect();
+                    foreground::forward(client, &tasks, signal, &mut self.printer, explain).await;
+                    continue;
+                }
+            };
             let event = match item {
                 Ok(event) => event,
-                Err(err) if hub_went_away(&err) => return Ok(Some(err)),
+                Err(err) if hub_went_away(&err) => return Ok(Drained::Broke(err)),
                 Err(err) => return Err(err.into()),
             };
             let task = event.task_id;
@@ -104,9 +153,31 @@ impl<'a> Follower<'a> {
                 self.next.remove(&task);
                 self.ended.insert(task);
             }
-            self.printer.event(event)?;
+            match self.printer.event(event) {
+                Ok(()) => {}
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::BrokenPipe && self.signals.is_some() =>
+                {
+                    let tasks: Vec<u64> = self.next.keys().copied().collect();
+                    foreground::stdout_closed(client, &tasks).await;
+                    return Ok(Drained::Exit(foreground::EXIT_SIGPIPE));
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
-        Ok(None)
+    }
+
+    /// Leaves the tasks running: says how to follow each again; the exit status.
+    fn detach(&mut self) -> u8 {
+        self.printer
+            .note("detached; the tasks go on, their stdin closed");
+        for (task, seq) in &self.next {
+            self.printer.note(&format!(
+                "task {task} goes on; follow it with: {} attach {task} --from {seq}",
+                self.hub.hint()
+            ));
+        }
+        foreground::EXIT_DETACHED
     }
 
     /// Takes the ends of unfinished tasks from their records (for a replay past the end).
@@ -145,7 +216,18 @@ impl<'a> Follower<'a> {
         }
         let mut delay = FIRST_BACKOFF;
         while Instant::now() < deadline {
-            tokio::time::sleep(delay.min(deadline - Instant::now())).await;
+            let pause = tokio::time::sleep(delay.min(deadline - Instant::now()));
+            match self.signals.as_mut() {
+                Some(signals) => tokio::select! {
+                    () = pause => {}
+                    // The hub is away: nothing to forward to. Stop waiting.
+                    _ = signals.next() => {
+                        last = "stopped waiting (a signal)".into();
+                        break;
+                    }
+                },
+                None => pause.await,
+            }
             delay = (delay * 2).min(MAX_BACKOFF);
             match tokio::time::timeout_at(deadline, self.resume(client)).await {
                 Ok(Ok(found)) => {
@@ -162,13 +244,14 @@ impl<'a> Follower<'a> {
                 Err(_) => break,
             }
         }
-        eprintln!(
-            "warren: the hub did not come back within {} ({last})",
+        let end = crate::terminal::newline();
+        eprint!(
+            "warren: the hub did not come back within {} ({last}){end}",
             time::duration(self.reconnect_for)
         );
         for (task, seq) in &self.next {
-            eprintln!(
-                "warren: task {task} has not ended; follow it with: {} attach {task} --from {seq}",
+            eprint!(
+                "warren: task {task} has not ended; follow it with: {} attach {task} --from {seq}{end}",
                 self.hub.hint()
             );
         }
@@ -214,10 +297,11 @@ pub(crate) async fn attach(
     client: &Client,
     task: u64,
     from: u64,
+    printer: Printer,
     reconnect_for: Duration,
 ) -> anyhow::Result<u8> {
     let events = client.follow(task, from).await?;
-    let mut follower = Follower::new(hub, Printer::new(1), reconnect_for);
+    let mut follower = Follower::new(hub, printer, reconnect_for);
     follower.expect(task, from);
     follower.run(client.clone(), events).await
 }

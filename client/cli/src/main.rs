@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod follow;
+mod foreground;
 mod output;
 mod parse;
 mod px;
@@ -11,6 +12,7 @@ mod remote_engines;
 mod session;
 mod ssh;
 mod table;
+mod terminal;
 mod time;
 mod tunnel;
 
@@ -109,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let job = commands::job(Job::script(args.script.clone()), &args.run)?;
             commands::run(hub, &connect(hub).await?, job, &args.run).await
         }
+        Command::Shell(args) => commands::shell(hub, &connect(hub).await?, args).await,
         Command::Engines { action: None } => commands::engines(&connect(hub).await?).await,
         Command::Engines {
             action: Some(EnginesAction::Ssh(args)),
@@ -130,10 +133,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Attach {
             task,
             from,
+            input,
             reconnect,
         } => {
             let client = connect(hub).await?;
-            follow::attach(hub, &client, *task, *from, reconnect.reconnect_timeout).await
+            let printer = if *input {
+                output::Printer::new(1).input_only()
+            } else {
+                output::Printer::new(1)
+            };
+            follow::attach(
+                hub,
+                &client,
+                *task,
+                *from,
+                printer,
+                reconnect.reconnect_timeout,
+            )
+            .await
         }
         Command::Interrupt { tasks, signal } => {
             commands::interrupt(&connect(hub).await?, tasks, *signal).await

@@ -17,6 +17,8 @@ pub(crate) struct Printer {
     results: BTreeMap<u64, Outcome>,
     /// Whether the last byte written to stderr ended a line (so a note starts on its own).
     stderr_at_line_start: bool,
+    /// Show only the stdin tasks were given (`attach --input`), instead of their output.
+    input_only: bool,
 }
 
 /// The attempt of a task the printer last saw running.
@@ -38,13 +40,21 @@ impl Printer {
             attempts: HashMap::new(),
             results: BTreeMap::new(),
             stderr_at_line_start: true,
+            input_only: false,
         }
+    }
+
+    /// Shows the recorded stdin of the tasks (as given, on stdout) instead of their output.
+    pub(crate) fn input_only(mut self) -> Self {
+        self.input_only = true;
+        self
     }
 
     /// Writes `[warren] TEXT` on stderr, on a line of its own.
     pub(crate) fn note(&mut self, text: &str) {
-        let start = if self.stderr_at_line_start { "" } else { "\n" };
-        eprintln!("{start}[warren] {text}");
+        let end = crate::terminal::newline();
+        let start = if self.stderr_at_line_start { "" } else { end };
+        eprint!("{start}[warren] {text}{end}");
         self.stderr_at_line_start = true;
     }
 
@@ -103,6 +113,17 @@ impl Printer {
             self.engines.insert(event.task_id, event.engine_id);
         }
         match event.kind {
+            EventKind::Output {
+                stream: OutputStream::Stdin,
+                data,
+            } => {
+                if self.input_only {
+                    write_to(false, &data)
+                } else {
+                    Ok(())
+                }
+            }
+            EventKind::Output { .. } if self.input_only => Ok(()),
             EventKind::Output { stream, data } => {
                 self.output(event.task_id, event.engine_id, stream, &data)
             }
@@ -199,9 +220,10 @@ impl Printer {
         } else {
             format!(": {}", result.error)
         };
-        let start = if self.stderr_at_line_start { "" } else { "\n" };
-        eprintln!(
-            "{start}warren: task {task_id}{engine} {}{why}",
+        let end = crate::terminal::newline();
+        let start = if self.stderr_at_line_start { "" } else { end };
+        eprint!(
+            "{start}warren: task {task_id}{engine} {}{why}{end}",
             state.label()
         );
         self.stderr_at_line_start = true;

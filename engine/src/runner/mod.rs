@@ -6,6 +6,9 @@
 //! panics does not vanish: its task's process group is killed and the task reported FAILED,
 //! with the reason, like any other end.
 
+mod interactive;
+#[cfg(test)]
+mod interactive_tests;
 mod supervise;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 use bytes::BytesMut;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -16,9 +17,11 @@ use warren_proto::os::signals;
 use warren_proto::v1::{OutputStream, TaskResult, TaskSpec, TaskStarted, TaskState, task_result};
 
 use super::Run;
+use super::interactive::{self, Sink};
 use crate::config::OUTPUT_DRAIN;
 use crate::control::Control;
 use crate::process;
+use crate::pty;
 
 /// Bytes read from a pipe at most per output chunk; the pipes are made this big too, so a task
 /// that writes fast is read in few, large chunks (fewer messages to frame, send and store),
@@ -34,7 +37,17 @@ pub(super) async fn supervise(
 ) {
     let (task_id, attempt) = (run.task_id, run.attempt);
     let started_us = now_us();
+    let mut terminal: Option<Arc<pty::Master>> = None;
     let spawned = process::command(task_id, &spec).and_then(|mut command| {
+        if let Some(tty) = &spec.tty {
+            let master = pty::Pty::open(tty.rows, tty.cols)
+                .and_then(|pty| pty.attach(&mut command, &tty.term))
+                .map_err(|err| process::StartError {
+                    exit_code: process::EXIT_CANNOT_RUN,
+                    reason: format!("cannot give the task a terminal: {err}"),
+                })?;
+            terminal = Some(Arc::new(master));
+        }
         command
             .spawn()
             .map_err(|err| process::StartError::from_spawn(process::program(&spec), &err))
@@ -70,7 +83,25 @@ pub(super) async fn supervise(
 
     // The task's stdin writer and output pumps.
     let mut pipes = JoinSet::new();
-    if let Some(mut stdin) = child.stdin.take() {
+    let mut feed = None;
+    let mut feeder = None;
+    if spec.stream_stdin {
+        let sink = match (&terminal, child.stdin.take()) {
+            (Some(master), _) => Some(Sink::Tty(master.clone())),
+            (None, Some(pipe)) => {
+                let _ = rustix::pipe::fcntl_setpipe_size(&pipe, CHUNK);
+                Some(Sink::Pipe(pipe))
+            }
+            (None, None) => None,
+        };
+        if let Some(sink) = sink {
+            let (tx, rx) = mpsc::unbounded_channel();
+            feed = Some(tx);
+            run.tasks.stdin_progress(task_id, attempt, 0, false);
+            let writer = interactive::feed(sink, rx, run.clone(), pgid);
+            feeder = Some(pipes.spawn(writer.in_current_span()));
+        }
+    } else if let Some(mut stdin) = child.stdin.take() {
         let bytes = spec.stdin.clone();
         // A task that exits without reading its stdin is not an error.
         pipes.spawn(
@@ -89,6 +120,9 @@ pub(super) async fn supervise(
     {
         // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default 64 KiB still works.
         let _ = rustix::pipe::fcntl_setpipe_size(fd, CHUNK);
+    }
+    if let Some(master) = &terminal {
+        pipes.spawn(interactive::pump_tty(master.clone(), run.clone()).in_current_span());
     }
     if let Some(stdout) = child.stdout.take() {
         pipes.spawn(pump(stdout, OutputStream::Stdout, run.clone()).in_current_span());
@@ -131,9 +165,31 @@ pub(super) async fn supervise(
                     discarded = true;
                     process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
                 }
+                Some(Control::Stdin(chunk)) => {
+                    if let Some(feed) = &feed {
+                        let _ = feed.send(chunk);
+                    }
+                }
+                Some(Control::Resize(size)) => {
+                    if let Some(master) = &terminal
+                        && let Err(err) = master.resize(size.rows, size.cols)
+                    {
+                        tracing::debug!(%err, "cannot resize the task's terminal");
+                    }
+                }
+                Some(Control::CutStdin(why)) => {
+                    if let Some(writer) = feeder.take() {
+                        writer.abort();
+                        feed = None;
+                        run.tasks.stdin_progress(task_id, attempt, 0, true);
+                        interactive::hang_up(&mut ending, &mut kill_at, (pgid, grace), why);
+                    }
+                }
             },
         }
     };
+    // The feeder ends with what it was given.
+    drop(feed);
     // Nothing the task started outlives it.
     process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
     let drained = tokio::time::timeout(OUTPUT_DRAIN, async {

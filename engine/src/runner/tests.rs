@@ -15,20 +15,20 @@ pub(super) const PANIC_HOOK: &str = "WARREN_TEST_RUNNER_PANICS";
 /// Longer than anything here takes; only a broken runner reaches it.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn script(text: &str) -> TaskSpec {
+pub(super) fn script(text: &str) -> TaskSpec {
     TaskSpec {
         command: Some(task_spec::Command::Script(text.to_owned())),
         ..Default::default()
     }
 }
 
-struct Engine {
-    tasks: Arc<Tasks>,
-    runners: Runners,
+pub(super) struct Engine {
+    pub(super) tasks: Arc<Tasks>,
+    pub(super) runners: Runners,
     _spill: TempDir,
 }
 
-fn engine() -> Engine {
+pub(super) fn engine() -> Engine {
     let spill = tempfile::tempdir().expect("tempdir");
     let tasks = Arc::new(Tasks::new(1 << 20, spill.path().to_owned()));
     tasks.set_connected(true);
@@ -41,7 +41,7 @@ fn engine() -> Engine {
 }
 
 /// Takes what the tasks have to send, as a session would, until `last` says stop.
-async fn messages_until(tasks: &Tasks, last: impl Fn(&Kind) -> bool) -> Vec<Kind> {
+pub(super) async fn messages_until(tasks: &Tasks, last: impl Fn(&Kind) -> bool) -> Vec<Kind> {
     let mut seen = Vec::new();
     let done = timeout(PATIENCE, async {
         loop {
@@ -66,11 +66,11 @@ async fn messages_until(tasks: &Tasks, last: impl Fn(&Kind) -> bool) -> Vec<Kind
     seen
 }
 
-fn finished(kind: &Kind) -> bool {
+pub(super) fn finished(kind: &Kind) -> bool {
     matches!(kind, Kind::Finished(_))
 }
 
-fn result_of(seen: &[Kind]) -> TaskResult {
+pub(super) fn result_of(seen: &[Kind]) -> TaskResult {
     match seen.last() {
         Some(Kind::Finished(end)) => end.result.clone().expect("a result"),
         other => panic!("the last message is not the end: {other:?}"),

@@ -4,6 +4,7 @@
 //! Each task's output waits in its [`Outbox`] until the hub acknowledges it (`output.rs`).
 
 mod output;
+mod stdin;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,12 +30,16 @@ struct Entry {
     sent: u64,
     started_sent: bool,
     finished_sent: bool,
+    /// Its streamed stdin, if it has one (`stdin.rs`).
+    stdin: Option<stdin::StdinState>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     tasks: BTreeMap<u64, Entry>,
     connected: bool,
+    /// The id of the hub this engine last served.
+    hub_id: Option<String>,
 }
 
 impl Inner {
@@ -101,6 +106,7 @@ impl Tasks {
                 sent: 0,
                 started_sent: false,
                 finished_sent: false,
+                stdin: None,
             },
         );
         if let Some(old) = old {
@@ -112,6 +118,13 @@ impl Tasks {
     /// Sends something to a task's runner.
     pub fn control(&self, task_id: u64, control: Control) {
         if let Some(entry) = self.lock().tasks.get(&task_id) {
+            let _ = entry.control.send(control);
+        }
+    }
+
+    /// Sends something to a task's runner, if the engine has the task in this attempt.
+    pub fn control_attempt(&self, task_id: u64, attempt: u32, control: Control) {
+        if let Some(entry) = self.lock().entry(task_id, attempt) {
             let _ = entry.control.send(control);
         }
     }
@@ -191,6 +204,9 @@ impl Tasks {
                 entry.sent = entry.outbox.acked();
                 entry.started_sent = false;
                 entry.finished_sent = false;
+                if let Some(stdin) = &mut entry.stdin {
+                    stdin.resend();
+                }
                 TaskReport {
                     task_id,
                     attempt: entry.attempt,
@@ -215,6 +231,10 @@ impl Tasks {
             {
                 entry.started_sent = true;
                 out.push(message(engine_message::Kind::Started(*started)));
+            }
+            // Before the end, which the hub would take as the last word on the task.
+            if let Some(ack) = entry.stdin_news(task_id) {
+                out.push(message(ack));
             }
             for chunk in entry
                 .outbox

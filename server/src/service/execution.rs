@@ -1,12 +1,24 @@
 //! `warren.v1.Execution`: submit tasks and follow them.
 
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use warren_proto::v1::execution_server::Execution;
-use warren_proto::v1::{ExecuteRequest, StreamOutputRequest, SubmitReply};
+use warren_proto::v1::{ExecuteRequest, InteractRequest, StreamOutputRequest, SubmitReply};
 
-use super::{Events, events, record_ids, submitter};
-use crate::state::Hub;
+use super::{Events, events, interact, record_ids, submitter};
+use crate::error::HubError;
+use crate::state::{Hub, StdinEnd};
+
+/// Refuses streamed stdin where nobody streams it.
+fn whole_stdin(request: &ExecuteRequest) -> Result<(), Status> {
+    if request.spec.as_ref().is_some_and(|spec| spec.stream_stdin) {
+        return Err(HubError::invalid(
+            "spec.stream_stdin is for Execution.Interact, which streams the stdin; Execute and Submit take it whole in spec.stdin",
+        )
+        .into());
+    }
+    Ok(())
+}
 
 /// Serves `warren.v1.Execution`.
 #[derive(Debug, Clone)]
@@ -25,12 +37,14 @@ impl ExecutionService {
 impl Execution for ExecutionService {
     type ExecuteStream = Events;
     type StreamOutputStream = Events;
+    type InteractStream = Events;
 
     async fn execute(
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<Self::ExecuteStream>, Status> {
         let submitter = submitter(&request);
+        whole_stdin(request.get_ref())?;
         let ids = self.hub.submit(request.into_inner(), submitter)?;
         record_ids("tasks", &ids);
         let stream = self.hub.follow_all(&ids, submitter).await?;
@@ -42,6 +56,7 @@ impl Execution for ExecutionService {
         request: Request<ExecuteRequest>,
     ) -> Result<Response<SubmitReply>, Status> {
         let submitter = submitter(&request);
+        whole_stdin(request.get_ref())?;
         let task_ids = self.hub.submit(request.into_inner(), submitter)?;
         record_ids("tasks", &task_ids);
         Ok(Response::new(SubmitReply { task_ids }))
@@ -58,6 +73,27 @@ impl Execution for ExecutionService {
             .hub
             .follow(request.task_id, request.from_seq, client)
             .await?;
+        Ok(Response::new(events(stream)))
+    }
+
+    async fn interact(
+        &self,
+        request: Request<Streaming<InteractRequest>>,
+    ) -> Result<Response<Self::InteractStream>, Status> {
+        let submitter = submitter(&request);
+        let mut inbound = request.into_inner();
+        let start = interact::start(&mut inbound).await?;
+        let (ids, room) = self.hub.submit_streaming(start, submitter)?;
+        record_ids("tasks", &ids);
+        let stream = match self.hub.follow_all(&ids, submitter).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Nobody will stream their stdin: it ends as if the client had gone.
+                self.hub.end_stdin(&ids, StdinEnd::Hangup);
+                return Err(err.into());
+            }
+        };
+        interact::carry(&self.hub, ids, room, inbound);
         Ok(Response::new(events(stream)))
     }
 }

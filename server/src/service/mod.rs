@@ -3,6 +3,7 @@
 
 mod control;
 mod execution;
+mod interact;
 mod registration;
 mod sessions;
 mod status;

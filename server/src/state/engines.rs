@@ -75,6 +75,7 @@ impl Hub {
             tracing::info!(engine = id, %hostname, pid, tasks = reports.len(), "engine registered");
             state.reattach(id, reports, left_behind);
             state.reattach_sessions(id, session_reports);
+            state.resend_stdin_of(id);
             state.dispatch();
             Ok((id, connection))
         })
@@ -96,6 +97,11 @@ impl Hub {
         let wanted = match &message.kind {
             Some(engine_message::Kind::Output(output)) => {
                 (output.data.len().max(1)).min(self.settings.limits.output_in_flight) as u32
+            }
+            // The stdin it acknowledges is recorded like output.
+            Some(engine_message::Kind::StdinAck(ack)) => {
+                self.view(|state| state.stdin_to_record(ack))
+                    .min(self.settings.limits.output_in_flight as u64) as u32
             }
             _ => 0,
         };
@@ -214,6 +220,16 @@ impl State {
             Some(engine_message::Kind::SessionEnded(ended)) => {
                 self.session_ended(engine_id, ended);
                 false
+            }
+            Some(engine_message::Kind::StdinAck(ack)) => {
+                match self.active_task(engine_id, ack.task_id, ack.attempt) {
+                    Some(task) => {
+                        let (writes, held) = task.stdin_acked(&ack, budget);
+                        self.write(writes);
+                        held
+                    }
+                    None => false,
+                }
             }
             Some(engine_message::Kind::Heartbeat(_)) => false,
             Some(engine_message::Kind::Hello(_)) | None => {

@@ -30,6 +30,7 @@ mod scheduler;
 mod sessions;
 mod settings;
 mod settle;
+mod stdin;
 mod task;
 mod tasklog;
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub(crate) use clock::Clock;
 pub(crate) use follow::EventStream;
 pub(crate) use registry::EngineTx;
 pub(crate) use settings::Settings;
+pub(crate) use stdin::{StdinEnd, check_streamed};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -164,6 +166,8 @@ impl Hub {
         };
         state.resume(recovered.live, clock.now());
         state.resume_sessions(recovered.sessions, clock.now());
+        // What resuming decided (tasks it failed) goes to the history now.
+        store.write(std::mem::take(&mut state.writes));
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),

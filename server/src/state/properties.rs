@@ -72,6 +72,7 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
             cwd,
             stdin,
             timeout_ms,
+            ..TaskSpec::default()
         },
     )
 }

@@ -63,7 +63,7 @@ impl State {
                     })
                     .tasks
                     .push(id);
-            } else {
+            } else if !self.fail_orphaned_stdin(id) {
                 self.enqueue(id);
             }
         }

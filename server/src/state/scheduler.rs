@@ -94,6 +94,7 @@ impl State {
         }));
         self.write(writes);
         self.dequeued(pid);
+        self.resend_stdin(task_id);
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Limits {
     pub(crate) max_sessions_per_engine: usize,
     /// Cells sent to one session and not yet ended.
     pub(crate) max_cells_per_session: usize,
+    /// Streamed stdin in flight per task (taken from the client, not yet written).
+    pub(crate) stdin_window: u64,
 }
 
 /// How long finished tasks stay in the history.
@@ -109,6 +111,7 @@ impl Settings {
                 max_input_held: config.max_input_held,
                 max_sessions_per_engine: config.max_sessions_per_engine,
                 max_cells_per_session: config.max_cells_per_session,
+                stdin_window: config.stdin_window.max(1),
             },
             retention: Retention {
                 max_age: config.retain_age,
@@ -146,6 +149,7 @@ impl Settings {
                 max_input_held: 256 << 20,
                 max_sessions_per_engine: 4,
                 max_cells_per_session: 1000,
+                stdin_window: 64 << 10,
             },
             retention: Retention {
                 max_age: Duration::from_secs(30 * 86_400),

@@ -13,6 +13,7 @@ use warren_proto::v1::{
     Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskState, task_event::Kind,
 };
 
+use super::stdin::StdinStream;
 use super::tasklog::{LogLimits, Persist, TaskLog};
 use crate::input::InputHold;
 use crate::model::{Submission, TaskRow};
@@ -46,6 +47,8 @@ pub(super) struct Task {
     pub(super) ack_withheld: bool,
     /// Its stdin's share of the input budget, while it has not started.
     pub(super) input: Option<InputHold>,
+    /// Its stdin, while a client streams it (`stdin`).
+    pub(super) stdin: Option<StdinStream>,
 }
 
 impl Task {
@@ -74,6 +77,7 @@ impl Task {
             followers: HashMap::new(),
             ack_withheld: false,
             input: None,
+            stdin: None,
         }
     }
 
@@ -148,6 +152,9 @@ impl Task {
             return None;
         }
         self.input = None;
+        if let Some(stdin) = &mut self.stdin {
+            stdin.close();
+        }
         result.attempt = self.row.attempt;
         let shown = self.row.state;
         self.row.state = result.state();

@@ -133,7 +133,8 @@ impl TestEngine {
         self.send(hub, engine_message::Kind::Heartbeat(Default::default()));
     }
 
-    fn send(&self, hub: &Hub, kind: engine_message::Kind) {
+    /// Sends the hub a message.
+    pub(super) fn send(&self, hub: &Hub, kind: engine_message::Kind) {
         let message = EngineMessage { kind: Some(kind) };
         hub.engine_message(self.id, self.connection, message, 0);
     }
