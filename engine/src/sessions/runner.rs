@@ -447,6 +447,8 @@ impl Runner {
             }
             Control::Stop(why) => self.interrupt_ending(TaskState::Aborted, why),
             Control::Discard => self.signal(rustix::process::Signal::INT.as_raw()),
+            // A cell has no stdin or terminal of its own: those are the session's.
+            Control::Stdin(_) | Control::Resize(_) | Control::CutStdin(_) => {}
         }
     }
 

@@ -35,6 +35,11 @@ pub(super) struct Engine {
 }
 
 impl Engine {
+    /// Tasks and cells assigned to it and not yet finished.
+    pub(super) fn active(&self) -> &HashSet<u64> {
+        &self.active
+    }
+
     /// Whether it runs this task now.
     pub(super) fn runs(&self, task_id: u64) -> bool {
         self.active.contains(&task_id)

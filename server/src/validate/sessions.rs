@@ -82,9 +82,14 @@ pub(crate) fn cell(request: ExecuteRequest) -> Result<ExecuteRequest, HubError> 
 
 fn check_cell_spec(spec: &TaskSpec) -> Result<(), HubError> {
     let whose = "a cell runs in its session's interpreter";
-    if !spec.stdin.is_empty() {
+    if !spec.stdin.is_empty() || spec.stream_stdin {
         return Err(HubError::invalid(format!(
             "{whose}, which has no stdin for it; put the data in the code or a file"
+        )));
+    }
+    if spec.tty.is_some() {
+        return Err(HubError::invalid(format!(
+            "{whose}, which has no terminal of its own; run it without a tty"
         )));
     }
     if !spec.env.is_empty() || !spec.cwd.is_empty() {
