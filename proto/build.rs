@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "warren/v1/execution.proto",
     "warren/v1/control.proto",
     "warren/v1/registration.proto",
+    "warren/v1/files.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".warren.v1.OutputChunk.data")
         .bytes(".warren.v1.TaskOutput.data")
         .bytes(".warren.v1.TaskSpec.stdin")
+        // File bytes too: the hub hands one chunk to every engine of an upload.
+        .bytes(".warren.v1.CopyItem.data")
         .compile_fds(descriptors)?;
     Ok(())
 }
