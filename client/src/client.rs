@@ -206,6 +206,11 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
+    /// The signing channel, for the generated clients of other modules.
+    pub(crate) fn channel(&self) -> SignedChannel {
+        self.channel.clone()
+    }
+
     /// The signer, which follows the hub's id and clock as the hub reports them.
     ///
     /// ```no_run

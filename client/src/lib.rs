@@ -5,6 +5,7 @@
 //! typed method for every RPC and [`Client::run`], which submits a [`Job`] and streams back
 //! every [`Event`] of its tasks: when each starts, its stdout and stderr as they are written,
 //! and how it ended. [`ClientBuilder`] says where the hub is and how long to wait.
+//! [`Client::upload`] and [`Client::download`] copy files to and from engines.
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -37,14 +38,17 @@ mod builder;
 mod client;
 mod error;
 mod events;
+mod files;
 mod job;
 
 pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
+pub use files::{CopyOptions, CopyTo, Progress};
 pub use job::Job;
 pub use tonic;
+pub use warren_files::CopyError;
 /// The generated messages and clients of `warren.v1`.
 pub use warren_proto::v1 as proto;
 

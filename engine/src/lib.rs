@@ -9,7 +9,8 @@
 //! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
 //! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
 //! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
-//! bounded, for their runners.
+//! bounded, for their runners. It also copies files for `warren cp` ([`files`]), unless
+//! started with `--no-files`.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod outbox;
 pub mod process;
 pub mod runner;
@@ -154,6 +156,7 @@ fn hello(config: &EngineConfig) -> Hello {
         slots: config.slots,
         version: VERSION.into(),
         tasks: Vec::new(),
+        files: !config.no_files,
     }
 }
 

@@ -18,6 +18,7 @@ use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_messa
 
 use crate::config::EngineConfig;
 use crate::control::Control;
+use crate::files::Transfers;
 use crate::runner::Runners;
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
@@ -144,6 +145,7 @@ async fn converse(
     let mut last_heard = Instant::now();
     let mut draining: Option<(Instant, String)> =
         shutdown.why().map(|why| begin_drain(tasks, config, why));
+    let mut files = Transfers::new(!config.no_files, out.clone());
     let end = loop {
         if let Some((deadline, why)) = &draining
             && (tasks.is_empty() || Instant::now() >= *deadline)
@@ -165,7 +167,7 @@ async fn converse(
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     last_heard = Instant::now();
-                    match handle(message, welcome.engine_id, tasks, runners) {
+                    match handle(message, welcome.engine_id, tasks, runners, &mut files) {
                         Some(Handled::Exit(why)) if draining.is_none() => {
                             draining = Some(begin_drain(tasks, config, why));
                         }
@@ -222,6 +224,7 @@ fn handle(
     engine_id: u32,
     tasks: &Arc<Tasks>,
     runners: &Runners,
+    files: &mut Transfers,
 ) -> Option<Handled> {
     match message.kind? {
         hub_message::Kind::Assign(assign) => {
@@ -252,6 +255,10 @@ fn handle(
         }
         hub_message::Kind::Shutdown(shutdown) => return Some(Handled::Retry(shutdown.reason)),
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
+        kind @ (hub_message::Kind::FileOpen(_)
+        | hub_message::Kind::FileData(_)
+        | hub_message::Kind::FileCredit(_)
+        | hub_message::Kind::FileClose(_)) => files.handle(kind),
     }
     None
 }

@@ -17,7 +17,7 @@ mod source;
 pub use error::{CopyError, ErrorKind, Result};
 pub use meta::{MAX_PATH, MODE_BITS, entry_path};
 pub use sink::Sink;
-pub use source::{CHUNK, Source};
+pub use source::{CHUNK, Source, total_size};
 
 #[cfg(test)]
 mod tests;

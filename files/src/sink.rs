@@ -42,6 +42,8 @@ pub struct Sink {
     fixups: Vec<(PathBuf, u32, i64)>,
     file: Option<Writing>,
     summary: CopySummary,
+    /// The sizes the stream's file entries announced, added up.
+    announced: u64,
 }
 
 impl Sink {
@@ -85,6 +87,7 @@ impl Sink {
             fixups: Vec::new(),
             file: None,
             summary: CopySummary::default(),
+            announced: 0,
         })
     }
 
@@ -92,6 +95,12 @@ impl Sink {
     /// way included.
     pub fn summary(&self) -> &CopySummary {
         &self.summary
+    }
+
+    /// The file bytes announced so far by the entries received (for progress: the total, once
+    /// every entry has arrived).
+    pub fn announced(&self) -> u64 {
+        self.announced
     }
 
     /// Writes one item of the stream.
@@ -181,6 +190,7 @@ impl Sink {
                 self.summary.symlinks += 1;
             }
             EntryKind::File => {
+                self.announced += entry.size;
                 self.file = Some(Writing::create(dest, entry.mode, entry.mtime_ns)?);
             }
             EntryKind::Unspecified => {

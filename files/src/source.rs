@@ -221,6 +221,30 @@ fn read_chunk(reading: &mut Reading) -> Result<copy_item::Kind> {
     Ok(copy_item::Kind::Data(Bytes::from(buf)))
 }
 
+/// The bytes of the files under `paths` (following symlinked sources, as [`Source`] does), for
+/// progress; what cannot be read counts nothing (reading it will fail with a clear error).
+pub fn total_size(paths: &[PathBuf], recursive: bool) -> u64 {
+    let mut total = 0;
+    let mut stack: Vec<(PathBuf, bool)> = paths.iter().map(|p| (p.clone(), true)).collect();
+    while let Some((path, top)) = stack.pop() {
+        let meta = if top {
+            std::fs::metadata(&path)
+        } else {
+            std::fs::symlink_metadata(&path)
+        };
+        match meta {
+            Ok(meta) if meta.is_file() => total += meta.len(),
+            Ok(meta) if meta.is_dir() && recursive => {
+                if let Ok(dir) = std::fs::read_dir(&path) {
+                    stack.extend(dir.flatten().map(|e| (e.path(), false)));
+                }
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
 fn not_recursive(path: &Path) -> CopyError {
     CopyError::new(
         ErrorKind::IsADirectory,

@@ -1,4 +1,4 @@
-//! The gRPC server: the three warren services behind the signature check and the input
+//! The gRPC server: the warren services behind the signature check and the input
 //! budget, plus health and reflection (v1 and v1alpha, which grpcurl 1.8 asks for). Every call
 //! runs in a span named after its method, which the services fill with the task and engine
 //! ids they handle.
@@ -8,11 +8,11 @@ use tonic::transport::Server;
 use warren_proto::auth::Verifier;
 use warren_proto::transport;
 use warren_proto::v1::{
-    control_server::ControlServer, execution_server::ExecutionServer,
+    control_server::ControlServer, execution_server::ExecutionServer, files_server::FilesServer,
     registration_server::RegistrationServer,
 };
 
-use crate::service::{ControlService, ExecutionService, RegistrationService};
+use crate::service::{ControlService, ExecutionService, FilesService, RegistrationService};
 use crate::state::Hub;
 use crate::{auth, input, validate};
 
@@ -61,6 +61,7 @@ where
                 "warren.v1.Execution",
                 "warren.v1.Control",
                 "warren.v1.Registration",
+                "warren.v1.Files",
             ] {
                 health_reporter
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -85,6 +86,10 @@ where
         .add_service(
             ControlServer::new(ControlService::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            FilesServer::new(FilesService::new(hub.clone()))
+                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE),
         )
         .add_service(
             RegistrationServer::new(RegistrationService::new(hub))

@@ -170,6 +170,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Copy files to and from engines, like scp: `cp [-r] LOCAL... ID:PATH`,
+    /// `cp [-r] ID:PATH LOCAL`, or `cp [-r] LOCAL... --all:PATH` (to every engine)
+    Cp(crate::cp::CpArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod commands;
+mod cp;
 mod follow;
 mod output;
 mod parse;
@@ -155,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args).await,
+        Command::Cp(args) => cp::run(&connect(hub).await?, args).await,
         Command::Version => commands::version(&connect(hub).await?).await,
     }
 }

@@ -3,11 +3,13 @@
 
 mod control;
 mod execution;
+mod files;
 mod registration;
 mod status;
 
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
+pub(crate) use files::FilesService;
 pub(crate) use registration::RegistrationService;
 
 use futures_util::StreamExt;

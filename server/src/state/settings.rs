@@ -10,6 +10,8 @@ use crate::config::HubConfig;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `Abort` waits for the ends of the tasks it ended to be committed and shown.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
+/// The smallest copy window: two chunks, so that one can be written while the next arrives.
+const MIN_COPY_WINDOW: u64 = 2 * warren_files::CHUNK as u64 + 4096;
 /// How often the retention policy runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -36,6 +38,10 @@ pub(crate) struct Limits {
     pub(crate) output_in_flight: usize,
     /// Stdin bytes held for tasks not yet started (each task counts its stdin).
     pub(crate) max_input_held: u64,
+    /// Bytes of one file copy in flight between the hub and an engine.
+    pub(crate) copy_window: u64,
+    /// File copy calls relayed at once.
+    pub(crate) max_copies: usize,
 }
 
 /// How long finished tasks stay in the history.
@@ -103,6 +109,8 @@ impl Settings {
                 follow_memory: usize::try_from(config.follow_memory).unwrap_or(usize::MAX),
                 output_in_flight: usize::try_from(config.output_in_flight).unwrap_or(usize::MAX),
                 max_input_held: config.max_input_held,
+                copy_window: config.copy_window.max(MIN_COPY_WINDOW),
+                max_copies: config.max_copies,
             },
             retention: Retention {
                 max_age: config.retain_age,
@@ -138,6 +146,8 @@ impl Settings {
                 follow_memory: 16 << 20,
                 output_in_flight: 1 << 20,
                 max_input_held: 256 << 20,
+                copy_window: MIN_COPY_WINDOW,
+                max_copies: 16,
             },
             retention: Retention {
                 max_age: Duration::from_secs(30 * 86_400),
