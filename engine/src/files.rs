@@ -220,7 +220,7 @@ fn send(
         loop {
             let item = match source.next_item() {
                 Ok(Some(item)) => item,
-                Ok(None) => return Ok(Ok(source.summary().clone())),
+                Ok(None) => return Ok(Ok(*source.summary())),
                 Err(err) => return Ok(Err(err)),
             };
             credit.take(item_cost(&item))?;

@@ -152,7 +152,7 @@ impl Sink {
                 .and_then(|()| set_mtime(dir, *mtime_ns))
                 .map_err(|err| CopyError::io("set the mode and time of", dir, &err))?;
         }
-        Ok(self.summary.clone())
+        Ok(self.summary)
     }
 
     fn entry(&mut self, entry: CopyEntry) -> Result<()> {

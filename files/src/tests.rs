@@ -86,7 +86,7 @@ fn a_tree_arrives_with_its_bytes_modes_mtimes_and_links() {
         &tree.join("sub/run.sh"),
         b"#!/bin/sh\n",
         0o755,
-        1_400_000_000_5,
+        1_400_000_000_000_000_005,
     );
     write(
         &tree.join("sub/deeper/zeros"),
@@ -164,7 +164,10 @@ fn targets_resolve_as_cp_does_and_refuse_what_cannot_work() {
         code(copy(std::slice::from_ref(&into), &nowhere, false)),
         Code::FailedPrecondition
     );
-    assert_eq!(code(copy(&[nowhere.clone()], &into, false)), Code::NotFound);
+    assert_eq!(
+        code(copy(std::slice::from_ref(&nowhere), &into, false)),
+        Code::NotFound
+    );
     // A file whose name is taken by a directory in the target.
     fs::create_dir(into.join("c")).expect("mkdir");
     let c = dir.path().join("c");

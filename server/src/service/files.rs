@@ -2,6 +2,7 @@
 //! `state::transfers` for the flow control).
 
 use futures_util::Stream;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -55,21 +56,19 @@ impl Files for FilesService {
             }
         };
         let upload = self.hub.open_upload(&start)?;
-        let mut legs: Vec<Result<UploadLeg, CopyResult>> = upload.legs;
-        let engines: Vec<u32> = legs
+        let mut parts: Vec<Part> = upload.legs.into_iter().map(Part::new).collect();
+        let engines: Vec<u32> = parts
             .iter()
-            .filter_map(|l| l.as_ref().ok())
+            .filter_map(|p| p.leg.as_ref())
             .map(|l| l.engine_id)
             .collect();
         record_ids("engines", &engines);
         let window = self.hub.settings().limits.copy_window;
-        relay_upload(&mut inbound, &mut legs, window).await?;
-        let mut results = Vec::with_capacity(legs.len());
-        for leg in legs {
-            results.push(match leg {
-                Err(refused) => refused,
-                Ok(leg) => outcome(leg).await,
-            });
+        relay_upload(&mut inbound, &mut parts, window).await?;
+        let mut results = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            std::future::poll_fn(|cx| part.poll_outcome(cx)).await;
+            results.extend(part.result);
         }
         match results.as_slice() {
             [only] if !start.all && only.code != 0 => Err(HubError::Copy {
@@ -97,25 +96,83 @@ impl Files for FilesService {
     }
 }
 
+/// One engine's part of an upload: its leg (none if it refused at once) and its outcome
+/// once known.
+struct Part {
+    leg: Option<UploadLeg>,
+    result: Option<CopyResult>,
+}
+
+impl Part {
+    fn new(leg: Result<UploadLeg, CopyResult>) -> Self {
+        match leg {
+            Ok(leg) => Self {
+                leg: Some(leg),
+                result: None,
+            },
+            Err(refused) => Self {
+                leg: None,
+                result: Some(refused),
+            },
+        }
+    }
+
+    /// The leg, while the engine's part goes on.
+    fn live(&mut self) -> Option<&mut UploadLeg> {
+        self.leg.as_mut().filter(|_| self.result.is_none())
+    }
+
+    /// Ready once the engine's outcome is known.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(leg) = self.live() {
+            let Poll::Ready(outcome) = Pin::new(&mut leg.outcome).poll(cx) else {
+                return Poll::Pending;
+            };
+            let engine_id = leg.engine_id;
+            self.result = Some(outcome.unwrap_or_else(|_| CopyResult {
+                engine_id,
+                code: Code::Unavailable as i32,
+                message: "the copy ended without a word from the engine; copy again".into(),
+                summary: None,
+            }));
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Ready once every engine's outcome is known (each refused, failed or done).
+async fn all_ended(parts: &mut [Part]) {
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for part in parts.iter_mut() {
+            pending |= part.poll_outcome(cx).is_pending();
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+}
+
 /// Passes the client's items on to every engine still copying, each within its window;
-/// closes the engines' parts when the client has sent everything. Returns early (and the
-/// legs, dropped, cancel their engines' parts) if the client goes away.
+/// closes the engines' parts when the client has sent everything. Returns early once every
+/// engine's part has ended (reading on would be pointless), or with the client's error if it
+/// went away (the legs, dropped, then cancel their engines' parts).
 async fn relay_upload(
     inbound: &mut Streaming<UploadRequest>,
-    legs: &mut [Result<UploadLeg, CopyResult>],
+    parts: &mut [Part],
     window: u64,
 ) -> Result<(), Status> {
     // An item larger than the window waits for all of it.
     let most = window.min(u64::from(u32::MAX)) as u32;
     loop {
-        if legs
-            .iter()
-            .all(|leg| leg.as_ref().is_ok_and(|l| l.credit.is_closed()) || leg.is_err())
-        {
-            // Every engine has ended its part (refused, or failed): reading on is pointless.
-            return Ok(());
-        }
-        let item: CopyItem = match inbound.message().await {
+        let next = tokio::select! {
+            next = inbound.message() => next,
+            () = all_ended(parts) => return Ok(()),
+        };
+        let item: CopyItem = match next {
             Ok(Some(UploadRequest {
                 kind: Some(upload_request::Kind::Item(item)),
             })) => item,
@@ -132,7 +189,7 @@ async fn relay_upload(
             }
         };
         let cost = prost::Message::encoded_len(&item).min(most as usize) as u32;
-        for leg in legs.iter_mut().filter_map(|leg| leg.as_mut().ok()) {
+        for leg in parts.iter_mut().filter_map(Part::live) {
             // Closed: the engine's part has ended (its outcome is waiting).
             if let Ok(permit) = leg.credit.acquire_many(cost).await {
                 permit.forget();
@@ -146,7 +203,7 @@ async fn relay_upload(
             }
         }
     }
-    for leg in legs.iter().filter_map(|leg| leg.as_ref().ok()) {
+    for leg in parts.iter_mut().filter_map(Part::live) {
         send(
             &leg.tx,
             hub_message::Kind::FileClose(FileClose {
@@ -156,24 +213,6 @@ async fn relay_upload(
         );
     }
     Ok(())
-}
-
-/// Waits for an engine's outcome.
-async fn outcome(leg: UploadLeg) -> CopyResult {
-    let UploadLeg {
-        engine_id,
-        outcome,
-        guard,
-        ..
-    } = leg;
-    let result = outcome.await.unwrap_or_else(|_| CopyResult {
-        engine_id,
-        code: Code::Unavailable as i32,
-        message: "the copy ended without a word from the engine; copy again".into(),
-        summary: None,
-    });
-    drop(guard);
-    result
 }
 
 fn send(tx: &crate::state::EngineTx, kind: hub_message::Kind) {

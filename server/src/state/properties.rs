@@ -276,6 +276,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 slots,
                 version,
                 tasks,
+                ..Hello::default()
             },
         )
 }

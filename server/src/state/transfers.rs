@@ -116,7 +116,7 @@ pub(crate) struct UploadLeg {
     /// The engine's stream.
     pub(crate) tx: EngineTx,
     /// Cancels the engine's part if the relay drops the leg unfinished.
-    pub(crate) guard: TransferGuard,
+    pub(crate) _guard: TransferGuard,
 }
 
 /// A download from one engine, as its relay drives it.
@@ -191,7 +191,7 @@ impl Hub {
                     credit,
                     outcome,
                     tx,
-                    guard: TransferGuard {
+                    _guard: TransferGuard {
                         hub: self.clone(),
                         id: transfer_id,
                     },
