@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "warren/v1/control.proto",
     "warren/v1/registration.proto",
     "warren/v1/sessions.proto",
+    "warren/v1/files.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".warren.v1.TaskSpec.stdin")
         .bytes(".warren.v1.InteractRequest.stdin")
         .bytes(".warren.v1.StdinData.data")
+        // File bytes too: the hub hands one chunk to every engine of an upload.
+        .bytes(".warren.v1.CopyItem.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod baseline;
 mod interactive;
+mod copy;
 mod liveness;
 mod procs;
 mod scenarios;
@@ -239,6 +240,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bulk,
             args.quick,
         )?;
+    }
+    if wanted("copy") {
+        let bytes: u64 = if args.quick { 256 << 20 } else { 1 << 30 };
+        let runs = scale(3, 1);
+        let c = copy::copy(&client, cluster.hub_pid(), scratch.path(), bytes, runs).await?;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let grew = c.hub_rss_peak.saturating_sub(c.hub_rss_before);
+        report.row(
+            &format!("9 cp {} MiB up / down", bytes >> 20),
+            format!("{:.2} / {:.2} GB/s", c.up / 1e9, c.down / 1e9),
+            format!(
+                "UDS bulk {:.2} GB/s: x{:.2} / x{:.2}",
+                bulk / 1e9,
+                c.up / bulk,
+                c.down / bulk
+            ),
+            format!("hub RSS +{:.1} MiB at most", mib(grew)),
+        );
+        let cpu = |c: copy::Cpu| format!("{:.2} / {:.2} / {:.2}", c.client, c.hub, c.engine);
+        report.row(
+            "9 … CPU s/GiB client/hub/engine",
+            format!("up {}", cpu(c.cpu_up)),
+            format!("down {}", cpu(c.cpu_down)),
+            String::new(),
+        );
+        report.row(
+            "9 … the same files, no hub",
+            format!("{:.2} GB/s", c.local / 1e9),
+            "read+hash, then hash+write, one thread".into(),
+            String::new(),
+        );
+        report.record(
+            "copy",
+            json!({"bytes": bytes, "runs": runs, "files_in": copy::place(scratch.path(), bytes), "up_gb_per_s": c.up / 1e9, "down_gb_per_s": c.down / 1e9,
+                   "up_ratio_to_uds_bulk": c.up / bulk, "down_ratio_to_uds_bulk": c.down / bulk,
+                   "local_source_to_sink_gb_per_s": c.local / 1e9,
+                   "hub_rss_before_bytes": c.hub_rss_before, "hub_rss_peak_bytes": c.hub_rss_peak,
+                   "cpu_s_per_gib": {"up": {"client": c.cpu_up.client, "hub": c.cpu_up.hub, "engine": c.cpu_up.engine},
+                                     "down": {"client": c.cpu_down.client, "hub": c.cpu_down.hub, "engine": c.cpu_down.engine}}}),
+        );
     }
     drop(client);
     drop(cluster);

@@ -50,6 +50,10 @@ pub enum Error {
     /// takes no more.
     #[error("the interactive call has ended; its tasks take no more stdin")]
     CallEnded,
+    /// A local file could not be read or written, or a copy's paths cannot work; its
+    /// [`code`](warren_files::CopyError::code) says which.
+    #[error(transparent)]
+    Copy(#[from] warren_files::CopyError),
     /// A follow stream carried nothing, not even a heartbeat, for too long.
     #[error(
         "no word from the hub for {0:?}, not even a heartbeat; it may be gone. Check it, then follow the task again with `warren attach`"

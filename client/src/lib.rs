@@ -5,6 +5,7 @@
 //! typed method for every RPC and [`Client::run`], which submits a [`Job`] and streams back
 //! every [`Event`] of its tasks: when each starts, its stdout and stderr as they are written,
 //! and how it ended. [`ClientBuilder`] says where the hub is and how long to wait.
+//! [`Client::upload`] and [`Client::download`] copy files to and from engines.
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -38,6 +39,7 @@ mod client;
 mod error;
 mod events;
 mod interact;
+mod files;
 mod job;
 mod session;
 
@@ -46,9 +48,11 @@ pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{CellError, Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
 pub use interact::Stdin;
+pub use files::{CopyOptions, CopyTo, Progress};
 pub use job::Job;
 pub use session::{Cell, CellEvent, CellResult, Session, SessionOptions};
 pub use tonic;
+pub use warren_files::CopyError;
 /// The generated messages and clients of `warren.v1`.
 pub use warren_proto::v1 as proto;
 

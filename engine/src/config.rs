@@ -87,6 +87,10 @@ pub struct EngineConfig {
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub outbox_memory: u64,
 
+    /// Refuse file copies (`warren cp`): the engine only runs tasks
+    #[arg(long)]
+    pub no_files: bool,
+
     /// Internal: watch the engine with this pid and clean up after it if it is killed
     #[arg(long, hide = true, value_name = "PID")]
     pub guard: Option<u32>,

@@ -10,7 +10,8 @@
 //! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
 //! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
 //! bounded, for their runners. Sessions ([`sessions`]) are long-lived interpreters that run
-//! cells, which are tasks to the rest of the engine.
+//! cells, which are tasks to the rest of the engine. It also copies files for `warren cp`
+//! ([`files`]), unless started with `--no-files`.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod outbox;
 pub mod process;
 pub mod pty;
@@ -171,6 +173,7 @@ fn hello(config: &EngineConfig) -> Hello {
         version: VERSION.into(),
         tasks: Vec::new(),
         sessions: Vec::new(),
+        files: !config.no_files,
     }
 }
 

@@ -18,6 +18,7 @@ use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_messa
 
 use crate::config::EngineConfig;
 use crate::control::Control;
+use crate::files::Transfers;
 use crate::runner::Runners;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
@@ -151,6 +152,7 @@ async fn converse(
     let mut draining: Option<(Instant, String)> = shutdown
         .why()
         .map(|why| begin_drain(tasks, sessions, config, why));
+    let mut files = Transfers::new(!config.no_files, out.clone());
     let end = loop {
         if let Some((deadline, why)) = &draining
             && ((tasks.is_empty() && sessions.is_empty()) || Instant::now() >= *deadline)
@@ -173,7 +175,7 @@ async fn converse(
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     last_heard = Instant::now();
-                    match handle(message, welcome.engine_id, tasks, runners, sessions) {
+                    match handle(message, welcome.engine_id, tasks, runners, sessions, &mut files) {
                         Some(Handled::Exit(why)) if draining.is_none() => {
                             draining = Some(begin_drain(tasks, sessions, config, why));
                         }
@@ -237,6 +239,7 @@ fn handle(
     tasks: &Arc<Tasks>,
     runners: &Runners,
     sessions: &Arc<Sessions>,
+    files: &mut Transfers,
 ) -> Option<Handled> {
     match message.kind? {
         hub_message::Kind::Assign(assign) => {
@@ -279,6 +282,10 @@ fn handle(
             }
         }
         hub_message::Kind::Heartbeat(_) | hub_message::Kind::Welcome(_) => {}
+        kind @ (hub_message::Kind::FileOpen(_)
+        | hub_message::Kind::FileData(_)
+        | hub_message::Kind::FileCredit(_)
+        | hub_message::Kind::FileClose(_)) => files.handle(kind),
     }
     None
 }

@@ -173,6 +173,15 @@ pub struct HubConfig {
     /// by a slow client), in all; past it, followers wait
     #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
     pub follow_memory: u64,
+
+    /// Bytes of one file copy (`warren cp`) in flight between the hub and an engine, each way:
+    /// all the hub holds of a copy (at least 516KiB)
+    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub copy_window: u64,
+
+    /// File copies (`warren cp` calls) the hub relays at once
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_copies: usize,
 }
 
 impl HubConfig {

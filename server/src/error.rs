@@ -79,6 +79,22 @@ pub(crate) enum HubError {
     /// An engine closed its stream before saying who it is.
     #[error("the engine closed Register before Hello")]
     ClosedBeforeHello,
+    /// The engine copies no files.
+    #[error(
+        "engine {0} was started with --no-files: it runs tasks but copies no files; use another engine, or restart it without --no-files"
+    )]
+    NoFiles(u32),
+    /// An engine's part of a copy failed; `code` is the engine's (or the hub's, if the engine
+    /// left).
+    #[error("engine {engine}: {message}")]
+    Copy {
+        /// The engine.
+        engine: u32,
+        /// The gRPC code for the failure.
+        code: tonic::Code,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// The history could not be read.
     #[error(transparent)]
     Store(#[from] QueryError),

@@ -8,11 +8,13 @@ use tonic::transport::Server;
 use warren_proto::auth::Verifier;
 use warren_proto::transport;
 use warren_proto::v1::{
-    control_server::ControlServer, execution_server::ExecutionServer,
+    control_server::ControlServer, execution_server::ExecutionServer, files_server::FilesServer,
     registration_server::RegistrationServer, sessions_server::SessionsServer,
 };
 
-use crate::service::{ControlService, ExecutionService, RegistrationService, SessionsService};
+use crate::service::{
+    ControlService, ExecutionService, FilesService, RegistrationService, SessionsService,
+};
 use crate::state::Hub;
 use crate::{auth, input, validate};
 
@@ -62,6 +64,7 @@ where
                 "warren.v1.Control",
                 "warren.v1.Registration",
                 "warren.v1.Sessions",
+                "warren.v1.Files",
             ] {
                 health_reporter
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -90,6 +93,10 @@ where
         .add_service(
             SessionsServer::new(SessionsService::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            FilesServer::new(FilesService::new(hub.clone()))
+                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE),
         )
         .add_service(
             RegistrationServer::new(RegistrationService::new(hub))

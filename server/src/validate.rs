@@ -228,6 +228,17 @@ pub(crate) fn engine_error(text: &mut String) {
     }
 }
 
+/// Checks a path to copy to or from: 1 to 4096 bytes, without NUL.
+pub(crate) fn copy_path(path: &str) -> Result<(), HubError> {
+    if path.is_empty() || path.len() > warren_files::MAX_PATH || path.contains('\0') {
+        return Err(HubError::invalid(format!(
+            "a path to copy to or from is 1 to {} bytes, without NUL",
+            warren_files::MAX_PATH
+        )));
+    }
+    Ok(())
+}
+
 /// Checks an engine's introduction: every string and map in it is bounded.
 pub(crate) fn hello(hello: &Hello) -> Result<(), HubError> {
     engine_text("uuid", &hello.uuid, 1, MAX_UUID)?;

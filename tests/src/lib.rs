@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod expect;
+pub mod files;
 pub mod process;
 pub mod procfs;
 pub mod raw;

@@ -184,6 +184,9 @@ pub(crate) enum Command {
     },
     /// Run code in every session of a group, like IPython's %px (or a prompt, with -i)
     Px(crate::px::PxArgs),
+    /// Copy files to and from engines, like scp: `cp [-r] LOCAL... ID:PATH`,
+    /// `cp [-r] ID:PATH LOCAL`, or `cp [-r] LOCAL... --all:PATH` (to every engine)
+    Cp(crate::cp::CpArgs),
 }
 
 #[derive(Debug, Subcommand)]

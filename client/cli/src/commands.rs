@@ -152,6 +152,7 @@ pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
         ("SLOTS", Align::Right),
         ("RUNNING", Align::Right),
         ("QUEUED", Align::Right),
+        ("FILES", Align::Left),
         ("LABELS", Align::Left),
     ]);
     for e in &engines {
@@ -164,6 +165,7 @@ pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
             e.slots.to_string(),
             e.running.to_string(),
             e.queued.to_string(),
+            if e.files { "yes" } else { "no" }.into(),
             labels.join(","),
         ]);
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod commands;
+mod cp;
 mod follow;
 mod foreground;
 mod output;
@@ -174,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args).await,
+        Command::Cp(args) => cp::run(&connect(hub).await?, args).await,
         Command::Version => commands::version(&connect(hub).await?).await,
         Command::Session { action } => session::run(&connect(hub).await?, action).await,
         Command::Px(args) => px::run(&connect(hub).await?, args).await,

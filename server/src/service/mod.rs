@@ -4,12 +4,14 @@
 mod control;
 mod execution;
 mod interact;
+mod files;
 mod registration;
 mod sessions;
 mod status;
 
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
+pub(crate) use files::FilesService;
 pub(crate) use registration::RegistrationService;
 pub(crate) use sessions::SessionsService;
 

@@ -11,7 +11,8 @@ impl From<HubError> for Status {
         let code = match &err {
             HubError::Invalid(_) => Code::InvalidArgument,
             HubError::Exhausted(_) => Code::ResourceExhausted,
-            HubError::Precondition(_) => Code::FailedPrecondition,
+            HubError::Precondition(_) | HubError::NoFiles(_) => Code::FailedPrecondition,
+            HubError::Copy { code, .. } => *code,
             HubError::UnknownTask { .. }
             | HubError::UnknownEngine(_)
             | HubError::UnknownSession { .. }

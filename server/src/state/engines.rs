@@ -142,6 +142,7 @@ impl Hub {
                 }
                 None => tracing::warn!(engine = engine_id, why, "engine left"),
             }
+            state.fail_transfers(Some(engine_id), "the engine left");
             let who = engine.describe();
             state.await_engine(engine_id, who, engine.into_active(), deadline, why);
         });
@@ -232,6 +233,14 @@ impl State {
                 }
             }
             Some(engine_message::Kind::Heartbeat(_)) => false,
+            Some(
+                kind @ (engine_message::Kind::FileData(_)
+                | engine_message::Kind::FileCredit(_)
+                | engine_message::Kind::FileDone(_)),
+            ) => {
+                self.transfer_message(engine_id, connection, kind);
+                false
+            }
             Some(engine_message::Kind::Hello(_)) | None => {
                 tracing::warn!(
                     engine = engine_id,

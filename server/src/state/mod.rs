@@ -11,7 +11,8 @@
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
 //! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
-//! `sessions` (interpreters on engines, and the cells that run in them).
+//! `sessions` (interpreters on engines, and the cells that run in them); `transfers` (file
+//! copies relayed between clients and engines).
 
 mod acks;
 mod actions;
@@ -35,6 +36,7 @@ mod task;
 mod tasklog;
 #[cfg(test)]
 mod testing;
+mod transfers;
 
 pub(crate) use background::Background;
 pub(crate) use clock::Clock;
@@ -42,6 +44,7 @@ pub(crate) use follow::EventStream;
 pub(crate) use registry::EngineTx;
 pub(crate) use settings::Settings;
 pub(crate) use stdin::{StdinEnd, check_streamed};
+pub(crate) use transfers::{DownloadLeg, UploadLeg};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,6 +91,8 @@ pub(crate) struct State {
     /// What the change under way implies for the history, in order; [`Hub::update`] hands
     /// it to the writer when the change is done.
     writes: Vec<Op>,
+    /// File copies under way.
+    transfers: transfers::Transfers,
 }
 
 impl State {
@@ -163,6 +168,7 @@ impl Hub {
             accepting: true,
             stopping: false,
             writes: Vec::new(),
+            transfers: transfers::Transfers::new(settings.limits.max_copies),
         };
         state.resume(recovered.live, clock.now());
         state.resume_sessions(recovered.sessions, clock.now());
@@ -249,6 +255,7 @@ impl Hub {
     pub(crate) fn stop(&self) {
         self.update(|state| {
             state.stopping = true;
+            state.fail_transfers(None, "the hub shut down");
             for engine in state.engines.drain() {
                 engine.send(hub_message::Kind::Shutdown(ShutdownEngine {
                     exit: false,

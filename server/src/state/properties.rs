@@ -278,6 +278,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 version,
                 tasks,
                 sessions: Vec::new(),
+                ..Hello::default()
             },
         )
 }

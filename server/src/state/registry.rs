@@ -90,6 +90,11 @@ impl Engine {
             .all(|(key, value)| self.hello.labels.get(key) == Some(value))
     }
 
+    /// Where messages to it go, for a relay that sends many without the hub's lock.
+    pub(super) fn sender(&self) -> EngineTx {
+        self.tx.clone()
+    }
+
     /// Sends a message; if the engine is gone, its stream's end will clean up after it.
     pub(super) fn send(&self, kind: hub_message::Kind) {
         let _ = self.tx.send(HubMessage { kind: Some(kind) });
@@ -109,6 +114,7 @@ impl Engine {
             queued: queued as u32,
             registered_us: self.registered_us,
             sessions: 0,
+            files: self.hello.files,
         }
     }
 

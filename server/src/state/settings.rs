@@ -10,6 +10,8 @@ use crate::config::HubConfig;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `Abort` waits for the ends of the tasks it ended to be committed and shown.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
+/// The smallest copy window: two chunks, so that one can be written while the next arrives.
+const MIN_COPY_WINDOW: u64 = 2 * warren_files::CHUNK as u64 + 4096;
 /// How often the retention policy runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
@@ -42,6 +44,10 @@ pub(crate) struct Limits {
     pub(crate) max_cells_per_session: usize,
     /// Streamed stdin in flight per task (taken from the client, not yet written).
     pub(crate) stdin_window: u64,
+    /// Bytes of one file copy in flight between the hub and an engine.
+    pub(crate) copy_window: u64,
+    /// File copy calls relayed at once.
+    pub(crate) max_copies: usize,
 }
 
 /// How long finished tasks stay in the history.
@@ -112,6 +118,8 @@ impl Settings {
                 max_sessions_per_engine: config.max_sessions_per_engine,
                 max_cells_per_session: config.max_cells_per_session,
                 stdin_window: config.stdin_window.max(1),
+                copy_window: config.copy_window.max(MIN_COPY_WINDOW),
+                max_copies: config.max_copies,
             },
             retention: Retention {
                 max_age: config.retain_age,
@@ -150,6 +158,8 @@ impl Settings {
                 max_sessions_per_engine: 4,
                 max_cells_per_session: 1000,
                 stdin_window: 64 << 10,
+                copy_window: MIN_COPY_WINDOW,
+                max_copies: 16,
             },
             retention: Retention {
                 max_age: Duration::from_secs(30 * 86_400),
