@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_documents_example_parses_whatever_the_pieces() {
-        let bytes = b"ready 1 13\nPython 3.11.7done 7 ok 0\ndone 8 ok 2\n42done 9 error 17 16 36\nZeroDivisionErrordivision by zeroTraceback...\n  1/0\nxx 1 0\n";
+        let bytes = b"ready 1 13\nPython 3.11.7done 7 ok 0\ndone 8 ok 2\n42done 9 error 17 16 52\nZeroDivisionErrordivision by zeroTraceback...\n  1/0\nxx 1 0\n";
         for step in [1, 2, 7, 1000] {
             let replies = all(bytes, step).expect("parse");
             assert_eq!(replies.len(), 5, "{replies:?}");
