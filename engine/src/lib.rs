@@ -8,8 +8,9 @@
 //! away ([`tasks`]), their output going past a memory bound to spill files in the engine's
 //! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
 //! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
-//! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
-//! bounded, for their runners.
+//! signals ask the engine to stop ([`shutdown`]), and then it says goodbye to the hub
+//! ([`goodbye`]: the hub settles its tasks at once), stops its tasks and waits, bounded, for
+//! their runners. Repeated signals change nothing.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod control;
+pub mod goodbye;
 pub mod outbox;
 pub mod process;
 pub mod runner;
@@ -72,7 +74,8 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
         config.outbox_memory as usize,
         spill.path().to_owned(),
     ));
-    let runners = Runners::new(tasks.clone(), config.kill_grace());
+    let runners = Runners::new(tasks.clone(), config.kill_grace())
+        .outside_kill_hold(config.outside_kill_hold());
     let mut shutdown = Shutdown::install()?;
     tracing::info!(slots = hello.slots, "engine starting");
     let orphans = process::kill_orphans(None);

@@ -18,6 +18,7 @@ use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_messa
 
 use crate::config::EngineConfig;
 use crate::control::Control;
+use crate::goodbye;
 use crate::runner::Runners;
 use crate::shutdown::Shutdown;
 use crate::tasks::Tasks;
@@ -142,13 +143,21 @@ async fn converse(
     let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms)).max(MIN_SILENCE);
     let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
     let mut last_heard = Instant::now();
-    let mut draining: Option<(Instant, String)> =
-        shutdown.why().map(|why| begin_drain(tasks, config, why));
+    let mut draining: Option<(Instant, String)> = None;
     let end = loop {
         if let Some((deadline, why)) = &draining
             && (tasks.is_empty() || Instant::now() >= *deadline)
         {
+            goodbye::say(out, inbound, why).await;
             break End::Exit(why.clone());
+        }
+        // A signal makes the engine leave before it sends more news of its tasks (the signal
+        // may have reached them too, as Slurm's does): the hub settles them as lost with it.
+        if draining.is_none()
+            && let Some(why) = shutdown.now().await
+        {
+            goodbye::say(out, inbound, &why).await;
+            break End::Exit(why);
         }
         let changed = tasks.changed.notified();
         let batch = tasks.next_messages(BATCH);
@@ -188,7 +197,8 @@ async fn converse(
                 break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
             }
             why = shutdown.requested(), if draining.is_none() => {
-                draining = Some(begin_drain(tasks, config, why));
+                goodbye::say(out, inbound, &why).await;
+                break End::Exit(why);
             }
             () = sleep_or_never(drain_deadline) => {}
         }

@@ -7,6 +7,7 @@ mod follow;
 mod output;
 mod parse;
 mod remote_engines;
+mod slurm;
 mod ssh;
 mod table;
 mod time;
@@ -115,6 +116,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let client = connect(hub).await?;
             remote_engines::run(&client, info, args).await
         }
+        Command::Engines {
+            action: Some(EnginesAction::Slurm(args)),
+        } => slurm::run(hub, args).await,
+        Command::Engines {
+            action: Some(EnginesAction::SlurmNode(args)),
+        } => slurm::node(args).await,
         Command::Engines {
             action: Some(EnginesAction::Stop { ids }),
         } => {

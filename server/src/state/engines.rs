@@ -205,6 +205,10 @@ impl State {
                 false
             }
             Some(engine_message::Kind::Heartbeat(_)) => false,
+            Some(engine_message::Kind::Goodbye(goodbye)) => {
+                self.engine_said_goodbye(engine_id, connection, goodbye.reason, now);
+                false
+            }
             Some(engine_message::Kind::Hello(_)) | None => {
                 tracing::warn!(
                     engine = engine_id,
