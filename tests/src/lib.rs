@@ -8,6 +8,7 @@ pub mod process;
 pub mod procfs;
 pub mod raw;
 pub mod slurm;
+pub mod slurm_engines;
 pub mod sshd;
 
 pub use events::*;

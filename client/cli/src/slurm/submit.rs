@@ -4,6 +4,7 @@
 
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warren::Client;
@@ -63,7 +64,12 @@ pub(super) async fn submit(hub: &HubArgs, args: &SlurmArgs) -> anyhow::Result<u8
         Some(dir) => absolute(dir)?,
         None => home()?.join(".warren").join("slurm"),
     };
-    warren_proto::os::private_dir::prepare(&log_dir)?;
+    // The log holds no secret, but it is nobody else's business: a new directory is 0700.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&log_dir)
+        .with_context(|| format!("cannot create the log directory {}", log_dir.display()))?;
     let options = sbatch_options(args, &log_dir);
     let job = sbatch::submit(&sbatch, &options, &node.script(&warren, args.engines)).await?;
     println!(
