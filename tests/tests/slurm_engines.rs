@@ -274,20 +274,14 @@ async fn what_cannot_work_fails_with_what_to_do_and_leaves_no_job() {
     let gone = s.slurm.wait_for_job(job, &["CANCELLED"], LIMIT);
     assert_eq!(gone.state(), "CANCELLED");
 
-    // Nodes that cannot ssh back: ssh's own message, from the job's log, and the job ends.
-    let mut command = s.warren();
-    command.args(["engines", "slurm", "-n", "2", "--hub-host", "no-such-host.invalid"]);
-    command.arg("--log-dir").arg(s.log_dir());
-    let output = command.output().expect("run warren");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("cannot reach the hub at no-such-host.invalid"), "{stderr}");
-    assert!(stderr.contains("ssh: Could not resolve hostname"), "{stderr}");
-    let job = String::from_utf8_lossy(&output.stdout)
-        .split("submitted Slurm job ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next()?.parse::<u32>().ok())
-        .expect("it was submitted");
+    // Nodes that cannot ssh back (here: as a user the submit host does not know): ssh's own
+    // message, from the job's log, and the job ends.
+    let refused = format!("{} -o User=warren-no-such-user", s.sshd.ssh_command());
+    let out = s.submit(&["-n", "2", "--ssh", &refused]);
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains("cannot reach the hub at warren-test"), "{}", out.stderr);
+    assert!(out.stderr.contains("Permission denied (publickey"), "{}", out.stderr);
+    let job = out.job().expect("it was submitted");
     s.slurm
         .wait_for_job(job, &["FAILED", "CANCELLED", "COMPLETED"], LIMIT);
     wait_until(LIMIT, "the nodes' directories are removed", || {
