@@ -166,7 +166,10 @@ impl SlurmCluster {
     /// The job script Slurm stored for `job`.
     pub fn stored_script(&self, job: u32) -> String {
         self.slurm
-            .run("scontrol", &["write", "batch_script", &job.to_string(), "-"])
+            .run(
+                "scontrol",
+                &["write", "batch_script", &job.to_string(), "-"],
+            )
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -95,8 +95,14 @@ async fn four_engines_carry_their_slurm_labels_run_work_ride_a_hub_restart_and_s
         out.stdout
     );
     let engines = s.wait_for_engines(job, 4, LIMIT).await;
-    assert_eq!(labels(&engines, "slurm_task"), ["0", "1", "2", "3"].map(String::from).into());
-    assert_eq!(labels(&engines, "slurm_node"), [s.slurm.node().to_owned()].into());
+    assert_eq!(
+        labels(&engines, "slurm_task"),
+        ["0", "1", "2", "3"].map(String::from).into()
+    );
+    assert_eq!(
+        labels(&engines, "slurm_node"),
+        [s.slurm.node().to_owned()].into()
+    );
     assert_eq!(labels(&engines, "pool"), ["a".to_owned()].into());
     assert!(engines.iter().all(|e| e.slots == 2), "{engines:?}");
     let pids: Vec<u32> = engines.iter().map(|e| e.pid).collect();
@@ -115,7 +121,11 @@ async fn four_engines_carry_their_slurm_labels_run_work_ride_a_hub_restart_and_s
         }
     }
     let dirs = s.node_dirs(job);
-    assert_eq!(dirs.len(), 1, "one forward (and directory) per node: {dirs:?}");
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one forward (and directory) per node: {dirs:?}"
+    );
     assert_eq!(mode(&dirs[0]), 0o700);
     assert_eq!(mode(&dirs[0].join("hub.json")), 0o600);
     assert_eq!(mode(&dirs[0].join("hub.sock")), 0o600);
@@ -144,7 +154,8 @@ async fn four_engines_carry_their_slurm_labels_run_work_ride_a_hub_restart_and_s
     assert_eq!(back.iter().map(|e| e.id).collect::<BTreeSet<_>>(), ids);
     assert_eq!(back.iter().map(|e| e.pid).collect::<Vec<_>>().len(), 4);
     assert!(
-        s.job_log(job).contains("the hub restarted; fetched its new key"),
+        s.job_log(job)
+            .contains("the hub restarted; fetched its new key"),
         "{}",
         s.job_log(job)
     );
@@ -200,12 +211,18 @@ async fn scancel_with_tasks_running_loses_or_retries_them_at_once() {
     let gone = cancelled.elapsed();
     let reason = wait_for_state(&s, lost, TaskState::Lost).await;
     let settled = cancelled.elapsed();
-    assert!(reason.contains("left (SIGTERM) while the task was running"), "{reason}");
+    assert!(
+        reason.contains("left (SIGTERM) while the task was running"),
+        "{reason}"
+    );
     std::fs::write(&gate, "").expect("open the gate");
     wait_for_state(&s, retried, TaskState::Succeeded).await;
     let info = client.task(retried).await.expect("task");
     assert_eq!(info.attempts.len(), 2, "{info:?}");
-    assert!(!engines.iter().any(|e| e.id == info.engine_id), "retried elsewhere");
+    assert!(
+        !engines.iter().any(|e| e.id == info.engine_id),
+        "retried elsewhere"
+    );
     eprintln!(
         "scancel -> engines gone in {:.0} ms, their task lost in {:.0} ms (the liveness timeout is 600 s)",
         gone.as_secs_f64() * 1000.0,
@@ -261,15 +278,28 @@ async fn what_cannot_work_fails_with_what_to_do_and_leaves_no_job() {
     // Slurm refuses a partition it does not have: its own words, and nothing submitted.
     let out = s.submit(&["-n", "1", "--partition", "nope"]);
     assert_ne!(out.status, 0, "{out:?}");
-    assert!(out.stderr.contains("sbatch refused the job"), "{}", out.stderr);
-    assert!(out.stderr.contains("invalid partition specified: nope"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sbatch refused the job"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid partition specified: nope"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(s.slurm.queue(), Vec::<u32>::new());
 
     // More CPUs than the node has: accepted, but pending for ever; cancelled at the timeout.
     let out = s.submit(&["-n", "8", "--wait-timeout", "2"]);
     assert_ne!(out.status, 0, "{out:?}");
     let job = out.job().expect("it was submitted");
-    assert!(out.stderr.contains(&format!("job {job} was still pending after 2 s")), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("job {job} was still pending after 2 s")),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("PartitionConfig"), "{}", out.stderr);
     let gone = s.slurm.wait_for_job(job, &["CANCELLED"], LIMIT);
     assert_eq!(gone.state(), "CANCELLED");
@@ -279,8 +309,21 @@ async fn what_cannot_work_fails_with_what_to_do_and_leaves_no_job() {
     let refused = format!("{} -o User=warren-no-such-user", s.sshd.ssh_command());
     let out = s.submit(&["-n", "2", "--ssh", &refused]);
     assert_ne!(out.status, 0, "{out:?}");
-    assert!(out.stderr.contains("cannot reach the hub at warren-test"), "{}", out.stderr);
-    assert!(out.stderr.contains("Permission denied (publickey"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the hub at warren-test"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("cannot read its key over ssh"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Permission denied (publickey"),
+        "{}",
+        out.stderr
+    );
     let job = out.job().expect("it was submitted");
     s.slurm
         .wait_for_job(job, &["FAILED", "CANCELLED", "COMPLETED"], LIMIT);
@@ -299,7 +342,14 @@ async fn what_cannot_work_fails_with_what_to_do_and_leaves_no_job() {
 fn without_sbatch_the_command_says_what_to_do() {
     let empty = tempfile::tempdir().expect("tempdir");
     let output = std::process::Command::new(binary("warren"))
-        .args(["--connection-file", "/nonexistent/hub.json", "engines", "slurm", "-n", "2"])
+        .args([
+            "--connection-file",
+            "/nonexistent/hub.json",
+            "engines",
+            "slurm",
+            "-n",
+            "2",
+        ])
         .env("PATH", empty.path())
         .output()
         .expect("run warren");
@@ -329,7 +379,12 @@ async fn sixty_four_engines_come_from_one_command_and_leave_with_cancel() {
     let baseline = start.elapsed();
     let (job, out) = submit_ok(
         &s,
-        &["-n", "64", "--wait-timeout", &REGISTER_LIMIT.as_secs().to_string()],
+        &[
+            "-n",
+            "64",
+            "--wait-timeout",
+            &REGISTER_LIMIT.as_secs().to_string(),
+        ],
     );
     eprintln!(
         "64 engines registered {:.1} s after `warren engines slurm -n 64` started (`srun -n 64 true` took {:.1} s)",

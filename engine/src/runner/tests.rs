@@ -203,7 +203,9 @@ async fn the_end_of_a_task_killed_from_outside_waits_for_the_hold_or_the_engine(
     // Far longer than the test: only the engine's stop can end the hold.
     engine.runners = Runners::new(engine.tasks.clone(), Duration::from_millis(200))
         .outside_kill_hold(Duration::from_secs(3600));
-    engine.runners.start(3, 9, 1, script("echo up; kill -TERM $$"));
+    engine
+        .runners
+        .start(3, 9, 1, script("echo up; kill -TERM $$"));
     let seen = messages_until(&engine.tasks, |kind| matches!(kind, Kind::Output(_))).await;
     let pid = pid_of(&seen);
     let dead = timeout(PATIENCE, async {

@@ -135,7 +135,7 @@ pub(super) async fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     };
     let (mut child, mut current) = started.with_context(|| {
         format!(
-            "node {node}: cannot reach the hub at {host}:{} over ssh; the nodes must be able to `ssh {host}` without a password or prompt (see --hub-host, --ssh)",
+            "node {node}: cannot reach the hub at {host}:{}",
             args.hub_socket.display()
         )
     })?;
@@ -185,7 +185,11 @@ async fn start(
         tries += 1;
         match fetch(ssh, host, args, &dir.socket()).await {
             Ok(info) => break info,
-            Err(err) if tries >= FETCH_TRIES => return Err(err),
+            Err(err) if tries >= FETCH_TRIES => {
+                return Err(err.context(format!(
+                    "cannot read its key over ssh; the nodes must be able to `ssh {host}` without a password or prompt (see --hub-host, --ssh)"
+                )));
+            }
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     };

@@ -22,6 +22,8 @@ const ENGINE_POLL: Duration = Duration::from_millis(100);
 const JOB_POLL: Duration = Duration::from_millis(500);
 /// How long `--cancel` waits for the job's engines to leave.
 const CANCEL_LIMIT: Duration = Duration::from_secs(30);
+/// Questions to Slurm in a row that may fail before the command gives up.
+const UNANSWERED_LIMIT: u32 = 20;
 /// The lines of the job's log shown when it failed.
 const LOG_TAIL: usize = 15;
 
@@ -73,8 +75,9 @@ pub(super) async fn submit(hub: &HubArgs, args: &SlurmArgs) -> anyhow::Result<u8
     let options = sbatch_options(args, &log_dir);
     let job = sbatch::submit(&sbatch, &options, &node.script(&warren, args.engines)).await?;
     println!(
-        "warren: submitted Slurm job {job} for {} engine(s); cancel it with `warren engines slurm --cancel {job}`",
-        args.engines
+        "warren: submitted Slurm job {job} for {} engine(s); cancel it with `{} engines slurm --cancel {job}`",
+        args.engines,
+        hub.hint()
     );
     // From here on every way out but success cancels the job.
     match watch(&client, job, args).await {
@@ -136,6 +139,7 @@ async fn watch(client: &Client, job: u64, args: &SlurmArgs) -> anyhow::Result<u8
     let mut engine_tick = tokio::time::interval(ENGINE_POLL);
     let mut job_tick = tokio::time::interval(JOB_POLL);
     let mut running = false;
+    let mut unanswered = 0;
     let mut last: Option<JobInfo> = None;
     loop {
         tokio::select! {
@@ -163,7 +167,21 @@ async fn watch(client: &Client, job: u64, args: &SlurmArgs) -> anyhow::Result<u8
                 }
             }
             _ = job_tick.tick() => {
-                let Some(info) = sbatch::show(job).await? else {
+                // A controller too busy to answer now and then is no reason to give up.
+                let info = match sbatch::show(job).await {
+                    Ok(info) => {
+                        unanswered = 0;
+                        info
+                    }
+                    Err(err) => {
+                        unanswered += 1;
+                        if unanswered >= UNANSWERED_LIMIT {
+                            return Err(err.context("Slurm's controller stopped answering"));
+                        }
+                        continue;
+                    }
+                };
+                let Some(info) = info else {
                     bail!("Slurm no longer knows job {job}; it ended before its engines registered");
                 };
                 if info.ended() {
