@@ -183,6 +183,45 @@ fn submitted(output: Output, took: Duration) -> Submitted {
     }
 }
 
+impl SlurmCluster {
+    /// The live processes of job `job` in this Slurm (its environment says so): the batch
+    /// script, the sruns, the forwards and their ssh, the engines, their tasks.
+    pub fn job_processes(&self, job: u32) -> Vec<u32> {
+        let conf = format!("SLURM_CONF={}", self.slurm.conf().display());
+        let id = format!("SLURM_JOB_ID={job}");
+        processes(|_, environ| {
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            vars.contains(&conf.as_bytes()) && vars.contains(&id.as_bytes())
+        })
+    }
+}
+
+/// The live processes whose command line mentions `text`.
+pub fn processes_mentioning(text: &str) -> Vec<u32> {
+    processes(|cmdline, _| {
+        String::from_utf8_lossy(cmdline)
+            .replace('\0', " ")
+            .contains(text)
+    })
+}
+
+/// The live processes for which `check(cmdline, environ)` holds.
+fn processes(check: impl Fn(&[u8], &[u8]) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && alive(*pid))
+        .filter(|pid| {
+            let cmdline = read(Path::new(&format!("/proc/{pid}/cmdline")));
+            let environ = read(Path::new(&format!("/proc/{pid}/environ")));
+            check(&cmdline, &environ)
+        })
+        .collect()
+}
+
 /// Whether `pid` is a live process (a zombie counts as gone).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {

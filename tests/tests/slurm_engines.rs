@@ -13,7 +13,7 @@ use warren::proto::TaskState;
 use warren_proto::connection::ConnectionInfo;
 use warren_tests::slurm::{KILL_WAIT, TIME_LIMIT_CHECK};
 use warren_tests::slurm_engines::{
-    LIMIT, REGISTER_LIMIT, SlurmCluster, Submitted, alive, read, wait_until,
+    LIMIT, REGISTER_LIMIT, SlurmCluster, Submitted, alive, processes_mentioning, read, wait_until,
 };
 use warren_tests::*;
 
@@ -56,8 +56,10 @@ async fn wait_for_state(s: &SlurmCluster, task: u64, state: TaskState) -> String
 }
 
 /// Waits until job `job` has no engine registered, its nodes' directories are gone, and so
-/// are the engine processes `pids`.
+/// are the engine processes `pids` and every process that mentions a node's directory (the
+/// forwards' ssh).
 async fn wait_for_clean_end(s: &SlurmCluster, job: u32, pids: &[u32], limit: Duration) {
+    let dirs = s.node_dirs(job);
     let deadline = Instant::now() + limit;
     while !s.engines_of(job).await.is_empty() {
         assert!(
@@ -76,6 +78,13 @@ async fn wait_for_clean_end(s: &SlurmCluster, job: u32, pids: &[u32], limit: Dur
         !pids.iter().any(|p| alive(*p))
     })
     .await;
+    for dir in dirs {
+        let dir = dir.display().to_string();
+        wait_until(rest, "the forwards' ssh exit", || {
+            processes_mentioning(&dir).is_empty()
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -113,11 +122,19 @@ async fn four_engines_carry_their_slurm_labels_run_work_ride_a_hub_restart_and_s
         .expect("connection file")
         .key;
     assert!(!s.stored_script(job).contains(&key));
-    for pid in &pids {
+    let processes = s.job_processes(job);
+    assert!(pids.iter().all(|p| processes.contains(p)), "{processes:?}");
+    assert!(
+        processes.len() > pids.len(),
+        "the job's other processes: {processes:?}"
+    );
+    for pid in processes {
         for what in ["cmdline", "environ"] {
             let bytes = read(&std::path::PathBuf::from(format!("/proc/{pid}/{what}")));
-            assert!(!bytes.is_empty(), "engine {pid} has a {what}");
-            assert!(!String::from_utf8_lossy(&bytes).contains(&key), "{what}");
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&key),
+                "{pid}'s {what}"
+            );
         }
     }
     let dirs = s.node_dirs(job);
