@@ -38,7 +38,10 @@ impl State {
             format!("left ({reason})")
         };
         self.await_engine(engine_id, who, engine.into_active(), now, &why);
-        self.settle_overdue(now);
+        if let Some(awaiting) = self.awaiting.remove(&engine_id) {
+            self.write_off(engine_id, awaiting);
+        }
+        self.dispatch();
     }
 }
 
