@@ -72,6 +72,14 @@ pub struct EngineConfig {
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub kill_grace_ms: u64,
 
+    /// How long the end of a task killed by a signal the engine did not send (SIGTERM,
+    /// SIGKILL, SIGINT, SIGHUP, or a shell's exit status 128 + one) is held back before it is
+    /// reported, in milliseconds. When the same signal stops the engine, as Slurm's scancel and
+    /// time limit do (they signal every process of a job), the engine says goodbye first, and
+    /// the task counts as lost with its engine (retried when allowed) instead of failed
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub outside_kill_hold_ms: u64,
+
     /// When the engine exits: how long, beyond --kill-grace-ms, it waits for the tasks it
     /// stopped to end and for their ends to reach the hub, in milliseconds
     #[arg(long, default_value_t = 3000, value_name = "MS")]
@@ -122,6 +130,11 @@ impl EngineConfig {
     /// The grace period between SIGTERM and SIGKILL.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_millis(self.kill_grace_ms)
+    }
+
+    /// How long the end of a task killed from outside is held back.
+    pub fn outside_kill_hold(&self) -> Duration {
+        Duration::from_millis(self.outside_kill_hold_ms)
     }
 
     /// How long an exiting engine waits for the tasks it stopped: the kill grace, then the

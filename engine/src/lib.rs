@@ -8,10 +8,11 @@
 //! away ([`tasks`]), their output going past a memory bound to spill files in the engine's
 //! own directory ([`spill`]); when the hub is back, the engine reports them and sends again
 //! whatever the hub had not made safe. The session sends a runner requests ([`control`]);
-//! signals ask the engine to stop ([`shutdown`]), and then it stops its tasks and waits,
-//! bounded, for their runners. Sessions ([`sessions`]) are long-lived interpreters that run
-//! cells, which are tasks to the rest of the engine. It also copies files for `warren cp`
-//! ([`files`]), unless started with `--no-files`.
+//! signals ask the engine to stop ([`shutdown`]), and then it says goodbye to the hub
+//! ([`goodbye`]: the hub settles its tasks at once), stops its tasks and waits, bounded, for
+//! their runners. Repeated signals change nothing. Sessions ([`sessions`]) are long-lived
+//! interpreters that run cells, which are tasks to the rest of the engine. It also copies
+//! files for `warren cp` ([`files`]), unless started with `--no-files`.
 //!
 //! Everything runs on one thread (the runtime every warren program uses); file work is done on
 //! blocking threads, and every spawned piece of work has an owner that waits for it. Logs
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod control;
 pub mod files;
+pub mod goodbye;
 pub mod outbox;
 pub mod process;
 pub mod pty;
@@ -78,7 +80,8 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
         config.outbox_memory as usize,
         spill.path().to_owned(),
     ));
-    let runners = Runners::new(tasks.clone(), config.kill_grace());
+    let runners = Runners::new(tasks.clone(), config.kill_grace())
+        .outside_kill_hold(config.outside_kill_hold());
     let sessions = Sessions::new(tasks.clone(), config.kill_grace());
     let mut shutdown = Shutdown::install()?;
     tracing::info!(slots = hello.slots, "engine starting");

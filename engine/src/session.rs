@@ -19,6 +19,7 @@ use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_messa
 use crate::config::EngineConfig;
 use crate::control::Control;
 use crate::files::Transfers;
+use crate::goodbye;
 use crate::runner::Runners;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
@@ -149,15 +150,22 @@ async fn converse(
     let silence_limit = Duration::from_millis(u64::from(welcome.timeout_ms)).max(MIN_SILENCE);
     let mut heartbeat = tokio::time::interval(interval.max(MIN_HEARTBEAT));
     let mut last_heard = Instant::now();
-    let mut draining: Option<(Instant, String)> = shutdown
-        .why()
-        .map(|why| begin_drain(tasks, sessions, config, why));
+    let mut draining: Option<(Instant, String)> = None;
     let mut files = Transfers::new(!config.no_files, out.clone());
     let end = loop {
         if let Some((deadline, why)) = &draining
             && ((tasks.is_empty() && sessions.is_empty()) || Instant::now() >= *deadline)
         {
+            goodbye::say(out, inbound, why).await;
             break End::Exit(why.clone());
+        }
+        // A signal makes the engine leave before it sends more news of its tasks (the signal
+        // may have reached them too, as Slurm's does): the hub settles them as lost with it.
+        if draining.is_none()
+            && let Some(why) = shutdown.now().await
+        {
+            goodbye::say(out, inbound, &why).await;
+            break End::Exit(why);
         }
         let changed = tasks.changed.notified();
         let mut batch = sessions.next_messages();
@@ -198,7 +206,8 @@ async fn converse(
                 break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
             }
             why = shutdown.requested(), if draining.is_none() => {
-                draining = Some(begin_drain(tasks, sessions, config, why));
+                goodbye::say(out, inbound, &why).await;
+                break End::Exit(why);
             }
             () = sleep_or_never(drain_deadline) => {}
         }

@@ -28,6 +28,15 @@ impl Shutdown {
         self.why.clone()
     }
 
+    /// The reason to stop, if a signal has asked by now, without waiting.
+    pub async fn now(&mut self) -> Option<String> {
+        tokio::select! {
+            biased;
+            why = self.requested() => Some(why),
+            () = std::future::ready(()) => None,
+        }
+    }
+
     /// Waits until a signal asks the engine to stop (at once if one already has), and says
     /// which. Cancel-safe: a signal is never lost by dropping the future.
     pub async fn requested(&mut self) -> String {

@@ -10,6 +10,7 @@ pub mod procfs;
 pub mod raw;
 pub mod sessions;
 pub mod slurm;
+pub mod slurm_engines;
 pub mod sshd;
 pub mod terminal;
 

@@ -198,6 +198,12 @@ pub(crate) enum EnginesAction {
     },
     /// Start engines on another machine that reach this hub through `ssh -R`
     Ssh(EnginesSshArgs),
+    /// Start engines as one Slurm job, each reaching this hub through an ssh forward from its
+    /// node
+    Slurm(crate::slurm::SlurmArgs),
+    /// Internal: the parts of a `warren engines slurm` job that run on its nodes
+    #[command(hide = true)]
+    SlurmNode(crate::slurm::NodeArgs),
 }
 
 /// How to run ssh.

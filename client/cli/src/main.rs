@@ -11,6 +11,7 @@ mod parse;
 mod px;
 mod remote_engines;
 mod session;
+mod slurm;
 mod ssh;
 mod table;
 mod terminal;
@@ -121,6 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let client = connect(hub).await?;
             remote_engines::run(&client, info, args).await
         }
+        Command::Engines {
+            action: Some(EnginesAction::Slurm(args)),
+        } => slurm::run(hub, args).await,
+        Command::Engines {
+            action: Some(EnginesAction::SlurmNode(args)),
+        } => slurm::node(args).await,
         Command::Engines {
             action: Some(EnginesAction::Stop { ids }),
         } => {

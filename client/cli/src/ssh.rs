@@ -26,18 +26,39 @@ impl Ssh {
 
     /// `ssh [options] [extra] host`, with no remote command yet.
     pub(crate) fn command(&self, extra: &[&str], host: &str) -> Command {
-        let mut command = Command::new(&self.program);
+        let argv = self.argv(extra, host);
+        let mut command = Command::new(&argv[0]);
         // A tunnel or an engine session killed outright takes its ssh with it.
         warren_proto::os::child::die_with_parent(command.as_std_mut());
+        command.args(&argv[1..]).kill_on_drop(true);
         command
-            .args(&self.options)
-            // Never prompt: a tunnel runs unattended, and a prompt would hang it.
-            .args(["-o", "BatchMode=yes"])
-            .args(extra)
-            .arg("--")
-            .arg(host)
+    }
+
+    /// [`Ssh::command`] started through `sh` with these signals (`TERM`, `USR1`...) ignored,
+    /// for a forward that must outlive the SIGTERM Slurm sends every process of a job it
+    /// ends: OpenSSH installs its handlers only for signals that were not ignored when it
+    /// started, so the forward stays up until its owner stops it (SIGKILL, or its death).
+    pub(crate) fn command_ignoring(&self, signals: &[&str], extra: &[&str], host: &str) -> Command {
+        let mut command = Command::new("sh");
+        warren_proto::os::child::die_with_parent(command.as_std_mut());
+        command
+            .arg("-c")
+            .arg(format!("trap '' {}; exec \"$@\"", signals.join(" ")))
+            .arg("sh")
+            .args(self.argv(extra, host))
             .kill_on_drop(true);
         command
+    }
+
+    /// The words of `ssh [options] [extra] host`.
+    fn argv(&self, extra: &[&str], host: &str) -> Vec<String> {
+        let mut argv = vec![self.program.clone()];
+        argv.extend(self.options.iter().cloned());
+        // Never prompt: a tunnel runs unattended, and a prompt would hang it.
+        argv.extend(["-o".to_owned(), "BatchMode=yes".to_owned()]);
+        argv.extend(extra.iter().map(|word| (*word).to_owned()));
+        argv.extend(["--".to_owned(), host.to_owned()]);
+        argv
     }
 
     /// Runs `remote` (a shell command line) on `host` and returns its stdout.

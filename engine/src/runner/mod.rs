@@ -26,11 +26,15 @@ use warren_proto::v1::{TaskResult, TaskSpec, TaskState};
 use crate::process;
 use crate::tasks::Tasks;
 
+/// The default of `--outside-kill-hold-ms`.
+pub const DEFAULT_OUTSIDE_KILL_HOLD: Duration = Duration::from_millis(500);
+
 /// The engine's task runners.
 #[derive(Debug)]
 pub struct Runners {
     tasks: Arc<Tasks>,
     grace: Duration,
+    outside_kill_hold: Duration,
     tracker: TaskTracker,
 }
 
@@ -48,8 +52,16 @@ impl Runners {
         Self {
             tasks,
             grace,
+            outside_kill_hold: DEFAULT_OUTSIDE_KILL_HOLD,
             tracker: TaskTracker::new(),
         }
+    }
+
+    /// How long the end of a task killed by a signal the engine did not send is held back
+    /// before it is reported (see `--outside-kill-hold-ms`).
+    pub fn outside_kill_hold(mut self, hold: Duration) -> Self {
+        self.outside_kill_hold = hold;
+        self
     }
 
     /// Takes a task the hub assigned to this engine (which it knows as `engine_id`) and
@@ -63,7 +75,11 @@ impl Runners {
             tasks: self.tasks.clone(),
         };
         let span = tracing::info_span!("task", task = task_id, attempt, engine = engine_id);
-        let runner = supervise::supervise(run.clone(), spec, self.grace, control_rx);
+        let timing = supervise::Timing {
+            grace: self.grace,
+            outside_kill_hold: self.outside_kill_hold,
+        };
+        let runner = supervise::supervise(run.clone(), spec, timing, control_rx);
         let runner = tokio::spawn(runner.instrument(span.clone()));
         // A second task holds the runner's handle, so that a panic is reported, not lost.
         self.tracker.spawn(

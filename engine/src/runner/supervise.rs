@@ -28,13 +28,30 @@ use crate::pty;
 /// while a slow one is still read as soon as it writes.
 const CHUNK: usize = 1 << 20;
 
+/// The signals by which others stop a process: a task that dies of one the engine did not
+/// send (or exits with 128 + one, as a shell reports it) was most likely stopped with its
+/// engine, all at once (Slurm's scancel and time limit signal every process of a job).
+const OUTSIDE_KILLS: [i32; 4] = [1, 2, 9, 15];
+
+/// The runner's timings.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timing {
+    /// Between SIGTERM and SIGKILL when the engine ends the task.
+    pub(super) grace: Duration,
+    /// How long the end of a task killed from outside is held back: if the engine is being
+    /// stopped by the same signal, it says goodbye first and the hub settles the task as
+    /// lost with its engine (retried when allowed) rather than failed by a signal.
+    pub(super) outside_kill_hold: Duration,
+}
+
 /// Runs a task (which must already be in the tasks) to its end and reports it.
 pub(super) async fn supervise(
     run: Run,
     spec: TaskSpec,
-    grace: Duration,
+    timing: Timing,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
+    let grace = timing.grace;
     let (task_id, attempt) = (run.task_id, run.attempt);
     let started_us = now_us();
     let mut terminal: Option<Arc<pty::Master>> = None;
@@ -139,6 +156,8 @@ pub(super) async fn supervise(
     let deadline = limit.map(|limit| Instant::now() + limit);
     let mut ending: Option<(TaskState, String)> = None;
     let mut discarded = false;
+    // Whether a signal was sent at the hub's request (`warren interrupt`).
+    let mut signalled = false;
     let mut kill_at: Option<Instant> = None;
     let status = loop {
         tokio::select! {
@@ -152,7 +171,10 @@ pub(super) async fn supervise(
                 kill_at = None;
             }
             request = control.recv(), if !discarded => match request {
-                Some(Control::Signal(signal)) => process::signal_group(pgid, signal),
+                Some(Control::Signal(signal)) => {
+                    signalled = true;
+                    process::signal_group(pgid, signal);
+                }
                 Some(Control::Cancel) => {
                     let why = "aborted while running".to_owned();
                     terminate(&mut ending, &mut kill_at, (pgid, grace), TaskState::Aborted, why);
@@ -207,6 +229,19 @@ pub(super) async fn supervise(
         tracing::warn!("a process outside the task's group kept its output open; stopped reading");
         pipes.shutdown().await;
     }
+    if !discarded
+        && ending.is_none()
+        && !signalled
+        && status.as_ref().is_ok_and(killed_from_outside)
+    {
+        // Whatever the engine is asked meanwhile (to stop, to drop the task) ends the hold.
+        tokio::select! {
+            () = tokio::time::sleep(timing.outside_kill_hold) => {}
+            request = control.recv() => {
+                discarded = matches!(request, Some(Control::Discard) | None);
+            }
+        }
+    }
     if discarded {
         return;
     }
@@ -224,6 +259,15 @@ pub(super) async fn supervise(
     };
     result.attempt = attempt;
     run.tasks.finished(task_id, attempt, result);
+}
+
+/// Whether the process died of a signal others stop processes with (or a shell said so).
+fn killed_from_outside(status: &ExitStatus) -> bool {
+    match (status.signal(), status.code()) {
+        (Some(signal), _) => OUTSIDE_KILLS.contains(&signal),
+        (None, Some(code)) => OUTSIDE_KILLS.iter().any(|signal| code == 128 + signal),
+        (None, None) => false,
+    }
 }
 
 /// Begins ending a task (once): SIGTERM now, SIGKILL after the grace period.

@@ -1,5 +1,7 @@
 //! The runners without a hub: a task runs to its end, a runner that panics reports its task
-//! FAILED (in its `task` span), and an exiting engine waits for its runners without polling.
+//! FAILED (in its `task` span), an exiting engine waits for its runners without polling, and
+//! the end of a task killed from outside is held back until the hold passes or the engine
+//! stops.
 
 use super::*;
 use std::io::Write;
@@ -193,4 +195,50 @@ async fn an_exiting_engine_waits_for_its_runners_to_end() {
     let result = result_of(&seen);
     assert_eq!(result.state(), TaskState::Aborted);
     assert_eq!(result.error, "stopped: its engine is exiting (a test)");
+}
+
+#[tokio::test]
+async fn the_end_of_a_task_killed_from_outside_waits_for_the_hold_or_the_engine() {
+    let mut engine = engine();
+    // Far longer than the test: only the engine's stop can end the hold.
+    engine.runners = Runners::new(engine.tasks.clone(), Duration::from_millis(200))
+        .outside_kill_hold(Duration::from_secs(3600));
+    engine
+        .runners
+        .start(3, 9, 1, script("echo up; kill -TERM $$"));
+    let seen = messages_until(&engine.tasks, |kind| matches!(kind, Kind::Output(_))).await;
+    let pid = pid_of(&seen);
+    let dead = timeout(PATIENCE, async {
+        while crate::process::alive(pid) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(dead.await.is_ok(), "the task killed itself");
+    // Its output is drained and its runner holds the end back.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = engine.tasks.next_messages(32);
+    assert!(
+        !held
+            .iter()
+            .any(|m| matches!(m.kind, Some(Kind::Finished(_)))),
+        "{held:?}"
+    );
+    // The engine stopping ends the hold (after its goodbye, nobody hears the end).
+    engine.tasks.stop_all("a test");
+    let seen = messages_until(&engine.tasks, finished).await;
+    let result = result_of(&seen);
+    assert_eq!(result.state(), TaskState::Failed);
+    assert_eq!(result.error, "killed by SIGTERM");
+    assert!(engine.runners.wait(PATIENCE).await);
+}
+
+#[tokio::test]
+async fn a_task_killed_from_outside_is_still_reported_after_the_hold() {
+    let mut engine = engine();
+    engine.runners = Runners::new(engine.tasks.clone(), Duration::from_millis(200))
+        .outside_kill_hold(Duration::from_millis(50));
+    engine.runners.start(3, 10, 1, script("kill -KILL $$"));
+    let result = result_of(&messages_until(&engine.tasks, finished).await);
+    assert_eq!(result.state(), TaskState::Failed);
+    assert_eq!(result.error, "killed by SIGKILL");
 }

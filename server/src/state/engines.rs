@@ -241,6 +241,10 @@ impl State {
                 self.transfer_message(engine_id, connection, kind);
                 false
             }
+            Some(engine_message::Kind::Goodbye(goodbye)) => {
+                self.engine_said_goodbye(engine_id, connection, goodbye.reason, now);
+                false
+            }
             Some(engine_message::Kind::Hello(_)) | None => {
                 tracing::warn!(
                     engine = engine_id,

@@ -6,8 +6,8 @@
 //! the history is collected as [`Op`]s and handed to the store's writer thread in one place,
 //! [`Hub::update`], when the change is done.
 //!
-//! The files: `requests` and `actions` (what clients ask), `engines` and `settle` (what
-//! engines say, and what happens when they go), `scheduler` and `queues` (placing work),
+//! The files: `requests` and `actions` (what clients ask), `engines`, `goodbye` and `settle`
+//! (what engines say, and what happens when they go), `scheduler` and `queues` (placing work),
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
 //! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
@@ -21,6 +21,7 @@ mod clock;
 mod commits;
 mod engines;
 mod follow;
+mod goodbye;
 mod liveness;
 #[cfg(test)]
 mod properties;

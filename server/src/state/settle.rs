@@ -111,29 +111,35 @@ impl State {
                 continue;
             };
             tracing::warn!(engine = engine_id, why = %awaiting.why, tasks = awaiting.tasks.len(), "engine written off");
-            self.sessions_written_off(engine_id, &awaiting.who, &awaiting.why);
-            for task_id in awaiting.tasks {
-                self.settle_task(task_id, engine_id, &awaiting.who, &awaiting.why);
-            }
-            // Tasks queued for it alone can't run.
-            for task_id in self.queues.remove(&engine_id).unwrap_or_default() {
-                let pid = self.tasks.get(&task_id).map(|t| t.row.asked.submitter.pid);
-                if let Some(pid) = pid {
-                    self.dequeued(pid);
-                }
-                if let Some(task) = self.tasks.get_mut(&task_id) {
-                    let end = task.end(
-                        TaskState::Failed,
-                        format!(
-                            "{} {} before the task started; submit it again",
-                            awaiting.who, awaiting.why
-                        ),
-                    );
-                    self.write(end);
-                }
-            }
+            self.write_off(engine_id, awaiting);
         }
         self.dispatch();
+    }
+
+    /// Settles what waited for an engine that will not come back: its sessions, its tasks,
+    /// and the tasks queued for it alone. The caller dispatches.
+    pub(super) fn write_off(&mut self, engine_id: u32, awaiting: Awaiting) {
+        self.sessions_written_off(engine_id, &awaiting.who, &awaiting.why);
+        for task_id in awaiting.tasks {
+            self.settle_task(task_id, engine_id, &awaiting.who, &awaiting.why);
+        }
+        // Tasks queued for it alone can't run.
+        for task_id in self.queues.remove(&engine_id).unwrap_or_default() {
+            let pid = self.tasks.get(&task_id).map(|t| t.row.asked.submitter.pid);
+            if let Some(pid) = pid {
+                self.dequeued(pid);
+            }
+            if let Some(task) = self.tasks.get_mut(&task_id) {
+                let end = task.end(
+                    TaskState::Failed,
+                    format!(
+                        "{} {} before the task started; submit it again",
+                        awaiting.who, awaiting.why
+                    ),
+                );
+                self.write(end);
+            }
+        }
     }
 
     /// Ends, or retries, one task whose engine is gone.

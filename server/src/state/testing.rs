@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use warren_proto::v1::{
-    EngineMessage, ExecuteRequest, Hello, HubMessage, Targets, TaskFinished, TaskReport,
+    EngineMessage, ExecuteRequest, Goodbye, Hello, HubMessage, Targets, TaskFinished, TaskReport,
     TaskResult, TaskSpec, TaskStarted, TaskState, engine_message, hub_message, targets, task_spec,
 };
 
@@ -126,6 +126,14 @@ impl TestEngine {
     /// Its stream ends.
     pub(super) fn leave(self, hub: &Hub) {
         hub.engine_gone(self.id, self.connection, "closed its stream");
+    }
+
+    /// Says goodbye, as an engine stopped by a signal does.
+    pub(super) fn goodbye(&self, hub: &Hub, reason: &str) {
+        let goodbye = engine_message::Kind::Goodbye(Goodbye {
+            reason: reason.into(),
+        });
+        self.send(hub, goodbye);
     }
 
     /// Says it is alive.

@@ -1,0 +1,366 @@
+//! What runs inside the job: `warren engines slurm-node ROLE`, a hidden command.
+//!
+//! - `batch`: the job script `exec`s it on the first node. It starts the forward step (one
+//!   task per node, `--overlap`, `--kill-on-bad-exit`) and the engine step (the job's N
+//!   tasks, `--overlap` too, so that a task can still `srun` inside the allocation), and
+//!   waits. When the engines end, it asks the forwards to finish (SIGUSR1, which srun hands
+//!   on to its tasks; SIGTERM would make srun kill the step). When the forwards fail, it
+//!   exits with an error, and Slurm ends the engine step. A SIGTERM (Slurm ending the job)
+//!   only makes it wait for both steps to end.
+//! - `engine`: one engine task. It waits for its node's forward, notes its pid there (so the
+//!   forward stays up until the engine is gone) and `exec`s `warren-engine` with the node's
+//!   connection file and the Slurm labels: the engine is the task Slurm started, so Slurm
+//!   signals and tracks it as it does any task.
+//! - `forward`: see [`super::forward`].
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, forward, sbatch};
+use crate::ssh::quote;
+
+/// How long an engine task waits for its node's forward to come up.
+const FORWARD_LIMIT: Duration = Duration::from_secs(120);
+/// How long the batch script waits for the forwards to finish after the engines ended.
+const FINISH_LIMIT: Duration = Duration::from_secs(60);
+/// The node's connection file, in the node's directory.
+pub(super) const CONNECTION_FILE: &str = "hub.json";
+/// The local end of the node's forward, in the node's directory.
+pub(super) const SOCKET: &str = "hub.sock";
+/// The directory of the node's engines' pids, in the node's directory.
+pub(super) const PIDS: &str = "engines";
+/// The longest base directory for a node's directory: its socket's path must fit in 107
+/// bytes.
+const MAX_BASE: usize = 60;
+
+/// A part of the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// The batch script: start the forward step and the engine step, and wait.
+    Batch,
+    /// One node's forward to the hub.
+    Forward,
+    /// One engine task.
+    Engine,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Batch => "batch",
+            Self::Forward => "forward",
+            Self::Engine => "engine",
+        }
+    }
+}
+
+/// `warren engines slurm-node ROLE`: everything the parts of the job need, none of it secret.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeArgs {
+    /// Which part of the job to run
+    #[arg(value_enum)]
+    pub(crate) role: Role,
+    /// Names this job's directories on the nodes
+    #[arg(long)]
+    pub(crate) tag: String,
+    /// The host to ssh to for the hub [default: $SLURM_SUBMIT_HOST]
+    #[arg(long)]
+    pub(crate) hub_host: Option<String>,
+    /// The hub's socket on that host
+    #[arg(long)]
+    pub(crate) hub_socket: PathBuf,
+    /// The file on that host holding the hub's key: its connection file, or (with
+    /// --bare-key) a key file
+    #[arg(long)]
+    pub(crate) key_source: PathBuf,
+    /// The key source is a key file, not a connection file
+    #[arg(long)]
+    pub(crate) bare_key: bool,
+    /// The ssh command, split on spaces
+    #[arg(long)]
+    pub(crate) ssh: String,
+    /// Slots per engine
+    #[arg(long)]
+    pub(crate) slots: u32,
+    /// A label for the engines (repeatable)
+    #[arg(long = "label")]
+    pub(crate) labels: Vec<String>,
+    /// How to run warren-engine, split on spaces
+    #[arg(long)]
+    pub(crate) engine_command: String,
+}
+
+impl NodeArgs {
+    /// The arguments that run `role` with these settings (after `warren engines slurm-node`).
+    pub(crate) fn to_args(&self, role: Role) -> Vec<String> {
+        let mut args = vec![role.name().to_owned(), "--tag".into(), self.tag.clone()];
+        if let Some(host) = &self.hub_host {
+            args.extend(["--hub-host".into(), host.clone()]);
+        }
+        args.extend([
+            "--hub-socket".into(),
+            self.hub_socket.display().to_string(),
+            "--key-source".into(),
+            self.key_source.display().to_string(),
+        ]);
+        if self.bare_key {
+            args.push("--bare-key".into());
+        }
+        args.extend([
+            "--ssh".into(),
+            self.ssh.clone(),
+            "--slots".into(),
+            self.slots.to_string(),
+        ]);
+        for label in &self.labels {
+            args.extend(["--label".into(), label.clone()]);
+        }
+        args.extend(["--engine-command".into(), self.engine_command.clone()]);
+        args
+    }
+
+    /// The job script Slurm stores: it `exec`s the batch part of `warren`.
+    pub(crate) fn script(&self, warren: &Path, engines: u32) -> String {
+        let mut line = format!(
+            "exec {} engines slurm-node",
+            quote(&warren.display().to_string())
+        );
+        for arg in self.to_args(Role::Batch) {
+            line.push(' ');
+            line.push_str(&quote(&arg));
+        }
+        format!(
+            "#!/bin/sh\n\
+             # Written by `warren engines slurm`: one ssh forward per node back to the hub, then\n\
+             # {engines} warren-engine task(s). No key is in here: each node fetches it over ssh\n\
+             # into a private directory of its own, removed when the job ends.\n\
+             {line}\n"
+        )
+    }
+}
+
+/// What Slurm tells each task about where it runs.
+pub(super) struct SlurmEnv {
+    /// `SLURM_JOB_ID`.
+    pub(super) job: String,
+    /// `SLURMD_NODENAME`.
+    pub(super) node: String,
+}
+
+impl SlurmEnv {
+    /// Reads it, or says this must run inside a Slurm job.
+    pub(super) fn read() -> anyhow::Result<Self> {
+        Ok(Self {
+            job: slurm_var("SLURM_JOB_ID")?,
+            node: slurm_var("SLURMD_NODENAME")?,
+        })
+    }
+
+    /// This node's directory for the job: under `$TMPDIR` (if short enough) or `/tmp`,
+    /// named by the job and the tag, so that the node's forward and engines find it.
+    pub(super) fn node_dir(&self, tag: &str) -> PathBuf {
+        let base = std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute() && dir.as_os_str().len() <= MAX_BASE)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        base.join(format!("warren-slurm-{}-{tag}", self.job))
+    }
+}
+
+fn slurm_var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| {
+            format!("{name} is not set: `warren engines slurm-node` runs inside the job that `warren engines slurm` submits")
+        })
+}
+
+/// Runs one part of the job.
+pub(super) async fn run(args: &NodeArgs) -> anyhow::Result<u8> {
+    match args.role {
+        Role::Batch => batch(args).await,
+        Role::Forward => forward::run(args).await,
+        Role::Engine => engine(args).await,
+    }
+}
+
+/// The batch script: both steps, and the end of the job.
+async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let nodes = slurm_var("SLURM_JOB_NUM_NODES").or_else(|_| slurm_var("SLURM_NNODES"))?;
+    let warren = std::env::current_exe().context("cannot find this program's path")?;
+    let srun = sbatch::find("srun")?;
+    let step = |role: Role, options: &[String]| {
+        let mut command = tokio::process::Command::new(&srun);
+        command
+            .args(options)
+            .arg(&warren)
+            .args(["engines", "slurm-node"])
+            .args(args.to_args(role))
+            .stdin(std::process::Stdio::null());
+        command
+    };
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let forward_options = [
+        "--overlap".to_owned(),
+        "--kill-on-bad-exit=1".into(),
+        "--job-name=warren-forward".into(),
+        format!("--nodes={nodes}"),
+        format!("--ntasks={nodes}"),
+        "--ntasks-per-node=1".into(),
+    ];
+    let mut forwards = step(Role::Forward, &forward_options)
+        .spawn()
+        .context("cannot start the forward step (srun)")?;
+    let engine_options = [
+        "--overlap".to_owned(),
+        "--kill-on-bad-exit=0".into(),
+        "--job-name=warren-engines".into(),
+    ];
+    let mut engines = step(Role::Engine, &engine_options)
+        .spawn()
+        .context("cannot start the engine step (srun)")?;
+    // Set once Slurm is ending the job: it signals both steps itself.
+    let mut stopping = false;
+    let mut forwards_ended = false;
+    loop {
+        tokio::select! {
+            status = forwards.wait(), if !forwards_ended => {
+                let status = status?;
+                forwards_ended = true;
+                if !stopping {
+                    // The engines cannot reach the hub any more: end the job (Slurm then
+                    // stops the engine step).
+                    bail!("the forward step ended ({status}) while the engines ran; the messages above say why");
+                }
+            }
+            status = engines.wait() => {
+                let status = status?;
+                if !forwards_ended {
+                    eprintln!("warren: the engines ended ({status}); stopping the forwards");
+                    let pid = forwards.id().and_then(|p| rustix::process::Pid::from_raw(p as i32));
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::USR1);
+                    }
+                    if tokio::time::timeout(FINISH_LIMIT, forwards.wait()).await.is_err() {
+                        eprintln!("warren: the forwards did not finish within {FINISH_LIMIT:?}");
+                    }
+                }
+                return Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8));
+            }
+            _ = terminate.recv() => stopping = true,
+            _ = interrupt.recv() => stopping = true,
+            _ = hangup.recv() => stopping = true,
+        }
+    }
+}
+
+/// One engine task: wait for the node's forward, then become `warren-engine`.
+async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
+    let slurm = SlurmEnv::read()?;
+    let task = slurm_var("SLURM_PROCID")?;
+    let dir = slurm.node_dir(&args.tag);
+    let connection = dir.join(CONNECTION_FILE);
+    let deadline = Instant::now() + FORWARD_LIMIT;
+    while !connection.exists() {
+        if Instant::now() > deadline {
+            bail!(
+                "node {}: its forward to the hub did not come up within {FORWARD_LIMIT:?} (its messages are in this log)",
+                slurm.node
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    warren_proto::os::private_dir::check(&dir)?;
+    // The pid stays the engine's through exec: the forward waits until it is gone.
+    let pid_file = dir.join(PIDS).join(std::process::id().to_string());
+    std::fs::write(&pid_file, b"")
+        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+
+    let mut words = args.engine_command.split_whitespace();
+    let program = words
+        .next()
+        .context("--engine-command is empty; give the command that runs warren-engine")?;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(words)
+        .arg("--connection-file")
+        .arg(&connection)
+        .arg("--spill-dir")
+        .arg(&dir)
+        .args(["--slots", &args.slots.to_string()])
+        // The forward may take a moment to come back after a hub restart.
+        .args(["--max-backoff-ms", "1000"]);
+    for label in &args.labels {
+        command.args(["--label", label]);
+    }
+    command.args([
+        "--label",
+        &format!("{LABEL_JOB}={}", slurm.job),
+        "--label",
+        &format!("{LABEL_TASK}={task}"),
+        "--label",
+        &format!("{LABEL_NODE}={}", slurm.node),
+    ]);
+    let err = command.exec();
+    let _ = std::fs::remove_file(&pid_file);
+    bail!("node {}: cannot run {program}: {err}", slurm.node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn example() -> NodeArgs {
+        NodeArgs {
+            role: Role::Batch,
+            tag: "abc".into(),
+            hub_host: Some("login 1".into()),
+            hub_socket: "/run/user/7/warren/hub.sock".into(),
+            key_source: "/run/user/7/warren/hub.json".into(),
+            bare_key: false,
+            ssh: "ssh -F /home/a/.ssh/cluster config".into(),
+            slots: 3,
+            labels: vec!["gpu=a100".into(), "it's=odd".into()],
+            engine_command: "/opt/warren/bin/warren-engine".into(),
+        }
+    }
+
+    #[test]
+    fn each_role_gets_back_the_same_settings() {
+        let args = example();
+        for role in [Role::Batch, Role::Forward, Role::Engine] {
+            let words = std::iter::once("x".to_owned()).chain(args.to_args(role));
+            let back = Wrapper::try_parse_from(words).expect("parses").node;
+            assert_eq!(back.role, role);
+            assert_eq!(back.to_args(Role::Batch), args.to_args(Role::Batch));
+        }
+    }
+
+    #[test]
+    fn the_script_execs_warren_with_quoted_words_and_nothing_secret() {
+        let script = example().script(Path::new("/opt/warren/bin/warren"), 4);
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        let last = script.lines().last().expect("a line");
+        assert!(
+            last.starts_with("exec '/opt/warren/bin/warren' engines slurm-node 'batch' "),
+            "{last}"
+        );
+        assert!(last.contains("'--hub-host' 'login 1'"), "{last}");
+        assert!(last.contains("'it'\\''s=odd'"), "{last}");
+        assert!(!script.to_lowercase().contains("\"key\""), "{script}");
+    }
+}
