@@ -19,6 +19,7 @@ use crate::gate::{Check, GateLayer};
 const SUBMITTING: &[&str] = &[
     "/warren.v1.Execution/Execute",
     "/warren.v1.Execution/Submit",
+    "/warren.v1.Execution/SubmitBatch",
 ];
 
 /// Bytes of stdin held for tasks not yet started, and their bound.

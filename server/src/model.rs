@@ -33,6 +33,10 @@ pub(crate) struct Submission {
     pub(crate) submitter: Submitter,
     /// When, in microseconds since the epoch.
     pub(crate) submitted_us: i64,
+    /// Tasks it waits for to end, however they end.
+    pub(crate) after: Vec<u64>,
+    /// Tasks it waits for to succeed.
+    pub(crate) after_ok: Vec<u64>,
 }
 
 /// A task's counters, as the history keeps them.
@@ -113,6 +117,8 @@ impl TaskRow {
             retries: self.asked.retries,
             attempts,
             output_bytes_kept: self.progress.kept_bytes,
+            after: self.asked.after.clone(),
+            after_ok: self.asked.after_ok.clone(),
         }
     }
 }

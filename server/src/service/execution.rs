@@ -3,9 +3,13 @@
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use warren_proto::v1::execution_server::Execution;
-use warren_proto::v1::{ExecuteRequest, StreamOutputRequest, SubmitReply};
+use warren_proto::v1::{
+    ExecuteRequest, StreamOutputRequest, SubmitBatchReply, SubmitBatchRequest, SubmitReply,
+};
 
 use super::{Events, events, record_ids, submitter};
+use crate::error::HubError;
+use crate::model::Submitter;
 use crate::state::Hub;
 
 /// Serves `warren.v1.Execution`.
@@ -21,6 +25,25 @@ impl ExecutionService {
     }
 }
 
+impl ExecutionService {
+    /// Submits one request: at once when it waits for no task, else looking in the history
+    /// for those that left memory.
+    async fn submit_one(
+        &self,
+        request: ExecuteRequest,
+        submitter: Submitter,
+    ) -> Result<Vec<u64>, HubError> {
+        if request.after.is_empty() && request.after_ok.is_empty() {
+            return self.hub.submit(request, submitter);
+        }
+        let mut ids = self
+            .hub
+            .submit_batch(vec![request], submitter, false)
+            .await?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+}
+
 #[tonic::async_trait]
 impl Execution for ExecutionService {
     type ExecuteStream = Events;
@@ -31,7 +54,7 @@ impl Execution for ExecutionService {
         request: Request<ExecuteRequest>,
     ) -> Result<Response<Self::ExecuteStream>, Status> {
         let submitter = submitter(&request);
-        let ids = self.hub.submit(request.into_inner(), submitter)?;
+        let ids = self.submit_one(request.into_inner(), submitter).await?;
         record_ids("tasks", &ids);
         let stream = self.hub.follow_all(&ids, submitter).await?;
         Ok(Response::new(events(stream)))
@@ -42,9 +65,29 @@ impl Execution for ExecutionService {
         request: Request<ExecuteRequest>,
     ) -> Result<Response<SubmitReply>, Status> {
         let submitter = submitter(&request);
-        let task_ids = self.hub.submit(request.into_inner(), submitter)?;
+        let task_ids = self.submit_one(request.into_inner(), submitter).await?;
         record_ids("tasks", &task_ids);
         Ok(Response::new(SubmitReply { task_ids }))
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchReply>, Status> {
+        let submitter = submitter(&request);
+        let requests = request.into_inner().requests;
+        let submitted = self.hub.submit_batch(requests, submitter, true).await?;
+        if let (Some(first), Some(last)) = (
+            submitted.iter().flatten().next(),
+            submitted.iter().flatten().last(),
+        ) {
+            record_ids("tasks", &(first..=last));
+        }
+        let results = submitted
+            .into_iter()
+            .map(|task_ids| SubmitReply { task_ids })
+            .collect();
+        Ok(Response::new(SubmitBatchReply { results }))
     }
 
     async fn stream_output(

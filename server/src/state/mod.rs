@@ -10,13 +10,16 @@
 //! engines say, and what happens when they go), `scheduler` and `queues` (placing work),
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
-//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`.
+//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
+//! `batch` (submitting many requests at once) and `deps` (tasks waiting for others).
 
 mod acks;
 mod actions;
 mod background;
+mod batch;
 mod clock;
 mod commits;
+mod deps;
 mod engines;
 mod follow;
 mod liveness;
@@ -42,11 +45,12 @@ pub(crate) use settings::Settings;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, watch};
-use warren_proto::v1::{ShutdownEngine, hub_message};
+use warren_proto::v1::{ShutdownEngine, TaskState, hub_message};
 
 use crate::error::HubError;
 use crate::input::InputBudget;
 use crate::store::{Op, Recovered, Store};
+use deps::Dependencies;
 use queues::Awaiting;
 use registry::Registry;
 use task::Task;
@@ -67,6 +71,10 @@ pub(crate) struct State {
     awaiting: HashMap<u32, Awaiting>,
     /// Waiting tasks per submitting process.
     queued_by_client: HashMap<u32, usize>,
+    /// Tasks held until others end, and who waits for whom.
+    deps: Dependencies,
+    /// Tasks whose end was decided in the change under way, to settle their dependents.
+    ended: Vec<(u64, TaskState)>,
     /// Open follow streams per client process.
     streams_by_client: HashMap<u32, usize>,
     /// Open follow streams, in all.
@@ -85,9 +93,15 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Records changes for the history; they are committed when the operation ends.
+    /// Records changes for the history; they are committed when the operation ends. A
+    /// task's end is noted here, the one place every end passes, for its dependents.
     fn write(&mut self, ops: impl IntoIterator<Item = Op>) {
-        self.writes.extend(ops);
+        for op in ops {
+            if let Op::Finish { row, .. } = &op {
+                self.note_end(row.id, row.state);
+            }
+            self.writes.push(op);
+        }
     }
 }
 
@@ -149,6 +163,8 @@ impl Hub {
             queues: HashMap::new(),
             awaiting: HashMap::new(),
             queued_by_client: HashMap::new(),
+            deps: Dependencies::default(),
+            ended: Vec::new(),
             streams_by_client: HashMap::new(),
             follow_streams: 0,
             input: input.clone(),
@@ -157,7 +173,9 @@ impl Hub {
             stopping: false,
             writes: Vec::new(),
         };
-        state.resume(recovered.live, clock.now());
+        state.resume(recovered.live, &recovered.past, clock.now());
+        state.settle_dependents();
+        store.write(std::mem::take(&mut state.writes));
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),
@@ -189,6 +207,9 @@ impl Hub {
     pub(crate) fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
         let result = change(&mut state);
+        if !state.ended.is_empty() {
+            state.settle_dependents();
+        }
         let writes = std::mem::take(&mut state.writes);
         self.store.write(writes);
         result

@@ -284,6 +284,8 @@ mod tests {
             retries: 0,
             submitter: Submitter::default(),
             submitted_us: 1,
+            after: Vec::new(),
+            after_ok: Vec::new(),
         };
         let mut row = TaskRow::queued(7, asked);
         (row.state, row.engine_id, row.attempt) = (TaskState::Running, 3, 1);

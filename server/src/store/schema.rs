@@ -5,8 +5,11 @@ use std::path::Path;
 
 use super::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-const VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`). Each version adds to the one
+/// before (tables created if missing); a hub refuses a database of a newer version.
+/// - 1: tasks, their labels, attempts, events and gaps; engines.
+/// - 2: dependencies between tasks, and tombstones of purged tasks (`deps`).
+const VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS engines (
@@ -130,6 +133,7 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
         // the last transactions.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(TABLES)?;
+        conn.execute_batch(super::deps::TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)?;
         Ok(())
     };
