@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod follow;
+mod map;
 mod output;
 mod parse;
 mod remote_engines;
@@ -11,6 +12,7 @@ mod ssh;
 mod table;
 mod time;
 mod tunnel;
+mod wait;
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
@@ -124,7 +126,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tasks(args) => commands::tasks(&connect(hub).await?, args).await,
-        Command::Result { task } => commands::result(&connect(hub).await?, *task).await,
+        Command::Result(args) => wait::result(&connect(hub).await?, args).await,
+        Command::Wait(args) => wait::wait(&connect(hub).await?, args).await,
+        Command::Map(args) => map::run(hub, args).await,
         Command::Attach {
             task,
             from,
