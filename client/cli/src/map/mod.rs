@@ -180,11 +180,7 @@ pub(crate) async fn run(hub: &HubArgs, args: &MapArgs) -> anyhow::Result<u8> {
                     return Ok(EXIT_INTERRUPTED);
                 }
                 interrupted = true;
-                let waiting: Vec<u64> = in_flight
-                    .iter()
-                    .filter(|(_, task)| !task.started)
-                    .map(|(&id, _)| id)
-                    .collect();
+                let waiting = not_started(&client, &in_flight).await?;
                 if !waiting.is_empty() {
                     client.abort(&waiting).await?;
                 }
@@ -205,6 +201,27 @@ pub(crate) async fn run(hub: &HubArgs, args: &MapArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INTERRUPTED);
     }
     Ok(failed.min(MOST_FAILED) as u8)
+}
+
+/// The tasks in flight that have not started, as the hub has them now (its word is newer
+/// than the events this map has read).
+async fn not_started(
+    client: &Client,
+    in_flight: &HashMap<u64, InFlight>,
+) -> anyhow::Result<Vec<u64>> {
+    use warren::proto::TaskState;
+    let candidates: Vec<u64> = in_flight
+        .iter()
+        .filter(|(_, task)| !task.started)
+        .map(|(&id, _)| id)
+        .collect();
+    Ok(client
+        .tasks_by_id(&candidates)
+        .await?
+        .into_iter()
+        .filter(|task| matches!(task.state(), TaskState::Waiting | TaskState::Queued))
+        .map(|task| task.id)
+        .collect())
 }
 
 /// Submits one task request per argument, in as few calls as the bounds allow; for each
