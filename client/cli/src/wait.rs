@@ -95,6 +95,10 @@ pub(crate) async fn wait(client: &Client, args: &WaitArgs) -> anyhow::Result<u8>
     }
     let (mut outcomes, mut failed) = (Vec::with_capacity(found.len()), 0usize);
     let total = found.len();
+    let live = found.iter().filter(|t| !t.state().is_final()).count();
+    if live > 0 {
+        eprintln!("warren: waiting for {live} of {total} tasks to end");
+    }
     for info in found {
         let info = client.wait_from(info).await?;
         let outcome = outcome(&info);
