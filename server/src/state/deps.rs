@@ -151,43 +151,61 @@ impl State {
                 let Some(remaining) = self.deps.waiting.get_mut(&dependent) else {
                     continue;
                 };
-                let outcome = if ok && state != TaskState::Succeeded {
-                    Some(format!(
+                if ok && state != TaskState::Succeeded {
+                    let why = format!(
                         "task {ended} ended {}, and this task was to run only after it succeeded (after_ok)",
                         state.label()
-                    ))
-                } else {
-                    *remaining = remaining.saturating_sub(1);
-                    if *remaining > 0 {
-                        continue;
-                    }
-                    None
-                };
-                let Some(task) = self.tasks.get_mut(&dependent) else {
-                    continue;
-                };
-                let pid = task.row.asked.submitter.pid;
-                match outcome {
-                    Some(why) => {
+                    );
+                    if let Some(task) = self.tasks.get_mut(&dependent) {
                         let end = task.end(TaskState::Aborted, why);
                         self.write(end);
                     }
-                    None => {
-                        self.deps.release(dependent, pid);
-                        let writes = task.set_state(
-                            TaskState::Queued,
-                            "the tasks it waited for have ended".into(),
-                        );
-                        self.write(writes);
-                        self.enqueue(dependent);
-                        released = true;
-                    }
+                    continue;
+                }
+                *remaining = remaining.saturating_sub(1);
+                if *remaining == 0 {
+                    released |= self.release_waiting(dependent, true);
                 }
             }
         }
         if released {
             self.dispatch();
         }
+    }
+
+    /// Queues a task nothing holds any more; says whether it was queued. With `engine_gone`, a
+    /// task for one engine that has gone for good since the task was submitted fails instead
+    /// (not at start-up, when no engine has come back yet: the task then waits for its engine
+    /// as every queued task does).
+    fn release_waiting(&mut self, id: u64, engine_gone: bool) -> bool {
+        let Some(task) = self.tasks.get(&id) else {
+            return false;
+        };
+        let pid = task.row.asked.submitter.pid;
+        self.deps.release(id, pid);
+        let gone = task.row.asked.pinned.filter(|&engine| {
+            engine_gone
+                && self.engines.get(engine).is_none()
+                && !self.awaiting.contains_key(&engine)
+        });
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return false;
+        };
+        if let Some(engine) = gone {
+            let why = format!(
+                "engine {engine} left while the task waited for other tasks; submit it again"
+            );
+            let end = task.end(TaskState::Failed, why);
+            self.write(end);
+            return false;
+        }
+        let writes = task.set_state(
+            TaskState::Queued,
+            "the tasks it waited for have ended".into(),
+        );
+        self.write(writes);
+        self.enqueue(id);
+        true
     }
 }
 
@@ -223,12 +241,7 @@ impl State {
             let end = task.end(TaskState::Aborted, why);
             self.write(end);
         } else if live.is_empty() {
-            let writes = task.set_state(
-                TaskState::Queued,
-                "the tasks it waited for have ended".into(),
-            );
-            self.write(writes);
-            self.enqueue(id);
+            self.release_waiting(id, false);
         } else {
             self.hold(id, pid, &live);
         }

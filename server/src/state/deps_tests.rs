@@ -48,7 +48,7 @@ fn end(hub: &Hub, engine: &TestEngine, task_id: u64, state: TaskState) {
 
 /// Checks that a task ended in `state` saying `why` (from memory or, once it left, the history).
 async fn assert_ended(hub: &Hub, id: u64, state: TaskState, why: &str) {
-    hub.store.settled().await.expect("settled");
+    hub.wait_until_ended(id).await;
     let info = hub.get_task(id).await.expect("task");
     assert_eq!(info.state(), state, "{}", info.reason);
     assert!(
@@ -193,7 +193,8 @@ async fn a_purged_dependency_counts_by_its_tombstone_and_a_forgotten_one_is_refu
     let bad = submit(&hub, job(&[], 0)).await;
     assert_eq!(engine.assigned(), vec![bad]);
     end(&hub, &engine, bad, TaskState::Failed);
-    hub.store.settled().await.expect("settled");
+    hub.wait_until_ended(good).await;
+    hub.wait_until_ended(bad).await;
     let purge = crate::store::PurgeSelector::Ids(vec![good, bad]);
     assert_eq!(hub.purge(purge).await.expect("purge").0, 2);
 
@@ -321,4 +322,33 @@ async fn waiting_tasks_and_their_dependencies_survive_a_restart() {
     assert_eq!(engine.assigned(), vec![head]);
     end(&hub, &engine, head, TaskState::Succeeded);
     assert_eq!(engine.assigned(), vec![chained]);
+}
+
+#[tokio::test]
+async fn a_task_for_an_engine_that_left_for_good_fails_when_released() {
+    let (hub, clock) = hub(Settings::small("test"));
+    let mut first = TestEngine::register(&hub, "first", 1, &[]);
+    let second = TestEngine::register(&hub, "second", 1, &[]);
+    let head = submit(&hub, job(&[], 0)).await;
+    let mut pinned = after(&[head], false);
+    pinned.targets = Some(warren_proto::v1::Targets {
+        selector: Some(warren_proto::v1::targets::Selector::Engines(
+            warren_proto::v1::EngineIds {
+                ids: vec![second.id],
+            },
+        )),
+        ..Default::default()
+    });
+    let waiting = submit(&hub, pinned).await;
+    assert_eq!(first.assigned(), vec![head]);
+    second.leave(&hub);
+    crate::state::testing::sweep_after(&hub, &clock, 3000);
+    end(&hub, &first, head, TaskState::Succeeded);
+    assert_ended(
+        &hub,
+        waiting,
+        TaskState::Failed,
+        "left while the task waited",
+    )
+    .await;
 }
