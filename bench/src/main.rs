@@ -7,6 +7,7 @@
 mod baseline;
 mod interactive;
 mod copy;
+mod batch;
 mod liveness;
 mod procs;
 mod scenarios;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use warren::Job;
 
 use crate::procs::{Cluster, rss};
-use crate::stats::{ms, us};
+use crate::stats::{Samples, ms, us};
 
 /// Measure warren against raw sockets, process spawning and plain tonic, in one run.
 #[derive(Debug, Parser)]
@@ -202,6 +203,60 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "throughput_true",
             json!({"tasks": tasks, "tasks_per_s": t.tasks_per_s, "seconds": t.elapsed.as_secs_f64(),
                    "hub_cpu_us_per_task": us(t.hub_cpu_per_task), "engines": 2, "slots_per_engine": 4}),
+        );
+    }
+
+    if wanted("fanin") {
+        let width = scale(9_999, 1_999);
+        let mut gaps = Vec::new();
+        for run in 0..scale(3, 1) {
+            gaps.push(batch::fan_in(&client, width, run).await?);
+        }
+        let fan = Samples::new(gaps);
+        let chain = batch::chain(&client, scale(200, 50)).await?;
+        let worst = fan.quantile(1.0);
+        report.row(
+            &format!("9 fan-in: 1 task after {width}"),
+            format!(
+                "last end → start p50 {} ms, max {} ms",
+                ms(fan.p50()),
+                ms(worst)
+            ),
+            format!("2-task chain p50 {} ms", ms(chain.p50())),
+            format!("2 ms: {}", verdict(worst <= Duration::from_millis(2))),
+        );
+        report.record(
+            "fan_in",
+            json!({"dependencies": width, "runs": fan.len(), "last_end_to_start_p50_ms": ms(fan.p50()),
+                   "last_end_to_start_max_ms": ms(worst), "target_ms": 2.0,
+                   "chain_of_2_p50_ms": ms(chain.p50()), "chain_of_2_p99_ms": ms(chain.p99()),
+                   "chain_runs": chain.len()}),
+        );
+    }
+
+    if wanted("map") {
+        let tasks = scale(10_000, 2_000);
+        let submit =
+            scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
+        let run = batch::map(&cluster, tasks, 64).await?;
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1 << 20));
+        report.row(
+            &format!("10 map of {tasks} `true`, -j 64"),
+            format!("{:.0} tasks/s", run.tasks_per_s),
+            format!("Submit per task, 64 in flight: {:.0}/s", submit.tasks_per_s),
+            String::new(),
+        );
+        report.row(
+            "10 … peak RSS during the map",
+            format!("client {}, hub {}", mib(run.client_rss), mib(run.hub_rss)),
+            format!("hub idle {}", mib(idle_rss)),
+            String::new(),
+        );
+        report.record(
+            "map_true",
+            json!({"tasks": tasks, "jobs": 64, "tasks_per_s": run.tasks_per_s,
+                   "submit_per_task_tasks_per_s": submit.tasks_per_s,
+                   "client_peak_rss_bytes": run.client_rss, "hub_peak_rss_bytes": run.hub_rss}),
         );
     }
 

@@ -24,6 +24,8 @@ pub struct Job {
     engine_labels: HashMap<String, String>,
     labels: HashMap<String, String>,
     retries: u32,
+    after: Vec<u64>,
+    after_ok: Vec<u64>,
 }
 
 impl Job {
@@ -92,6 +94,8 @@ impl Job {
             engine_labels: HashMap::new(),
             labels: HashMap::new(),
             retries: 0,
+            after: Vec::new(),
+            after_ok: Vec::new(),
         }
     }
 
@@ -171,6 +175,29 @@ impl Job {
         self
     }
 
+    /// Holds the task until these tasks have ended, however they end (Slurm's `afterany`).
+    ///
+    /// ```
+    /// let request = warren::Job::script("./collect").after([7, 8]).into_request();
+    /// assert_eq!(request.after, vec![7, 8]);
+    /// ```
+    pub fn after(mut self, tasks: impl IntoIterator<Item = u64>) -> Self {
+        self.after.extend(tasks);
+        self
+    }
+
+    /// Holds the task until these tasks have succeeded; if one ends otherwise, the task ends
+    /// aborted, naming it (Slurm's `afterok`).
+    ///
+    /// ```
+    /// let request = warren::Job::script("./report").after_ok([7]).into_request();
+    /// assert_eq!(request.after_ok, vec![7]);
+    /// ```
+    pub fn after_ok(mut self, tasks: impl IntoIterator<Item = u64>) -> Self {
+        self.after_ok.extend(tasks);
+        self
+    }
+
     /// Runs only on engines with this label (with `all` or `any`).
     ///
     /// ```
@@ -228,6 +255,8 @@ impl Job {
             }),
             retries: self.retries,
             labels: self.labels,
+            after: self.after,
+            after_ok: self.after_ok,
         }
     }
 }

@@ -34,6 +34,7 @@
 //! The SDK builds no command-line or OS helpers: the `warren` command is the `warren-cli`
 //! package, built on this crate.
 
+mod batch;
 mod builder;
 mod client;
 mod error;
@@ -43,6 +44,7 @@ mod files;
 mod job;
 mod session;
 
+pub use batch::MAX_BATCH;
 pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};

@@ -82,7 +82,10 @@ pub fn now_us() -> i64 {
 impl v1::TaskState {
     /// Whether the task has ended and will not change again.
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Unspecified | Self::Queued | Self::Running)
+        !matches!(
+            self,
+            Self::Unspecified | Self::Waiting | Self::Queued | Self::Running
+        )
     }
 
     /// The state's short lower-case name, as the CLI shows it.
@@ -96,6 +99,7 @@ impl v1::TaskState {
             Self::Aborted => "aborted",
             Self::TimedOut => "timed-out",
             Self::Lost => "lost",
+            Self::Waiting => "waiting",
         }
     }
 }

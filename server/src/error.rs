@@ -95,6 +95,14 @@ pub(crate) enum HubError {
         /// What went wrong and what to do.
         message: String,
     },
+    /// One request of a batch was refused, so none was submitted.
+    #[error("request {index} of the batch (counting from 0): {source}; nothing was submitted")]
+    InBatch {
+        /// The request's place in the batch.
+        index: usize,
+        /// Why it was refused.
+        source: Box<HubError>,
+    },
     /// The history could not be read.
     #[error(transparent)]
     Store(#[from] QueryError),
@@ -104,6 +112,14 @@ impl HubError {
     /// A malformed request, with what is wrong and what to send instead.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(message.into())
+    }
+
+    /// The refusal of request `index` of a batch.
+    pub(crate) fn in_batch(index: usize, err: HubError) -> Self {
+        Self::InBatch {
+            index,
+            source: Box::new(err),
+        }
     }
 
     /// A bound reached, with the flag that sets it and what to do.

@@ -20,6 +20,7 @@ const SUBMITTING: &[&str] = &[
     "/warren.v1.Execution/Execute",
     "/warren.v1.Execution/Submit",
     "/warren.v1.Execution/Interact",
+    "/warren.v1.Execution/SubmitBatch",
 ];
 
 /// Bytes of stdin held for tasks not yet started, and their bound.

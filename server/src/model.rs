@@ -39,6 +39,10 @@ pub(crate) struct Submission {
     pub(crate) submitted_us: i64,
     /// The session a cell runs in (`None` for a task).
     pub(crate) session_id: Option<u64>,
+    /// Tasks it waits for to end, however they end.
+    pub(crate) after: Vec<u64>,
+    /// Tasks it waits for to succeed.
+    pub(crate) after_ok: Vec<u64>,
 }
 
 /// A task's counters, as the history keeps them.
@@ -120,6 +124,8 @@ impl TaskRow {
             attempts,
             output_bytes_kept: self.progress.kept_bytes,
             session_id: self.asked.session_id.unwrap_or(0),
+            after: self.asked.after.clone(),
+            after_ok: self.asked.after_ok.clone(),
         }
     }
 }

@@ -17,6 +17,10 @@ pub(crate) const MAX_SLOTS: u32 = 4096;
 pub(crate) const MAX_REQUEST: usize = 16 << 20;
 /// The most stdin a task may be given.
 pub(crate) const MAX_STDIN: usize = 8 << 20;
+/// The most requests one SubmitBatch may carry.
+pub(crate) const MAX_BATCH: usize = 10_000;
+/// The most tasks one request may wait for (after and after_ok together).
+pub(crate) const MAX_DEPENDENCIES: usize = 65_536;
 /// The most retries a request may ask for.
 pub(crate) const MAX_RETRIES: u32 = 10;
 /// The most labels a task or an engine may have, and their longest key or value.
@@ -69,7 +73,65 @@ pub(crate) fn request(request: ExecuteRequest) -> Result<ExecuteRequest, HubErro
     }
     let mut request = request;
     request.spec = Some(spec(request.spec.take())?);
+    dependencies(&mut request)?;
     Ok(request)
+}
+
+/// Checks a request's dependencies: bounded, real ids, none both in `after` and `after_ok`;
+/// each list sorted, with repeats dropped.
+fn dependencies(request: &mut ExecuteRequest) -> Result<(), HubError> {
+    let count = request.after.len() + request.after_ok.len();
+    if count > MAX_DEPENDENCIES {
+        return Err(HubError::invalid(format!(
+            "the request waits for {count} tasks; at most {MAX_DEPENDENCIES} are allowed (wait for one task that waits for the others)"
+        )));
+    }
+    for list in [&mut request.after, &mut request.after_ok] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    if request.after.first() == Some(&0) || request.after_ok.first() == Some(&0) {
+        return Err(HubError::invalid(
+            "task id 0 in after or after_ok names no task: ids start at 1",
+        ));
+    }
+    if let Some(both) = request
+        .after
+        .iter()
+        .find(|id| request.after_ok.binary_search(id).is_ok())
+    {
+        return Err(HubError::invalid(format!(
+            "task {both} is in both after and after_ok; name it once (after_ok if it must succeed)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a batch: bounded in requests and bytes, and each request as Submit checks it (an
+/// error names the request's index).
+pub(crate) fn batch(requests: Vec<ExecuteRequest>) -> Result<Vec<ExecuteRequest>, HubError> {
+    if requests.is_empty() {
+        return Err(HubError::invalid(
+            "the batch has no requests; give at least one",
+        ));
+    }
+    if requests.len() > MAX_BATCH {
+        return Err(HubError::exhausted(format!(
+            "the batch has {} requests; at most {MAX_BATCH} are allowed in one call, so send several",
+            requests.len()
+        )));
+    }
+    let size: usize = requests.iter().map(Message::encoded_len).sum();
+    if size > MAX_REQUEST {
+        return Err(HubError::exhausted(format!(
+            "the batch is {size} bytes, over the hub's limit of {MAX_REQUEST}; send it in several calls"
+        )));
+    }
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| request(r).map_err(|err| HubError::in_batch(index, err)))
+        .collect()
 }
 
 /// Checks a label map: bounded, no empty keys, no NUL bytes.

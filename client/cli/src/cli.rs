@@ -113,11 +113,14 @@ pub(crate) enum Command {
     },
     /// List tasks, newest first
     Tasks(TasksArgs),
-    /// Show one task's record: state, engine, exit, timings, output size
-    Result {
-        /// The task id
-        task: u64,
-    },
+    /// Show tasks' records: state, engine, exit, timings, output size (exits with the worst
+    /// status among them)
+    Result(crate::wait::ResultArgs),
+    /// Run a command once per argument (from stdin, --args FILE or after :::), in the manner
+    /// of GNU parallel; exits with the number of failed tasks (at most 101)
+    Map(crate::map::MapArgs),
+    /// Wait for tasks to end; exits with the worst status among them
+    Wait(crate::wait::WaitArgs),
     /// Follow a task's output: replay from a sequence number, then live until it ends
     Attach {
         /// The task id
@@ -331,6 +334,8 @@ pub(crate) struct RunArgs {
     /// Label the task, to find it later with `warren tasks --label` (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub(crate) labels: Vec<(String, String)>,
+    #[command(flatten)]
+    pub(crate) after: crate::map::AfterArgs,
     /// Only on engines with this label (with --all or --any; repeatable)
     #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_label,
           conflicts_with = "engines")]
@@ -386,7 +391,7 @@ pub(crate) struct ShArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TasksArgs {
-    /// Only tasks in this state (queued, running, succeeded, failed, aborted, timed-out, lost; repeatable)
+    /// Only tasks in this state (waiting, queued, running, succeeded, failed, aborted, timed-out, lost; repeatable)
     #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
     pub(crate) states: Vec<TaskState>,
     /// Only tasks on this engine

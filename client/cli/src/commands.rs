@@ -41,6 +41,7 @@ pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
     for (key, value) in &args.engine_labels {
         job = job.on_engines_labelled(key, value);
     }
+    job = args.after.apply(job);
     Ok(job.retries(args.retries))
 }
 
@@ -186,6 +187,7 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             }),
             submitted_before_us: 0,
             page_token: args.page_token.clone().unwrap_or_default(),
+            ..ListTasksRequest::default()
         })
         .await?;
     let mut table = Table::new(&[

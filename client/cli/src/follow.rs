@@ -307,7 +307,7 @@ pub(crate) async fn attach(
 }
 
 /// Whether an error means the hub (or the way to it) went away, rather than that it refused.
-fn hub_went_away(err: &warren::Error) -> bool {
+pub(crate) fn hub_went_away(err: &warren::Error) -> bool {
     use tonic::Code;
     match err {
         warren::Error::Silent(_) | warren::Error::NoHub { .. } => true,

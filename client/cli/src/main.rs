@@ -6,6 +6,7 @@ mod commands;
 mod cp;
 mod follow;
 mod foreground;
+mod map;
 mod output;
 mod parse;
 mod px;
@@ -17,6 +18,7 @@ mod table;
 mod terminal;
 mod time;
 mod tunnel;
+mod wait;
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
@@ -137,7 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tasks(args) => commands::tasks(&connect(hub).await?, args).await,
-        Command::Result { task } => commands::result(&connect(hub).await?, *task).await,
+        Command::Result(args) => wait::result(&connect(hub).await?, args).await,
+        Command::Wait(args) => wait::wait(&connect(hub).await?, args).await,
+        Command::Map(args) => map::run(hub, args).await,
         Command::Attach {
             task,
             from,

@@ -67,7 +67,8 @@ pub(crate) fn parse_signal(text: &str) -> Result<i32, String> {
 }
 
 /// Every state, in the order people think of them.
-const STATES: [TaskState; 7] = [
+const STATES: [TaskState; 8] = [
+    TaskState::Waiting,
     TaskState::Queued,
     TaskState::Running,
     TaskState::Succeeded,

@@ -173,7 +173,14 @@ fn list_filter(request: ListTasksRequest) -> Result<ListFilter, HubError> {
             return Err(HubError::invalid(format!("{state} is not a task state")));
         }
     }
+    if request.task_ids.len() > MAX_PAGE as usize {
+        return Err(HubError::invalid(format!(
+            "task_ids names {} tasks; at most {MAX_PAGE} can be asked for at once",
+            request.task_ids.len()
+        )));
+    }
     Ok(ListFilter {
+        task_ids: request.task_ids,
         states: request.states,
         engine_id: request.engine_id,
         labels: request.labels,

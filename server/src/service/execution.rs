@@ -3,19 +3,22 @@
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 use warren_proto::v1::execution_server::Execution;
-use warren_proto::v1::{ExecuteRequest, InteractRequest, StreamOutputRequest, SubmitReply};
+use warren_proto::v1::{
+    ExecuteRequest, InteractRequest, StreamOutputRequest, SubmitBatchReply, SubmitBatchRequest,
+    SubmitReply,
+};
 
 use super::{Events, events, interact, record_ids, submitter};
 use crate::error::HubError;
+use crate::model::Submitter;
 use crate::state::{Hub, StdinEnd};
 
 /// Refuses streamed stdin where nobody streams it.
-fn whole_stdin(request: &ExecuteRequest) -> Result<(), Status> {
+fn whole_stdin(request: &ExecuteRequest) -> Result<(), HubError> {
     if request.spec.as_ref().is_some_and(|spec| spec.stream_stdin) {
         return Err(HubError::invalid(
-            "spec.stream_stdin is for Execution.Interact, which streams the stdin; Execute and Submit take it whole in spec.stdin",
-        )
-        .into());
+            "spec.stream_stdin is for Execution.Interact, which streams the stdin; Execute, Submit and SubmitBatch take it whole in spec.stdin",
+        ));
     }
     Ok(())
 }
@@ -33,6 +36,26 @@ impl ExecutionService {
     }
 }
 
+impl ExecutionService {
+    /// Submits one request: at once when it waits for no task, else looking in the history
+    /// for those that left memory.
+    async fn submit_one(
+        &self,
+        request: ExecuteRequest,
+        submitter: Submitter,
+    ) -> Result<Vec<u64>, HubError> {
+        let waits = !request.after.is_empty() || !request.after_ok.is_empty();
+        if !waits || crate::validate::sessions::is_cell(&request) {
+            return self.hub.submit(request, submitter);
+        }
+        let mut ids = self
+            .hub
+            .submit_batch(vec![request], submitter, false)
+            .await?;
+        Ok(ids.pop().unwrap_or_default())
+    }
+}
+
 #[tonic::async_trait]
 impl Execution for ExecutionService {
     type ExecuteStream = Events;
@@ -45,7 +68,7 @@ impl Execution for ExecutionService {
     ) -> Result<Response<Self::ExecuteStream>, Status> {
         let submitter = submitter(&request);
         whole_stdin(request.get_ref())?;
-        let ids = self.hub.submit(request.into_inner(), submitter)?;
+        let ids = self.submit_one(request.into_inner(), submitter).await?;
         record_ids("tasks", &ids);
         let stream = self.hub.follow_all(&ids, submitter).await?;
         Ok(Response::new(events(stream)))
@@ -57,9 +80,42 @@ impl Execution for ExecutionService {
     ) -> Result<Response<SubmitReply>, Status> {
         let submitter = submitter(&request);
         whole_stdin(request.get_ref())?;
-        let task_ids = self.hub.submit(request.into_inner(), submitter)?;
+        let task_ids = self.submit_one(request.into_inner(), submitter).await?;
         record_ids("tasks", &task_ids);
         Ok(Response::new(SubmitReply { task_ids }))
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchReply>, Status> {
+        let submitter = submitter(&request);
+        let requests = request.into_inner().requests;
+        for (index, request) in requests.iter().enumerate() {
+            let refused = |source: HubError| HubError::InBatch {
+                index,
+                source: Box::new(source),
+            };
+            whole_stdin(request).map_err(refused)?;
+            if crate::validate::sessions::is_cell(request) {
+                return Err(refused(HubError::invalid(
+                    "a batch holds tasks; send cells with Sessions.SubmitCells",
+                ))
+                .into());
+            }
+        }
+        let submitted = self.hub.submit_batch(requests, submitter, true).await?;
+        if let (Some(first), Some(last)) = (
+            submitted.iter().flatten().next(),
+            submitted.iter().flatten().last(),
+        ) {
+            record_ids("tasks", &(first..=last));
+        }
+        let results = submitted
+            .into_iter()
+            .map(|task_ids| SubmitReply { task_ids })
+            .collect();
+        Ok(Response::new(SubmitBatchReply { results }))
     }
 
     async fn stream_output(

@@ -12,13 +12,17 @@
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
 //! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
 //! `sessions` (interpreters on engines, and the cells that run in them); `transfers` (file
-//! copies relayed between clients and engines).
+//! copies relayed between clients and engines);
+
+//! `batch` (submitting many requests at once) and `deps` (tasks waiting for others).
 
 mod acks;
 mod actions;
 mod background;
+mod batch;
 mod clock;
 mod commits;
+mod deps;
 mod engines;
 mod follow;
 mod goodbye;
@@ -50,11 +54,12 @@ pub(crate) use transfers::{DownloadLeg, UploadLeg};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, watch};
-use warren_proto::v1::{ShutdownEngine, hub_message};
+use warren_proto::v1::{ShutdownEngine, TaskState, hub_message};
 
 use crate::error::HubError;
 use crate::input::InputBudget;
 use crate::store::{Op, Recovered, Store};
+use deps::Dependencies;
 use queues::Awaiting;
 use registry::Registry;
 use task::Task;
@@ -75,6 +80,10 @@ pub(crate) struct State {
     awaiting: HashMap<u32, Awaiting>,
     /// Waiting tasks per submitting process.
     queued_by_client: HashMap<u32, usize>,
+    /// Tasks held until others end, and who waits for whom.
+    deps: Dependencies,
+    /// Tasks whose end was decided in the change under way, to settle their dependents.
+    ended: Vec<(u64, TaskState)>,
     /// Open follow streams per client process.
     streams_by_client: HashMap<u32, usize>,
     /// Open follow streams, in all.
@@ -97,9 +106,15 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Records changes for the history; they are committed when the operation ends.
+    /// Records changes for the history; they are committed when the operation ends. A
+    /// task's end is noted here, the one place every end passes, for its dependents.
     fn write(&mut self, ops: impl IntoIterator<Item = Op>) {
-        self.writes.extend(ops);
+        for op in ops {
+            if let Op::Finish { row, .. } = &op {
+                self.note_end(row.id, row.state);
+            }
+            self.writes.push(op);
+        }
     }
 }
 
@@ -161,6 +176,8 @@ impl Hub {
             queues: HashMap::new(),
             awaiting: HashMap::new(),
             queued_by_client: HashMap::new(),
+            deps: Dependencies::default(),
+            ended: Vec::new(),
             streams_by_client: HashMap::new(),
             follow_streams: 0,
             input: input.clone(),
@@ -171,8 +188,9 @@ impl Hub {
             writes: Vec::new(),
             transfers: transfers::Transfers::new(settings.limits.max_copies),
         };
-        state.resume(recovered.live, clock.now());
+        state.resume(recovered.live, &recovered.past, clock.now());
         state.resume_sessions(recovered.sessions, clock.now());
+        state.settle_dependents();
         // What resuming decided (tasks it failed) goes to the history now.
         store.write(std::mem::take(&mut state.writes));
         Arc::new(Self {
@@ -206,6 +224,9 @@ impl Hub {
     pub(crate) fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
         let result = change(&mut state);
+        if !state.ended.is_empty() {
+            state.settle_dependents();
+        }
         let writes = std::mem::take(&mut state.writes);
         self.store.write(writes);
         result

@@ -96,13 +96,19 @@ fn request() -> impl Strategy<Value = ExecuteRequest> {
         targets,
         map(64, 300),
         prop_oneof![0u32..12, any::<u32>()],
+        vec(prop_oneof![0u64..4, any::<u64>()], 0..3),
+        vec(prop_oneof![0u64..4, any::<u64>()], 0..3),
     )
-        .prop_map(|(spec, targets, labels, retries)| ExecuteRequest {
-            spec,
-            targets,
-            labels,
-            retries,
-        })
+        .prop_map(
+            |(spec, targets, labels, retries, after, after_ok)| ExecuteRequest {
+                spec,
+                targets,
+                labels,
+                retries,
+                after,
+                after_ok,
+            },
+        )
 }
 
 fn check_verdict(verdict: Result<ExecuteRequest, HubError>) -> Result<(), TestCaseError> {

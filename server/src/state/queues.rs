@@ -9,6 +9,7 @@ use super::State;
 use super::task::Task;
 use crate::error::HubError;
 use crate::model::{Submitter, TaskRow};
+use crate::store::PastTask;
 use crate::validate;
 
 /// Tasks whose engine is away, and until when they wait for it.
@@ -26,11 +27,19 @@ pub(super) struct Awaiting {
 
 impl State {
     /// Puts recovered live tasks back: queued ones in their queues, placed ones waiting for
-    /// their engine to come back.
-    pub(super) fn resume(&mut self, live: Vec<(TaskRow, Vec<Attempt>)>, now: Instant) {
+    /// their engine to come back, and those waiting for other tasks held again (`past` says
+    /// how the tasks they wait for that are not live ended).
+    pub(super) fn resume(
+        &mut self,
+        live: Vec<(TaskRow, Vec<Attempt>)>,
+        past: &HashMap<u64, PastTask>,
+        now: Instant,
+    ) {
         let grace = self.settings.reattach_grace;
+        let mut waiting = Vec::new();
         for (row, attempts) in live {
             let id = row.id;
+            let held = row.state == TaskState::Waiting;
             let assigned = row.attempt > 0 && row.engine_id != 0;
             let engine_id = row.engine_id;
             let mut task = Task::resume(row, attempts, self.settings.log_limits);
@@ -52,7 +61,9 @@ impl State {
                 continue;
             }
             self.tasks.insert(id, task);
-            if assigned {
+            if held {
+                waiting.push(id);
+            } else if assigned {
                 self.awaiting
                     .entry(engine_id)
                     .or_insert_with(|| Awaiting {
@@ -67,9 +78,13 @@ impl State {
                 self.enqueue(id);
             }
         }
+        for id in waiting {
+            self.resume_waiting(id, past);
+        }
         if !self.tasks.is_empty() {
             tracing::info!(
                 tasks = self.tasks.len(),
+                waiting_for_tasks = self.deps.len(),
                 waiting_for_engines = self.awaiting.len(),
                 "carried on the history's unfinished tasks"
             );
@@ -129,10 +144,11 @@ impl State {
     /// Refuses more queued work than the limits allow.
     pub(super) fn check_room(&self, more: usize, submitter: Submitter) -> Result<(), HubError> {
         let limits = &self.settings.limits;
-        if self.queued_total() + more > limits.max_queued {
+        // Tasks waiting for others count: each will be queued.
+        let queued = self.queued_total() + self.deps.len();
+        if queued + more > limits.max_queued {
             return Err(HubError::exhausted(format!(
-                "the hub already has {} tasks waiting for engines (--max-queued {}); wait for some to start, or abort some",
-                self.queued_total(),
+                "the hub already has {queued} tasks waiting for engines or for other tasks (--max-queued {}); wait for some to start, or abort some",
                 limits.max_queued
             )));
         }
@@ -140,7 +156,8 @@ impl State {
             .queued_by_client
             .get(&submitter.pid)
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + self.deps.of_client(submitter.pid);
         if mine + more > limits.max_queued_per_client {
             return Err(HubError::exhausted(format!(
                 "this process (pid {}) already has {mine} tasks waiting for engines (--max-queued-per-client {}); wait for some to start",

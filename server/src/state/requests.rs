@@ -2,18 +2,19 @@
 //! queues' and engines' state.
 
 use std::collections::{HashMap, VecDeque};
-use warren_proto::now_us;
 use warren_proto::v1::{EngineInfo, EngineQueue, ExecuteRequest, QueueStatusReply, TaskInfo};
 
 use super::Hub;
-use super::task::Task;
+use super::batch::Refusal;
 use crate::error::HubError;
-use crate::model::{Submission, Submitter};
+use crate::model::Submitter;
 use crate::store::{ListFilter, ListPage, PurgeSelector};
 use crate::validate;
 
 impl Hub {
-    /// Submits a request's tasks, one per selected engine, and starts what can start.
+    /// Submits a request's tasks, one per selected engine, and starts what can start; for a
+    /// request whose dependencies are in memory (or that has none). `submit_batch` also looks
+    /// in the history.
     pub(crate) fn submit(
         &self,
         request: ExecuteRequest,
@@ -23,45 +24,14 @@ impl Hub {
             return self.submit_cells(vec![request], submitter);
         }
         let request = validate::request(request)?;
-        let limits = self.settings.log_limits;
-        self.update(|state| {
-            if !state.accepting {
-                return Err(HubError::Stopping);
-            }
-            let (selector, engine_labels) = match request.targets {
-                Some(t) => (t.selector, t.engine_labels),
-                None => (None, HashMap::new()),
-            };
-            let placements = state.placements(selector, &engine_labels)?;
-            state.check_room(placements.len(), submitter)?;
-            let spec = request.spec.unwrap_or_default();
-            state
-                .input
-                .check(spec.stdin.len() as u64, placements.len())?;
-            let mut ids = Vec::with_capacity(placements.len());
-            for pinned in placements {
-                state.last_task_id += 1;
-                let id = state.last_task_id;
-                let asked = Submission {
-                    spec: spec.clone(),
-                    pinned,
-                    engine_labels: engine_labels.clone(),
-                    labels: request.labels.clone(),
-                    retries: request.retries,
-                    submitter,
-                    submitted_us: now_us(),
-                    session_id: None,
-                };
-                let (task, writes) = Task::create(id, asked, limits);
-                state.write(writes);
-                state.tasks.insert(id, task);
-                state.enqueue(id);
-                ids.push(id);
-            }
-            tracing::debug!(?ids, uid = submitter.uid, pid = submitter.pid, "submitted");
-            state.dispatch();
-            Ok(ids)
-        })
+        let none = HashMap::new();
+        match self.update(|state| state.submit_all(&[request], &none, submitter, false)) {
+            Ok(mut ids) => Ok(ids.pop().unwrap_or_default()),
+            Err(Refusal::Refused(err)) => Err(err),
+            Err(Refusal::Look(_)) => Err(HubError::Precondition(
+                "some tasks it waits for are not in memory; submit it through submit_batch".into(),
+            )),
+        }
     }
 
     /// Every connected engine.

@@ -304,6 +304,8 @@ mod tests {
             submitter: Submitter::default(),
             submitted_us: 1,
             session_id: None,
+            after: Vec::new(),
+            after_ok: Vec::new(),
         };
         let mut row = TaskRow::queued(7, asked);
         (row.state, row.engine_id, row.attempt) = (TaskState::Running, 3, 1);

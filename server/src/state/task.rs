@@ -52,11 +52,28 @@ pub(super) struct Task {
 }
 
 impl Task {
-    /// A new queued task, and the writes that record it and its first event.
-    pub(super) fn create(id: u64, asked: Submission, limits: LogLimits) -> (Self, Vec<Op>) {
+    /// A new task, queued (or waiting for its dependencies, saying why), and the writes that
+    /// record it and its first event.
+    pub(super) fn create(
+        id: u64,
+        asked: Submission,
+        limits: LogLimits,
+        waiting: Option<String>,
+    ) -> (Self, Vec<Op>) {
         let mut task = Self::resume(TaskRow::queued(id, asked), Vec::new(), limits);
         let mut writes = vec![Op::Task(Box::new(task.snapshot()))];
-        writes.extend(task.set_state(TaskState::Queued, String::new()));
+        let asked = &task.row.asked;
+        if !asked.after.is_empty() || !asked.after_ok.is_empty() {
+            writes.push(Op::Dependencies {
+                task_id: id,
+                after: asked.after.clone(),
+                after_ok: asked.after_ok.clone(),
+            });
+        }
+        writes.extend(match waiting {
+            Some(why) => task.set_state(TaskState::Waiting, why),
+            None => task.set_state(TaskState::Queued, String::new()),
+        });
         (task, writes)
     }
 

@@ -7,6 +7,7 @@
 //! always reads what it wrote. `--db :memory:` keeps the same design without a file.
 
 mod checkpoint;
+mod deps;
 mod op;
 mod purge;
 mod queries;
@@ -16,6 +17,7 @@ mod schema;
 mod sessions;
 mod write;
 
+pub(crate) use deps::PastTask;
 pub(crate) use op::{Committed, Op};
 pub(crate) use purge::PurgeSelector;
 pub(crate) use queries::QueryError;

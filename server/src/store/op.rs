@@ -41,6 +41,15 @@ pub(crate) enum Op {
         /// The row, final.
         row: Box<TaskRow>,
     },
+    /// A new task's dependencies (written once, with its first row).
+    Dependencies {
+        /// The task.
+        task_id: u64,
+        /// Tasks it waits for to end.
+        after: Vec<u64>,
+        /// Tasks it waits for to succeed.
+        after_ok: Vec<u64>,
+    },
     /// Insert or update one attempt.
     Attempt {
         /// The task.
@@ -76,6 +85,7 @@ impl std::fmt::Debug for Op {
             Self::Event { .. } => "Op::Event",
             Self::Output { .. } => "Op::Output",
             Self::Finish { .. } => "Op::Finish",
+            Self::Dependencies { .. } => "Op::Dependencies",
             Self::Attempt { .. } => "Op::Attempt",
             Self::Engine { .. } => "Op::Engine",
             Self::ForgetEngines(_) => "Op::ForgetEngines",

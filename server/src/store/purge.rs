@@ -19,11 +19,7 @@ pub(super) fn purge(
     conn: &mut Connection,
     selector: &PurgeSelector,
 ) -> rusqlite::Result<(u64, u64)> {
-    let live = format!(
-        "state NOT IN ({}, {})",
-        TaskState::Queued as i32,
-        TaskState::Running as i32
-    );
+    let live = live_states();
     let ids: Vec<i64> = {
         let (sql, values): (String, Vec<Value>) = match selector {
             PurgeSelector::FinishedBefore(t) => (
@@ -56,11 +52,8 @@ pub(super) fn enforce_retention(
 ) -> rusqlite::Result<(u64, u64)> {
     let (mut count, mut bytes) = purge(conn, &PurgeSelector::FinishedBefore(now_us - max_age_us))?;
     super::sessions::forget_closed(conn, now_us - max_age_us)?;
-    let live = format!(
-        "state NOT IN ({}, {})",
-        TaskState::Queued as i32,
-        TaskState::Running as i32
-    );
+    super::deps::forget_tombstones(conn, now_us - max_age_us)?;
+    let live = live_states();
     let total: i64 = conn.query_row(
         &format!("SELECT COALESCE(SUM(kept_bytes), 0) FROM tasks WHERE {live}"),
         [],
@@ -90,11 +83,22 @@ pub(super) fn enforce_retention(
     Ok((count, bytes))
 }
 
+/// The condition that leaves live tasks out: only finished ones are ever purged.
+fn live_states() -> String {
+    format!(
+        "state NOT IN ({}, {}, {})",
+        TaskState::Waiting as i32,
+        TaskState::Queued as i32,
+        TaskState::Running as i32
+    )
+}
+
 fn delete_tasks(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<(u64, u64)> {
     if ids.is_empty() {
         return Ok((0, 0));
     }
     let tx = conn.transaction()?;
+    super::deps::before_purge(&tx, ids, warren_proto::now_us())?;
     let mut bytes = 0u64;
     for &id in ids {
         let kept: i64 = tx.query_row("SELECT kept_bytes FROM tasks WHERE id = ?1", [id], |r| {

@@ -45,6 +45,14 @@ impl Store {
         self.query(move |conn| read::task_info(conn, task_id)).await
     }
 
+    /// What the history says of each of these tasks (not in the hub's memory).
+    pub(crate) async fn past_tasks(
+        &self,
+        ids: Vec<u64>,
+    ) -> Result<std::collections::HashMap<u64, super::PastTask>, QueryError> {
+        self.query(move |conn| super::deps::past(conn, &ids)).await
+    }
+
     /// A page of tasks, newest first.
     pub(crate) async fn list(&self, filter: ListFilter) -> Result<ListPage, QueryError> {
         self.query(move |conn| read::list(conn, &filter)).await

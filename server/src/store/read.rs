@@ -5,6 +5,7 @@ use rusqlite::{Connection, Row, params, params_from_iter, types::Value};
 use std::collections::HashMap;
 use warren_proto::v1::{Attempt, Targets, TaskInfo, TaskResult, TaskSpec, TaskState};
 
+use super::PastTask;
 use crate::model::{Progress, Submission, Submitter, TaskRow};
 
 /// What the hub needs from the database to carry on where it stopped.
@@ -22,11 +23,15 @@ pub(crate) struct Recovered {
     pub(crate) sessions: Vec<crate::model::SessionRow>,
     /// The highest session id handed out.
     pub(crate) last_session_id: u64,
+    /// What the history says of the tasks that live ones wait for and that are not live.
+    pub(crate) past: HashMap<u64, PastTask>,
 }
 
 /// Which tasks `list` returns.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ListFilter {
+    /// Only these tasks; empty: any.
+    pub(crate) task_ids: Vec<u64>,
     /// Only these states (as numbers); empty: all.
     pub(crate) states: Vec<i32>,
     /// Only this engine; 0: any.
@@ -86,6 +91,8 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
             },
             submitted_us: row.get(7)?,
             session_id: row.get::<_, Option<i64>>(20)?.map(|id| id as u64),
+            after: Vec::new(),
+            after_ok: Vec::new(),
         },
         state: TaskState::try_from(row.get::<_, i32>(8)?).unwrap_or(TaskState::Unspecified),
         reason: row.get(9)?,
@@ -103,6 +110,13 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
             attempt: row.get(11)?,
         },
     })
+}
+
+/// Fills in what a row leaves out: the task's labels and dependencies.
+fn complete(conn: &Connection, row: &mut TaskRow) -> rusqlite::Result<()> {
+    row.asked.labels = labels(conn, row.id)?;
+    (row.asked.after, row.asked.after_ok) = super::deps::of_task(conn, row.id)?;
+    Ok(())
 }
 
 fn labels(conn: &Connection, task_id: u64) -> rusqlite::Result<HashMap<String, String>> {
@@ -133,10 +147,7 @@ pub(super) fn attempts(conn: &Connection, task_id: u64) -> rusqlite::Result<Vec<
 
 /// Reads what the hub needs at start.
 pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
-    let next_task_id: i64 =
-        conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks", [], |r| {
-            r.get(0)
-        })?;
+    let next_task_id = super::deps::last_task_id(conn)? + 1;
     let mut stmt = conn.prepare("SELECT id, uuid, registered_us FROM engines ORDER BY id")?;
     let engines = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -147,28 +158,43 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Recovered> {
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN (?1, ?2) ORDER BY id"
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN (?1, ?2, ?3) ORDER BY id"
     ))?;
     let mut live = stmt
         .query_map(
-            params![TaskState::Queued as i32, TaskState::Running as i32],
+            params![
+                TaskState::Queued as i32,
+                TaskState::Running as i32,
+                TaskState::Waiting as i32
+            ],
             task_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut with_attempts = Vec::with_capacity(live.len());
     for mut row in live.drain(..) {
-        row.asked.labels = labels(conn, row.id)?;
+        complete(conn, &mut row)?;
         let attempts = attempts(conn, row.id)?;
         with_attempts.push((row, attempts));
     }
     let (sessions, last_session_id) = super::sessions::recover(conn)?;
+    let live_ids: std::collections::HashSet<u64> =
+        with_attempts.iter().map(|(row, _)| row.id).collect();
+    let mut awaited: Vec<u64> = with_attempts
+        .iter()
+        .flat_map(|(row, _)| row.asked.after.iter().chain(&row.asked.after_ok))
+        .copied()
+        .filter(|id| !live_ids.contains(id))
+        .collect();
+    awaited.sort_unstable();
+    awaited.dedup();
     Ok(Recovered {
-        next_task_id: next_task_id as u64,
+        next_task_id,
         engines,
         last_engine_id,
         live: with_attempts,
         sessions,
         last_session_id,
+        past: super::deps::past(conn, &awaited)?,
     })
 }
 
@@ -181,7 +207,7 @@ pub(super) fn task_info(conn: &Connection, task_id: u64) -> rusqlite::Result<Opt
         return Ok(None);
     };
     let mut row = row;
-    row.asked.labels = labels(conn, task_id)?;
+    complete(conn, &mut row)?;
     let attempts = attempts(conn, task_id)?;
     Ok(Some(row.info(attempts)))
 }
@@ -194,6 +220,11 @@ pub(super) fn list(conn: &mut Connection, filter: &ListFilter) -> rusqlite::Resu
         let marks = vec!["?"; filter.states.len()].join(", ");
         clauses.push(format!("state IN ({marks})"));
         values.extend(filter.states.iter().map(|s| Value::Integer(i64::from(*s))));
+    }
+    if !filter.task_ids.is_empty() {
+        let marks = vec!["?"; filter.task_ids.len()].join(", ");
+        clauses.push(format!("id IN ({marks})"));
+        values.extend(filter.task_ids.iter().map(|&id| Value::Integer(id as i64)));
     }
     if filter.engine_id != 0 {
         clauses.push("engine_id = ?".into());
@@ -239,7 +270,7 @@ pub(super) fn list(conn: &mut Connection, filter: &ListFilter) -> rusqlite::Resu
     };
     let mut tasks = Vec::with_capacity(rows.len());
     for mut row in rows {
-        row.asked.labels = labels(conn, row.id)?;
+        complete(conn, &mut row)?;
         let attempts = attempts(conn, row.id)?;
         tasks.push(row.info(attempts));
     }

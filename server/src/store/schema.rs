@@ -5,9 +5,13 @@ use std::path::Path;
 
 use super::StoreError;
 
-/// The schema version this build writes (`PRAGMA user_version`). Version 2 added sessions
-/// (the `sessions` table and `tasks.session_id`).
-const VERSION: i64 = 2;
+/// The schema version this build writes (`PRAGMA user_version`). Each version adds to the one
+/// before (tables created if missing); a hub refuses a database of a newer version.
+/// - 1: tasks, their labels, attempts, events and gaps; engines.
+/// - 2: dependencies between tasks, and tombstones of purged tasks (`deps`); or, in builds
+///   that had sessions and no dependencies, sessions.
+/// - 3: both: the `sessions` table and `tasks.session_id`, and `deps`.
+const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS engines (
@@ -150,8 +154,8 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
         // WAL with NORMAL survives any crash of the hub process; only a power loss can take
         // the last transactions.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        if version == 1 {
-            // Version 1 to 2: sessions. Cells are tasks with a session id; tasks have none.
+        if (1..VERSION).contains(&version) {
+            // To version 3 from 1 or 2: sessions. Cells are tasks with a session id; tasks have none.
             // Checked first, so that a migration cut short before its version was written is
             // finished, not repeated.
             let has_column: bool = conn.query_row(
@@ -164,6 +168,7 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
             }
         }
         conn.execute_batch(TABLES)?;
+        conn.execute_batch(super::deps::TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)?;
         Ok(())
     };

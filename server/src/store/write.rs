@@ -57,6 +57,11 @@ pub(super) fn apply_batch(
                 report.finals.push(row.id);
                 progress.insert(row.id, row.progress);
             }
+            Op::Dependencies {
+                task_id,
+                after,
+                after_ok,
+            } => super::deps::insert(&tx, task_id, &after, &after_ok)?,
             Op::Attempt { task_id, attempt } => upsert_attempt(&tx, task_id, &attempt)?,
             Op::Engine {
                 id,

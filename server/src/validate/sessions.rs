@@ -72,6 +72,11 @@ pub(crate) fn cell(request: ExecuteRequest) -> Result<ExecuteRequest, HubError> 
         ));
     }
     check_cell_spec(&spec)?;
+    if !request.after.is_empty() || !request.after_ok.is_empty() {
+        return Err(HubError::invalid(
+            "a cell runs after the cells sent before it to its session; leave after and after_ok empty",
+        ));
+    }
     if request.retries > 0 {
         return Err(HubError::invalid(
             "a cell is never retried: its session's state is on one engine; leave retries at 0",

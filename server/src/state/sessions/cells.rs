@@ -147,8 +147,10 @@ impl State {
             submitter,
             submitted_us: now_us(),
             session_id: Some(session_id),
+            after: Vec::new(),
+            after_ok: Vec::new(),
         };
-        let (mut task, writes) = Task::create(id, asked, self.settings.log_limits);
+        let (mut task, writes) = Task::create(id, asked, self.settings.log_limits, None);
         self.write(writes);
         if let Some(engine) = self.engines.get_mut(engine_id) {
             let placed = task.begin_attempt(engine_id, &engine.hello.uuid, &engine.hello.hostname);
