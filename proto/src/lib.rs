@@ -25,10 +25,14 @@ pub mod os;
 pub mod private_file;
 pub mod transport;
 
-/// The generated code for protobuf package `warren.v1`.
+/// The generated code for protobuf package `warren.v1`. With the feature `json`, every message
+/// and enum is also `serde::Serialize` and `Deserialize` in the protobuf JSON mapping, as
+/// grpcurl prints it.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("warren.v1");
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/warren.v1.serde.rs"));
 }
 
 /// The encoded descriptor set of every `warren.v1` file, for gRPC server reflection.

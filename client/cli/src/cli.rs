@@ -18,6 +18,9 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) hub: HubArgs,
 
+    #[command(flatten)]
+    pub(crate) output: crate::format::OutputArgs,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

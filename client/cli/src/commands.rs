@@ -8,6 +8,7 @@ use warren::{Client, Job, Outcome};
 
 use crate::cli::{HubArgs, PurgeArgs, RunArgs, TasksArgs};
 use crate::follow::Follower;
+use crate::format::{Format, print_ids, print_json};
 use crate::output::{Printer, exit_code_of};
 use crate::table::{Align, Table};
 use crate::time;
@@ -72,27 +73,31 @@ fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Runs a job and follows its tasks to their end (riding over hub restarts), or with --detach
-/// prints its task ids.
+/// prints its task ids (as `Submit`'s reply with --json). With --json a followed job prints
+/// each event as a line of JSON.
 pub(crate) async fn run(
     hub: &HubArgs,
     client: &Client,
     job: Job,
     args: &RunArgs,
+    format: Format,
 ) -> anyhow::Result<u8> {
     if args.detach {
-        for id in client.submit(job).await? {
-            println!("{id}");
+        let task_ids = client.submit(job).await?;
+        match format {
+            Format::Json => print_json(&warren::proto::SubmitReply { task_ids })?,
+            Format::Text | Format::Quiet => print_ids(task_ids)?,
         }
         return Ok(0);
     }
     let request = job.into_request();
-    let expected = expected_tasks(client, &request).await;
+    let printer = if format == Format::Json {
+        Printer::json()
+    } else {
+        Printer::new(expected_tasks(client, &request).await)
+    };
     let events = client.run(request).await?;
-    let follower = Follower::new(
-        hub,
-        Printer::new(expected),
-        args.reconnect.reconnect_timeout,
-    );
+    let follower = Follower::new(hub, printer, args.reconnect.reconnect_timeout);
     follower.run(client.clone(), events).await
 }
 
@@ -111,9 +116,20 @@ fn engine_text(id: u32) -> String {
     if id == 0 { "-".into() } else { id.to_string() }
 }
 
-/// Prints the engines as a table.
-pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
+/// Prints the engines as a table (their ids with -q, `ListEngines`' reply with --json).
+pub(crate) async fn engines(client: &Client, format: Format) -> anyhow::Result<u8> {
     let engines = client.engines().await?;
+    match format {
+        Format::Json => {
+            print_json(&warren::proto::ListEnginesReply { engines })?;
+            return Ok(0);
+        }
+        Format::Quiet => {
+            print_ids(engines.iter().map(|e| e.id))?;
+            return Ok(0);
+        }
+        Format::Text => {}
+    }
     let mut table = Table::new(&[
         ("ID", Align::Right),
         ("HOST", Align::Left),
@@ -140,8 +156,8 @@ pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Prints tasks as a table.
-pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u8> {
+/// Prints tasks as a table, newest first (their ids with -q, `ListTasks`' reply with --json).
+pub(crate) async fn tasks(client: &Client, args: &TasksArgs, format: Format) -> anyhow::Result<u8> {
     let page = client
         .tasks_page(ListTasksRequest {
             states: args.states.iter().map(|&s| s as i32).collect(),
@@ -155,6 +171,20 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             page_token: args.page_token.clone().unwrap_or_default(),
         })
         .await?;
+    match format {
+        Format::Json => {
+            print_json(&warren::proto::ListTasksReply {
+                tasks: page.tasks,
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            })?;
+            return Ok(0);
+        }
+        Format::Quiet => {
+            print_ids(page.tasks.iter().map(|t| t.id))?;
+            return Ok(0);
+        }
+        Format::Text => {}
+    }
     let mut table = Table::new(&[
         ("ID", Align::Right),
         ("STATE", Align::Left),
@@ -222,9 +252,22 @@ fn command_text(task: &TaskInfo, width: usize) -> String {
     }
 }
 
-/// Prints one task's record.
-pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
+/// Prints one task's record (`GetTask`'s reply with --json, nothing with -q) and exits with
+/// the task's status.
+pub(crate) async fn result(client: &Client, task: u64, format: Format) -> anyhow::Result<u8> {
     let info = client.task(task).await?;
+    let status = info
+        .result
+        .clone()
+        .map_or(0, |result| exit_code_of(&Outcome::from(result)));
+    match format {
+        Format::Json => {
+            print_json(&info)?;
+            return Ok(status);
+        }
+        Format::Quiet => return Ok(status),
+        Format::Text => {}
+    }
     let result = info.result.as_ref();
     let mut state = info.state().label().to_owned();
     if info.attempts.len() > 1 || info.retries > 0 {
@@ -325,9 +368,7 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             println!("  {line}");
         }
     }
-    Ok(info
-        .result
-        .map_or(0, |result| exit_code_of(&Outcome::from(result))))
+    Ok(status)
 }
 
 /// Sends a signal to tasks; exits 1 if an id is unknown or a task has not started yet (the
@@ -372,9 +413,14 @@ pub(crate) async fn abort(client: &Client, tasks: &[u64]) -> anyhow::Result<u8> 
     Ok(u8::from(!reply.not_found.is_empty()))
 }
 
-/// Prints the queues.
-pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
+/// Prints the queues (`QueueStatus`' reply with --json, nothing with -q).
+pub(crate) async fn queue(client: &Client, format: Format) -> anyhow::Result<u8> {
     let status = client.queue_status().await?;
+    match format {
+        Format::Json => return print_json(&status).map(|()| 0),
+        Format::Quiet => return Ok(0),
+        Format::Text => {}
+    }
     println!("waiting for any engine: {}", status.unassigned);
     println!("tasks in the hub's memory: {}", status.tasks_in_memory);
     let mut table = Table::new(&[
@@ -395,9 +441,15 @@ pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Prints this warren's version and the hub's, its id and its clock.
-pub(crate) async fn version(client: &Client) -> anyhow::Result<u8> {
+/// Prints this warren's version and the hub's, its id and its clock (`GetVersion`'s reply
+/// with --json, nothing with -q).
+pub(crate) async fn version(client: &Client, format: Format) -> anyhow::Result<u8> {
     let version = client.version().await?;
+    match format {
+        Format::Json => return print_json(&version).map(|()| 0),
+        Format::Quiet => return Ok(0),
+        Format::Text => {}
+    }
     println!("warren     {}", warren_proto::VERSION);
     println!(
         "hub        {} (protocol {})",

@@ -208,16 +208,23 @@ impl<'a> Follower<'a> {
     }
 }
 
-/// Follows one task from a sequence number (`warren attach`).
+/// Follows one task from a sequence number (`warren attach`); with --json each event is a line
+/// of JSON.
 pub(crate) async fn attach(
     hub: &HubArgs,
     client: &Client,
     task: u64,
     from: u64,
     reconnect_for: Duration,
+    format: crate::format::Format,
 ) -> anyhow::Result<u8> {
     let events = client.follow(task, from).await?;
-    let mut follower = Follower::new(hub, Printer::new(1), reconnect_for);
+    let printer = if format == crate::format::Format::Json {
+        Printer::json()
+    } else {
+        Printer::new(1)
+    };
+    let mut follower = Follower::new(hub, printer, reconnect_for);
     follower.expect(task, from);
     follower.run(client.clone(), events).await
 }

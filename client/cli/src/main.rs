@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod follow;
+mod format;
 mod output;
 mod parse;
 mod remote_engines;
@@ -12,7 +13,7 @@ mod table;
 mod time;
 mod tunnel;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{ConnectionInfo, LocateError};
@@ -25,10 +26,14 @@ const EXIT_WARREN_FAILED: u8 = 255;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, name) = match parse() {
+        Ok(parsed) => parsed,
         Err(err) => return usage_exit(&err),
     };
+    warren_proto::os::program::start_logging(Some(&cli.output.log_filter()));
+    if let Err(usage) = format::check(&cli.command, cli.output.format(), &name) {
+        return usage_exit(&usage);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,6 +55,18 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The command line, and the command's name as typed (`engines stop`), for messages.
+fn parse() -> Result<(Cli, String), clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let mut name = Vec::new();
+    let mut level = &matches;
+    while let Some((sub, next)) = level.subcommand() {
+        name.push(sub.to_owned());
+        level = next;
+    }
+    Ok((Cli::from_arg_matches(&matches)?, name.join(" ")))
 }
 
 /// Prints clap's message; 64 for a usage error, 0 for `--help` and `--version`.
@@ -94,6 +111,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let hub = &cli.hub;
+    let format = cli.output.format();
     match &cli.command {
         Command::Sign { method } => sign(hub, method).await,
         Command::Cluster {
@@ -101,13 +119,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => cluster::start(hub, args).await,
         Command::Exec(args) => {
             let job = commands::job(Job::argv(args.argv.clone()), &args.run)?;
-            commands::run(hub, &connect(hub).await?, job, &args.run).await
+            commands::run(hub, &connect(hub).await?, job, &args.run, format).await
         }
         Command::Sh(args) => {
             let job = commands::job(Job::script(args.script.clone()), &args.run)?;
-            commands::run(hub, &connect(hub).await?, job, &args.run).await
+            commands::run(hub, &connect(hub).await?, job, &args.run, format).await
         }
-        Command::Engines { action: None } => commands::engines(&connect(hub).await?).await,
+        Command::Engines { action: None } => {
+            commands::engines(&connect(hub).await?, format).await
+        }
         Command::Engines {
             action: Some(EnginesAction::Ssh(args)),
         } => {
@@ -123,21 +143,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Tasks(args) => commands::tasks(&connect(hub).await?, args).await,
-        Command::Result { task } => commands::result(&connect(hub).await?, *task).await,
+        Command::Tasks(args) => commands::tasks(&connect(hub).await?, args, format).await,
+        Command::Result { task } => commands::result(&connect(hub).await?, *task, format).await,
         Command::Attach {
             task,
             from,
             reconnect,
         } => {
             let client = connect(hub).await?;
-            follow::attach(hub, &client, *task, *from, reconnect.reconnect_timeout).await
+            let limit = reconnect.reconnect_timeout;
+            follow::attach(hub, &client, *task, *from, limit, format).await
         }
         Command::Interrupt { tasks, signal } => {
             commands::interrupt(&connect(hub).await?, tasks, *signal).await
         }
         Command::Abort { tasks } => commands::abort(&connect(hub).await?, tasks).await,
-        Command::Queue => commands::queue(&connect(hub).await?).await,
+        Command::Queue => commands::queue(&connect(hub).await?, format).await,
         Command::Purge(args) => commands::purge(&connect(hub).await?, args).await,
         Command::Shutdown { keep_engines } => {
             connect(hub).await?.shutdown(!keep_engines).await?;
@@ -151,11 +172,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 None => connection_info(hub)?.socket,
             };
             warren::ping(&socket).await?;
-            println!("warren: a hub is serving on {}", socket.display());
+            match format {
+                // grpc.health.v1.Health/Check's reply, as grpcurl prints it.
+                format::Format::Json => format::print_json(&serde_json::json!({"status": "SERVING"}))?,
+                format::Format::Quiet => {}
+                format::Format::Text => {
+                    println!("warren: a hub is serving on {}", socket.display())
+                }
+            }
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args).await,
-        Command::Version => commands::version(&connect(hub).await?).await,
+        Command::Version => commands::version(&connect(hub).await?, format).await,
     }
 }
 
