@@ -29,8 +29,21 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
             "cluster start starts a hub of its own, on --socket (or the default socket); --connection-file and --remote name another hub's",
         ));
     }
-    // Only the socket, key and id matter here, from the flags or else the environment.
-    let locator = hub_args.locator();
+    // Only the socket and key matter here, from the flags or else the environment; a hub named
+    // with --hub (or WARREN_HUB) gives its own, but not the config file's default, which may
+    // be any hub: this command starts one of its own.
+    let mut locator = hub_args.locator();
+    if locator.hub.is_some() {
+        locator = locator
+            .expand()
+            .map_err(|err| crate::explain_locate_error(hub_args, err))?
+            .locator;
+        if locator.connection_file.is_some() || locator.remote.is_some() {
+            return Err(crate::usage_error(
+                "cluster start starts a hub of its own, on a socket; the hub named by --hub (or WARREN_HUB) is given by a connection file or a host. Name one with a socket (and key_file), or use --socket",
+            ));
+        }
+    }
     let socket = std::path::absolute(
         locator
             .socket
@@ -72,6 +85,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
         }
     }
     let mut hub = hub.spawn().context("cannot start warren-hub")?;
+    tracing::info!(pid = hub.id(), socket = %socket.display(), "started warren-hub");
     let client = wait_for_hub(&connection_file, &mut hub).await?;
 
     let mut engines = Vec::new();
@@ -84,7 +98,10 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
             .spawn()
             .context("cannot start warren-engine");
         match engine {
-            Ok(engine) => engines.push(engine),
+            Ok(engine) => {
+                tracing::info!(pid = engine.id(), "started warren-engine");
+                engines.push(engine)
+            }
             Err(err) => {
                 stop(&client, &mut hub, &mut engines).await;
                 return Err(err);

@@ -158,7 +158,10 @@ impl<'a> Follower<'a> {
                         .note(&format!("reconnected; following {}", tasks.join(", ")));
                     return Some(found);
                 }
-                Ok(Err(err)) => last = err,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "reconnecting: not yet");
+                    last = err;
+                }
                 Err(_) => break,
             }
         }

@@ -182,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Tunnel(args) => tunnel::run(args).await,
+        Command::Tunnel(args) => tunnel::run(args, hub).await,
         Command::Version => commands::version(&connect(hub).await?, format).await,
     }
 }
@@ -196,11 +196,23 @@ pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
 }
 
 /// Why the flags (or the environment) lead to no hub, and what to do about it.
-fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
-    match (&err, &hub.locator().remote) {
-        (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => anyhow::anyhow!(
-            "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
-        ),
+pub(crate) fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
+    let expanded = hub.locator().expand().ok();
+    let remote = expanded.as_ref().and_then(|e| e.locator.remote.clone());
+    let named = expanded.and_then(|e| e.hub).filter(|named| named.entry.is_remote());
+    match (&err, &remote) {
+        (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => match named {
+            Some(named) => anyhow::anyhow!(
+                "hub {} is on {} and its tunnel is not up; start it with `warren --hub {} tunnel` (add --background to keep it running)",
+                named.name,
+                named.entry.host.unwrap_or_default(),
+                named.name
+            ),
+            None => anyhow::anyhow!(
+                "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
+            ),
+        },
+        (LocateError::Config(_), _) => anyhow::anyhow!("{err}"),
         (LocateError::ConnectionFile { path, .. }, None) if err.is_not_found() => anyhow::anyhow!(
             "no connection file at {} (is a hub running? Start one with `warren cluster start`, or point --socket or --connection-file at a running hub's)",
             path.display()
@@ -215,7 +227,40 @@ fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
 
 /// The client settings the flags (or the environment) give.
 pub(crate) fn client_builder(hub: &HubArgs) -> ClientBuilder {
+    log_where(hub);
     ClientBuilder::new().locator(hub.locator())
+}
+
+/// Says (at `-v`) where the hub was looked for, and why there.
+fn log_where(hub: &HubArgs) {
+    let given = hub.flags();
+    let from = if !given.is_empty() {
+        "the flags"
+    } else if !warren_proto::connection::Locator::from_env().is_empty() {
+        "the environment"
+    } else {
+        "the defaults"
+    };
+    match hub.locator().expand() {
+        Ok(expanded) => {
+            if let Some(named) = &expanded.hub {
+                let how = if named.by_default { "the default hub" } else { "hub" };
+                tracing::info!(
+                    "{how} {} from {}, as {from} say",
+                    named.name,
+                    named.config_file.display()
+                );
+            }
+            let file = expanded.locator.connection_file();
+            tracing::info!(
+                connection_file = %file.as_deref().map_or_else(|| "none".into(), |f| f.display().to_string()),
+                socket = %expanded.locator.socket.as_deref().map_or_else(|| "the connection file's".into(), |s| s.display().to_string()),
+                key_file = %expanded.locator.key_file.as_deref().map_or_else(|| "the connection file's".into(), |k| k.display().to_string()),
+                "finding the hub by {from}"
+            );
+        }
+        Err(err) => tracing::debug!(%err, "the config file can't be used"),
+    }
 }
 
 /// A client for the hub the flags (or the environment) name, found afresh each call.
