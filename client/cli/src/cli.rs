@@ -180,6 +180,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Print a shell completion script, e.g. `warren completions bash >
+    /// ~/.local/share/bash-completion/completions/warren`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (warren.1 and one per command) into DIR, or print warren(1)
+    Man {
+        /// Where to write them (created if missing)
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod format;
 mod output;
 mod parse;
 mod remote_engines;
+mod shell;
 mod ssh;
 mod table;
 mod time;
@@ -183,6 +184,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args, hub).await,
+        Command::Completions { shell } => shell::completions(*shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Version => commands::version(&connect(hub).await?, format).await,
     }
 }
