@@ -190,14 +190,17 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs, format: Format) -> 
         ("STATE", Align::Left),
         ("ENGINE", Align::Right),
         ("EXIT", Align::Right),
+        ("SUBMITTED", Align::Left),
         ("COMMAND", Align::Left),
     ]);
+    let now = warren_proto::now_us();
     for task in &page.tasks {
         table.row(vec![
             task.id.to_string(),
             task.state().label().to_owned(),
             engine_text(task.engine_id),
             exit_text(task),
+            time::ago(task.submitted_us, now),
             command_text(task, 60),
         ]);
     }
