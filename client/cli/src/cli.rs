@@ -268,8 +268,11 @@ pub(crate) struct EnginesSshArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterAction {
-    /// Start a hub and N engines here, in the foreground, until Ctrl-C
+    /// Start a hub and N engines here, in the foreground until Ctrl-C (or detached, with
+    /// --daemon)
     Start(ClusterArgs),
+    /// Stop the cluster `cluster start --daemon` started on this socket (its hub and engines)
+    Stop,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +286,13 @@ pub(crate) struct ClusterArgs {
     /// Once the engines are up, run this on all of them and show its output (the cluster keeps running)
     #[arg(last = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
+    /// Detach once the cluster is up: its pid and log go beside the socket (hub.cluster.pid,
+    /// hub.cluster.log), where `warren cluster stop` finds them
+    #[arg(long)]
+    pub(crate) daemon: bool,
+    /// (The detached process itself.)
+    #[arg(long, hide = true, conflicts_with = "daemon")]
+    pub(crate) daemon_child: bool,
 }
 
 /// Which engines a job runs on.

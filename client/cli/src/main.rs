@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod commands;
+mod daemon;
 mod follow;
 mod format;
 mod output;
@@ -118,6 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Cluster {
             action: ClusterAction::Start(args),
         } => cluster::start(hub, args).await,
+        Command::Cluster {
+            action: ClusterAction::Stop,
+        } => cluster::stop(hub).await,
         Command::Exec(args) => {
             let job = commands::job(Job::argv(args.argv.clone()), &args.run)?;
             commands::run(hub, &connect(hub).await?, job, &args.run, format).await
