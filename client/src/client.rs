@@ -219,7 +219,7 @@ impl Client {
 
     /// Runs a call under the deadline, again (at most twice more) each time the hub's refusal
     /// taught the signer something new: its id after a restart, or its clock.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,

@@ -35,6 +35,7 @@
 
 mod builder;
 mod client;
+mod diagnose;
 mod error;
 mod events;
 mod job;

@@ -212,8 +212,10 @@ impl HubEntry {
             path: path.to_owned(),
             reason: reason.to_owned(),
         };
-        let local = self.connection_file.is_some() || self.socket.is_some() || self.key_file.is_some();
-        let tunnel = self.remote_socket.is_some() || self.remote_hub_command.is_some() || self.ssh.is_some();
+        let local =
+            self.connection_file.is_some() || self.socket.is_some() || self.key_file.is_some();
+        let tunnel =
+            self.remote_socket.is_some() || self.remote_hub_command.is_some() || self.ssh.is_some();
         match (local, self.host.is_some()) {
             (true, true) => Err(bad(
                 "`host` is reached through its tunnel's own connection file; don't combine it with connection_file, socket or key_file",
@@ -254,7 +256,10 @@ fn check_owner(path: &Path) -> Result<(), ConfigError> {
     })?;
     let me = rustix::process::geteuid().as_raw();
     let why = if meta.uid() != me && meta.uid() != 0 {
-        Some(format!("owned by uid {}, not by you (uid {me})", meta.uid()))
+        Some(format!(
+            "owned by uid {}, not by you (uid {me})",
+            meta.uid()
+        ))
     } else if meta.permissions().mode() & 0o022 != 0 {
         Some(format!(
             "writable by group or others (mode {:04o})",
@@ -366,10 +371,16 @@ key_file = "keys/hub.key"
         let dir = tempfile::tempdir().expect("tempdir");
         for (text, words) in [
             ("[hubs.a]\nsockett = \"/x\"\n", "unknown field"),
-            ("[hubs.a]\nhost = \"h\"\nkey_file = \"/k\"\n", "don't combine"),
+            (
+                "[hubs.a]\nhost = \"h\"\nkey_file = \"/k\"\n",
+                "don't combine",
+            ),
             ("[hubs.a]\nssh = \"ssh\"\nsocket = \"/s\"\n", "need a host"),
             ("[hubs.a]\n", "say where the hub is"),
-            ("default = \"b\"\n[hubs.a]\nsocket = \"/s\"\n", "no hub called b"),
+            (
+                "default = \"b\"\n[hubs.a]\nsocket = \"/s\"\n",
+                "no hub called b",
+            ),
             ("default = \n", "not valid"),
         ] {
             let path = write(dir.path(), text);

@@ -135,7 +135,9 @@ fn check_kind(fd: &OwnedFd) -> Result<PathBuf, ActivationError> {
     use rustix::net::{AddressFamily, SocketType, sockopt};
     let stat = rustix::fs::fstat(fd).map_err(|e| ActivationError::Io("inspect", e.into()))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        return Err(ActivationError::WrongKind("a descriptor that is no socket".into()));
+        return Err(ActivationError::WrongKind(
+            "a descriptor that is no socket".into(),
+        ));
     }
     let domain = sockopt::socket_domain(fd.as_fd())
         .map_err(|e| ActivationError::Io("read the socket's family", e.into()))?;
@@ -189,7 +191,10 @@ fn check_place(path: &Path) -> Result<(), ActivationError> {
     let why = if !meta.file_type().is_socket() {
         Some("not a socket on disk any more".to_owned())
     } else if meta.uid() != me {
-        Some(format!("owned by uid {}, not by the hub's user (uid {me})", meta.uid()))
+        Some(format!(
+            "owned by uid {}, not by the hub's user (uid {me})",
+            meta.uid()
+        ))
     } else if mode & 0o077 != 0 {
         Some(format!("open to group or others (mode {mode:04o})"))
     } else {

@@ -35,7 +35,10 @@ async fn every_reading_command_prints_its_reply_as_json_and_ids_with_q() {
     let engines = json(&cluster, &["engines", "--json"]);
     let list = engines["engines"].as_array().expect("engines");
     assert_eq!(list.len(), 2, "{engines}");
-    assert!(list.iter().all(|e| e["slots"] == 1 && e["uuid"].is_string()));
+    assert!(
+        list.iter()
+            .all(|e| e["slots"] == 1 && e["uuid"].is_string())
+    );
     assert!(int64(&list[0]["registeredUs"]) > 0);
     let (_, ids, _) = cluster.cli(&["-q", "engines"]);
     let mut expected: Vec<String> = list.iter().map(|e| e["id"].to_string()).collect();
@@ -48,17 +51,27 @@ async fn every_reading_command_prints_its_reply_as_json_and_ids_with_q() {
     let (status, stdout, stderr) = cluster.cli(&["exec", "--json", "--all", "--", "echo", "hi"]);
     assert_eq!(status, 0, "{stderr}");
     let events = json_lines(&stdout);
-    let results: Vec<&Value> = events.iter().filter(|e| e.get("result").is_some()).collect();
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.get("result").is_some())
+        .collect();
     assert_eq!(results.len(), 2, "{stdout}");
     for result in &results {
-        assert_eq!(result["result"]["state"], "TASK_STATE_SUCCEEDED", "{stdout}");
+        assert_eq!(
+            result["result"]["state"], "TASK_STATE_SUCCEEDED",
+            "{stdout}"
+        );
         assert_eq!(result["result"]["exitCode"], 0);
     }
-    let outputs: Vec<&Value> = events.iter().filter(|e| e.get("output").is_some()).collect();
+    let outputs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.get("output").is_some())
+        .collect();
     assert!(
         outputs
             .iter()
-            .all(|e| e["output"]["data"] == "aGkK" && e["output"]["stream"] == "OUTPUT_STREAM_STDOUT"),
+            .all(|e| e["output"]["data"] == "aGkK"
+                && e["output"]["stream"] == "OUTPUT_STREAM_STDOUT"),
         "base64 of \"hi\\n\":\n{stdout}"
     );
     let task = int64(&results[0]["taskId"]);
@@ -71,7 +84,11 @@ async fn every_reading_command_prints_its_reply_as_json_and_ids_with_q() {
         .iter()
         .map(|e| e.get("seq").map_or(0, int64))
         .collect();
-    assert_eq!(seqs, (0..replayed.len() as u64).collect::<Vec<_>>(), "{replay}");
+    assert_eq!(
+        seqs,
+        (0..replayed.len() as u64).collect::<Vec<_>>(),
+        "{replay}"
+    );
 
     // A submit form: Submit's reply; and with -q, the ids alone.
     let submitted = json(&cluster, &["sh", "--detach", "--json", "exit 3"]);
@@ -107,7 +124,11 @@ async fn every_reading_command_prints_its_reply_as_json_and_ids_with_q() {
     assert_eq!(ids.lines().next(), Some(quiet.to_string().as_str()));
 
     let queue = json(&cluster, &["queue", "--json"]);
-    assert_eq!(queue["engines"].as_array().map(Vec::len), Some(2), "{queue}");
+    assert_eq!(
+        queue["engines"].as_array().map(Vec::len),
+        Some(2),
+        "{queue}"
+    );
     let version = json(&cluster, &["-o", "json", "version"]);
     assert_eq!(version["protocolVersion"], 1);
     assert!(int64(&version["hubTime"]) > 1_700_000_000, "{version}");
@@ -134,8 +155,16 @@ async fn json_output_is_what_grpcurl_prints_for_the_same_call() {
     let socket = cluster.socket.to_str().expect("utf-8 path").to_owned();
     for (method, args, request) in [
         ("/warren.v1.Control/ListEngines", &["engines"][..], "{}"),
-        ("/warren.v1.Control/GetTask", &["result", "2"][..], r#"{"taskId": "2"}"#),
-        ("/warren.v1.Control/ListTasks", &["tasks", "--limit", "10"][..], r#"{"limit": 10}"#),
+        (
+            "/warren.v1.Control/GetTask",
+            &["result", "2"][..],
+            r#"{"taskId": "2"}"#,
+        ),
+        (
+            "/warren.v1.Control/ListTasks",
+            &["tasks", "--limit", "10"][..],
+            r#"{"limit": 10}"#,
+        ),
     ] {
         let (status, auth, _) = cluster.cli(&["sign", method]);
         assert_eq!(status, 0);
@@ -151,6 +180,10 @@ async fn json_output_is_what_grpcurl_prints_for_the_same_call() {
         let theirs: Value = serde_json::from_slice(&output.stdout).expect("grpcurl's json");
         let mut ours_args = args.to_vec();
         ours_args.push("--json");
-        assert_eq!(json(&cluster, &ours_args), theirs, "warren {args:?} vs grpcurl {method}");
+        assert_eq!(
+            json(&cluster, &ours_args),
+            theirs,
+            "warren {args:?} vs grpcurl {method}"
+        );
     }
 }

@@ -60,7 +60,11 @@ async fn a_detached_cluster_is_found_and_stopped_by_its_pid_file() {
         .and_then(|p| p.parse().ok())
         .expect("a pid");
     assert!(alive(pid));
-    assert!(std::fs::read_to_string(&log).expect("log").contains("ready in"));
+    assert!(
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .contains("ready in")
+    );
 
     // It serves, with its engines, after the command that started it has returned.
     let (status, engines, stderr) = warren(&socket, &["engines", "--json"]);
@@ -79,7 +83,10 @@ async fn a_detached_cluster_is_found_and_stopped_by_its_pid_file() {
 
     let (status, _, stderr) = warren(&socket, &["cluster", "start", "--daemon"]);
     assert_eq!(status, 255);
-    assert!(stderr.contains("cluster stop") && stderr.contains(&pid.to_string()), "{stderr}");
+    assert!(
+        stderr.contains("cluster stop") && stderr.contains(&pid.to_string()),
+        "{stderr}"
+    );
 
     let (status, stdout, stderr) = warren(&socket, &["cluster", "stop"]);
     assert_eq!(status, 0, "{stdout}{stderr}");
@@ -88,13 +95,19 @@ async fn a_detached_cluster_is_found_and_stopped_by_its_pid_file() {
         .into_iter()
         .chain(engine_pids.iter().map(|&p| ("an engine", p)))
     {
-        let gone = eventually(PATIENCE, || async move { if alive(pid) { Err(()) } else { Ok(()) } }).await;
+        let gone = eventually(PATIENCE, || async move {
+            if alive(pid) { Err(()) } else { Ok(()) }
+        })
+        .await;
         assert!(gone.is_ok(), "{what} (pid {pid}) still runs");
     }
     assert!(!pid_file.exists() && !socket.exists() && !cluster.connection_file.exists());
     let (status, _, stderr) = warren(&socket, &["cluster", "stop"]);
     assert_eq!(status, 255);
-    assert!(stderr.contains("no cluster started with --daemon"), "{stderr}");
+    assert!(
+        stderr.contains("no cluster started with --daemon"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -67,7 +67,11 @@ async fn named_hubs_are_chosen_by_flag_then_environment_then_the_files_default()
     assert_eq!(status, 255, "WARREN_SOCKET, not the default hub: {stderr}");
 
     // Flags beat the environment: --hub, and any other flag.
-    let (status, _, stderr) = warren(&home, &[("WARREN_HUB", "gone")], &["--hub", "here", "engines"]);
+    let (status, _, stderr) = warren(
+        &home,
+        &[("WARREN_HUB", "gone")],
+        &["--hub", "here", "engines"],
+    );
     assert_eq!(status, 0, "{stderr}");
     let connection = cluster.connection_file.to_str().expect("utf-8");
     let (status, _, stderr) = warren(
@@ -80,19 +84,30 @@ async fn named_hubs_are_chosen_by_flag_then_environment_then_the_files_default()
     let (status, _, stderr) = warren(
         &home,
         &[],
-        &["--hub", "here", "--socket", dead.to_str().expect("utf-8"), "engines"],
+        &[
+            "--hub",
+            "here",
+            "--socket",
+            dead.to_str().expect("utf-8"),
+            "engines",
+        ],
     );
     assert_eq!(status, 255, "--socket beside --hub: {stderr}");
 
     let (status, _, stderr) = warren(&home, &[], &["--hub", "nope", "engines"]);
     assert_eq!(status, 255);
-    assert!(stderr.contains("no hub called nope") && stderr.contains("gone, here"), "{stderr}");
+    assert!(
+        stderr.contains("no hub called nope") && stderr.contains("gone, here"),
+        "{stderr}"
+    );
 
     // An engine finds the hub by the same rule: --hub, then WARREN_HUB.
     let mut cluster = cluster;
     let spill = cluster.dir().join("spill-config");
     let mut engine = cluster.engine_command(&["--hub".as_ref(), "here".as_ref()], &spill);
-    engine.env("XDG_CONFIG_HOME", &home).env_remove("WARREN_CONNECTION_FILE");
+    engine
+        .env("XDG_CONFIG_HOME", &home)
+        .env_remove("WARREN_CONNECTION_FILE");
     cluster.push_engine("engine by --hub", engine);
     let mut engine = cluster.engine_command(&[], &spill);
     engine
@@ -120,7 +135,11 @@ async fn a_broken_config_file_is_named_with_what_is_wrong() {
 
     // A file others may write could send every call elsewhere: refused, as ssh refuses one.
     let path = home.join("warren/config.toml");
-    std::fs::write(&path, format!("[hubs.x]\nconnection_file = \"{connection}\"\n")).expect("write");
+    std::fs::write(
+        &path,
+        format!("[hubs.x]\nconnection_file = \"{connection}\"\n"),
+    )
+    .expect("write");
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .expect("chmod");
     let (status, _, stderr) = warren(&home, &[], &["--hub", "x", "engines"]);

@@ -13,14 +13,23 @@ use warren_tests::*;
 fn activator() -> Option<PathBuf> {
     require_tool(
         "systemd-socket-activate",
-        &["/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-socket-activate"],
+        &[
+            "/usr/bin/systemd-socket-activate",
+            "/lib/systemd/systemd-socket-activate",
+        ],
         "WARREN_REQUIRE_SOCKET_ACTIVATE",
     )
 }
 
 /// `systemd-socket-activate [extra] -l SOCKET -- warren-hub HUB_ARGS`, started; it waits for a
 /// first connection, then execs the hub with the listening socket as descriptor 3.
-fn activate(tool: &Path, cluster: &Cluster, extra: &[&str], socket: &Path, hub_args: &[&str]) -> Proc {
+fn activate(
+    tool: &Path,
+    cluster: &Cluster,
+    extra: &[&str],
+    socket: &Path,
+    hub_args: &[&str],
+) -> Proc {
     let mut command = Command::new(tool);
     command
         .args(extra)
@@ -31,12 +40,20 @@ fn activate(tool: &Path, cluster: &Cluster, extra: &[&str], socket: &Path, hub_a
         .args(["--db", ":memory:"])
         .args(hub_args)
         .env("RUST_LOG", "warn,warren_hub=info");
-    let process = Proc::spawn("systemd-socket-activate", command, cluster.dir().join("activated.log"));
+    let process = Proc::spawn(
+        "systemd-socket-activate",
+        command,
+        cluster.dir().join("activated.log"),
+    );
     let deadline = std::time::Instant::now() + PATIENCE;
     while !socket.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(socket.exists(), "the activator never listened:\n{}", process.output());
+    assert!(
+        socket.exists(),
+        "the activator never listened:\n{}",
+        process.output()
+    );
     process
 }
 
@@ -88,7 +105,13 @@ async fn the_first_call_starts_the_hub_which_serves_it_and_says_it_is_ready() {
         .expect("read timeout");
     let socket = cluster.socket.clone();
     let notify_env = format!("NOTIFY_SOCKET={}", notify_path.display());
-    let process = activate(&tool, &cluster, &["-E", &notify_env], &socket, &["--key-file", key.to_str().expect("utf-8")]);
+    let process = activate(
+        &tool,
+        &cluster,
+        &["-E", &notify_env],
+        &socket,
+        &["--key-file", key.to_str().expect("utf-8")],
+    );
     // What a .socket unit's SocketMode=0600 gives (the activator binds with its own mode).
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let pid = process.pid();
@@ -103,8 +126,8 @@ async fn the_first_call_starts_the_hub_which_serves_it_and_says_it_is_ready() {
     assert_eq!(status, 0, "{stderr}");
     assert!(stdout.contains("protocol 1"), "{stdout}");
     assert!(exe(pid).ends_with("warren-hub"), "{:?}", exe(pid));
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .expect("children");
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).expect("children");
     assert_eq!(children.trim(), "", "the hub started nothing extra");
     let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).expect("READY=1 within the patience");
@@ -127,7 +150,13 @@ async fn the_first_call_starts_the_hub_which_serves_it_and_says_it_is_ready() {
 
 /// Starts the activator with a bad setup, makes the first connection, and returns what the
 /// hub said as it refused.
-async fn refusal(cluster: &mut Cluster, extra: &[&str], socket: &Path, hub_args: &[&str], mode: u32) -> String {
+async fn refusal(
+    cluster: &mut Cluster,
+    extra: &[&str],
+    socket: &Path,
+    hub_args: &[&str],
+    mode: u32,
+) -> String {
     let Some(tool) = activator() else {
         return String::new();
     };
@@ -162,7 +191,10 @@ async fn a_passed_socket_that_breaks_the_hubs_rules_is_refused_with_the_fix() {
     let socket = cluster.socket.clone();
 
     let log = refusal(&mut cluster, &[], &socket, &[], 0o644).await;
-    assert!(log.contains("mode 0644") && log.contains("SocketMode=0600"), "{log}");
+    assert!(
+        log.contains("mode 0644") && log.contains("SocketMode=0600"),
+        "{log}"
+    );
     std::fs::remove_file(&socket).expect("rm");
 
     let open = cluster.dir().join("open");
@@ -172,18 +204,26 @@ async fn a_passed_socket_that_breaks_the_hubs_rules_is_refused_with_the_fix() {
     assert!(log.contains("DirectoryMode=0700"), "{log}");
 
     let log = refusal(&mut cluster, &["-d"], &socket, &[], 0o600).await;
-    assert!(log.contains("a datagram socket") && log.contains("ListenStream="), "{log}");
+    assert!(
+        log.contains("a datagram socket") && log.contains("ListenStream="),
+        "{log}"
+    );
     std::fs::remove_file(&socket).expect("rm");
 
     let other = cluster.dir().join("other.sock");
     let other = other.to_str().expect("utf-8");
     let log = refusal(&mut cluster, &[], &socket, &["--socket", other], 0o600).await;
-    assert!(log.contains("differs from the socket systemd passed"), "{log}");
+    assert!(
+        log.contains("differs from the socket systemd passed"),
+        "{log}"
+    );
 }
 
 /// A setting of a unit file in contrib/systemd.
 fn unit_setting(unit: &str, key: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd").join(unit);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib/systemd")
+        .join(unit);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{key}=")))
@@ -220,9 +260,14 @@ async fn the_shipped_units_work_an_engine_starts_the_hub_by_calling_it() {
     let mut cluster = Cluster::empty();
     let dir = cluster.dir().to_owned();
     // What systemd does for the .socket unit: the directory with DirectoryMode, the socket.
-    let socket = PathBuf::from(expand(&unit_setting("warren-hub.socket", "ListenStream"), &dir));
-    let directory_mode = u32::from_str_radix(&unit_setting("warren-hub.socket", "DirectoryMode"), 8).expect("octal");
-    let socket_mode = u32::from_str_radix(&unit_setting("warren-hub.socket", "SocketMode"), 8).expect("octal");
+    let socket = PathBuf::from(expand(
+        &unit_setting("warren-hub.socket", "ListenStream"),
+        &dir,
+    ));
+    let directory_mode =
+        u32::from_str_radix(&unit_setting("warren-hub.socket", "DirectoryMode"), 8).expect("octal");
+    let socket_mode =
+        u32::from_str_radix(&unit_setting("warren-hub.socket", "SocketMode"), 8).expect("octal");
     let run = socket.parent().expect("dir");
     std::fs::create_dir_all(run).expect("mkdir");
     std::fs::set_permissions(run, std::fs::Permissions::from_mode(directory_mode)).expect("chmod");
@@ -275,5 +320,8 @@ async fn the_shipped_units_work_an_engine_starts_the_hub_by_calling_it() {
     assert!(registered.is_ok(), "{registered:?}");
     assert!(exe(pid).ends_with("warren-hub"));
     let (_, uuid, _) = warren(&socket, &key, &["engines", "--json"]);
-    assert!(uuid.contains("\"engine-1\""), "the unit's stable uuid: {uuid}");
+    assert!(
+        uuid.contains("\"engine-1\""),
+        "the unit's stable uuid: {uuid}"
+    );
 }

@@ -180,6 +180,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Check the setup, a line per check: ok, or what to do (exit status 1 if any failed)
+    Doctor,
     /// Print a shell completion script, e.g. `warren completions bash >
     /// ~/.local/share/bash-completion/completions/warren`
     Completions {
@@ -425,7 +427,13 @@ mod tests {
         use warren_proto::connection::{
             ENV_CONNECTION_FILE, ENV_HUB, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET,
         };
-        let located = [ENV_CONNECTION_FILE, ENV_SOCKET, ENV_KEY_FILE, ENV_REMOTE, ENV_HUB];
+        let located = [
+            ENV_CONNECTION_FILE,
+            ENV_SOCKET,
+            ENV_KEY_FILE,
+            ENV_REMOTE,
+            ENV_HUB,
+        ];
         fn visit(command: &clap::Command, found: &mut Vec<(String, String, bool)>) {
             for arg in command.get_arguments() {
                 let help = arg.get_help().map(ToString::to_string).unwrap_or_default();

@@ -194,7 +194,10 @@ pub(crate) async fn stop(socket: &Path) -> anyhow::Result<u8> {
             files.log.display()
         );
     }
-    println!("warren: cluster stopped (pid {pid}); its log is {}", files.log.display());
+    println!(
+        "warren: cluster stopped (pid {pid}); its log is {}",
+        files.log.display()
+    );
     Ok(0)
 }
 
@@ -204,8 +207,10 @@ mod tests {
 
     #[test]
     fn only_the_daemon_flag_before_the_command_is_swapped() {
-        let args = ["cluster", "start", "--daemon", "-n", "2", "--", "echo", "--daemon"]
-            .map(std::ffi::OsString::from);
+        let args = [
+            "cluster", "start", "--daemon", "-n", "2", "--", "echo", "--daemon",
+        ]
+        .map(std::ffi::OsString::from);
         let swapped = swap_daemon_flag(args.into_iter());
         assert_eq!(swapped[2], "--daemon-child");
         assert_eq!(swapped[7], "--daemon");

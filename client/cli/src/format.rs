@@ -103,7 +103,8 @@ fn formats(command: &Command) -> Formats {
         | Command::Result { .. }
         | Command::Queue
         | Command::Version
-        | Command::Ping => true,
+        | Command::Ping
+        | Command::Doctor => true,
         Command::Engines { action } => action.is_none(),
         _ => false,
     };
@@ -117,7 +118,7 @@ pub(crate) fn check(command: &Command, format: Format, name: &str) -> Result<(),
         return Err(crate::cli::Cli::command().error(
             clap::error::ErrorKind::ArgumentConflict,
             format!(
-                "--json: `warren {name}` prints no JSON; the commands that read something do (engines, tasks, result, queue, version, ping, exec, sh, attach)"
+                "--json: `warren {name}` prints no JSON; the commands that read something do (engines, tasks, result, queue, version, ping, doctor, exec, sh, attach)"
             ),
         ));
     }
@@ -126,18 +127,21 @@ pub(crate) fn check(command: &Command, format: Format, name: &str) -> Result<(),
 
 /// Prints one reply as one JSON document, indented as grpcurl indents it.
 pub(crate) fn print_json<T: Serialize>(reply: &T) -> anyhow::Result<()> {
+    // Into memory first, so that a reader gone away (`| head`) is a plain io::Error.
+    let mut text = serde_json::to_vec_pretty(reply)?;
+    text.push(b'\n');
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, reply)?;
-    out.write_all(b"\n")?;
+    out.write_all(&text)?;
     out.flush()?;
     Ok(())
 }
 
 /// Prints one event of a stream as one compact JSON line.
 pub(crate) fn print_json_line<T: Serialize>(event: &T) -> io::Result<()> {
+    let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
+    line.push(b'\n');
     let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, event).map_err(io::Error::other)?;
-    out.write_all(b"\n")?;
+    out.write_all(&line)?;
     out.flush()
 }
 
@@ -156,7 +160,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use warren::proto::{EngineInfo, ListEnginesReply, TaskState};
 
     #[test]

@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod daemon;
+mod doctor;
 mod follow;
 mod format;
 mod output;
@@ -130,9 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let job = commands::job(Job::script(args.script.clone()), &args.run)?;
             commands::run(hub, &connect(hub).await?, job, &args.run, format).await
         }
-        Command::Engines { action: None } => {
-            commands::engines(&connect(hub).await?, format).await
-        }
+        Command::Engines { action: None } => commands::engines(&connect(hub).await?, format).await,
         Command::Engines {
             action: Some(EnginesAction::Ssh(args)),
         } => {
@@ -179,7 +178,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             warren::ping(&socket).await?;
             match format {
                 // grpc.health.v1.Health/Check's reply, as grpcurl prints it.
-                format::Format::Json => format::print_json(&serde_json::json!({"status": "SERVING"}))?,
+                format::Format::Json => {
+                    format::print_json(&serde_json::json!({"status": "SERVING"}))?
+                }
                 format::Format::Quiet => {}
                 format::Format::Text => {
                     println!("warren: a hub is serving on {}", socket.display())
@@ -188,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Tunnel(args) => tunnel::run(args, hub).await,
+        Command::Doctor => doctor::run(hub, format).await,
         Command::Completions { shell } => shell::completions(*shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Version => commands::version(&connect(hub).await?, format).await,
@@ -206,7 +208,9 @@ pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
 pub(crate) fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
     let expanded = hub.locator().expand().ok();
     let remote = expanded.as_ref().and_then(|e| e.locator.remote.clone());
-    let named = expanded.and_then(|e| e.hub).filter(|named| named.entry.is_remote());
+    let named = expanded
+        .and_then(|e| e.hub)
+        .filter(|named| named.entry.is_remote());
     match (&err, &remote) {
         (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => match named {
             Some(named) => anyhow::anyhow!(
@@ -251,7 +255,11 @@ fn log_where(hub: &HubArgs) {
     match hub.locator().expand() {
         Ok(expanded) => {
             if let Some(named) = &expanded.hub {
-                let how = if named.by_default { "the default hub" } else { "hub" };
+                let how = if named.by_default {
+                    "the default hub"
+                } else {
+                    "hub"
+                };
                 tracing::info!(
                     "{how} {} from {}, as {from} say",
                     named.name,

@@ -39,7 +39,8 @@ pub(crate) fn man(dir: Option<&Path>) -> anyhow::Result<u8> {
         None => {
             use std::io::Write;
             let mut page = Vec::new();
-            clap_mangen::Man::new(command).render(&mut page)?;
+            // As generate_to renders it: no page for `help`, so none listed.
+            clap_mangen::Man::new(command.disable_help_subcommand(true)).render(&mut page)?;
             let mut out = std::io::stdout().lock();
             out.write_all(&page)?;
             out.flush()?;

@@ -68,14 +68,23 @@ fn man_pages_cover_every_command_and_render() {
         .status()
         .expect("run warren man");
     assert!(status.success());
-    for page in ["warren.1", "warren-exec.1", "warren-cluster-start.1", "warren-doctor.1"] {
-        let text = std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+    for page in [
+        "warren.1",
+        "warren-exec.1",
+        "warren-cluster-start.1",
+        "warren-doctor.1",
+    ] {
+        let text =
+            std::fs::read_to_string(out.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         let name = page.trim_end_matches(".1");
         assert!(text.contains(&format!(".TH {name} 1")), "{page}:\n{text}");
     }
     let exec = std::fs::read_to_string(out.join("warren-exec.1")).expect("read");
     assert!(exec.contains("reconnect\\-timeout"), "{exec}");
-    assert_eq!(warren(&["man"]), std::fs::read_to_string(out.join("warren.1")).expect("read"));
+    assert_eq!(
+        warren(&["man"]),
+        std::fs::read_to_string(out.join("warren.1")).expect("read")
+    );
     // Rendered by man(1) where it is installed, as a reader would see it.
     if let Ok(output) = Command::new("man")
         .env("MANWIDTH", "100")
@@ -84,7 +93,10 @@ fn man_pages_cover_every_command_and_render() {
         .output()
     {
         let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && text.contains("SUBCOMMANDS"), "{text}");
+        assert!(
+            output.status.success() && text.contains("SUBCOMMANDS"),
+            "{text}"
+        );
     } else {
         eprintln!("man(1) is not installed: the pages were checked as text only");
     }

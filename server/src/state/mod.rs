@@ -10,13 +10,15 @@
 //! engines say, and what happens when they go), `scheduler` and `queues` (placing work),
 //! `commits` and `acks` (what the hub does once the history is safe), `liveness` and
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
-//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`.
+//! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`,
+//! `diagnose` (the hub's health, for `warren doctor`).
 
 mod acks;
 mod actions;
 mod background;
 mod clock;
 mod commits;
+mod diagnose;
 mod engines;
 mod follow;
 mod liveness;

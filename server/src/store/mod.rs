@@ -7,6 +7,7 @@
 //! always reads what it wrote. `--db :memory:` keeps the same design without a file.
 
 mod checkpoint;
+mod health;
 mod op;
 mod purge;
 mod queries;
