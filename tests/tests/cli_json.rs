@@ -187,3 +187,25 @@ async fn json_output_is_what_grpcurl_prints_for_the_same_call() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_cli_logs_by_v_and_q_else_by_rust_log() {
+    let cluster = Cluster::hub();
+    let run = |args: &[&str], rust_log: Option<&str>| {
+        let mut command = cluster.cli_command();
+        command.env_remove("RUST_LOG").args(args);
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let output = command.output().expect("run warren");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let said = "finding the hub by the flags";
+    assert_eq!(run(&["engines"], None), "", "warnings only by default");
+    assert!(run(&["-v", "engines"], None).contains(said));
+    assert!(run(&["engines"], Some("warren=info")).contains(said));
+    // -q and -v beat RUST_LOG, as flags beat the environment.
+    assert_eq!(run(&["-q", "engines"], Some("debug")), "");
+    assert!(run(&["-vv", "engines"], Some("error")).contains(said));
+}

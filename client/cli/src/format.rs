@@ -65,7 +65,8 @@ impl OutputArgs {
 
     /// The log filter: from `-v`/`-q` when given, else `RUST_LOG`'s, else warnings only.
     pub(crate) fn log_filter(&self) -> String {
-        const OURS: [&str; 3] = ["warren", "warren_cli", "warren_proto"];
+        // The binary's own target is `warren`, as is the SDK's.
+        const OURS: [&str; 2] = ["warren", "warren_proto"];
         let ours = |level: &str| {
             OURS.iter()
                 .map(|krate| format!("{krate}={level}"))
