@@ -1,8 +1,9 @@
 //! Finds the outside things some end-to-end tests need (an OpenSSH server, grpcurl, Slurm,
-//! root, a Python with grpcio) and tells the compiler which are here, as cfgs (`has_sshd`,
-//! `has_grpcurl`, `has_slurm`, `has_root`, `has_python3`, `has_python_grpc`). A test
-//! that needs a missing one is marked ignored with the reason, so `cargo test` lists it as
-//! `ignored, needs sshd: ...` instead of passing it silently:
+//! root, a Python with grpcio, systemd-socket-activate) and tells the compiler which are here,
+//! as cfgs (`has_sshd`, `has_grpcurl`, `has_slurm`, `has_socket_activate`, `has_root`,
+//! `has_python3`, `has_python_grpc`). A test that needs a missing one is marked ignored with
+//! the reason, so `cargo test` lists it as `ignored, needs sshd: ...` instead of passing it
+//! silently:
 //!
 //! ```ignore
 //! #[cfg_attr(not(has_sshd), ignore = "needs sshd: apt-get install openssh-server")]
@@ -63,6 +64,12 @@ const NEEDS: &[Need] = &[
                 &["/usr/sbin"],
             )
         },
+    },
+    Need {
+        cfg: "has_socket_activate",
+        require: "WARREN_REQUIRE_SOCKET_ACTIVATE",
+        install: "apt-get install systemd (for systemd-socket-activate)",
+        check: |watch| watch.programs(&["systemd-socket-activate"], &["/usr/bin", "/lib/systemd"]),
     },
     Need {
         cfg: "has_root",

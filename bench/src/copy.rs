@@ -40,7 +40,11 @@ pub(crate) struct Cpu {
 
 impl Cpu {
     fn now(hub: u32, engine: u32) -> [Duration; 3] {
-        [cpu_time(std::process::id()), cpu_time(hub), cpu_time(engine)]
+        [
+            cpu_time(std::process::id()),
+            cpu_time(hub),
+            cpu_time(engine),
+        ]
     }
 
     fn since(before: [Duration; 3], hub: u32, engine: u32, bytes: u64) -> Self {
@@ -106,9 +110,17 @@ pub(crate) async fn copy(
         let started = Instant::now();
         let cpu = Cpu::now(hub_pid, engine_pid);
         let results = client
-            .upload(std::slice::from_ref(&source), CopyTo::Engine(1), remote_path, &options)
+            .upload(
+                std::slice::from_ref(&source),
+                CopyTo::Engine(1),
+                remote_path,
+                &options,
+            )
             .await?;
-        anyhow::ensure!(results.iter().all(|r| r.code == 0), "upload failed: {results:?}");
+        anyhow::ensure!(
+            results.iter().all(|r| r.code == 0),
+            "upload failed: {results:?}"
+        );
         up.push(bytes as f64 / started.elapsed().as_secs_f64());
         cpu_up = Cpu::since(cpu, hub_pid, engine_pid, bytes);
 

@@ -5,9 +5,9 @@
 //! and writes it all as JSON. Run it with `cargo run --release -p warren-bench`.
 
 mod baseline;
-mod interactive;
-mod copy;
 mod batch;
+mod copy;
+mod interactive;
 mod liveness;
 mod procs;
 mod scenarios;

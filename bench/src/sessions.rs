@@ -31,7 +31,11 @@ async fn open(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
         .open_sessions(SessionOptions::python().all().name(name))
         .await?;
     for s in &sessions {
-        anyhow::ensure!(s.info().state().is_live(), "a session did not start: {:?}", s.info());
+        anyhow::ensure!(
+            s.info().state().is_live(),
+            "a session did not start: {:?}",
+            s.info()
+        );
     }
     Ok(sessions.iter().map(warren::Session::id).collect())
 }
@@ -67,7 +71,10 @@ pub(crate) async fn round_trip(
         let Some((ended_us, result)) = result_at else {
             anyhow::bail!("a `pass` cell ended without a result");
         };
-        anyhow::ensure!(result.succeeded(), "a `pass` cell did not succeed: {result:?}");
+        anyhow::ensure!(
+            result.succeeded(),
+            "a `pass` cell did not succeed: {result:?}"
+        );
         if i >= runs / 10 {
             samples.push(start.elapsed());
             parts[0].push(span(sent_us, queued_us));
@@ -211,7 +218,12 @@ pub(crate) async fn hub_memory(
     for call in 0..cells.div_ceil(batch * engines) {
         let group = format!("idle-{}", call % groups);
         let requests = vec![Job::cell("pass").group(group).into_request(); batch];
-        last = client.submit_cells(requests).await?.last().copied().unwrap_or(0);
+        last = client
+            .submit_cells(requests)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
     }
     crate::procs::wait_until(Duration::from_secs(600), || {
         let client = client.clone();

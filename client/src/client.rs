@@ -214,9 +214,7 @@ impl Client {
     /// How long a follow stream may stay silent.
     pub(crate) fn idle(&self) -> Duration {
         self.idle_limit
-
     }
-
 
     /// The signer, which follows the hub's id and clock as the hub reports them.
     ///

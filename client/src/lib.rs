@@ -37,10 +37,11 @@
 mod batch;
 mod builder;
 mod client;
+mod diagnose;
 mod error;
 mod events;
-mod interact;
 mod files;
+mod interact;
 mod job;
 mod session;
 
@@ -49,8 +50,8 @@ pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{CellError, Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
-pub use interact::Stdin;
 pub use files::{CopyOptions, CopyTo, Progress};
+pub use interact::Stdin;
 pub use job::Job;
 pub use session::{Cell, CellEvent, CellResult, Session, SessionOptions};
 pub use tonic;

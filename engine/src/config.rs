@@ -1,9 +1,9 @@
 //! The engine's flags, and the fixed limits beside them.
 //!
-//! Six flags have a `WARREN_*` environment fallback, listed in [`ENV_FALLBACKS`]: `--slots`,
-//! `--uuid` and `--spill-dir` each have their own, and the three that locate the hub
-//! (`--connection-file`, `--socket`, `--key-file`) fall back to theirs only as a group (see
-//! `warren_proto::connection::Locator`). The others are flags only: `--log` beats `RUST_LOG`,
+//! Seven flags have a `WARREN_*` environment fallback, listed in [`ENV_FALLBACKS`]: `--slots`,
+//! `--uuid` and `--spill-dir` each have their own, and the four that locate the hub
+//! (`--hub`, `--connection-file`, `--socket`, `--key-file`) fall back to theirs only as a group,
+//! and to the config file's default hub after that (see `warren_proto::connection::Locator`). The others are flags only: `--log` beats `RUST_LOG`,
 //! and the timings and memory bound are set where the engine is started. None of these
 //! variables reaches a task (they are all in `warren_proto::OWN_ENV_VARS`).
 
@@ -18,6 +18,7 @@ pub const ENV_FALLBACKS: &[&str] = &[
     warren_proto::connection::ENV_CONNECTION_FILE,
     warren_proto::connection::ENV_SOCKET,
     warren_proto::connection::ENV_KEY_FILE,
+    warren_proto::connection::ENV_HUB,
     "WARREN_SLOTS",
     "WARREN_ENGINE_UUID",
     "WARREN_SPILL_DIR",
@@ -54,6 +55,11 @@ pub struct EngineConfig {
     /// starts) is learned from its first answer
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+
+    /// The hub called NAME in $XDG_CONFIG_HOME/warren/config.toml [env: WARREN_HUB]; the
+    /// other flags above win over its settings
+    #[arg(long, value_name = "NAME")]
+    pub hub: Option<String>,
 
     /// Tasks to run at once
     #[arg(long, env = "WARREN_SLOTS", default_value_t = 1, value_name = "N",
@@ -123,6 +129,7 @@ impl EngineConfig {
             socket: self.socket.clone(),
             key_file: self.key_file.clone(),
             remote: None,
+            hub: self.hub.clone(),
         }
         .or_env()
     }

@@ -72,7 +72,9 @@ fn resolve(config: &EngineConfig) -> Result<(PathBuf, Signer), End> {
         LocateError::ConnectionFile { .. } => {
             End::Retry(format!("no usable connection file yet: {err}"))
         }
-        LocateError::Key(_) | LocateError::RemoteConflict => End::Fatal(err.to_string()),
+        LocateError::Key(_) | LocateError::RemoteConflict | LocateError::Config(_) => {
+            End::Fatal(err.to_string())
+        }
     })?;
     let signer = info.signer().map_err(|e| End::Fatal(e.to_string()))?;
     Ok((info.socket, signer))

@@ -4,13 +4,15 @@
 //! and removes it when it stops. Engines and clients need nothing else to reach the hub.
 //!
 //! [`Locator`] is the one rule, shared by every warren program, for finding a hub from the
-//! flags `--connection-file`, `--socket`, `--key-file` (and the CLI's `--remote`) or, when
-//! none of them is given, the `WARREN_*` variables of the same names.
+//! flags `--hub`, `--connection-file`, `--socket`, `--key-file` (and the CLI's `--remote`) or,
+//! when none of them is given, the `WARREN_*` variables of the same names, or, when none of
+//! those is set either, the config file's default hub ([`crate::config`]).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::auth::{Key, KeyError, Signer};
+use crate::config::{Config, ConfigError, HubEntry};
 use crate::private_file::{self, PrivateFileError};
 
 /// The connection file format this build writes and reads.
@@ -157,17 +159,22 @@ pub const ENV_SOCKET: &str = "WARREN_SOCKET";
 pub const ENV_KEY_FILE: &str = "WARREN_KEY_FILE";
 /// The variable for the CLI's `--remote`.
 pub const ENV_REMOTE: &str = "WARREN_REMOTE";
+/// The variable for `--hub`.
+pub const ENV_HUB: &str = "WARREN_HUB";
 
 /// The rule of [`Locator`] in words, for `--help`.
 pub const LOCATOR_HELP: &str = "\
-Finding the hub: --remote NAME (warren only) reads the connection file of the tunnel NAME; else \
+Finding the hub: --hub NAME takes the hub called NAME in $XDG_CONFIG_HOME/warren/config.toml \
+(~/.config/warren/config.toml) as if its settings were flags (flags given beside it win). \
+--remote NAME (warren only) reads the connection file of the tunnel NAME; else \
 --connection-file; else, with --key-file, no file is read (socket: --socket or the default; \
 the hub's id, new at each of its starts, is learned from its first answer); else the file \
 beside --socket; else the default $XDG_RUNTIME_DIR/warren/hub.json \
 (/tmp/warren-<uid>/hub.json without XDG_RUNTIME_DIR). --socket and --key-file then replace the \
-file's socket and key. The variables WARREN_REMOTE, WARREN_CONNECTION_FILE, WARREN_SOCKET and \
-WARREN_KEY_FILE stand in for these flags only when none of the flags is given: flags beat the \
-environment.";
+file's socket and key. The variables WARREN_HUB, WARREN_REMOTE, WARREN_CONNECTION_FILE, \
+WARREN_SOCKET and WARREN_KEY_FILE stand in for these flags only when none of the flags is given: \
+flags beat the environment. When neither flags nor variables say anything, the config file's \
+`default` hub is used, if it names one: the environment beats the file.";
 
 /// How a program was told to find a hub. Each field is a flag; see [`Locator::resolve`] for
 /// what they mean together.
@@ -181,6 +188,31 @@ pub struct Locator {
     pub key_file: Option<PathBuf>,
     /// `--remote`: the connection file of the `warren tunnel` called this.
     pub remote: Option<String>,
+    /// `--hub`: the hub of this name in the config file; the other fields, when given, win
+    /// over its settings.
+    pub hub: Option<String>,
+}
+
+/// A hub named in the config file, and how it came to be chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedHub {
+    /// Its name.
+    pub name: String,
+    /// Its settings.
+    pub entry: HubEntry,
+    /// The config file.
+    pub config_file: PathBuf,
+    /// Chosen as the file's `default`, not by `--hub` or `WARREN_HUB`.
+    pub by_default: bool,
+}
+
+/// A locator with the config file applied ([`Locator::expand`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// Where the hub is, in flags alone (`hub` is `None`).
+    pub locator: Locator,
+    /// The named hub it came from, if any.
+    pub hub: Option<NamedHub>,
 }
 
 /// Why a [`Locator`] found no usable hub connection.
@@ -198,6 +230,9 @@ pub enum LocateError {
     /// The key file can't be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The config file can't be used, or lacks the hub asked for.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A tunnel's name was given with another connection file or key.
     #[error(
         "a tunnel (--remote or WARREN_REMOTE) brings its own connection file; don't combine it with --connection-file or --key-file"
@@ -222,6 +257,7 @@ impl Locator {
             socket: var(ENV_SOCKET).map(PathBuf::from),
             key_file: var(ENV_KEY_FILE).map(PathBuf::from),
             remote: var(ENV_REMOTE).map(|v| v.to_string_lossy().into_owned()),
+            hub: var(ENV_HUB).map(|v| v.to_string_lossy().into_owned()),
         }
     }
 
@@ -264,6 +300,51 @@ impl Locator {
     /// call learns it from the hub's refusal (see [`Signer::learn_hub_id`]). Read afresh on
     /// each call: a hub that restarted has a new id, and may have a new key.
     pub fn resolve(&self) -> Result<ConnectionInfo, LocateError> {
+        self.expand()?.locator.resolve_given()
+    }
+
+    /// This locator with the config file applied: a named hub (`hub`) gives the fields its
+    /// entry sets, and the fields given here win over them; with nothing given at all, the
+    /// config file's `default` hub, if it names one. The file is read only then.
+    pub fn expand(&self) -> Result<Expanded, LocateError> {
+        let unchanged = || {
+            Ok(Expanded {
+                locator: self.clone(),
+                hub: None,
+            })
+        };
+        if self.hub.is_none() && !self.is_empty() {
+            return unchanged();
+        }
+        let (config, path) = Config::load()?;
+        let (name, by_default) = match (&self.hub, &config.default) {
+            (Some(name), _) => (name.clone(), false),
+            (None, Some(name)) => (name.clone(), true),
+            (None, None) => return unchanged(),
+        };
+        let path = path.ok_or_else(|| ConfigError::NoPlace { name: name.clone() })?;
+        let entry = config.hub(&name, &path)?.clone();
+        let base = entry.locator(&name);
+        let locator = Self {
+            connection_file: self.connection_file.clone().or(base.connection_file),
+            socket: self.socket.clone().or(base.socket),
+            key_file: self.key_file.clone().or(base.key_file),
+            remote: self.remote.clone().or(base.remote),
+            hub: None,
+        };
+        Ok(Expanded {
+            locator,
+            hub: Some(NamedHub {
+                name,
+                entry,
+                config_file: path,
+                by_default,
+            }),
+        })
+    }
+
+    /// [`Locator::resolve`] for a locator whose config file has been applied.
+    fn resolve_given(&self) -> Result<ConnectionInfo, LocateError> {
         if self.remote.is_some() && (self.connection_file.is_some() || self.key_file.is_some()) {
             return Err(LocateError::RemoteConflict);
         }

@@ -7,6 +7,8 @@
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
 //!   which key it trusts, the default places for it, and the one rule ([`connection::Locator`])
 //!   by which every program finds a hub from its flags and environment.
+//! - [`config`]: the user's config file, `$XDG_CONFIG_HOME/warren/config.toml`: named hubs
+//!   (local, or remote through a tunnel) and a default one.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`private_file`]: the ssh-style check that keeps secrets (the key, the connection file)
 //!   in files only their owner can reach, and the one owner-and-mode check
@@ -19,16 +21,21 @@
 //!   binary (flags, logging, runtime).
 
 pub mod auth;
+pub mod config;
 pub mod connection;
 #[cfg(feature = "os")]
 pub mod os;
 pub mod private_file;
 pub mod transport;
 
-/// The generated code for protobuf package `warren.v1`.
+/// The generated code for protobuf package `warren.v1`. With the feature `json`, every message
+/// and enum is also `serde::Serialize` and `Deserialize` in the protobuf JSON mapping, as
+/// grpcurl prints it.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("warren.v1");
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/warren.v1.serde.rs"));
 }
 
 /// The encoded descriptor set of every `warren.v1` file, for gRPC server reflection.
@@ -62,6 +69,7 @@ pub const OWN_ENV_VARS: &[&str] = &[
     // No longer read (the hub id is learned), but an old shell may still set it.
     "WARREN_HUB_ID",
     connection::ENV_REMOTE,
+    connection::ENV_HUB,
     "WARREN_DB",
     "WARREN_SIGNATURE_WINDOW",
     "WARREN_SLOTS",

@@ -18,11 +18,12 @@
 //! - `model`: the types the state and the store share (`Submitter`, `TaskRow`, `Progress`,
 //!   `Entry`); `error`: the hub's error type.
 //! - The edge: `config` (flags), `run` (start-up and the draining shutdown), `serve` (the
-//!   gRPC server), `socket`, `auth` and `input` (gates in front of every call, see `gate`),
+//!   gRPC server), `socket` (and `activation`: a socket systemd passes, readiness), `auth` and `input` (gates in front of every call, see `gate`),
 //!   `validate` (checks on what callers and engines send).
 //!
 //! The public surface is [`run`] with its [`HubConfig`], and [`InProcessHub`] for the bench.
 
+mod activation;
 mod auth;
 mod config;
 mod embed;
@@ -38,6 +39,7 @@ mod state;
 mod store;
 mod validate;
 
+pub use activation::ActivationError;
 pub use config::{ConfigError, HubConfig};
 pub use embed::InProcessHub;
 pub use run::{RunError, run};

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use warren_proto::auth::{self as hmac_auth, Key, KeyError, Verifier};
 use warren_proto::connection::{self, ConnectionError, ConnectionInfo};
 
+use crate::activation::{self, ActivationError};
 use crate::config::{ConfigError, HubConfig};
 use crate::serve;
 use crate::socket::{self, SocketError};
@@ -54,6 +55,9 @@ pub enum RunError {
     /// The task history can't be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The socket systemd passed was refused.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
 }
 
 /// Removes the socket and the connection file when the hub ends, however it ends.
@@ -77,18 +81,25 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
         println!("wrote a new key to {}", path.display());
         return Ok(());
     }
-    let socket_path = socket::absolute(
-        &config
-            .socket
-            .clone()
-            .unwrap_or_else(connection::default_socket),
-    )?;
     if config.print_connection {
         return print_connection(config.socket.as_deref());
     }
+    // A socket systemd passed (socket activation) is checked by the same rules as our own.
+    let activated = activation::passed_listener(config.socket.as_deref())?;
+    let socket_path = match &activated {
+        Some((_, path)) => path.clone(),
+        None => socket::absolute(
+            &config
+                .socket
+                .clone()
+                .unwrap_or_else(connection::default_socket),
+        )?,
+    };
     let (key, hub_id) = key_and_id(&config)?;
     // Refuse an unusable socket before touching the history.
-    socket::check(&socket_path)?;
+    if activated.is_none() {
+        socket::check(&socket_path)?;
+    }
     let location = match &config.db {
         Some(text) => Location::parse(text),
         None => Location::default_for(
@@ -100,10 +111,21 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
     let (store, recovered, commits) = Store::open(location)?;
     let database = store.location().to_string();
 
-    let listener = socket::bind(&socket_path)?;
     let connection_file = connection::connection_file_for(&socket_path);
-    let _cleanup = Cleanup {
-        paths: vec![socket_path.clone(), connection_file.clone()],
+    let (listener, _cleanup) = match activated {
+        // systemd's socket stays for the next start; only the connection file goes.
+        Some((listener, _)) => (
+            socket::from_passed(listener)?,
+            Cleanup {
+                paths: vec![connection_file.clone()],
+            },
+        ),
+        None => (
+            socket::bind(&socket_path)?,
+            Cleanup {
+                paths: vec![socket_path.clone(), connection_file.clone()],
+            },
+        ),
     };
     ConnectionInfo::new(
         socket_path.clone(),
@@ -138,9 +160,15 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
         stopped,
     )?);
 
+    activation::notify(&format!(
+        "READY=1\nSTATUS=serving on {}",
+        socket_path.display()
+    ));
+
     // The signal.
     let request = wait_for_stop(&hub).await?;
     tracing::info!(?request, "hub stopping");
+    activation::notify("STOPPING=1");
     // The graceful stop.
     hub.wind_down(request == StopRequest::HubAndEngines).await;
     hub.stop();

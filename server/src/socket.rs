@@ -88,6 +88,17 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     Ok(listener)
 }
 
+/// A listening socket handed over by systemd (already checked by `activation`), for tokio.
+pub(crate) fn from_passed(
+    listener: std::os::unix::net::UnixListener,
+) -> Result<UnixListener, SocketError> {
+    let path = PathBuf::from("the socket systemd passed");
+    listener
+        .set_nonblocking(true)
+        .map_err(io_err("make non-blocking", &path))?;
+    UnixListener::from_std(listener).map_err(io_err("serve", &path))
+}
+
 /// Accepted connections, keeping only those whose peer runs as `uid`.
 pub(crate) fn incoming(
     listener: UnixListener,

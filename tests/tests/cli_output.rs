@@ -4,12 +4,15 @@
 use rustix::process::Signal;
 use warren_tests::*;
 
-/// The runs of non-blank characters of a line, as (start, end) character positions.
+/// The cells of a line, as (start, end) character positions: runs of characters broken only
+/// by single spaces (`3m ago`); columns are at least two spaces apart.
 fn words(line: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<char> = line.chars().chain([' ', ' ']).collect();
     let mut words = Vec::new();
     let mut start = None;
-    for (i, c) in line.chars().chain([' ']).enumerate() {
-        match (c == ' ', start) {
+    for i in 0..chars.len() - 1 {
+        let gap = chars[i] == ' ' && (chars[i + 1] == ' ' || start.is_none());
+        match (gap, start) {
             (false, None) => start = Some(i),
             (true, Some(s)) => {
                 words.push((s, i));
@@ -70,6 +73,10 @@ async fn tables_line_up_for_any_content_and_times_read_as_times() {
         &cells[1..3],
         ["queued", "-"],
         "a queued task has no engine:\n{table}"
+    );
+    assert!(
+        row.contains("s ago") || row.contains("just now"),
+        "the age it was submitted at, as an age:\n{table}"
     );
     let (_, result, _) = cluster.cli(&["result", &queued]);
     assert!(result.contains("engine     -"), "{result}");

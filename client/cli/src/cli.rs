@@ -18,6 +18,9 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) hub: HubArgs,
 
+    #[command(flatten)]
+    pub(crate) output: crate::format::OutputArgs,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -26,6 +29,11 @@ pub(crate) struct Cli {
 /// flags is given (see `warren_proto::connection::Locator`).
 #[derive(Debug, Default, Args)]
 pub(crate) struct HubArgs {
+    /// The hub called NAME in $XDG_CONFIG_HOME/warren/config.toml, as if its settings were
+    /// flags (the flags below win over them) [env: WARREN_HUB] [default: the file's `default`]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) hub: Option<String>,
+
     /// The hub's connection file [env: WARREN_CONNECTION_FILE] [default: beside --socket, else $XDG_RUNTIME_DIR/warren/hub.json, else /tmp/warren-<uid>/hub.json]
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) connection_file: Option<PathBuf>,
@@ -52,6 +60,7 @@ impl HubArgs {
             socket: self.socket.clone(),
             key_file: self.key_file.clone(),
             remote: self.remote.clone(),
+            hub: self.hub.clone(),
         }
     }
 
@@ -70,6 +79,7 @@ impl HubArgs {
                 text.push_str(&format!(" {flag} {}", shell_word(&value)));
             }
         };
+        add("--hub", flags.hub);
         add("--remote", flags.remote);
         add(
             "--connection-file",
@@ -190,6 +200,19 @@ pub(crate) enum Command {
     /// Copy files to and from engines, like scp: `cp [-r] LOCAL... ID:PATH`,
     /// `cp [-r] ID:PATH LOCAL`, or `cp [-r] LOCAL... --all:PATH` (to every engine)
     Cp(crate::cp::CpArgs),
+    /// Check the setup, a line per check: ok, or what to do (exit status 1 if any failed)
+    Doctor,
+    /// Print a shell completion script, e.g. `warren completions bash >
+    /// ~/.local/share/bash-completion/completions/warren`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (warren.1 and one per command) into DIR, or print warren(1)
+    Man {
+        /// Where to write them (created if missing)
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,20 +235,24 @@ pub(crate) enum EnginesAction {
 /// How to run ssh.
 #[derive(Debug, Args)]
 pub(crate) struct SshArgs {
-    /// The ssh command, split on spaces (e.g. "ssh -F ~/.ssh/other_config")
-    #[arg(
-        long = "ssh",
-        env = "WARREN_SSH",
-        default_value = "ssh",
-        value_name = "COMMAND"
-    )]
-    pub(crate) command: String,
+    /// The ssh command, split on spaces (e.g. "ssh -F ~/.ssh/other_config") [default: ssh, or
+    /// the config file's for a named hub]
+    #[arg(long = "ssh", env = "WARREN_SSH", value_name = "COMMAND")]
+    pub(crate) command: Option<String>,
+}
+
+impl SshArgs {
+    /// The ssh command given, else `ssh`.
+    pub(crate) fn command(&self) -> &str {
+        self.command.as_deref().unwrap_or("ssh")
+    }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct TunnelArgs {
-    /// The machine the hub runs on, as ssh names it
-    #[arg(value_name = "[USER@]HOST", required_unless_present = "stop")]
+    /// The machine the hub runs on, as ssh names it; or the name of a hub with a `host` in the
+    /// config file [default: the host of --hub's (or the default) hub]
+    #[arg(value_name = "[USER@]HOST")]
     pub(crate) host: Option<String>,
     /// The tunnel's name, for --remote [default: the host]
     #[arg(long)]
@@ -233,9 +260,9 @@ pub(crate) struct TunnelArgs {
     /// The hub's socket on that machine [default: the hub's default socket there]
     #[arg(long, value_name = "PATH")]
     pub(crate) remote_socket: Option<String>,
-    /// How to run warren-hub on that machine
-    #[arg(long, default_value = "warren-hub", value_name = "COMMAND")]
-    pub(crate) remote_hub_command: String,
+    /// How to run warren-hub on that machine [default: warren-hub, or the config file's]
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) remote_hub_command: Option<String>,
     /// Keep running in the background (stop it with --stop NAME)
     #[arg(long, conflicts_with = "stop")]
     pub(crate) background: bool,
@@ -269,8 +296,11 @@ pub(crate) struct EnginesSshArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterAction {
-    /// Start a hub and N engines here, in the foreground, until Ctrl-C
+    /// Start a hub and N engines here, in the foreground until Ctrl-C (or detached, with
+    /// --daemon)
     Start(ClusterArgs),
+    /// Stop the cluster `cluster start --daemon` started on this socket (its hub and engines)
+    Stop,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +314,13 @@ pub(crate) struct ClusterArgs {
     /// Once the engines are up, run this on all of them and show its output (the cluster keeps running)
     #[arg(last = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
+    /// Detach once the cluster is up: its pid and log go beside the socket (hub.cluster.pid,
+    /// hub.cluster.log), where `warren cluster stop` finds them
+    #[arg(long)]
+    pub(crate) daemon: bool,
+    /// (The detached process itself.)
+    #[arg(long, hide = true, conflicts_with = "daemon")]
+    pub(crate) daemon_child: bool,
 }
 
 /// Which engines a job runs on.
@@ -439,8 +476,16 @@ mod tests {
     /// tasks' environments.
     #[test]
     fn every_variable_the_help_promises_is_read() {
-        use warren_proto::connection::{ENV_CONNECTION_FILE, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET};
-        let located = [ENV_CONNECTION_FILE, ENV_SOCKET, ENV_KEY_FILE, ENV_REMOTE];
+        use warren_proto::connection::{
+            ENV_CONNECTION_FILE, ENV_HUB, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET,
+        };
+        let located = [
+            ENV_CONNECTION_FILE,
+            ENV_SOCKET,
+            ENV_KEY_FILE,
+            ENV_REMOTE,
+            ENV_HUB,
+        ];
         fn visit(command: &clap::Command, found: &mut Vec<(String, String, bool)>) {
             for arg in command.get_arguments() {
                 let help = arg.get_help().map(ToString::to_string).unwrap_or_default();

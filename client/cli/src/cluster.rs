@@ -1,4 +1,5 @@
-//! `warren cluster start`: a hub and N engines on this machine, in the foreground.
+//! `warren cluster start`: a hub and N engines on this machine, in the foreground, or detached
+//! (`--daemon`, see `daemon`), and `warren cluster stop` for a detached one.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -20,26 +21,59 @@ const TERM_GRACE: Duration = Duration::from_secs(3);
 
 const POLL: Duration = Duration::from_millis(5);
 
-/// Starts the cluster, runs the optional command, and waits for Ctrl-C or the hub to stop.
-pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Result<u8> {
-    let started = Instant::now();
+/// Stops the cluster `cluster start --daemon` started on the socket the flags name.
+pub(crate) async fn stop(hub_args: &HubArgs) -> anyhow::Result<u8> {
+    let (socket, _) = own_socket(hub_args)?;
+    crate::daemon::stop(&socket).await
+}
+
+/// The socket (absolute) and key file of a cluster of our own: `--socket` (or WARREN_SOCKET),
+/// or the socket of a hub named with --hub (or WARREN_HUB), else the default socket. The config
+/// file's default hub is not used: it may be any hub, and this is about one we start.
+fn own_socket(hub_args: &HubArgs) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
     let flags = hub_args.flags();
     if flags.connection_file.is_some() || flags.remote.is_some() {
         return Err(crate::usage_error(
-            "cluster start starts a hub of its own, on --socket (or the default socket); --connection-file and --remote name another hub's",
+            "cluster start and stop are about a hub of their own, on --socket (or the default socket); --connection-file and --remote name another hub's",
         ));
     }
-    // Only the socket, key and id matter here, from the flags or else the environment.
-    let locator = hub_args.locator();
+    // Only the socket and key matter here, from the flags or else the environment; a hub named
+    // with --hub (or WARREN_HUB) gives its own, but not the config file's default, which may
+    // be any hub: this command starts one of its own.
+    let mut locator = hub_args.locator();
+    if locator.hub.is_some() {
+        locator = locator
+            .expand()
+            .map_err(|err| crate::explain_locate_error(hub_args, err))?
+            .locator;
+        if locator.connection_file.is_some() || locator.remote.is_some() {
+            return Err(crate::usage_error(
+                "cluster start starts a hub of its own, on a socket; the hub named by --hub (or WARREN_HUB) is given by a connection file or a host. Name one with a socket (and key_file), or use --socket",
+            ));
+        }
+    }
     let socket = std::path::absolute(
         locator
             .socket
             .clone()
             .unwrap_or_else(connection::default_socket),
     )?;
+    Ok((socket, locator.key_file))
+}
+
+/// Starts the cluster, runs the optional command, and waits for Ctrl-C or the hub to stop.
+pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let (socket, key_file) = own_socket(hub_args)?;
     let connection_file = connection::connection_file_for(&socket);
     let warren = hint_prefix(&socket);
     // Before anything starts: a hub that answers here is someone's running cluster.
+    if let Some(pid) = crate::daemon::running(&crate::daemon::Files::beside(&socket)) {
+        bail!(
+            "a cluster started with --daemon already runs on {} (pid {pid}); nothing was started. Use it, stop it with `{warren} cluster stop`, or choose another --socket",
+            socket.display()
+        );
+    }
     if warren::ping(&socket).await.is_ok() {
         let pid = ConnectionInfo::load(&connection_file)
             .ok()
@@ -50,6 +84,9 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
             socket.display()
         );
     }
+    if args.daemon {
+        return crate::daemon::start(&socket, args.engines).await;
+    }
     // Before any child exists: a Ctrl-C from now on stops them all.
     use tokio::signal::unix::{SignalKind, signal};
     let stop_signals = (
@@ -59,7 +96,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
 
     let mut hub = child_command("warren-hub")?;
     hub.arg("--socket").arg(&socket);
-    if let Some(key_file) = &locator.key_file {
+    if let Some(key_file) = &key_file {
         hub.arg("--key-file").arg(key_file);
     }
     // The hub's own settings from the environment travel as flags too.
@@ -72,6 +109,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
         }
     }
     let mut hub = hub.spawn().context("cannot start warren-hub")?;
+    tracing::info!(pid = hub.id(), socket = %socket.display(), "started warren-hub");
     let client = wait_for_hub(&connection_file, &mut hub).await?;
 
     let mut engines = Vec::new();
@@ -84,24 +122,30 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
             .spawn()
             .context("cannot start warren-engine");
         match engine {
-            Ok(engine) => engines.push(engine),
+            Ok(engine) => {
+                tracing::info!(pid = engine.id(), "started warren-engine");
+                engines.push(engine)
+            }
             Err(err) => {
-                stop(&client, &mut hub, &mut engines).await;
+                stop_children(&client, &mut hub, &mut engines).await;
                 return Err(err);
             }
         }
     }
+    // A detached cluster's pid file: written once it is up, removed after everything stopped.
+    let mut pid_file = None;
     let outcome = serve(
         &client,
-        &mut hub,
-        &mut engines,
+        (&mut hub, &mut engines),
         args,
         &socket,
         started,
         stop_signals,
+        &mut pid_file,
     )
     .await;
-    stop(&client, &mut hub, &mut engines).await;
+    stop_children(&client, &mut hub, &mut engines).await;
+    drop(pid_file);
     outcome
 }
 
@@ -123,7 +167,7 @@ fn child_command(name: &str) -> anyhow::Result<Command> {
 }
 
 /// `warren`, with `--socket S` when S is not the default socket: how the hints must start.
-fn hint_prefix(socket: &Path) -> String {
+pub(crate) fn hint_prefix(socket: &Path) -> String {
     let default = std::path::absolute(connection::default_socket()).ok();
     if default.as_deref() == Some(socket) {
         "warren".to_owned()
@@ -137,12 +181,12 @@ fn hint_prefix(socket: &Path) -> String {
 
 async fn serve(
     client: &Client,
-    hub: &mut Child,
-    engines: &mut [Child],
+    (hub, engines): (&mut Child, &mut [Child]),
     args: &ClusterArgs,
     socket: &Path,
     started: Instant,
     (mut interrupt, mut terminate): (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    pid_file: &mut Option<crate::daemon::PidFile>,
 ) -> anyhow::Result<u8> {
     wait_for_engines(client, engines, args.engines as usize).await?;
     let connection_file = connection::connection_file_for(socket);
@@ -162,7 +206,20 @@ async fn serve(
         "  from elsewhere   warren tunnel THIS_HOST --remote-socket {}   (then warren --remote THIS_HOST ...)",
         crate::cli::shell_word(&socket.display().to_string())
     );
-    println!("  stop             Ctrl-C here, or {warren} shutdown");
+    // Detached, a hang-up of the terminal it came from is not a reason to stop.
+    let _hangup = if args.daemon_child {
+        Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?)
+    } else {
+        None
+    };
+    if args.daemon_child {
+        println!("  stop             {warren} cluster stop");
+        *pid_file = Some(crate::daemon::ready(&crate::daemon::Files::beside(socket))?);
+    } else {
+        println!("  stop             Ctrl-C here, or {warren} shutdown");
+    }
     let mut status = 0;
     if !args.command.is_empty() {
         let job = Job::argv(args.command.clone()).all();
@@ -189,7 +246,7 @@ async fn serve(
 /// Asks our hub (the client holds its key) to stop everything, then makes sure every child
 /// is gone: SIGTERM for what is left (an engine still starting cleans up after itself), then
 /// SIGKILL.
-async fn stop(client: &Client, hub: &mut Child, engines: &mut [Child]) {
+async fn stop_children(client: &Client, hub: &mut Child, engines: &mut [Child]) {
     let _ = client.shutdown(true).await;
     let deadline = tokio::time::Instant::now() + STOP_LIMIT;
     for child in std::iter::once(hub).chain(engines.iter_mut()) {

@@ -8,7 +8,8 @@ use warren::{Client, Job, Outcome};
 
 use crate::cli::{HubArgs, PurgeArgs, RunArgs, ShellArgs, TasksArgs};
 use crate::foreground::{self, Input, Options};
-use crate::output::exit_code_of;
+use crate::format::{Format, print_ids, print_json};
+use crate::output::{Printer, exit_code_of};
 use crate::table::{Align, Table};
 use crate::time;
 
@@ -70,12 +71,15 @@ fn read_stdin_source(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Runs a job in the foreground (`foreground`: stdin streamed, signals forwarded) and follows
-/// its tasks to their end (riding over hub restarts), or with --detach prints its task ids.
+/// its tasks to their end (riding over hub restarts), or with --detach prints its task ids (as
+/// `Submit`'s reply with --json). With --json a followed job prints each event as a line of
+/// JSON.
 pub(crate) async fn run(
     hub: &HubArgs,
     client: &Client,
     job: Job,
     args: &RunArgs,
+    format: Format,
 ) -> anyhow::Result<u8> {
     // A detached task, or one that may run again, is given its stdin whole in the request:
     // nobody streams it later, and a retry must get it again.
@@ -85,8 +89,10 @@ pub(crate) async fn run(
         _ => job,
     };
     if args.detach {
-        for id in client.submit(job).await? {
-            println!("{id}");
+        let task_ids = client.submit(job).await?;
+        match format {
+            Format::Json => print_json(&warren::proto::SubmitReply { task_ids })?,
+            Format::Text | Format::Quiet => print_ids(task_ids)?,
         }
         return Ok(0);
     }
@@ -96,7 +102,11 @@ pub(crate) async fn run(
         ));
     }
     let request = job.into_request();
-    let expected = expected_tasks(client, &request).await;
+    let printer = if format == Format::Json {
+        Printer::json()
+    } else {
+        Printer::new(expected_tasks(client, &request).await)
+    };
     let input = match &args.stdin {
         _ if args.no_stdin || whole => Input::None,
         Some(path) if path.as_os_str() != "-" => Input::File(path.clone()),
@@ -107,7 +117,7 @@ pub(crate) async fn run(
         tty: args.tty,
         reconnect: args.reconnect.reconnect_timeout,
     };
-    foreground::run(hub, client, request, expected, options).await
+    foreground::run(hub, client, request, printer, options).await
 }
 
 /// The shell text `warren shell` runs: the engine's login shell, as ssh runs the remote one.
@@ -125,7 +135,7 @@ pub(crate) async fn shell(hub: &HubArgs, client: &Client, args: &ShellArgs) -> a
         tty: true,
         reconnect: args.reconnect.reconnect_timeout,
     };
-    foreground::run(hub, client, job.into_request(), 1, options).await
+    foreground::run(hub, client, job.into_request(), Printer::new(1), options).await
 }
 
 /// How many tasks a request will make, to choose between raw and prefixed output.
@@ -143,9 +153,20 @@ fn engine_text(id: u32) -> String {
     if id == 0 { "-".into() } else { id.to_string() }
 }
 
-/// Prints the engines as a table.
-pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
+/// Prints the engines as a table (their ids with -q, `ListEngines`' reply with --json).
+pub(crate) async fn engines(client: &Client, format: Format) -> anyhow::Result<u8> {
     let engines = client.engines().await?;
+    match format {
+        Format::Json => {
+            print_json(&warren::proto::ListEnginesReply { engines })?;
+            return Ok(0);
+        }
+        Format::Quiet => {
+            print_ids(engines.iter().map(|e| e.id))?;
+            return Ok(0);
+        }
+        Format::Text => {}
+    }
     let mut table = Table::new(&[
         ("ID", Align::Right),
         ("HOST", Align::Left),
@@ -174,8 +195,8 @@ pub(crate) async fn engines(client: &Client) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Prints tasks as a table.
-pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u8> {
+/// Prints tasks as a table, newest first (their ids with -q, `ListTasks`' reply with --json).
+pub(crate) async fn tasks(client: &Client, args: &TasksArgs, format: Format) -> anyhow::Result<u8> {
     let page = client
         .tasks_page(ListTasksRequest {
             states: args.states.iter().map(|&s| s as i32).collect(),
@@ -190,14 +211,30 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             ..ListTasksRequest::default()
         })
         .await?;
+    match format {
+        Format::Json => {
+            print_json(&warren::proto::ListTasksReply {
+                tasks: page.tasks,
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            })?;
+            return Ok(0);
+        }
+        Format::Quiet => {
+            print_ids(page.tasks.iter().map(|t| t.id))?;
+            return Ok(0);
+        }
+        Format::Text => {}
+    }
     let mut table = Table::new(&[
         ("ID", Align::Right),
         ("STATE", Align::Left),
         ("ENGINE", Align::Right),
         ("EXIT", Align::Right),
         ("CLIENT", Align::Right),
+        ("SUBMITTED", Align::Left),
         ("COMMAND", Align::Left),
     ]);
+    let now = warren_proto::now_us();
     for task in &page.tasks {
         table.row(vec![
             task.id.to_string(),
@@ -206,6 +243,7 @@ pub(crate) async fn tasks(client: &Client, args: &TasksArgs) -> anyhow::Result<u
             exit_text(task),
             // Who submitted it: a task outlives a client killed without a word.
             task.submitter_pid.to_string(),
+            time::ago(task.submitted_us, now),
             command_text(task, 60),
         ]);
     }
@@ -264,9 +302,22 @@ fn command_text(task: &TaskInfo, width: usize) -> String {
     }
 }
 
-/// Prints one task's record.
-pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
+/// Prints one task's record (`GetTask`'s reply with --json, nothing with -q) and exits with
+/// the task's status.
+pub(crate) async fn result(client: &Client, task: u64, format: Format) -> anyhow::Result<u8> {
     let info = client.task(task).await?;
+    let status = info
+        .result
+        .clone()
+        .map_or(0, |result| exit_code_of(&Outcome::from(result)));
+    match format {
+        Format::Json => {
+            print_json(&info)?;
+            return Ok(status);
+        }
+        Format::Quiet => return Ok(status),
+        Format::Text => {}
+    }
     let result = info.result.as_ref();
     let mut state = info.state().label().to_owned();
     if info.attempts.len() > 1 || info.retries > 0 {
@@ -367,9 +418,7 @@ pub(crate) async fn result(client: &Client, task: u64) -> anyhow::Result<u8> {
             println!("  {line}");
         }
     }
-    Ok(info
-        .result
-        .map_or(0, |result| exit_code_of(&Outcome::from(result))))
+    Ok(status)
 }
 
 /// Sends a signal to tasks; exits 1 if an id is unknown or a task has not started yet (the
@@ -414,9 +463,14 @@ pub(crate) async fn abort(client: &Client, tasks: &[u64]) -> anyhow::Result<u8> 
     Ok(u8::from(!reply.not_found.is_empty()))
 }
 
-/// Prints the queues.
-pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
+/// Prints the queues (`QueueStatus`' reply with --json, nothing with -q).
+pub(crate) async fn queue(client: &Client, format: Format) -> anyhow::Result<u8> {
     let status = client.queue_status().await?;
+    match format {
+        Format::Json => return print_json(&status).map(|()| 0),
+        Format::Quiet => return Ok(0),
+        Format::Text => {}
+    }
     println!("waiting for any engine: {}", status.unassigned);
     println!("tasks in the hub's memory: {}", status.tasks_in_memory);
     let mut table = Table::new(&[
@@ -437,9 +491,15 @@ pub(crate) async fn queue(client: &Client) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Prints this warren's version and the hub's, its id and its clock.
-pub(crate) async fn version(client: &Client) -> anyhow::Result<u8> {
+/// Prints this warren's version and the hub's, its id and its clock (`GetVersion`'s reply
+/// with --json, nothing with -q).
+pub(crate) async fn version(client: &Client, format: Format) -> anyhow::Result<u8> {
     let version = client.version().await?;
+    match format {
+        Format::Json => return print_json(&version).map(|()| 0),
+        Format::Quiet => return Ok(0),
+        Format::Text => {}
+    }
     println!("warren     {}", warren_proto::VERSION);
     println!(
         "hub        {} (protocol {})",

@@ -24,10 +24,6 @@ pub(crate) struct CpArgs {
     #[arg(short = 'r', long)]
     pub(crate) recursive: bool,
 
-    /// No progress bar (there is one only when stderr is a terminal)
-    #[arg(short = 'q', long)]
-    pub(crate) quiet: bool,
-
     /// The sources, then the destination: local paths, ID:PATH on engine ID, or --all:PATH on
     /// every engine (a destination only)
     #[arg(required = true, num_args = 2.., value_name = "PATH", allow_hyphen_values = true)]
@@ -121,10 +117,11 @@ impl Plan {
 }
 
 /// Copies, reporting each engine's outcome; exits 1 if any part failed.
-pub(crate) async fn run(client: &Client, args: &CpArgs) -> anyhow::Result<u8> {
+/// Runs `warren cp`; `quiet` (the global `-q`) shows no progress bar.
+pub(crate) async fn run(client: &Client, args: &CpArgs, quiet: bool) -> anyhow::Result<u8> {
     let plan = Plan::new(&args.paths)?;
     let options = CopyOptions::new().recursive(args.recursive);
-    let bar = progress_bar(args.quiet);
+    let bar = progress_bar(quiet);
     let options = match &bar {
         Some(bar) => {
             let bar = bar.clone();

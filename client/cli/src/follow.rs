@@ -240,7 +240,10 @@ impl<'a> Follower<'a> {
                         .note(&format!("reconnected; following {}", tasks.join(", ")));
                     return Some(found);
                 }
-                Ok(Err(err)) => last = err,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "reconnecting: not yet");
+                    last = err;
+                }
                 Err(_) => break,
             }
         }
@@ -291,7 +294,8 @@ impl<'a> Follower<'a> {
     }
 }
 
-/// Follows one task from a sequence number (`warren attach`).
+/// Follows one task from a sequence number (`warren attach`); with --json each event is a line
+/// of JSON.
 pub(crate) async fn attach(
     hub: &HubArgs,
     client: &Client,

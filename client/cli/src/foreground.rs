@@ -59,7 +59,7 @@ pub(crate) async fn run(
     hub: &HubArgs,
     client: &Client,
     mut request: ExecuteRequest,
-    tasks: usize,
+    printer: Printer,
     options: Options,
 ) -> anyhow::Result<u8> {
     if options.tty
@@ -97,7 +97,7 @@ pub(crate) async fn run(
             .spawn(move || feed(&source, &stdin))
             .context("cannot start reading stdin")?;
     }
-    let follower = Follower::new(hub, Printer::new(tasks), options.reconnect).with_signals(signals);
+    let follower = Follower::new(hub, printer, options.reconnect).with_signals(signals);
     let code = follower.run(client.clone(), events).await;
     drop(raw);
     code

@@ -4,14 +4,18 @@ mod cli;
 mod cluster;
 mod commands;
 mod cp;
+mod daemon;
+mod doctor;
 mod follow;
 mod foreground;
+mod format;
 mod map;
 mod output;
 mod parse;
 mod px;
 mod remote_engines;
 mod session;
+mod shell;
 mod slurm;
 mod ssh;
 mod table;
@@ -20,7 +24,7 @@ mod time;
 mod tunnel;
 mod wait;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{ConnectionInfo, LocateError};
@@ -33,10 +37,14 @@ const EXIT_WARREN_FAILED: u8 = 255;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, name) = match parse() {
+        Ok(parsed) => parsed,
         Err(err) => return usage_exit(&err),
     };
+    warren_proto::os::program::start_logging(Some(&cli.output.log_filter()));
+    if let Err(usage) = format::check(&cli.command, cli.output.format(), &name) {
+        return usage_exit(&usage);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,6 +66,18 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The command line, and the command's name as typed (`engines stop`), for messages.
+fn parse() -> Result<(Cli, String), clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let mut name = Vec::new();
+    let mut level = &matches;
+    while let Some((sub, next)) = level.subcommand() {
+        name.push(sub.to_owned());
+        level = next;
+    }
+    Ok((Cli::from_arg_matches(&matches)?, name.join(" ")))
 }
 
 /// Prints clap's message; 64 for a usage error, 0 for `--help` and `--version`.
@@ -102,21 +122,25 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let hub = &cli.hub;
+    let format = cli.output.format();
     match &cli.command {
         Command::Sign { method } => sign(hub, method).await,
         Command::Cluster {
             action: ClusterAction::Start(args),
         } => cluster::start(hub, args).await,
+        Command::Cluster {
+            action: ClusterAction::Stop,
+        } => cluster::stop(hub).await,
         Command::Exec(args) => {
             let job = commands::job(Job::argv(args.argv.clone()), &args.run)?;
-            commands::run(hub, &connect(hub).await?, job, &args.run).await
+            commands::run(hub, &connect(hub).await?, job, &args.run, format).await
         }
         Command::Sh(args) => {
             let job = commands::job(Job::script(args.script.clone()), &args.run)?;
-            commands::run(hub, &connect(hub).await?, job, &args.run).await
+            commands::run(hub, &connect(hub).await?, job, &args.run, format).await
         }
         Command::Shell(args) => commands::shell(hub, &connect(hub).await?, args).await,
-        Command::Engines { action: None } => commands::engines(&connect(hub).await?).await,
+        Command::Engines { action: None } => commands::engines(&connect(hub).await?, format).await,
         Command::Engines {
             action: Some(EnginesAction::Ssh(args)),
         } => {
@@ -138,8 +162,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Tasks(args) => commands::tasks(&connect(hub).await?, args).await,
-        Command::Result(args) => wait::result(&connect(hub).await?, args).await,
+        Command::Tasks(args) => commands::tasks(&connect(hub).await?, args, format).await,
+        Command::Result(args) => wait::result(&connect(hub).await?, args, format).await,
         Command::Wait(args) => wait::wait(&connect(hub).await?, args).await,
         Command::Map(args) => map::run(hub, args).await,
         Command::Attach {
@@ -149,7 +173,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             reconnect,
         } => {
             let client = connect(hub).await?;
-            let printer = if *input {
+            let printer = if format == crate::format::Format::Json {
+                output::Printer::json()
+            } else if *input {
                 output::Printer::new(1).input_only()
             } else {
                 output::Printer::new(1)
@@ -168,7 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             commands::interrupt(&connect(hub).await?, tasks, *signal).await
         }
         Command::Abort { tasks } => commands::abort(&connect(hub).await?, tasks).await,
-        Command::Queue => commands::queue(&connect(hub).await?).await,
+        Command::Queue => commands::queue(&connect(hub).await?, format).await,
         Command::Purge(args) => commands::purge(&connect(hub).await?, args).await,
         Command::Shutdown { keep_engines } => {
             connect(hub).await?.shutdown(!keep_engines).await?;
@@ -182,13 +208,28 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 None => connection_info(hub)?.socket,
             };
             warren::ping(&socket).await?;
-            println!("warren: a hub is serving on {}", socket.display());
+            match format {
+                // grpc.health.v1.Health/Check's reply, as grpcurl prints it.
+                format::Format::Json => {
+                    format::print_json(&serde_json::json!({"status": "SERVING"}))?
+                }
+                format::Format::Quiet => {}
+                format::Format::Text => {
+                    println!("warren: a hub is serving on {}", socket.display())
+                }
+            }
             Ok(0)
         }
-        Command::Tunnel(args) => tunnel::run(args).await,
-        Command::Cp(args) => cp::run(&connect(hub).await?, args).await,
-        Command::Version => commands::version(&connect(hub).await?).await,
-        Command::Session { action } => session::run(&connect(hub).await?, action).await,
+        Command::Tunnel(args) => tunnel::run(args, hub).await,
+        Command::Cp(args) => {
+            let quiet = format == format::Format::Quiet;
+            cp::run(&connect(hub).await?, args, quiet).await
+        }
+        Command::Doctor => doctor::run(hub, format).await,
+        Command::Completions { shell } => shell::completions(*shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
+        Command::Version => commands::version(&connect(hub).await?, format).await,
+        Command::Session { action } => session::run(&connect(hub).await?, action, format).await,
         Command::Px(args) => px::run(&connect(hub).await?, args).await,
     }
 }
@@ -202,11 +243,25 @@ pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
 }
 
 /// Why the flags (or the environment) lead to no hub, and what to do about it.
-fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
-    match (&err, &hub.locator().remote) {
-        (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => anyhow::anyhow!(
-            "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
-        ),
+pub(crate) fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
+    let expanded = hub.locator().expand().ok();
+    let remote = expanded.as_ref().and_then(|e| e.locator.remote.clone());
+    let named = expanded
+        .and_then(|e| e.hub)
+        .filter(|named| named.entry.is_remote());
+    match (&err, &remote) {
+        (LocateError::ConnectionFile { .. }, Some(name)) if err.is_not_found() => match named {
+            Some(named) => anyhow::anyhow!(
+                "hub {} is on {} and its tunnel is not up; start it with `warren --hub {} tunnel` (add --background to keep it running)",
+                named.name,
+                named.entry.host.unwrap_or_default(),
+                named.name
+            ),
+            None => anyhow::anyhow!(
+                "no tunnel called {name} is up; start one with `warren tunnel HOST --name {name}`"
+            ),
+        },
+        (LocateError::Config(_), _) => anyhow::anyhow!("{err}"),
         (LocateError::ConnectionFile { path, .. }, None) if err.is_not_found() => anyhow::anyhow!(
             "no connection file at {} (is a hub running? Start one with `warren cluster start`, or point --socket or --connection-file at a running hub's)",
             path.display()
@@ -221,7 +276,44 @@ fn explain_locate_error(hub: &HubArgs, err: LocateError) -> anyhow::Error {
 
 /// The client settings the flags (or the environment) give.
 pub(crate) fn client_builder(hub: &HubArgs) -> ClientBuilder {
+    log_where(hub);
     ClientBuilder::new().locator(hub.locator())
+}
+
+/// Says (at `-v`) where the hub was looked for, and why there.
+fn log_where(hub: &HubArgs) {
+    let given = hub.flags();
+    let from = if !given.is_empty() {
+        "the flags"
+    } else if !warren_proto::connection::Locator::from_env().is_empty() {
+        "the environment"
+    } else {
+        "the defaults"
+    };
+    match hub.locator().expand() {
+        Ok(expanded) => {
+            if let Some(named) = &expanded.hub {
+                let how = if named.by_default {
+                    "the default hub"
+                } else {
+                    "hub"
+                };
+                tracing::info!(
+                    "{how} {} from {}, as {from} say",
+                    named.name,
+                    named.config_file.display()
+                );
+            }
+            let file = expanded.locator.connection_file();
+            tracing::info!(
+                connection_file = %file.as_deref().map_or_else(|| "none".into(), |f| f.display().to_string()),
+                socket = %expanded.locator.socket.as_deref().map_or_else(|| "the connection file's".into(), |s| s.display().to_string()),
+                key_file = %expanded.locator.key_file.as_deref().map_or_else(|| "the connection file's".into(), |k| k.display().to_string()),
+                "finding the hub by {from}"
+            );
+        }
+        Err(err) => tracing::debug!(%err, "the config file can't be used"),
+    }
 }
 
 /// A client for the hub the flags (or the environment) name, found afresh each call.

@@ -1,8 +1,9 @@
-//! Printing task events as they arrive: raw for one task, prefixed by engine for several.
+//! Printing task events as they arrive: raw for one task, prefixed by engine for several, or
+//! (`--json`) each event as a line of JSON.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use warren::proto::TaskState;
+use warren::proto::{self, TaskState};
 use warren::{Event, EventKind, Exit, Outcome, OutputStream};
 
 /// Writes task output to stdout and stderr and keeps each task's result.
@@ -19,6 +20,8 @@ pub(crate) struct Printer {
     stderr_at_line_start: bool,
     /// Show only the stdin tasks were given (`attach --input`), instead of their output.
     input_only: bool,
+    /// Print each event as a JSON line (`--json`) instead of the output it carries.
+    json: bool,
 }
 
 /// The attempt of a task the printer last saw running.
@@ -41,6 +44,16 @@ impl Printer {
             results: BTreeMap::new(),
             stderr_at_line_start: true,
             input_only: false,
+            json: false,
+        }
+    }
+
+    /// A printer that prints every event as one line of JSON (the wire `TaskEvent` in the
+    /// protobuf JSON mapping) and nothing else on stdout.
+    pub(crate) fn json() -> Self {
+        Self {
+            json: true,
+            ..Self::new(1)
         }
     }
 
@@ -111,6 +124,13 @@ impl Printer {
     pub(crate) fn event(&mut self, event: Event) -> io::Result<()> {
         if event.engine_id != 0 {
             self.engines.insert(event.task_id, event.engine_id);
+        }
+        if self.json {
+            crate::format::print_json_line(&wire_event(&event))?;
+            if let EventKind::Result(result) = event.kind {
+                self.results.insert(event.task_id, result);
+            }
+            return Ok(());
         }
         match event.kind {
             EventKind::Output {
@@ -252,6 +272,65 @@ fn lost_reason(reason: &str, engine: u32) -> String {
     {
         Some((_, why)) => why.to_owned(),
         None => first.to_owned(),
+    }
+}
+
+/// An event as the hub sent it.
+fn wire_event(event: &Event) -> proto::TaskEvent {
+    use proto::task_event::Kind;
+    let kind = match &event.kind {
+        EventKind::Output { stream, data } => Some(Kind::Output(proto::OutputChunk {
+            stream: match stream {
+                OutputStream::Stdout => proto::OutputStream::Stdout,
+                OutputStream::Stderr => proto::OutputStream::Stderr,
+                OutputStream::Stdin => proto::OutputStream::Stdin,
+            } as i32,
+            data: data.clone(),
+        })),
+        EventKind::State {
+            state,
+            reason,
+            attempt,
+        } => Some(Kind::State(proto::StateChange {
+            state: *state as i32,
+            reason: reason.clone(),
+            attempt: *attempt,
+        })),
+        EventKind::Result(outcome) => Some(Kind::Result(proto::TaskResult {
+            state: outcome.state as i32,
+            exit: outcome.exit.map(|exit| match exit {
+                Exit::Code(code) => proto::task_result::Exit::ExitCode(code),
+                Exit::Signal(signal) => proto::task_result::Exit::Signal(signal),
+            }),
+            error: outcome.error.clone(),
+            started_us: outcome.started_us,
+            finished_us: outcome.finished_us,
+            attempt: outcome.attempt,
+            value_repr: outcome.value_repr.clone(),
+            cell_error: outcome.cell_error.as_ref().map(|e| proto::CellError {
+                name: e.name.clone(),
+                value: e.value.clone(),
+                traceback: e.traceback.clone(),
+            }),
+        })),
+        EventKind::Gap {
+            first_seq,
+            last_seq,
+            bytes,
+        } => Some(Kind::Gap(proto::OutputGap {
+            first_seq: *first_seq,
+            last_seq: *last_seq,
+            bytes: *bytes,
+        })),
+        // A kind this CLI does not know yet: its place in the stream still shows.
+        _ => None,
+    };
+    proto::TaskEvent {
+        task_id: event.task_id,
+        engine_id: event.engine_id,
+        seq: event.seq,
+        time_us: event.time_us,
+        kind,
     }
 }
 

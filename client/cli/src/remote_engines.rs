@@ -29,7 +29,7 @@ pub(crate) async fn run(
     args: &EnginesSshArgs,
 ) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
-    let ssh = Ssh::parse(&args.ssh.command)?;
+    let ssh = Ssh::parse(args.ssh.command())?;
     let host = &args.host;
     let session = format!("{}-{:x}", host, warren_proto::now_us());
     let mut labels = String::new();

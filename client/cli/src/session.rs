@@ -1,5 +1,6 @@
 //! `warren session open|ls|close|restart`: sessions, live interpreters on engines.
 
+use crate::format::{Format, print_ids, print_json};
 use clap::{Args, Subcommand, ValueEnum};
 use warren::proto::{CloseSessionsReply, SessionInfo, SessionState};
 use warren::{Client, SessionOptions};
@@ -73,19 +74,24 @@ pub(crate) struct OpenArgs {
     /// Start the interpreter in this directory on the engine
     #[arg(long, value_name = "DIR")]
     pub(crate) cwd: Option<String>,
-    /// Print only the session ids, one per line
-    #[arg(long, short = 'q')]
-    pub(crate) quiet: bool,
     /// The interpreter's command: python3 or bash and their options, or a custom adapter
     #[arg(last = true, value_name = "ARGV")]
     pub(crate) argv: Vec<String>,
 }
 
 /// Runs `warren session ...`.
-pub(crate) async fn run(client: &Client, action: &SessionAction) -> anyhow::Result<u8> {
+/// Runs `warren session ...`; `format` is the global `--json` or `-q` (open prints only ids
+/// with -q; ls prints `ListSessionsReply` with --json, ids with -q).
+pub(crate) async fn run(
+    client: &Client,
+    action: &SessionAction,
+    format: Format,
+) -> anyhow::Result<u8> {
     match action {
-        SessionAction::Open(args) => open(client, args).await,
-        SessionAction::Ls { name, all } => list(client, name.as_deref().unwrap_or(""), *all).await,
+        SessionAction::Open(args) => open(client, args, format == Format::Quiet).await,
+        SessionAction::Ls { name, all } => {
+            list(client, name.as_deref().unwrap_or(""), *all, format).await
+        }
         SessionAction::Close { targets } => {
             let (ids, groups) = split_targets(targets);
             let mut reply = CloseSessionsReply::default();
@@ -140,7 +146,7 @@ fn split_targets(targets: &[String]) -> (Vec<u64>, Vec<String>) {
     (ids, groups)
 }
 
-async fn open(client: &Client, args: &OpenArgs) -> anyhow::Result<u8> {
+async fn open(client: &Client, args: &OpenArgs, quiet: bool) -> anyhow::Result<u8> {
     let mut options = match args.kind {
         Kind::Python => SessionOptions::python(),
         Kind::Bash => SessionOptions::bash(),
@@ -176,14 +182,14 @@ async fn open(client: &Client, args: &OpenArgs) -> anyhow::Result<u8> {
         options = options.name(name.clone());
     }
     let (group, sessions) = client.open_sessions(options).await?;
-    if !args.quiet {
+    if !quiet {
         println!("group {group}");
     }
     let mut code = 0;
     for session in &sessions {
         let info = session.info();
         code |= u8::from(!info.state().is_live());
-        print_opened(info, args.quiet);
+        print_opened(info, quiet);
     }
     Ok(code)
 }
@@ -204,8 +210,19 @@ fn print_opened(info: &SessionInfo, quiet: bool) {
     }
 }
 
-async fn list(client: &Client, group: &str, all: bool) -> anyhow::Result<u8> {
+async fn list(client: &Client, group: &str, all: bool, format: Format) -> anyhow::Result<u8> {
     let sessions = client.list_sessions(group, all).await?;
+    match format {
+        Format::Json => {
+            print_json(&warren::proto::ListSessionsReply { sessions })?;
+            return Ok(0);
+        }
+        Format::Quiet => {
+            print_ids(sessions.iter().map(|s| s.id))?;
+            return Ok(0);
+        }
+        Format::Text => {}
+    }
     let mut table = Table::new(&[
         ("ID", Align::Right),
         ("GROUP", Align::Left),

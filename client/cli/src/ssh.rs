@@ -24,6 +24,11 @@ impl Ssh {
         })
     }
 
+    /// The ssh program, as given.
+    pub(crate) fn program(&self) -> &str {
+        &self.program
+    }
+
     /// `ssh [options] [extra] host`, with no remote command yet.
     pub(crate) fn command(&self, extra: &[&str], host: &str) -> Command {
         let argv = self.argv(extra, host);

@@ -75,6 +75,23 @@ fn three_figures(value: f64) -> String {
     }
 }
 
+/// How long ago a wire time was, in its largest unit, as listings show it: `just now`,
+/// `42s ago`, `3m ago`, `5h ago`, `12d ago`; a time after `now_us` (another machine's clock
+/// ahead of this one) is `just now` too.
+pub(crate) fn ago(micros: i64, now_us: i64) -> String {
+    if micros <= 0 {
+        return "-".to_owned();
+    }
+    let seconds = now_us.saturating_sub(micros) / 1_000_000;
+    match seconds {
+        ..=0 => "just now".to_owned(),
+        1..=59 => format!("{seconds}s ago"),
+        60..=3599 => format!("{}m ago", seconds / 60),
+        3600..=86_399 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86_400),
+    }
+}
+
 /// The difference between the hub's clock and this machine's, in words.
 pub(crate) fn skew(hub_seconds: i64, here_us: i64) -> String {
     let diff_us = here_us - hub_seconds.saturating_mul(1_000_000);
@@ -122,5 +139,18 @@ mod tests {
             "this machine's clock agrees within a second"
         );
         assert_eq!(skew(100, 103_000_000), "this machine's clock is 3 s ahead");
+    }
+
+    #[test]
+    fn ages_read_like_listings_show_them() {
+        let now = 1_764_531_001_000_000;
+        let ago_s = |seconds: i64| ago(now - seconds * 1_000_000, now);
+        assert_eq!(ago_s(0), "just now");
+        assert_eq!(ago_s(-5), "just now");
+        assert_eq!(ago_s(42), "42s ago");
+        assert_eq!(ago_s(3 * 60 + 59), "3m ago");
+        assert_eq!(ago_s(5 * 3600), "5h ago");
+        assert_eq!(ago_s(12 * 86_400), "12d ago");
+        assert_eq!(ago(0, now), "-");
     }
 }

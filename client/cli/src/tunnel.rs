@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use warren_proto::connection::{self, ConnectionInfo};
 
-use crate::cli::TunnelArgs;
+use crate::cli::{HubArgs, TunnelArgs};
 use crate::ssh::{Ssh, quote};
 
 /// How long the forward may take to come up.
@@ -56,13 +56,81 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// One tunnel: where to, under which name, and how to run ssh and the hub there.
+pub(crate) struct Plan {
+    /// The machine, as ssh names it.
+    pub(crate) host: String,
+    /// The tunnel's name (`--remote NAME`; a named hub's name).
+    pub(crate) name: String,
+    /// The hub's socket there, if not the default.
+    pub(crate) remote_socket: Option<String>,
+    /// How to run `warren-hub` there.
+    pub(crate) remote_hub_command: String,
+    /// The ssh command.
+    pub(crate) ssh: String,
+}
+
+impl Plan {
+    /// The tunnel the flags describe, completed by the config file's hub when HOST names one
+    /// with a `host`, or else when --hub (WARREN_HUB, the file's default) does: flags win over
+    /// the file, and `WARREN_SSH` counts as the --ssh flag.
+    pub(crate) fn new(args: &TunnelArgs, hub: &HubArgs) -> anyhow::Result<Self> {
+        let named = match &args.host {
+            Some(host) => {
+                let (config, _) = warren_proto::config::Config::load()?;
+                config
+                    .hubs
+                    .get(host)
+                    .filter(|entry| entry.is_remote())
+                    .map(|entry| (host.clone(), entry.clone()))
+            }
+            None => hub
+                .locator()
+                .expand()
+                .map_err(|err| crate::explain_locate_error(hub, err))?
+                .hub
+                .filter(|named| named.entry.is_remote())
+                .map(|named| (named.name, named.entry)),
+        };
+        let (name, entry) = named.unzip();
+        let entry = entry.unwrap_or_default();
+        let host = match (&entry.host, &args.host) {
+            (Some(host), _) => host.clone(),
+            (None, Some(host)) => host.clone(),
+            (None, None) => bail!(
+                "give the host to tunnel to, or --hub NAME of a hub with a `host` in the config file"
+            ),
+        };
+        Ok(Self {
+            name: args
+                .name
+                .clone()
+                .or(name)
+                .unwrap_or_else(|| default_name(&host)),
+            remote_socket: args.remote_socket.clone().or(entry.remote_socket),
+            remote_hub_command: args
+                .remote_hub_command
+                .clone()
+                .or(entry.remote_hub_command)
+                .unwrap_or_else(|| "warren-hub".to_owned()),
+            ssh: args
+                .ssh
+                .command
+                .clone()
+                .or(entry.ssh)
+                .unwrap_or_else(|| "ssh".to_owned()),
+            host,
+        })
+    }
+}
+
 /// Runs `warren tunnel`.
-pub(crate) async fn run(args: &TunnelArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: &TunnelArgs, hub: &HubArgs) -> anyhow::Result<u8> {
     if let Some(name) = &args.stop {
         return stop(name).await;
     }
-    let host = args.host.as_deref().context("give the host to tunnel to")?;
-    let name = args.name.clone().unwrap_or_else(|| default_name(host));
+    let plan = Plan::new(args, hub)?;
+    let name = plan.name.clone();
     if name.is_empty()
         || !name
             .chars()
@@ -79,7 +147,7 @@ pub(crate) async fn run(args: &TunnelArgs) -> anyhow::Result<u8> {
     if args.background {
         return background(&paths, &name).await;
     }
-    foreground(args, host, &name, &paths).await
+    foreground(&plan, &paths).await
 }
 
 /// The tunnel's name when none is given: the host without the user.
@@ -171,14 +239,10 @@ async fn stop(name: &str) -> anyhow::Result<u8> {
 }
 
 /// Runs the tunnel in this process until a signal asks it to stop.
-async fn foreground(
-    args: &TunnelArgs,
-    host: &str,
-    name: &str,
-    paths: &Paths,
-) -> anyhow::Result<u8> {
+async fn foreground(plan: &Plan, paths: &Paths) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
-    let ssh = Ssh::parse(&args.ssh.command)?;
+    let (host, name) = (plan.host.as_str(), plan.name.as_str());
+    let ssh = Ssh::parse(&plan.ssh)?;
     warren_proto::private_file::write(&paths.pid, format!("{}\n", std::process::id()).as_bytes())?;
     let _cleanup = Cleanup(paths);
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -189,7 +253,7 @@ async fn foreground(
     let mut first = true;
     loop {
         let attempt = async {
-            let remote = fetch_connection(&ssh, host, args).await?;
+            let remote = fetch_connection(&ssh, plan).await?;
             save_local(&remote, paths)?;
             let _ = std::fs::remove_file(&paths.socket);
             let forward = format!("{}:{}", paths.socket.display(), remote.socket.display());
@@ -234,7 +298,7 @@ async fn foreground(
                     // In the select, so that ssh's exit or a signal cuts a slow check short.
                     let check = async {
                         tokio::time::sleep(KEY_CHECK).await;
-                        refresh_key(&ssh, host, args, name, paths, &mut current).await;
+                        refresh_key(&ssh, plan, paths, &mut current).await;
                     };
                     tokio::select! {
                         exit = child.wait() => break exit,
@@ -277,14 +341,8 @@ fn save_local(remote: &ConnectionInfo, paths: &Paths) -> anyhow::Result<()> {
 
 /// If the remote hub refuses our key (it restarted and made a new one), fetches its connection
 /// file again, so that the tunnel follows the hub through restarts as ssh's forward does.
-async fn refresh_key(
-    ssh: &Ssh,
-    host: &str,
-    args: &TunnelArgs,
-    name: &str,
-    paths: &Paths,
-    current: &mut ConnectionInfo,
-) {
+async fn refresh_key(ssh: &Ssh, plan: &Plan, paths: &Paths, current: &mut ConnectionInfo) {
+    let name = &plan.name;
     // Connecting asks the hub its version, a signed call. A hub that restarted has a new id:
     // the client learns it from the refusal, and the local file must learn it too, for the
     // callers (`warren sign`, other languages) that take it from there.
@@ -296,7 +354,7 @@ async fn refresh_key(
     if !stale {
         return;
     }
-    match fetch_connection(ssh, host, args).await {
+    match fetch_connection(ssh, plan).await {
         Ok(fresh) if fresh.key != current.key || fresh.hub_id != current.hub_id => {
             match save_local(&fresh, paths) {
                 Ok(()) => eprintln!(
@@ -313,13 +371,10 @@ async fn refresh_key(
 }
 
 /// The remote hub's connection file, read over ssh (a restarted hub may have a new key).
-async fn fetch_connection(
-    ssh: &Ssh,
-    host: &str,
-    args: &TunnelArgs,
-) -> anyhow::Result<ConnectionInfo> {
-    let mut remote = format!("{} --print-connection", args.remote_hub_command);
-    if let Some(socket) = &args.remote_socket {
+pub(crate) async fn fetch_connection(ssh: &Ssh, plan: &Plan) -> anyhow::Result<ConnectionInfo> {
+    let host = &plan.host;
+    let mut remote = format!("{} --print-connection", plan.remote_hub_command);
+    if let Some(socket) = &plan.remote_socket {
         remote.push_str(&format!(" --socket {}", quote(socket)));
     }
     let text = ssh.output(host, &remote).await?;

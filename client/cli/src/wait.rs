@@ -1,5 +1,6 @@
 //! `warren wait` and `warren result`: tasks named by id, or selected by their labels.
 
+use crate::format::Format;
 use clap::Args;
 use warren::proto::{ListTasksRequest, TaskInfo};
 use warren::{Client, Outcome};
@@ -124,17 +125,22 @@ pub(crate) async fn wait(client: &Client, args: &WaitArgs) -> anyhow::Result<u8>
 
 /// Prints each selected task's record; exits with the worst status among them (255 if one
 /// does not exist).
-pub(crate) async fn result(client: &Client, args: &ResultArgs) -> anyhow::Result<u8> {
+/// With --json, each record is a `TaskInfo` document; with -q, nothing is printed.
+pub(crate) async fn result(
+    client: &Client,
+    args: &ResultArgs,
+    format: Format,
+) -> anyhow::Result<u8> {
     let ids = args.select.ids(client).await?;
     if let [only] = ids.as_slice() {
-        return crate::commands::result(client, *only).await;
+        return crate::commands::result(client, *only, format).await;
     }
     let mut worst_code = 0;
     for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
+        if i > 0 && format == Format::Text {
             println!();
         }
-        match crate::commands::result(client, *id).await {
+        match crate::commands::result(client, *id, format).await {
             Ok(code) => worst_code = worst_code.max(code),
             Err(err) => {
                 eprintln!("warren: {}", crate::one_line(&err));

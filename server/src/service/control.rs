@@ -4,11 +4,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use warren_proto::v1::control_server::Control;
 use warren_proto::v1::{
-    AbortReply, AbortRequest, GetTaskRequest, GetVersionRequest, InterruptReply, InterruptRequest,
-    ListEnginesReply, ListEnginesRequest, ListTasksReply, ListTasksRequest, PurgeReply,
-    PurgeRequest, QueueStatusReply, QueueStatusRequest, ShutdownEnginesReply,
-    ShutdownEnginesRequest, ShutdownReply, ShutdownRequest, TaskInfo, TaskState, VersionInfo,
-    purge_request,
+    AbortReply, AbortRequest, DiagnoseReply, DiagnoseRequest, GetTaskRequest, GetVersionRequest,
+    InterruptReply, InterruptRequest, ListEnginesReply, ListEnginesRequest, ListTasksReply,
+    ListTasksRequest, PurgeReply, PurgeRequest, QueueStatusReply, QueueStatusRequest,
+    ShutdownEnginesReply, ShutdownEnginesRequest, ShutdownReply, ShutdownRequest, TaskInfo,
+    TaskState, VersionInfo, purge_request,
 };
 use warren_proto::{PROTOCOL_VERSION, VERSION, check_protocol_version};
 
@@ -134,6 +134,13 @@ impl Control for ControlService {
         tracing::info!(?stop, "shutdown requested by a client");
         self.hub.request_stop(stop);
         Ok(Response::new(ShutdownReply {}))
+    }
+
+    async fn diagnose(
+        &self,
+        _request: Request<DiagnoseRequest>,
+    ) -> Result<Response<DiagnoseReply>, Status> {
+        Ok(Response::new(self.hub.diagnose().await))
     }
 
     async fn purge(&self, request: Request<PurgeRequest>) -> Result<Response<PurgeReply>, Status> {

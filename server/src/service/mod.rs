@@ -3,8 +3,8 @@
 
 mod control;
 mod execution;
-mod interact;
 mod files;
+mod interact;
 mod registration;
 mod sessions;
 mod status;

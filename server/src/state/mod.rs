@@ -12,9 +12,8 @@
 //! `background` (work driven by time, read from `clock`), `follow` (streaming a task's
 //! events), `task`, `tasklog` and `registry` (the things the state holds), `settings`;
 //! `sessions` (interpreters on engines, and the cells that run in them); `transfers` (file
-//! copies relayed between clients and engines);
-
-//! `batch` (submitting many requests at once) and `deps` (tasks waiting for others).
+//! copies relayed between clients and engines); `batch` (submitting many requests at once)
+//! and `deps` (tasks waiting for others); `diagnose` (the hub's health, for `warren doctor`).
 
 mod acks;
 mod actions;
@@ -23,6 +22,7 @@ mod batch;
 mod clock;
 mod commits;
 mod deps;
+mod diagnose;
 mod engines;
 mod follow;
 mod goodbye;

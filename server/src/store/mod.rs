@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod deps;
+mod health;
 mod op;
 mod purge;
 mod queries;

@@ -50,7 +50,7 @@ pub(super) async fn submit(hub: &HubArgs, args: &SlurmArgs) -> anyhow::Result<u8
         hub_socket: absolute(&info.socket)?,
         key_source,
         bare_key,
-        ssh: args.ssh.command.clone(),
+        ssh: args.ssh.command().to_owned(),
         slots: args.slots,
         labels: args
             .labels
