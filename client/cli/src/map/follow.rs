@@ -25,7 +25,7 @@ pub(crate) enum Message {
     /// It started running.
     Started(u64),
     /// It ended.
-    Ended(Ended),
+    Ended(Box<Ended>),
 }
 
 /// How a task ended, and what it wrote.
@@ -86,7 +86,7 @@ impl Watch {
             received: self.received,
             sink: self.sink,
         };
-        let _ = self.tx.send(Message::Ended(ended));
+        let _ = self.tx.send(Message::Ended(Box::new(ended)));
     }
 
     /// Follows the task until its end, opening the stream again when it breaks.
