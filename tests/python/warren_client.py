@@ -74,7 +74,7 @@ def main():
         control_pb2.GetVersionRequest(protocol_version=1),
         metadata=auth("/warren.v1.Control/GetVersion"),
     )
-    check(version.protocol_version == 1, "the hub speaks protocol 1")
+    check(version.protocol_version == 2, "the hub speaks protocol 2")
     check(version.hub_id == conn["hub_id"], "GetVersion names the connection file's hub id")
 
     engines = control.ListEngines(

@@ -130,7 +130,7 @@ async fn every_reading_command_prints_its_reply_as_json_and_ids_with_q() {
         "{queue}"
     );
     let version = json(&cluster, &["-o", "json", "version"]);
-    assert_eq!(version["protocolVersion"], 1);
+    assert_eq!(version["protocolVersion"], warren_proto::PROTOCOL_VERSION);
     assert!(int64(&version["hubTime"]) > 1_700_000_000, "{version}");
     assert_eq!(json(&cluster, &["ping", "--json"])["status"], "SERVING");
 

@@ -4,7 +4,7 @@
 
 use rustix::process::Signal;
 use tonic::Code;
-use warren::proto::{TaskState, purge_request};
+use warren::proto::{ListTasksRequest, TaskState, purge_request};
 use warren::{Client, Job};
 use warren_tests::*;
 
@@ -133,6 +133,16 @@ async fn waiting_tasks_survive_a_hub_restart() {
             .contains(&format!("waiting for task {held} to succeed")),
         "{info:?}"
     );
+    // A listing reads the history after every change handed to it is committed: the waiting
+    // task is on disk before the hub is killed (a submission is answered before its commit).
+    let listed = client
+        .tasks_page(ListTasksRequest {
+            task_ids: vec![waiting],
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.tasks.len(), 1, "{listed:?}");
     drop(client);
 
     let mut hub = cluster.hub.take().expect("hub");

@@ -138,7 +138,10 @@ async fn the_first_call_starts_the_hub_which_serves_it_and_says_it_is_ready() {
     // The first call is served: by the hub the activator became, with no other process.
     let (status, stdout, stderr) = warren(&socket, &key, &["version"]);
     assert_eq!(status, 0, "{stderr}");
-    assert!(stdout.contains("protocol 1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("protocol {}", warren_proto::PROTOCOL_VERSION)),
+        "{stdout}"
+    );
     assert!(exe(pid).ends_with("warren-hub"), "{:?}", exe(pid));
     let children =
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).expect("children");

@@ -225,7 +225,7 @@ mod tests {
 
     use crate::model::{Submission, Submitter, TaskRow};
     use crate::state::testing::{
-        TestEngine, assert_decided, decided, hub, job, submit, sweep_after,
+        TestEngine, assert_decided, decided, hub, job, state_of, submit, sweep_after,
     };
     use crate::state::{Clock, Hub, Settings};
     use crate::store::{Location, Store};
@@ -245,7 +245,7 @@ mod tests {
         hub.sweep();
         assert_decided(&hub, id, TaskState::Running, "pid 4242");
         back.finish(&hub, id);
-        assert_eq!(decided(&hub, id).map(|d| d.0), Some(TaskState::Succeeded));
+        assert_eq!(state_of(&hub, id), TaskState::Succeeded);
     }
 
     #[test]

@@ -192,6 +192,21 @@ pub(super) fn assert_decided(hub: &Hub, task_id: u64, state: TaskState, why: &st
     assert!(reason.contains(why), "{reason:?} does not say {why:?}");
 }
 
+/// A task's state wherever it is: in memory, or in the history once its end was committed
+/// and it left memory (which the commit thread may do at any moment).
+pub(super) fn state_of(hub: &Hub, task_id: u64) -> TaskState {
+    if let Some((state, _)) = decided(hub, task_id) {
+        return state;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let info = runtime
+        .block_on(hub.get_task(task_id))
+        .expect("the task is in the history");
+    info.state()
+}
+
 /// The state decided for a task in memory (shown once committed), and why.
 pub(super) fn decided(hub: &Hub, task_id: u64) -> Option<(TaskState, String)> {
     hub.view(|state| {
