@@ -71,7 +71,7 @@ def main():
         return [("authorization", sign(conn, method, **kw))]
 
     version = control.GetVersion(
-        control_pb2.GetVersionRequest(protocol_version=1),
+        control_pb2.GetVersionRequest(protocol_version=2),
         metadata=auth("/warren.v1.Control/GetVersion"),
     )
     check(version.protocol_version == 2, "the hub speaks protocol 2")
