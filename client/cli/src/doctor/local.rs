@@ -53,11 +53,11 @@ pub(crate) fn config_and_hub(hub: &HubArgs, report: &mut Report) -> Option<Found
     }
     let given = hub.flags();
     let from = if !given.is_empty() {
-        "the flags"
+        "the flags say"
     } else if !Locator::from_env().is_empty() {
-        "the environment"
+        "the environment says"
     } else {
-        "the defaults"
+        "the defaults say"
     };
     let expanded = match hub.locator().expand() {
         Ok(expanded) => expanded,
@@ -106,7 +106,7 @@ pub(crate) fn config_and_hub(hub: &HubArgs, report: &mut Report) -> Option<Found
     };
     report.ok(
         "hub",
-        format!("{}found {way}, as {from} say", named.unwrap_or_default()),
+        format!("{}found {way}, as {from}", named.unwrap_or_default()),
     );
     Some(Found {
         socket,
