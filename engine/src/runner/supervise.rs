@@ -201,10 +201,12 @@ pub(super) async fn supervise(
                 }
                 Some(Control::CutStdin(why)) => {
                     if let Some(writer) = feeder.take() {
+                        // The hangup first, as a terminal's goes: a task must not see the end
+                        // of its stdin before it, and exit as if its input had just ended.
+                        interactive::hang_up(&mut ending, &mut kill_at, (pgid, grace), why);
                         writer.abort();
                         feed = None;
                         run.tasks.stdin_progress(task_id, attempt, 0, true);
-                        interactive::hang_up(&mut ending, &mut kill_at, (pgid, grace), why);
                     }
                 }
             },
