@@ -83,6 +83,9 @@ async fn serve(config: EngineConfig, hello: Hello) -> Result<(), EngineError> {
     let runners = Runners::new(tasks.clone(), config.kill_grace())
         .outside_kill_hold(config.outside_kill_hold());
     let sessions = Sessions::new(tasks.clone(), config.kill_grace());
+    // Before the engine's own handlers: they replace an ignore anyway, but tasks must not
+    // inherit one (see the function).
+    process::undo_inherited_ignores();
     let mut shutdown = Shutdown::install()?;
     tracing::info!(slots = hello.slots, "engine starting");
     let orphans = process::kill_orphans(None);

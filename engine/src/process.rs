@@ -15,6 +15,39 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// working directory), as a shell and `docker exec` report it.
 pub const EXIT_CANNOT_RUN: i32 = 126;
 
+/// The signals a task must be able to receive: what `warren interrupt` and a foreground
+/// `warren exec` forward, a terminal's Ctrl-C and Ctrl-\\, and a hangup.
+const TASK_SIGNALS: [i32; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Undoes an ignore of a task signal that this process was started with, so that the tasks
+/// it starts don't inherit it: `nohup` ignores SIGHUP, and a shell without job control starts
+/// `cmd &` with SIGINT and SIGQUIT ignored. An ignored signal stays ignored through exec (a
+/// handler does not), and a task that ignores SIGINT can't be interrupted. Handlers the
+/// process installs later (the engine's own, for stopping) are not affected.
+#[allow(unsafe_code)]
+pub fn undo_inherited_ignores() {
+    for signal in TASK_SIGNALS {
+        // SAFETY: sigaction with a null new action only reads the current disposition into
+        // `current`, a zeroed struct we own; signal() then sets the default action, which
+        // runs none of our code. Both are plain system calls on valid signal numbers.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+            {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
 /// Why a task's process could not start: the exit status to report and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartError {

@@ -31,6 +31,8 @@ pub(super) struct Engine {
 }
 
 pub(super) fn engine() -> Engine {
+    // As the engine does when it starts: `cargo test` may run under `nohup` or `&`.
+    crate::process::undo_inherited_ignores();
     let spill = tempfile::tempdir().expect("tempdir");
     let tasks = Arc::new(Tasks::new(1 << 20, spill.path().to_owned()));
     tasks.set_connected(true);
