@@ -18,6 +18,14 @@ DRIVERS = os.path.join(ROOT, "engine", "src", "drivers")
 TIMEOUT = 60.0
 
 
+# As warren-engine does when it starts: the tests may run under `nohup` or `cmd &` in a
+# script, which ignore SIGHUP, SIGINT and SIGQUIT, and an ignore is inherited through exec,
+# so an interpreter started here could not be interrupted.
+for _number in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+    if signal.getsignal(_number) == signal.SIG_IGN:
+        signal.signal(_number, signal.SIG_DFL)
+
+
 def python_argv():
     """How the engine starts the python driver: the driver's code on the command line.
 
