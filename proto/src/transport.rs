@@ -7,7 +7,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::Service;
 
-use crate::auth::{HEADER, Signer};
+use crate::auth::Signer;
 
 /// Flow-control windows large enough that streaming output is not held up by window updates.
 pub const STREAM_WINDOW: u32 = 8 << 20;
@@ -105,12 +105,11 @@ impl Service<http::Request<tonic::body::Body>> for SignedChannel {
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        let value = self.signer.sign(request.uri().path());
-        if let Ok(mut value) = http::HeaderValue::from_str(&value) {
-            // Never indexed by HPACK: it changes with every call, so a table entry would only
-            // churn both sides' tables (and it is a credential).
-            value.set_sensitive(true);
-            request.headers_mut().insert(HEADER, value);
+        // Marked sensitive: never indexed by HPACK (see `Signer::header_value`).
+        if let Some(value) = self.signer.header_value(request.uri().path()) {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
         self.inner.call(request)
     }

@@ -43,13 +43,14 @@ impl Check for Signatures {
         if UNSIGNED_PREFIXES.iter().any(|p| method.starts_with(p)) {
             return None;
         }
-        let mut entries = headers.get_all(HEADER).iter();
+        // The constant name: no parsing of the name on every call.
+        let mut entries = headers.get_all(http::header::AUTHORIZATION).iter();
         let header = entries.next().map(|v| v.as_bytes());
         let verdict = if entries.next().is_some() {
             // Which one would count is a choice nobody should have to guess about.
             Err(Refusal::Malformed(format!(
                 "the call carries {} `{HEADER}` entries; send exactly one",
-                headers.get_all(HEADER).iter().count()
+                headers.get_all(http::header::AUTHORIZATION).iter().count()
             )))
         } else {
             self.verifier.verify(method, header)

@@ -21,6 +21,7 @@
 mod key;
 mod replay;
 mod signer;
+mod text;
 mod verifier;
 
 use hmac::{Hmac, Mac};
@@ -72,11 +73,11 @@ pub fn is_hub_id(text: &str) -> bool {
 }
 
 /// Feeds [`canonical_string`] to a MAC piece by piece; `ts` is the header's decimal text.
-fn mac_canonical(mac: &mut HmacSha256, hub_id: &str, method: &str, ts: &str, nonce: &str) {
+fn mac_canonical(mac: &mut HmacSha256, hub_id: &[u8], method: &[u8], ts: &[u8], nonce: &[u8]) {
     mac.update(CANONICAL_VERSION.as_bytes());
     for part in [hub_id, method, ts, nonce] {
         mac.update(b"\n");
-        mac.update(part.as_bytes());
+        mac.update(part);
     }
 }
 

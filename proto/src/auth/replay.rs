@@ -4,11 +4,20 @@
 //! stops passing the window check, and not a second less. Expiry goes by the same wall clock
 //! that the window check uses (never a monotonic clock beside it), so a clock that steps back
 //! only keeps nonces longer; one that steps forward forgets only nonces whose timestamps no
-//! longer pass. Entries are ordered by expiry in a `BTreeSet`, since a later call may carry an
-//! earlier timestamp.
+//! longer pass.
+//!
+//! Every signed call records a nonce, so this is on the hot path: nonces are kept inline (a
+//! nonce is at most 64 bytes), allocating nothing per call, in a set for the lookup and in
+//! buckets by expiry second for forgetting them. Since a timestamp passes only within the
+//! window either way of the clock, the live buckets are at most `2 × window + 1` seconds
+//! apart: finding a call's bucket and dropping the expired ones are a few steps each, where
+//! a structure ordered by (expiry, nonce) paid a tree insert and an allocation per call.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+/// The longest nonce the scheme allows.
+const MAX_NONCE: usize = 64;
 
 /// Why the replay cache refused a nonce.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,21 +28,66 @@ pub(super) enum Full {
     AtCapacity,
 }
 
+/// A nonce, kept inline.
+#[derive(Clone, Copy)]
+struct Nonce {
+    len: u8,
+    bytes: [u8; MAX_NONCE],
+}
+
+impl Nonce {
+    /// The nonce as stored; `None` if it is longer than the scheme allows (the parser refuses
+    /// those first).
+    fn new(text: &[u8]) -> Option<Self> {
+        let len = u8::try_from(text.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_NONCE)?;
+        let mut bytes = [0u8; MAX_NONCE];
+        bytes[..text.len()].copy_from_slice(text);
+        Some(Self { len, bytes })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl PartialEq for Nonce {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Nonce {}
+
+impl Hash for Nonce {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 /// Nonces whose timestamps could still pass. Entries leave only when they expire, so nothing
 /// can push a live nonce out early; when the cache is full, new calls are refused instead.
 #[derive(Debug)]
 pub(super) struct ReplayCache {
-    /// Each nonce and the Unix second after which it is forgotten.
-    seen: HashMap<Arc<str>, i64>,
-    by_expiry: BTreeSet<(i64, Arc<str>)>,
+    /// Every nonce remembered.
+    seen: HashSet<Nonce>,
+    /// The same nonces by the Unix second after which each is forgotten.
+    by_expiry: BTreeMap<i64, Vec<Nonce>>,
     capacity: usize,
+}
+
+impl std::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl ReplayCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            seen: HashMap::new(),
-            by_expiry: BTreeSet::new(),
+            seen: HashSet::new(),
+            by_expiry: BTreeMap::new(),
             capacity,
         }
     }
@@ -41,24 +95,30 @@ impl ReplayCache {
     /// Records `nonce`, to be remembered while the wall clock is at most `last_valid` (Unix
     /// seconds); `now` is the wall clock.
     pub(super) fn record(&mut self, nonce: &str, last_valid: i64, now: i64) -> Result<(), Full> {
-        while let Some((expiry, _)) = self.by_expiry.first() {
-            if *expiry >= now {
-                break;
-            }
-            if let Some((_, old)) = self.by_expiry.pop_first() {
-                self.seen.remove(&old);
-            }
-        }
-        if self.seen.contains_key(nonce) {
+        self.forget_expired(now);
+        // Longer than the parser lets through; never remembered, so never accepted.
+        let nonce = Nonce::new(nonce.as_bytes()).ok_or(Full::Replayed)?;
+        if self.seen.contains(&nonce) {
             return Err(Full::Replayed);
         }
         if self.seen.len() >= self.capacity {
             return Err(Full::AtCapacity);
         }
-        let nonce: Arc<str> = nonce.into();
-        self.seen.insert(nonce.clone(), last_valid);
-        self.by_expiry.insert((last_valid, nonce));
+        self.seen.insert(nonce);
+        self.by_expiry.entry(last_valid).or_default().push(nonce);
         Ok(())
+    }
+
+    /// Drops the buckets whose second has passed.
+    fn forget_expired(&mut self, now: i64) {
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if *entry.key() >= now {
+                break;
+            }
+            for old in entry.remove() {
+                self.seen.remove(&old);
+            }
+        }
     }
 
     #[cfg(test)]
@@ -100,5 +160,32 @@ mod tests {
         assert_eq!(cache.record("early", 400, 300), Ok(()));
         assert_eq!(cache.record("late", 900, 300), Err(Full::Replayed));
         assert_eq!(cache.record("late", 900, 501), Ok(()));
+    }
+
+    #[test]
+    fn many_nonces_in_one_second_share_a_bucket_and_leave_together() {
+        let mut cache = ReplayCache::new(1000);
+        let names: Vec<String> = (0..500).map(|i| format!("nonce-{i:011}")).collect();
+        for name in &names {
+            assert_eq!(cache.record(name, 160, 100), Ok(()));
+        }
+        assert_eq!(cache.by_expiry.len(), 1);
+        assert_eq!(cache.record(&names[7], 170, 160), Err(Full::Replayed));
+        assert_eq!(cache.record("other-nonce-000000", 220, 161), Ok(()));
+        assert_eq!((cache.len(), cache.by_expiry.len()), (1, 1));
+        assert_eq!(cache.record(&names[7], 221, 161), Ok(()));
+    }
+
+    #[test]
+    fn nonces_differing_only_in_length_or_last_byte_are_distinct() {
+        let mut cache = ReplayCache::new(10);
+        let long = "x".repeat(MAX_NONCE);
+        for nonce in ["abc", "abc\0", "abd", &long] {
+            assert_eq!(cache.record(nonce, 10, 1), Ok(()), "{nonce:?}");
+        }
+        assert_eq!(cache.record(&long, 10, 1), Err(Full::Replayed));
+        // Longer than any nonce the parser lets through: never accepted.
+        let longer = "x".repeat(MAX_NONCE + 1);
+        assert_eq!(cache.record(&longer, 10, 1), Err(Full::Replayed));
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::text::{HeaderText, decimal, hex_u64};
 use super::{HmacSha256, Key, SCHEME, is_hub_id, mac_canonical, unix_seconds};
 
 /// Makes signature headers for one hub. Cheap to clone; clones share the clock correction and
@@ -16,8 +17,8 @@ pub struct Signer {
     hub_id: Arc<RwLock<Arc<str>>>,
     /// Seconds to add to the local clock to get the hub's, learned from refusals.
     clock_offset: Arc<AtomicI64>,
-    /// 64 random bits, so that no two signers' nonces meet.
-    nonce_prefix: Arc<str>,
+    /// 64 random bits in hex, so that no two signers' nonces meet.
+    nonce_prefix: [u8; 16],
     /// Nonces made so far, shared by clones.
     nonces: Arc<AtomicU64>,
 }
@@ -30,32 +31,73 @@ impl Signer {
         if getrandom::fill(&mut raw).is_err() {
             raw.copy_from_slice(&rand_fallback()[..8]);
         }
+        let mut nonce_prefix = [0u8; 16];
+        // Cannot fail: 8 bytes are exactly 16 hex digits.
+        let _ = hex::encode_to_slice(raw, &mut nonce_prefix);
         Self {
             mac: key.mac(),
             hub_id: Arc::new(RwLock::new(hub_id.into())),
             clock_offset: Arc::default(),
-            nonce_prefix: hex::encode(raw).into(),
+            nonce_prefix,
             nonces: Arc::default(),
         }
     }
 
     /// The header value for one call of `method`, with a fresh timestamp and nonce.
     pub fn sign(&self, method: &str) -> String {
-        let ts = unix_seconds() + self.clock_offset.load(Ordering::Relaxed);
-        // Unique, which is all a nonce must be: a random prefix per signer, then a count.
-        let count = self.nonces.fetch_add(1, Ordering::Relaxed);
-        let nonce = format!("{}{count:x}", self.nonce_prefix);
-        self.sign_with(method, ts, &nonce)
+        self.fresh(method).into_string()
+    }
+
+    /// [`Signer::sign`] as a metadata value, marked sensitive: what a channel puts on a call.
+    pub fn header_value(&self, method: &str) -> Option<http::HeaderValue> {
+        let mut value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(
+            self.fresh(method).into_bytes(),
+        ))
+        .ok()?;
+        // Never indexed by HPACK: it changes with every call, so a table entry would only
+        // churn both sides' tables (and it is a credential).
+        value.set_sensitive(true);
+        Some(value)
     }
 
     /// The header value for `method` with a given timestamp and nonce.
     pub fn sign_with(&self, method: &str, ts: i64, nonce: &str) -> String {
-        let hub_id = self.hub_id();
-        let ts = ts.to_string();
+        self.write(method, ts, nonce.as_bytes()).into_string()
+    }
+
+    /// A header with a fresh timestamp and nonce.
+    fn fresh(&self, method: &str) -> HeaderText {
+        let ts = unix_seconds() + self.clock_offset.load(Ordering::Relaxed);
+        // Unique, which is all a nonce must be: a random prefix per signer, then a count.
+        let count = self.nonces.fetch_add(1, Ordering::Relaxed);
+        let mut nonce = [0u8; 32];
+        nonce[..16].copy_from_slice(&self.nonce_prefix);
+        let mut digits = [0u8; 16];
+        let digits = hex_u64(count, &mut digits);
+        nonce[16..16 + digits.len()].copy_from_slice(digits);
+        self.write(method, ts, &nonce[..16 + digits.len()])
+    }
+
+    /// The header for `method` with this timestamp and nonce: one MAC (from the keyed state
+    /// made once) and one buffer, no formatting machinery.
+    fn write(&self, method: &str, ts: i64, nonce: &[u8]) -> HeaderText {
+        let mut ts_digits = [0u8; 20];
+        let ts = decimal(ts, &mut ts_digits);
         let mut mac = self.mac.clone();
-        mac_canonical(&mut mac, &hub_id, method, &ts, nonce);
-        let sig = hex::encode(mac.finalize().into_bytes());
-        format!("{SCHEME} ts={ts},nonce={nonce},sig={sig}")
+        {
+            let hub_id = self.hub_id.read().unwrap_or_else(|p| p.into_inner());
+            mac_canonical(&mut mac, hub_id.as_bytes(), method.as_bytes(), ts, nonce);
+        }
+        let sig = mac.finalize().into_bytes();
+        let mut text = HeaderText::new();
+        text.push(SCHEME.as_bytes());
+        text.push(b" ts=");
+        text.push(ts);
+        text.push(b",nonce=");
+        text.push(nonce);
+        text.push(b",sig=");
+        text.push_hex(&sig);
+        text
     }
 
     /// Corrects the clock from the hub's time as reported in a refusal.

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::replay::{Full, ReplayCache};
+use super::text::decode_sig_hex;
 use super::{HmacSha256, Key, SCHEME, mac_canonical, unix_seconds};
 
 /// How much of a bad field a refusal quotes: enough to recognise it, never enough to make the
@@ -134,18 +135,25 @@ impl<'a> Credentials<'a> {
                 quote(rest)
             ))
         })?;
-        let (ts_text, rest) = rest.split_once(",nonce=").ok_or_else(|| {
-            malformed("`,nonce=` must follow the timestamp, with no white space".to_owned())
-        })?;
+        // Neither a timestamp nor a nonce holds a comma, so each field ends at the next one.
+        let (ts_text, rest) = rest
+            .split_once(',')
+            .and_then(|(ts, rest)| Some((ts, rest.strip_prefix("nonce=")?)))
+            .ok_or_else(|| {
+                malformed("`,nonce=` must follow the timestamp, with no white space".to_owned())
+            })?;
         let ts = canonical_decimal(ts_text).ok_or_else(|| {
             malformed(format!(
                 "ts must be Unix seconds in plain decimal (digits only, no sign, no leading zero), not {}",
                 quote(ts_text)
             ))
         })?;
-        let (nonce, sig) = rest.split_once(",sig=").ok_or_else(|| {
-            malformed("`,sig=` must follow the nonce, with no white space".to_owned())
-        })?;
+        let (nonce, sig) = rest
+            .split_once(',')
+            .and_then(|(nonce, rest)| Some((nonce, rest.strip_prefix("sig=")?)))
+            .ok_or_else(|| {
+                malformed("`,sig=` must follow the nonce, with no white space".to_owned())
+            })?;
         let nonce_ok = (16..=64).contains(&nonce.len())
             && nonce
                 .bytes()
@@ -156,17 +164,12 @@ impl<'a> Credentials<'a> {
                 quote(nonce)
             )));
         }
-        let lower_hex = sig.len() == 64
-            && sig
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let mut sig_bytes = [0u8; 32];
-        if !lower_hex || hex::decode_to_slice(sig, &mut sig_bytes).is_err() {
-            return Err(malformed(format!(
+        let sig_bytes = decode_sig_hex(sig.as_bytes()).ok_or_else(|| {
+            malformed(format!(
                 "sig must be 64 lowercase hex digits and end the entry, not {}",
                 quote(sig)
-            )));
-        }
+            ))
+        })?;
         Ok(Self {
             ts,
             ts_text,
@@ -216,7 +219,13 @@ impl Verifier {
         let creds = Credentials::parse(value)?;
 
         let mut mac = self.mac.clone();
-        mac_canonical(&mut mac, &self.hub_id, method, creds.ts_text, creds.nonce);
+        mac_canonical(
+            &mut mac,
+            self.hub_id.as_bytes(),
+            method.as_bytes(),
+            creds.ts_text.as_bytes(),
+            creds.nonce.as_bytes(),
+        );
         // verify_slice compares in constant time.
         mac.verify_slice(&creds.sig)
             .map_err(|_| Refusal::BadSignature)?;
