@@ -153,3 +153,28 @@ pub(crate) async fn unsigned_unary(socket: &Path, runs: usize) -> anyhow::Result
     }
     Ok(Samples::new(samples))
 }
+
+/// Spawn capacity: `loops` threads at once, each spawning and waiting for `/bin/true` in a
+/// loop, `total` processes in all; processes per second (what engines could do at best).
+pub(crate) fn spawn_capacity(total: usize, loops: usize) -> anyhow::Result<f64> {
+    let loops = loops.max(1);
+    let each = total.div_ceil(loops);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..loops)
+        .map(|_| {
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                for _ in 0..each {
+                    let status = Command::new("/bin/true").stdin(Stdio::null()).status()?;
+                    anyhow::ensure!(status.success(), "/bin/true failed");
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a spawn loop panicked"))??;
+    }
+    Ok((each * loops) as f64 / start.elapsed().as_secs_f64())
+}

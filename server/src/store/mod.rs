@@ -1,13 +1,14 @@
 //! The hub's durable task history: one SQLite database in WAL mode, written by one thread.
 //!
 //! The hub never waits for the disk on its hot path: it sends [`Op`]s down a channel, and the
-//! writer thread applies whatever has queued up in one transaction, then reports what is now
-//! safe ([`Committed`]) so the hub can acknowledge output to engines and publish final states.
+//! writer thread applies whatever has queued up in one transaction (changes nobody waits for
+//! wait a little for company: `group`), then reports what is now safe ([`Committed`]) so the hub can acknowledge output to engines and publish final states.
 //! Reads go down the same channel and run after the writes queued before them, so a caller
 //! always reads what it wrote. `--db :memory:` keeps the same design without a file.
 
 mod checkpoint;
 mod deps;
+mod group;
 mod health;
 mod op;
 mod purge;
@@ -31,9 +32,6 @@ use tokio::sync::mpsc;
 
 use warren_proto::os::private_dir::{self, DirError};
 use warren_proto::private_file::check_private;
-
-/// Ops taken into one transaction at most.
-const MAX_BATCH: usize = 8192;
 
 /// Why the database can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +129,7 @@ impl std::fmt::Display for Location {
 /// The handle to the database and its writer thread. Clones share both.
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
-    tx: mpsc::UnboundedSender<Op>,
+    tx: std::sync::mpsc::Sender<Op>,
     location: Location,
     // Held for the hub's life: the flock that keeps a second hub out.
     _lock: std::sync::Arc<Option<File>>,
@@ -158,7 +156,7 @@ impl Store {
         let recovered = read::recover(&conn)
             .map_err(|e| StoreError::Corrupt(location.to_string(), e.to_string()))?;
         let checkpointer = file.as_deref().and_then(checkpoint::start);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let (committed_tx, committed_rx) = mpsc::unbounded_channel();
         let name = location.to_string();
         std::thread::Builder::new()
@@ -228,22 +226,17 @@ fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// The writer thread: batches of ops, one transaction each, then the report and the reads.
+/// The writer thread: groups of ops (see `group`), one transaction each, then the report and
+/// the reads.
 fn writer(
     mut conn: rusqlite::Connection,
-    mut rx: mpsc::UnboundedReceiver<Op>,
+    rx: std::sync::mpsc::Receiver<Op>,
     committed: mpsc::UnboundedSender<Committed>,
     name: String,
     mut checkpointer: Option<checkpoint::Nudger>,
 ) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut ops = vec![first];
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+    while let Ok(first) = rx.recv() {
+        let ops = group::gather(first, &rx, group::LINGER);
         let mut queries = Vec::new();
         let mut report = Committed::default();
         let result = write::apply_batch(&mut conn, ops, &mut queries, &mut report);

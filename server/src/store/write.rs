@@ -9,6 +9,11 @@ use super::op::{Committed, Op, Query};
 use crate::model::{Progress, TaskRow};
 
 /// Applies every write in `ops` in one transaction; reads are set aside to run after it.
+///
+/// A task changes state several times between two commits when commits are grouped (queued,
+/// assigned, running, ended): only its last row is written, once, with its last counters, so
+/// a group costs one row update per task (and one update of each index) however many changes
+/// it holds.
 pub(super) fn apply_batch(
     conn: &mut Connection,
     ops: Vec<Op>,
@@ -18,14 +23,15 @@ pub(super) fn apply_batch(
     let tx = conn.transaction()?;
     // Counters move with every chunk: only each task's last ones are written.
     let mut progress: HashMap<u64, Progress> = HashMap::new();
+    let mut rows = LastRows::default();
     for op in flatten(ops) {
         match op {
             Op::Task(row) => {
-                upsert_task(&tx, &row)?;
                 if row.state.is_final() {
                     report.finals.push(row.id);
                 }
                 progress.insert(row.id, row.progress);
+                rows.keep(row);
             }
             Op::Event {
                 task_id,
@@ -53,9 +59,9 @@ pub(super) fn apply_batch(
             }
             Op::Finish { event, row } => {
                 insert_event(&tx, row.id, &event)?;
-                upsert_task(&tx, &row)?;
                 report.finals.push(row.id);
                 progress.insert(row.id, row.progress);
+                rows.keep(row);
             }
             Op::Dependencies {
                 task_id,
@@ -94,14 +100,49 @@ pub(super) fn apply_batch(
             Op::Batch(_) => {}
         }
     }
-    // Every task touched in the batch is in `progress`, rows inserted by it too: this is the
-    // one place the counters are written.
+    // Every task touched in the batch is in `progress`: this is the one place the counters
+    // are written, with the task's row when it has one in the batch.
     for (task_id, p) in &progress {
-        update_progress(&tx, *task_id, p)?;
+        if !rows.has(*task_id) {
+            update_progress(&tx, *task_id, p)?;
+        }
+    }
+    for row in rows.into_rows() {
+        let counters = progress.get(&row.id).copied().unwrap_or(row.progress);
+        upsert_task(&tx, &row, &counters)?;
     }
     tx.commit()?;
     report.progress = progress;
     Ok(())
+}
+
+/// Each task's last row in a batch, in the order the tasks first appear.
+#[derive(Default)]
+struct LastRows {
+    order: Vec<u64>,
+    rows: HashMap<u64, Box<TaskRow>>,
+}
+
+impl LastRows {
+    /// Keeps `row`, in place of any earlier row of its task.
+    fn keep(&mut self, row: Box<TaskRow>) {
+        let id = row.id;
+        if self.rows.insert(id, row).is_none() {
+            self.order.push(id);
+        }
+    }
+
+    /// Whether the batch has a row of this task.
+    fn has(&self, task_id: u64) -> bool {
+        self.rows.contains_key(&task_id)
+    }
+
+    /// The rows to write, one per task.
+    fn into_rows(mut self) -> impl Iterator<Item = Box<TaskRow>> {
+        self.order
+            .into_iter()
+            .filter_map(move |id| self.rows.remove(&id))
+    }
 }
 
 /// Ops in order, with batches unpacked.
@@ -177,9 +218,8 @@ fn update_progress(tx: &Transaction<'_>, task_id: u64, p: &Progress) -> rusqlite
     Ok(())
 }
 
-/// Inserts or updates a task's row; its counters start at zero and are written, with every
-/// other task's, by [`update_progress`] at the end of the batch.
-fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
+/// Inserts or updates a task's row, with its counters as they stand at the end of the batch.
+fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::Result<()> {
     let asked = &row.asked;
     let engine_labels = Targets {
         selector: None,
@@ -194,11 +234,14 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
                                 engine_deaths, started_us, finished_us, result, next_seq,
                                 output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     0, 0, 0, 0, 0, ?17)
+                     ?18, ?19, ?20, ?21, ?22, ?17)
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
                 engine_id = excluded.engine_id, attempt = excluded.attempt,
                 engine_deaths = excluded.engine_deaths, started_us = excluded.started_us,
-                finished_us = excluded.finished_us, result = excluded.result",
+                finished_us = excluded.finished_us, result = excluded.result,
+                next_seq = excluded.next_seq, output_bytes = excluded.output_bytes,
+                kept_bytes = excluded.kept_bytes, dropped_bytes = excluded.dropped_bytes,
+                chunk_seq = excluded.chunk_seq",
     )?
     .execute(params![
         row.id as i64,
@@ -218,6 +261,11 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
         finished_us,
         result,
         asked.session_id.map(|id| id as i64),
+        p.next_seq as i64,
+        p.output_bytes as i64,
+        p.kept_bytes as i64,
+        p.dropped_bytes as i64,
+        p.chunk_seq as i64,
     ])?;
     if !asked.labels.is_empty() {
         let mut insert = tx.prepare_cached(
@@ -232,7 +280,116 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::{Progress, Submission, Submitter, TaskRow};
     use crate::store::{Location, Op, Store};
+    use warren_proto::v1::{TaskEvent, TaskResult, TaskState};
+
+    fn row(state: TaskState, next_seq: u64) -> Box<TaskRow> {
+        let asked = Submission {
+            spec: Default::default(),
+            pinned: None,
+            engine_labels: Default::default(),
+            labels: [("k".to_owned(), "v".to_owned())].into(),
+            retries: 0,
+            submitter: Submitter::default(),
+            submitted_us: 1,
+            session_id: None,
+            after: Vec::new(),
+            after_ok: Vec::new(),
+        };
+        let mut row = TaskRow::queued(9, asked);
+        row.state = state;
+        row.progress = Progress {
+            next_seq,
+            ..Default::default()
+        };
+        if state.is_final() {
+            row.result = Some(TaskResult {
+                state: state as i32,
+                finished_us: 5,
+                ..Default::default()
+            });
+        }
+        Box::new(row)
+    }
+
+    fn event(seq: u64) -> TaskEvent {
+        TaskEvent {
+            task_id: 9,
+            seq,
+            ..Default::default()
+        }
+    }
+
+    fn progress(next_seq: u64, chunk_seq: u64) -> Progress {
+        Progress {
+            next_seq,
+            chunk_seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_task_changed_several_times_in_one_transaction_has_its_row_written_once() {
+        let mut conn =
+            super::super::schema::open(std::path::Path::new(":memory:"), true).expect("open");
+        let ops = vec![
+            Op::Task(row(TaskState::Queued, 0)),
+            Op::Event {
+                task_id: 9,
+                event: event(0),
+                progress: progress(1, 0),
+            },
+            Op::Batch(vec![Op::Task(row(TaskState::Running, 1))]),
+            Op::Event {
+                task_id: 9,
+                event: event(1),
+                progress: progress(2, 3),
+            },
+            Op::Finish {
+                event: event(2),
+                row: row(TaskState::Succeeded, 3),
+            },
+        ];
+        let before = conn.total_changes();
+        let (mut queries, mut report) = (Vec::new(), Default::default());
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        // Three events, one label, and one write of the task's row (not three, nor a fourth
+        // for its counters).
+        assert_eq!(conn.total_changes() - before, 5);
+        assert_eq!(report.finals, vec![9]);
+        assert_eq!(report.progress.get(&9), Some(&progress(3, 0)));
+        let (state, next_seq, finished_us): (i32, i64, Option<i64>) = conn
+            .query_row(
+                "SELECT state, next_seq, finished_us FROM tasks WHERE id = 9",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("row");
+        assert_eq!(state, TaskState::Succeeded as i32);
+        assert_eq!((next_seq, finished_us), (3, Some(5)));
+
+        // Counters alone, for a task with no row in the batch: the row is updated in place.
+        let ops = vec![Op::Output {
+            task_id: 9,
+            event: Some(event(3)),
+            gap: None,
+            progress: progress(4, 7),
+            bytes: 10,
+        }];
+        let mut report = Default::default();
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        let counters: (i64, i64, i32) = conn
+            .query_row(
+                "SELECT next_seq, chunk_seq, state FROM tasks WHERE id = 9",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("row");
+        assert_eq!(counters, (4, 7, TaskState::Succeeded as i32));
+        assert!(report.finals.is_empty());
+        assert_eq!(report.bytes, 10);
+    }
 
     fn engine(id: u32) -> Op {
         Op::Engine {
