@@ -177,4 +177,25 @@ pub(crate) fn spawn_capacity(total: usize, loops: usize) -> anyhow::Result<f64> 
             .map_err(|_| anyhow::anyhow!("a spawn loop panicked"))??;
     }
     Ok((each * loops) as f64 / start.elapsed().as_secs_f64())
+
+}
+
+/// Bytes per second through `head -c BYTES /dev/zero | cat | cat | cat > /dev/null`: three
+/// copying processes joined by pipes, the ceiling for a stream that crosses engine, hub and
+/// client. The median of `runs`.
+pub(crate) fn cat_chain(bytes: u64, runs: usize) -> anyhow::Result<f64> {
+    let script = format!("head -c {bytes} /dev/zero | cat | cat | cat > /dev/null");
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let status = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .status()
+            .context("run the cat chain")?;
+        anyhow::ensure!(status.success(), "the cat chain failed: {status}");
+        rates.push(bytes as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
 }

@@ -191,16 +191,66 @@ fn status_field(pid: u32, field: &str) -> u64 {
 
 /// A process's CPU time so far (user + system).
 pub(crate) fn cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 11, 12)
+}
+
+/// The sum of two clock-tick fields of /proc/PID/stat (counted after the command's name).
+fn stat_ticks(pid: u32, a: usize, b: usize) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
             let rest = stat.rsplit_once(") ")?.1;
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
+            let first: u64 = fields.get(a)?.parse().ok()?;
+            let second: u64 = fields.get(b)?.parse().ok()?;
+            Some(first + second)
         })
         .unwrap_or(0);
     // Linux reports in clock ticks, 100 per second on every platform warren runs on.
     Duration::from_millis(ticks * 10)
+}
+
+/// CPU time (user + system) of a process's children that it has waited for.
+pub(crate) fn children_cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 13, 14)
+}
+
+/// CPU seconds per GiB in each process of a stream: the hub, the engines, the client (this
+/// process) and the task (the engines' waited-for children).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamCpu {
+    /// The hub.
+    pub(crate) hub: f64,
+    /// The engines together.
+    pub(crate) engine: f64,
+    /// The bench itself, following.
+    pub(crate) client: f64,
+    /// The tasks the engines ran and reaped.
+    pub(crate) task: f64,
+}
+
+impl StreamCpu {
+    /// The CPU seconds used so far.
+    pub(crate) fn take(cluster: &Cluster) -> Self {
+        let secs = |d: Duration| d.as_secs_f64();
+        let engines = cluster.engines.iter().map(Proc::pid);
+        Self {
+            hub: secs(cpu_time(cluster.hub_pid())),
+            engine: engines.clone().map(|p| secs(cpu_time(p))).sum(),
+            client: secs(cpu_time(std::process::id())),
+            task: engines.map(|p| secs(children_cpu_time(p))).sum(),
+        }
+    }
+
+    /// Seconds per GiB used since `self` was taken, for `bytes` streamed.
+    pub(crate) fn per_gib(self, cluster: &Cluster, bytes: u64) -> Self {
+        let now = Self::take(cluster);
+        let gib = bytes as f64 / f64::from(1u32 << 30);
+        Self {
+            hub: (now.hub - self.hub) / gib,
+            engine: (now.engine - self.engine) / gib,
+            client: (now.client - self.client) / gib,
+            task: (now.task - self.task) / gib,
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod queries;
 mod read;
 mod replay;
 mod schema;
+mod segments;
 mod sessions;
 mod write;
 

@@ -105,12 +105,19 @@ fn delete_tasks(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<(u64, u6
             r.get(0)
         })?;
         bytes += kept as u64;
-        for table in ["events", "gaps", "attempts", "task_labels"] {
+        for table in [
+            "events",
+            "output_segments",
+            "gaps",
+            "attempts",
+            "task_labels",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE task_id = ?1"), [id])?;
         }
         tx.execute("DELETE FROM tasks WHERE id = ?1", [id])?;
     }
     tx.commit()?;
+    super::segments::remove(conn, ids);
     // Give freed pages back to the filesystem a little at a time.
     conn.execute_batch("PRAGMA incremental_vacuum(4096)")?;
     Ok((ids.len() as u64, bytes))

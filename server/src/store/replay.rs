@@ -38,8 +38,10 @@ pub(super) fn entries(
         )?
         .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, event FROM events WHERE task_id = ?1 AND seq >= ?2 AND seq < ?3
-         ORDER BY seq LIMIT ?4",
+        "SELECT e.seq, e.event, s.offset, s.len FROM events e
+         LEFT JOIN output_segments s ON s.task_id = e.task_id AND s.seq = e.seq
+         WHERE e.task_id = ?1 AND e.seq >= ?2 AND e.seq < ?3
+         ORDER BY e.seq LIMIT ?4",
     )?;
     // Rows are read only up to the byte budget: output events can be a MiB each, and reading
     // the whole LIMIT of them would hold hundreds of MiB for a one-MiB answer.
@@ -53,8 +55,13 @@ pub(super) fn entries(
     ])?;
     while let Some(row) = rows.next()? {
         let blob: Vec<u8> = row.get(1)?;
-        read_bytes += blob.len();
-        events.push_back((row.get::<_, i64>(0)? as u64, blob));
+        // Output kept in a segment file: where its bytes are.
+        let place = match (row.get::<_, Option<i64>>(2)?, row.get::<_, Option<i64>>(3)?) {
+            (Some(offset), Some(len)) => Some((offset as u64, len as usize)),
+            _ => None,
+        };
+        read_bytes += blob.len() + place.map_or(0, |(_, len)| len);
+        events.push_back((row.get::<_, i64>(0)? as u64, blob, place));
         if read_bytes >= max_bytes {
             break;
         }
@@ -62,7 +69,7 @@ pub(super) fn entries(
     // If the read was cut short, what lies past the last event read is unknown, not a gap.
     let cut_short = read_bytes >= max_bytes || events.len() == EVENTS_PER_READ;
     let horizon = match events.back() {
-        Some((seq, _)) if cut_short => seq + 1,
+        Some((seq, ..)) if cut_short => seq + 1,
         _ => below_seq,
     };
 
@@ -79,24 +86,26 @@ pub(super) fn entries(
             continue;
         }
         match events.front() {
-            Some((seq, _)) if *seq < cursor => {
+            Some((seq, ..)) if *seq < cursor => {
                 events.pop_front();
             }
-            Some((seq, _)) if *seq == cursor => {
-                let Some((_, blob)) = events.pop_front() else {
+            Some((seq, ..)) if *seq == cursor => {
+                let Some((_, blob, place)) = events.pop_front() else {
                     break;
                 };
+                let mut event = TaskEvent::decode(blob.as_slice()).map_err(blob_error)?;
                 bytes += blob.len();
-                out.push((
-                    Entry::Event(TaskEvent::decode(blob.as_slice()).map_err(blob_error)?),
-                    cursor + 1,
-                ));
+                if let Some(place) = place {
+                    super::segments::fill(conn, task_id, place, &mut event)?;
+                    bytes += place.1;
+                }
+                out.push((Entry::Event(event), cursor + 1));
                 cursor += 1;
             }
             next => {
                 // Neither kept nor in a recorded gap: report the hole rather than stall on it.
                 let next = next
-                    .map(|(seq, _)| *seq)
+                    .map(|(seq, ..)| *seq)
                     .into_iter()
                     .chain(gaps.front().map(|g| g.first_seq))
                     .chain([horizon])

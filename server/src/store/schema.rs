@@ -11,7 +11,8 @@ use super::StoreError;
 /// - 2: dependencies between tasks, and tombstones of purged tasks (`deps`); or, in builds
 ///   that had sessions and no dependencies, sessions.
 /// - 3: both: the `sessions` table and `tasks.session_id`, and `deps`.
-const VERSION: i64 = 3;
+/// - 4: kept output in segment files beside the database (`output_segments`).
+const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS engines (
@@ -169,6 +170,7 @@ pub(super) fn open(path: &Path, in_memory: bool) -> Result<Connection, StoreErro
         }
         conn.execute_batch(TABLES)?;
         conn.execute_batch(super::deps::TABLES)?;
+        conn.execute_batch(super::segments::TABLES)?;
         conn.pragma_update(None, "user_version", VERSION)?;
         Ok(())
     };

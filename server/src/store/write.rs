@@ -157,12 +157,18 @@ fn flatten(ops: Vec<Op>) -> Vec<Op> {
     flat
 }
 
-fn insert_event(tx: &Transaction<'_>, task_id: u64, event: &TaskEvent) -> rusqlite::Result<()> {
+pub(super) fn insert_event(
+    tx: &Transaction<'_>,
+    task_id: u64,
+    event: &TaskEvent,
+) -> rusqlite::Result<()> {
+    // Large output goes to the task's segment file; its row keeps the rest of the event.
+    let bare = super::segments::append(tx, task_id, event)?;
     tx.prepare_cached("INSERT OR IGNORE INTO events (task_id, seq, event) VALUES (?1, ?2, ?3)")?
         .execute(params![
             task_id as i64,
             event.seq as i64,
-            event.encode_to_vec()
+            bare.as_ref().unwrap_or(event).encode_to_vec()
         ])?;
     Ok(())
 }
