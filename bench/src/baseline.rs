@@ -177,7 +177,6 @@ pub(crate) fn spawn_capacity(total: usize, loops: usize) -> anyhow::Result<f64> 
             .map_err(|_| anyhow::anyhow!("a spawn loop panicked"))??;
     }
     Ok((each * loops) as f64 / start.elapsed().as_secs_f64())
-
 }
 
 /// Bytes per second through `head -c BYTES /dev/zero | cat | cat | cat > /dev/null`: three
