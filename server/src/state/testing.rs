@@ -187,24 +187,28 @@ pub(super) fn sweep_after(hub: &Hub, clock: &Clock, ms: u64) {
 
 /// Checks the state decided for a task, and that its reason says `why`.
 pub(super) fn assert_decided(hub: &Hub, task_id: u64, state: TaskState, why: &str) {
-    let (decided, reason) = decided(hub, task_id).expect("the task is in memory");
+    let (decided, reason) = decided(hub, task_id).unwrap_or_else(|| from_history(hub, task_id));
     assert_eq!(decided, state, "{reason}");
     assert!(reason.contains(why), "{reason:?} does not say {why:?}");
 }
 
-/// A task's state wherever it is: in memory, or in the history once its end was committed
-/// and it left memory (which the commit thread may do at any moment).
-pub(super) fn state_of(hub: &Hub, task_id: u64) -> TaskState {
-    if let Some((state, _)) = decided(hub, task_id) {
-        return state;
-    }
+/// A task's state and reason from the history, once its end was committed and it left memory
+/// (which the commit thread may do at any moment).
+fn from_history(hub: &Hub, task_id: u64) -> (TaskState, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
     let info = runtime
         .block_on(hub.get_task(task_id))
-        .expect("the task is in the history");
-    info.state()
+        .expect("the task is in memory or in the history");
+    (info.state(), info.reason)
+}
+
+/// A task's state wherever it is: in memory, or in the history.
+pub(super) fn state_of(hub: &Hub, task_id: u64) -> TaskState {
+    decided(hub, task_id)
+        .unwrap_or_else(|| from_history(hub, task_id))
+        .0
 }
 
 /// The state decided for a task in memory (shown once committed), and why.
