@@ -189,18 +189,102 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The highest resident memory a process has had, in bytes (the kernel's own peak).
+pub(crate) fn peak_rss(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:")
+}
+
 /// A process's CPU time so far (user + system).
 pub(crate) fn cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 11)
+}
+
+/// The CPU time (user + system) of a process's children that it has waited for, and of
+/// theirs: what a shell pipeline cost, once the shell is reaped.
+pub(crate) fn children_cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 13)
+}
+
+/// Fields `first` and `first + 1` of /proc/PID/stat after the command name, added.
+fn stat_ticks(pid: u32, first: usize) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
             let rest = stat.rsplit_once(") ")?.1;
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
+            let user: u64 = fields.get(first)?.parse().ok()?;
+            let system: u64 = fields.get(first + 1)?.parse().ok()?;
+            Some(user + system)
         })
         .unwrap_or(0);
     // Linux reports in clock ticks, 100 per second on every platform warren runs on.
     Duration::from_millis(ticks * 10)
+}
+
+/// The highest resident memory of a process seen while it is watched (sampled every 10 ms
+/// on the bench's runtime, so only while the bench awaits something).
+pub(crate) struct RssWatch {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssWatch {
+    /// Starts watching `pid`.
+    pub(crate) fn start(pid: u32) -> Self {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss(pid)));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                seen.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Self { peak, task }
+    }
+
+    /// Stops watching; the peak seen, in bytes.
+    pub(crate) fn stop(self, pid: u32) -> u64 {
+        self.task.abort();
+        let peak = self.peak.load(std::sync::atomic::Ordering::Relaxed);
+        peak.max(rss(pid))
+    }
+}
+
+/// CPU time so far of the processes on a task's path: the hub, the engines, the tasks the
+/// engines have reaped, and this process (the client).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuSplit {
+    /// The hub.
+    pub(crate) hub: Duration,
+    /// The engines together.
+    pub(crate) engines: Duration,
+    /// The engines' reaped tasks together.
+    pub(crate) tasks: Duration,
+    /// The bench itself.
+    pub(crate) client: Duration,
+}
+
+impl CpuSplit {
+    /// The CPU times now.
+    pub(crate) fn now(cluster: &Cluster) -> Self {
+        let engines = cluster.engines.iter().map(Proc::pid);
+        Self {
+            hub: cpu_time(cluster.hub_pid()),
+            engines: engines.clone().map(cpu_time).sum(),
+            tasks: engines.map(children_cpu_time).sum(),
+            client: cpu_time(std::process::id()),
+        }
+    }
+
+    /// CPU seconds per GiB since `earlier`, for `bytes` moved: hub, engines, tasks, client.
+    pub(crate) fn per_gib_since(&self, earlier: &Self, bytes: u64) -> [f64; 4] {
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        [
+            self.hub.saturating_sub(earlier.hub),
+            self.engines.saturating_sub(earlier.engines),
+            self.tasks.saturating_sub(earlier.tasks),
+            self.client.saturating_sub(earlier.client),
+        ]
+        .map(|d| d.as_secs_f64() / gib)
+    }
 }
