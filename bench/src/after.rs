@@ -19,7 +19,10 @@ pub(crate) fn after_run(json_path: &Path, extra: &Extra) -> anyhow::Result<()> {
         let (rows, comparison) = compare::compare(&document["results"], &read(file)?)?;
         println!();
         if rows.is_empty() {
-            println!("(--compare: no figure of this run is in {})", file.display());
+            println!(
+                "(--compare: no figure of this run is in {})",
+                file.display()
+            );
         }
         for [name, figure, versus, target] in &rows {
             println!("{name:<34} {figure:<30} {versus:<34} {target}");

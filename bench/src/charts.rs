@@ -79,7 +79,11 @@ fn figure(
         let top = (line.iter().map(|(_, y)| *y).fold(0.0, f64::max) * 1.25).max(1e-9);
         let panel = Panel {
             caption: metric,
-            x_desc: &if log_x { format!("{x_key} (log)") } else { x_key.to_string() },
+            x_desc: &if log_x {
+                format!("{x_key} (log)")
+            } else {
+                x_key.to_string()
+            },
             unit,
             top,
             reference: reference(&line, *kind, log_x, top),
@@ -177,7 +181,11 @@ fn reference(line: &[(f64, f64)], kind: Kind, log_x: bool, top: f64) -> Vec<(f64
             (0..=steps)
                 .map(|i| {
                     let f = i as f64 / steps as f64;
-                    if log_x { x0 * (x_top / x0).powf(f) } else { x0 + (x_top - x0) * f }
+                    if log_x {
+                        x0 * (x_top / x0).powf(f)
+                    } else {
+                        x0 + (x_top - x0) * f
+                    }
                 })
                 .map(|x| (x, y0 * x / x0))
                 .collect()

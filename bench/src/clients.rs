@@ -138,11 +138,7 @@ async fn say_ready() {
     let _ = stdout.flush().await;
 }
 
-async fn submit(
-    connection_file: &Path,
-    tasks: usize,
-    in_flight: usize,
-) -> anyhow::Result<Report> {
+async fn submit(connection_file: &Path, tasks: usize, in_flight: usize) -> anyhow::Result<Report> {
     let clients = connect(connection_file, in_flight).await?;
     say_ready().await;
     let mut go = String::new();
@@ -231,7 +227,10 @@ async fn read(
         match event.kind {
             EventKind::Output { data, .. } => {
                 partial.extend_from_slice(&data);
-                let complete = partial.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let complete = partial
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
                 for line in partial[..complete].split(|b| *b == b'\n') {
                     let written = line
                         .split(|b| *b == b' ')
@@ -324,7 +323,8 @@ impl Processes {
             for (lines, child) in self.lines.iter_mut().zip(&mut self.children) {
                 let line = lines.next_line().await?;
                 let status = child.wait().await?;
-                let line = line.with_context(|| format!("a load client ended ({status}) without a report"))?;
+                let line = line
+                    .with_context(|| format!("a load client ended ({status}) without a report"))?;
                 reports.push(serde_json::from_str(&line).context("a load client's report")?);
             }
             Ok(reports)

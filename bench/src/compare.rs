@@ -60,9 +60,9 @@ const PAIRS: [Pair; 4] = [
 /// The table rows and the JSON of the comparison of warren's `results` with IPython
 /// parallel's document.
 pub(crate) fn compare(results: &Value, ipp: &Value) -> anyhow::Result<(Vec<[String; 4]>, Value)> {
-    let scenarios = ipp["scenarios"]
-        .as_object()
-        .ok_or_else(|| anyhow::anyhow!("no \"scenarios\" object: is this tests/ipyparallel/run.sh's JSON?"))?;
+    let scenarios = ipp["scenarios"].as_object().ok_or_else(|| {
+        anyhow::anyhow!("no \"scenarios\" object: is this tests/ipyparallel/run.sh's JSON?")
+    })?;
     let version = ipp["version"].as_str().unwrap_or("?");
     let (mut rows, mut pairs) = (Vec::new(), Vec::new());
     for pair in &PAIRS {
@@ -70,28 +70,47 @@ pub(crate) fn compare(results: &Value, ipp: &Value) -> anyhow::Result<(Vec<[Stri
         let Some(ours) = results[scenario][key].as_f64().map(|v| v * factor) else {
             continue;
         };
-        for (name, figures) in scenarios.iter().filter(|(n, _)| n.starts_with(pair.ipp_prefix)) {
+        for (name, figures) in scenarios
+            .iter()
+            .filter(|(n, _)| n.starts_with(pair.ipp_prefix))
+        {
             let Some(theirs) = figures[pair.ipp_key].as_f64().map(|v| v * pair.ipp_factor) else {
                 continue;
             };
             if ours <= 0.0 || theirs <= 0.0 {
                 continue;
             }
-            let ahead = if pair.lower_is_better { theirs / ours } else { ours / theirs };
+            let ahead = if pair.lower_is_better {
+                theirs / ours
+            } else {
+                ours / theirs
+            };
             rows.push([
                 format!("vs IPython parallel: {}", pair.label),
                 format!("warren {} {}", round(ours), pair.unit),
                 format!("ipyparallel {} {} ({name})", round(theirs), pair.unit),
-                format!("warren ×{ahead:.2} {}", if ahead >= 1.0 { "ahead" } else { "BEHIND" }),
+                format!(
+                    "warren ×{ahead:.2} {}",
+                    if ahead >= 1.0 { "ahead" } else { "BEHIND" }
+                ),
             ]);
-            pairs.push(json!({"figure": pair.label, "unit": pair.unit, "warren": ours,
+            pairs.push(
+                json!({"figure": pair.label, "unit": pair.unit, "warren": ours,
                               "ipyparallel_scenario": name, "ipyparallel": theirs,
-                              "warren_advantage": ahead}));
+                              "warren_advantage": ahead}),
+            );
         }
     }
-    Ok((rows, json!({"ipyparallel_version": version, "pairs": pairs})))
+    Ok((
+        rows,
+        json!({"ipyparallel_version": version, "pairs": pairs}),
+    ))
 }
 
 fn round(value: f64) -> String {
-    if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") }
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
 }

@@ -27,8 +27,11 @@ pub(crate) enum Kind {
     Total,
 }
 
+/// A series: its name, its x key, and each figure with how it should grow.
+pub(crate) type Series = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+
 /// The series, their x keys, and what each figure should do: shared with the charts.
-pub(crate) const SERIES: [(&str, &str, &[(&str, Kind)]); 3] = [
+pub(crate) const SERIES: [Series; 3] = [
     (
         "engines",
         "engines",
@@ -84,15 +87,23 @@ pub(crate) async fn scenario(
 
 /// Hub memory, idle CPU and CPU per task with 10 to 5,000 (simulated) engines.
 async fn by_engines(report: &mut Report, flags: &[&str], size: Size) -> anyhow::Result<Value> {
-    let counts = size.pick(vec![10, 100, 1000, 5000], vec![10, 100, 1000, 5000], vec![2, 5, 10, 20]);
+    let counts = size.pick(
+        vec![10, 100, 1000, 5000],
+        vec![10, 100, 1000, 5000],
+        vec![2, 5, 10, 20],
+    );
     let tasks = size.pick(5000, 1000, 20);
-    let idle = size.pick(Duration::from_secs(5), Duration::from_secs(2), Duration::from_millis(200));
+    let idle = size.pick(
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+        Duration::from_millis(200),
+    );
     let mut points = Vec::new();
     for n in counts {
         let hub = Cluster::hub(flags).await?;
         let pid = hub.hub_pid();
         let fresh = rss(pid);
-        let _sims = sim::start(&hub.connection_file(), n).await?;
+        let sims = sim::start(&hub.connection_file(), n).await?;
         let client = hub.client().await?;
         wait_until(Duration::from_secs(300), || {
             let client = client.clone();
@@ -107,15 +118,27 @@ async fn by_engines(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         let after = rss(pid);
         report.row(
             &format!("10 growth: {n} engines"),
-            format!("hub CPU {} µs/task, RSS {}", us(t.hub_cpu_per_task), mib(with)),
-            format!("idle CPU {:.1}%, {:.0} tasks/s", idle_cpu * 100.0, t.tasks_per_s),
+            format!(
+                "hub CPU {} µs/task, RSS {}",
+                us(t.hub_cpu_per_task),
+                mib(with)
+            ),
+            format!(
+                "idle CPU {:.1}%, {:.0} tasks/s",
+                idle_cpu * 100.0,
+                t.tasks_per_s
+            ),
             String::new(),
         );
-        points.push(json!({"engines": n, "tasks": tasks, "rss_fresh_bytes": fresh,
+        points.push(
+            json!({"engines": n, "tasks": tasks, "rss_fresh_bytes": fresh,
                            "rss_bytes": with, "rss_growth_bytes": with.saturating_sub(fresh),
                            "rss_after_tasks_bytes": after, "idle_cpu_percent": idle_cpu * 100.0,
                            "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
-                           "tasks_per_s": t.tasks_per_s}));
+                           "tasks_per_s": t.tasks_per_s}),
+        );
+        drop((sims, client));
+        hub.stop().await;
     }
     Ok(json!(points))
 }
@@ -127,13 +150,19 @@ const NEEDLES: usize = 3;
 /// 1,000,000 tasks, written through the hub by simulated engines: each Submit of a job for
 /// all engines makes one task per engine, a few Submits in flight.
 async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::Result<Value> {
-    let levels: Vec<usize> = size.pick(vec![0, 100_000, 1_000_000], vec![0, 10_000, 100_000], vec![0, 100, 400]);
+    let levels: Vec<usize> = size.pick(
+        vec![0, 100_000, 1_000_000],
+        vec![0, 10_000, 100_000],
+        vec![0, 100, 400],
+    );
     let engines = size.pick(1000, 1000, 10);
     let mut hub = Cluster::hub(flags).await?;
     let mut sims = Some(sim::start(&hub.connection_file(), engines).await?);
     let mut client = ready(&hub, engines).await?;
     for _ in 0..NEEDLES {
-        client.submit(Job::argv(["/bin/true"]).label("needle", "yes")).await?;
+        client
+            .submit(Job::argv(["/bin/true"]).label("needle", "yes"))
+            .await?;
     }
     let mut have = 0usize;
     let mut points = Vec::new();
@@ -151,7 +180,7 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         let db = db_bytes(&hub)?;
         drop(sims.take());
         drop(client);
-        drop(hub.hub.take());
+        hub.stop_hub().await;
         let restart = hub.start_hub(flags).await?;
         let after_restart = rss(hub.hub_pid());
         client = hub.client().await?;
@@ -161,7 +190,12 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         report.row(
             &format!("10 growth: {have} tasks of history"),
             format!("ListTasks label {} ms, failed {} ms", ms(label), ms(failed)),
-            format!("restart {} ms, db {}, RSS {}", ms(restart), mib(db), mib(after_restart)),
+            format!(
+                "restart {} ms, db {}, RSS {}",
+                ms(restart),
+                mib(db),
+                mib(after_restart)
+            ),
             if fill_seconds > 0.0 {
                 format!("written in {fill_seconds:.0} s")
             } else {
@@ -176,6 +210,8 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         sims = Some(sim::start(&hub.connection_file(), engines).await?);
         client = ready(&hub, engines).await?;
     }
+    drop((sims, client));
+    hub.stop().await;
     Ok(json!({"engines_writing": engines, "needles": NEEDLES, "points": points}))
 }
 
@@ -216,7 +252,10 @@ async fn fill(
         }
     })
     .await?;
-    Ok((start.elapsed().as_secs_f64(), cpu_time(hub.hub_pid()).saturating_sub(cpu)))
+    Ok((
+        start.elapsed().as_secs_f64(),
+        cpu_time(hub.hub_pid()).saturating_sub(cpu),
+    ))
 }
 
 fn needle_filter() -> ListTasksRequest {
@@ -265,7 +304,7 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
     for n in counts {
         let hub = Cluster::hub(flags).await?;
         let pid = hub.hub_pid();
-        let _sims = sim::start(&hub.connection_file(), engines).await?;
+        let sims = sim::start(&hub.connection_file(), engines).await?;
         drop(ready(&hub, engines).await?);
         let each = total / n;
         let spec = Spec {
@@ -298,8 +337,16 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         report.row(
             &format!("10 growth: {n} clients"),
             format!("hub CPU {per_task:.1} µs/task, peak {}", mib(peak)),
-            format!("{:.0} tasks/s, end p50 {} ms", done as f64 / elapsed.as_secs_f64(), ms(finish.p50())),
-            if errors > 0 { format!("{errors} errors") } else { String::new() },
+            format!(
+                "{:.0} tasks/s, end p50 {} ms",
+                done as f64 / elapsed.as_secs_f64(),
+                ms(finish.p50())
+            ),
+            if errors > 0 {
+                format!("{errors} errors")
+            } else {
+                String::new()
+            },
         );
         points.push(json!({"clients": n, "tasks": done, "engines": engines,
                            "hub_cpu_us_per_task": per_task, "rss_before_bytes": before,
@@ -307,6 +354,8 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
                            "tasks_per_s": done as f64 / elapsed.as_secs_f64(),
                            "finish_p50_ms": ms(finish.p50()), "finish_p99_ms": ms(finish.p99()),
                            "errors": errors}));
+        drop(sims);
+        hub.stop().await;
     }
     Ok(json!(points))
 }

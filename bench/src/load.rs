@@ -82,7 +82,11 @@ pub(crate) async fn scenario(
     let tasks: Vec<_> = reports.iter().flat_map(|r| &r.tasks).collect();
     let succeeded = tasks.iter().filter(|t| t.succeeded).count();
     let errors: usize = reports.iter().map(|r| r.errors).sum();
-    let first_errors: Vec<&String> = reports.iter().flat_map(|r| &r.first_errors).take(3).collect();
+    let first_errors: Vec<&String> = reports
+        .iter()
+        .flat_map(|r| &r.first_errors)
+        .take(3)
+        .collect();
     let on_hub = count(&client, TaskState::Succeeded).await?;
     let all_on_hub = count_all(&client).await?;
     let submit = Samples::new(micros(tasks.iter().map(|t| t.submit_us)));
@@ -173,9 +177,7 @@ pub(crate) async fn scenario(
     let attach = clock.elapsed();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     std::fs::write(&stop, b"")?;
-    let reports = attached
-        .reports(Duration::from_secs(600 + seconds))
-        .await?;
+    let reports = attached.reports(Duration::from_secs(600 + seconds)).await?;
     let peak_following = watch.stop(hub);
     let after = rss(hub);
     let part_two = followers_json(&reports, followers, before, peak_following, after);
@@ -204,6 +206,8 @@ pub(crate) async fn scenario(
                "followed_tasks": followed.len(), "line_bytes": LINE,
                "task_seconds": seconds, "stall_seconds": stall}),
     );
+    drop((_sims, client));
+    cluster.stop().await;
     Ok(())
 }
 
@@ -245,7 +249,11 @@ fn followers_json(
                "end_lag_max_ms": ms(ends.quantile(1.0))})
     };
     let errors: usize = reports.iter().map(|r| r.errors).sum();
-    let first_errors: Vec<&String> = reports.iter().flat_map(|r| &r.first_errors).take(3).collect();
+    let first_errors: Vec<&String> = reports
+        .iter()
+        .flat_map(|r| &r.first_errors)
+        .take(3)
+        .collect();
     json!({"followers": followers, "processes": reports.len(), "errors": errors,
            "first_errors": first_errors, "fast": group(false), "slow": group(true),
            "hub_rss_before_bytes": before, "hub_rss_peak_bytes": peak,

@@ -7,12 +7,12 @@
 mod after;
 mod baseline;
 mod batch;
-mod copy;
-mod interactive;
 mod charts;
 mod clients;
 mod compare;
+mod copy;
 mod growth;
+mod interactive;
 mod liveness;
 mod load;
 mod options;
@@ -329,7 +329,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report.row(
             "3 … CPU s/GiB, each process",
             format!("hub {hub:.2}, engine {engines:.2}, client {own:.2}"),
-            format!("task {task:.2}; cat chain {:.2} in all", chain.cpu_s_per_gib),
+            format!(
+                "task {task:.2}; cat chain {:.2} in all",
+                chain.cpu_s_per_gib
+            ),
             String::new(),
         );
         report.record(
@@ -345,14 +348,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         session_scenarios(&mut report, &cluster, &client, &unsigned, &ping, &scale).await?;
     }
     if wanted("interactive") {
-        interactive_scenarios(
-            &mut report,
-            &cluster,
-            scratch.path(),
-            &ping,
-            bulk,
-            size,
-        )?;
+        interactive_scenarios(&mut report, &cluster, scratch.path(), &ping, bulk, size)?;
     }
     if wanted("copy") {
         let bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
@@ -395,7 +391,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     drop(client);
-    drop(cluster);
+    cluster.stop().await;
 
     if wanted("fanout") {
         let mut wide = Cluster::hub(&hub_flags).await?;
@@ -413,6 +409,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "fanout_64",
             json!({"p50_ms": ms(fan.p50()), "p99_ms": ms(fan.p99()), "runs": fan.len(), "engines": n}),
         );
+        drop(client);
+        wide.stop().await;
     }
 
     if wanted("hmac") {
@@ -439,7 +437,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if wanted("scale") {
         let engines = scale(1000, 1000);
-        scale_scenario(&mut report, &hub_flags, idle_rss, scale(100_000, 10_000), engines).await?;
+        scale_scenario(
+            &mut report,
+            &hub_flags,
+            idle_rss,
+            scale(100_000, 10_000),
+            engines,
+        )
+        .await?;
     }
 
     if wanted("load") {
@@ -634,14 +639,13 @@ async fn scale_scenario(
     drop(engines);
     drop(client);
     let restart = {
-        if let Some(old) = hub.hub.take() {
-            drop(old);
-        }
+        hub.stop_hub().await;
         let started = Instant::now();
         hub.start_hub(hub_flags).await?;
         started.elapsed()
     };
     let after_restart = rss(hub.hub_pid());
+    hub.stop().await;
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
     report.row(
         "6 hub RSS idle",

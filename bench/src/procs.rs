@@ -35,14 +35,39 @@ impl Proc {
     pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+/// How long a stopped process gets to exit before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops these processes (SIGTERM to all, then each waited for) while the runtime runs: a
+/// hub drains its connections before it exits, and the bench's own dropped clients (and
+/// simulated engines) close theirs only when the runtime polls them. Dropping a `Proc`
+/// instead blocks the runtime, and the hub waits out its whole drain timeout.
+pub(crate) async fn stop(procs: Vec<Proc>) {
+    for proc in &procs {
+        proc.terminate();
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for mut proc in procs {
+        while proc.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(proc);
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.terminate();
+        let deadline = Instant::now() + STOP_GRACE;
         while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -144,6 +169,17 @@ impl Cluster {
     /// A signed client.
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::connect(self.connection_file()).await?)
+    }
+
+    /// Stops the hub (to restart it with `start_hub`), letting its connections close.
+    pub(crate) async fn stop_hub(&mut self) {
+        stop(self.hub.take().into_iter().collect()).await;
+    }
+
+    /// Stops the engines, then the hub, letting their connections close (see [`stop`]).
+    pub(crate) async fn stop(mut self) {
+        stop(std::mem::take(&mut self.engines)).await;
+        self.stop_hub().await;
     }
 
     /// The hub's pid.

@@ -120,7 +120,10 @@ fn every_scenario_runs_and_writes_its_json() {
         "warren-bench --smoke failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    eprintln!("warren-bench --smoke took {:?}:\n{stdout}", started.elapsed());
+    eprintln!(
+        "warren-bench --smoke took {:?}:\n{stdout}",
+        started.elapsed()
+    );
 
     let document: Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the results file"))
