@@ -17,7 +17,12 @@ pub(crate) struct Extra {
     /// tests/ipyparallel/run.sh
     #[arg(long, value_name = "FILE")]
     pub(crate) compare: Option<PathBuf>,
-    /// Run nothing: draw --charts and print --compare from this earlier run's JSON
+    /// Write the table (with --compare's rows) as Markdown to this file, as README's
+    /// "Performance" section shows it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) markdown: Option<PathBuf>,
+    /// Run nothing: draw --charts, print --compare and write --markdown from this earlier
+    /// run's JSON
     #[arg(long, value_name = "FILE")]
     pub(crate) from: Option<PathBuf>,
     /// Internal: be one load client process with this spec (JSON)

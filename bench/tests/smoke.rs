@@ -102,6 +102,7 @@ fn every_scenario_runs_and_writes_its_json() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let json = scratch.path().join("results.json");
     let charts = scratch.path().join("charts");
+    let markdown = scratch.path().join("table.md");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ipyparallel-sample.json");
     let started = Instant::now();
     let output = run_bench(&[
@@ -112,6 +113,8 @@ fn every_scenario_runs_and_writes_its_json() {
         charts.as_os_str(),
         "--compare".as_ref(),
         sample.as_os_str(),
+        "--markdown".as_ref(),
+        markdown.as_os_str(),
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -174,4 +177,11 @@ fn every_scenario_runs_and_writes_its_json() {
         .map_or(0, Vec::len);
     assert!(pairs >= 4, "{}", document["compare"]);
     assert!(stdout.contains("vs IPython parallel: round trip p50"));
+
+    // The Markdown table has a row for each row of the JSON table, the comparison's too.
+    let rows = document["table"].as_array().map_or(0, Vec::len);
+    let table = std::fs::read_to_string(&markdown).expect("the Markdown table");
+    assert!(table.starts_with("| scenario | warren |"), "{table}");
+    assert_eq!(table.lines().count(), rows + 2, "{table}");
+    assert!(table.contains("| 1 round trip of `true` |"), "{table}");
 }
