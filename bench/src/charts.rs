@@ -74,7 +74,8 @@ fn figure(
         let line: Vec<(f64, f64)> = points
             .iter()
             .zip(&xs)
-            .map(|(p, x)| (*x, p[*metric].as_f64().unwrap_or(0.0) / scale))
+            // A point without the figure (the call timed out: null) is left out, not drawn as 0.
+            .filter_map(|(p, x)| Some((*x, p[*metric].as_f64()? / scale)))
             .collect();
         let top = (line.iter().map(|(_, y)| *y).fold(0.0, f64::max) * 1.25).max(1e-9);
         let panel = Panel {

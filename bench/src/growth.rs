@@ -174,8 +174,8 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
             (0.0, Duration::ZERO)
         };
         have += added;
-        let warm_label = list_time(&client, needle_filter()).await?;
-        let warm_failed = list_time(&client, failed_filter()).await?;
+        let warm_label = list_time(&client, needle_filter()).await;
+        let warm_failed = list_time(&client, failed_filter()).await;
         let in_memory = client.queue_status().await?.tasks_in_memory;
         let db = db_bytes(&hub)?;
         drop(sims.take());
@@ -184,12 +184,12 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         let restart = hub.start_hub(flags).await?;
         let after_restart = rss(hub.hub_pid());
         client = hub.client().await?;
-        let label = list_time(&client, needle_filter()).await?;
-        let failed = list_time(&client, failed_filter()).await?;
+        let label = list_time(&client, needle_filter()).await;
+        let failed = list_time(&client, failed_filter()).await;
         let per_task = fill_cpu.as_secs_f64() * 1e6 / added.max(1) as f64;
         report.row(
             &format!("10 growth: {have} tasks of history"),
-            format!("ListTasks label {} ms, failed {} ms", ms(label), ms(failed)),
+            format!("ListTasks label {} ms, failed {} ms", shown(label), shown(failed)),
             format!(
                 "restart {} ms, db {}, RSS {}",
                 ms(restart),
@@ -202,8 +202,8 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
                 String::new()
             },
         );
-        points.push(json!({"tasks": have, "list_label_ms": ms(label), "list_failed_ms": ms(failed),
-                           "list_label_warm_ms": ms(warm_label), "list_failed_warm_ms": ms(warm_failed),
+        points.push(json!({"tasks": have, "list_label_ms": label, "list_failed_ms": failed,
+                           "list_label_warm_ms": warm_label, "list_failed_warm_ms": warm_failed,
                            "restart_ms": ms(restart), "db_bytes": db,
                            "rss_after_restart_bytes": after_restart, "tasks_in_memory": in_memory,
                            "fill_seconds": fill_seconds, "fill_hub_cpu_us_per_task": per_task}));
@@ -213,6 +213,11 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
     drop((sims, client));
     hub.stop().await;
     Ok(json!({"engines_writing": engines, "needles": NEEDLES, "points": points}))
+}
+
+/// A figure of `list_time` for the table.
+fn shown(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "(failed)".into(), |ms| ms.to_string())
 }
 
 /// A client once `engines` engines are registered.
@@ -272,15 +277,20 @@ fn failed_filter() -> ListTasksRequest {
     }
 }
 
-/// The median of five ListTasks calls with this filter (first page).
-async fn list_time(client: &warren::Client, filter: ListTasksRequest) -> anyhow::Result<Duration> {
+/// The median of five ListTasks calls with this filter (first page), in ms; None (JSON null,
+/// and said) if a call fails, e.g. no answer within the client's deadline: a finding, not the
+/// end of the run.
+async fn list_time(client: &warren::Client, filter: ListTasksRequest) -> Option<f64> {
     let mut samples = Vec::new();
     for _ in 0..5 {
         let start = Instant::now();
-        client.tasks_page(filter.clone()).await?;
+        if let Err(err) = client.tasks_page(filter.clone()).await {
+            println!("    growth: ListTasks {filter:?} failed after {:?}: {err}", start.elapsed());
+            return None;
+        }
         samples.push(start.elapsed());
     }
-    Ok(Samples::new(samples).p50())
+    Some(ms(Samples::new(samples).p50()))
 }
 
 /// The database and its WAL, in bytes.
