@@ -71,6 +71,8 @@ pub(crate) async fn scenario(
 ) -> anyhow::Result<()> {
     let mut flags = hub_flags.to_vec();
     flags.extend(FLAGS);
+    // 100 clients follow 50 tasks each: past the hub's default 1,024 follow streams.
+    flags.extend(crate::load::FLAGS);
     let engines = by_engines(report, &flags, size).await?;
     let history = by_history(report, &flags, size).await?;
     let clients = by_clients(report, &flags, size).await?;
@@ -189,7 +191,11 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         let per_task = fill_cpu.as_secs_f64() * 1e6 / added.max(1) as f64;
         report.row(
             &format!("10 growth: {have} tasks of history"),
-            format!("ListTasks label {} ms, failed {} ms", shown(label), shown(failed)),
+            format!(
+                "ListTasks label {} ms, failed {} ms",
+                shown(label),
+                shown(failed)
+            ),
             format!(
                 "restart {} ms, db {}, RSS {}",
                 ms(restart),
@@ -202,11 +208,13 @@ async fn by_history(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
                 String::new()
             },
         );
-        points.push(json!({"tasks": have, "list_label_ms": label, "list_failed_ms": failed,
+        points.push(
+            json!({"tasks": have, "list_label_ms": label, "list_failed_ms": failed,
                            "list_label_warm_ms": warm_label, "list_failed_warm_ms": warm_failed,
                            "restart_ms": ms(restart), "db_bytes": db,
                            "rss_after_restart_bytes": after_restart, "tasks_in_memory": in_memory,
-                           "fill_seconds": fill_seconds, "fill_hub_cpu_us_per_task": per_task}));
+                           "fill_seconds": fill_seconds, "fill_hub_cpu_us_per_task": per_task}),
+        );
         sims = Some(sim::start(&hub.connection_file(), engines).await?);
         client = ready(&hub, engines).await?;
     }
@@ -285,7 +293,10 @@ async fn list_time(client: &warren::Client, filter: ListTasksRequest) -> Option<
     for _ in 0..5 {
         let start = Instant::now();
         if let Err(err) = client.tasks_page(filter.clone()).await {
-            println!("    growth: ListTasks {filter:?} failed after {:?}: {err}", start.elapsed());
+            println!(
+                "    growth: ListTasks {filter:?} failed after {:?}: {err}",
+                start.elapsed()
+            );
             return None;
         }
         samples.push(start.elapsed());
@@ -336,6 +347,11 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
         let peak = watch.stop(pid);
         let done = each * n;
         let errors: usize = reports.iter().map(|r| r.errors).sum();
+        let first_errors: Vec<&String> = reports
+            .iter()
+            .flat_map(|r| &r.first_errors)
+            .take(3)
+            .collect();
         let finish = Samples::new(
             reports
                 .iter()
@@ -363,7 +379,7 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
                            "rss_peak_bytes": peak, "rss_peak_growth_bytes": peak.saturating_sub(before),
                            "tasks_per_s": done as f64 / elapsed.as_secs_f64(),
                            "finish_p50_ms": ms(finish.p50()), "finish_p99_ms": ms(finish.p99()),
-                           "errors": errors}));
+                           "errors": errors, "first_errors": first_errors}));
         drop(sims);
         hub.stop().await;
     }
