@@ -103,11 +103,11 @@ def record_pids(cluster):
     if not path:
         return
     pids = []
-    if cluster.controller is not None and cluster.controller.pid:
+    if cluster.controller is not None and cluster.controller.pid > 0:
         pids.append(cluster.controller.pid)
     for engine_set in cluster.engines.values():
         for launcher in getattr(engine_set, "launchers", {}).values():
-            if launcher.pid:
+            if launcher.pid > 0:  # -1 until started
                 pids.append(launcher.pid)
     with open(path, "a") as f:
         f.writelines(f"{pid}\n" for pid in pids)
