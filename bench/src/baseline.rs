@@ -1,5 +1,6 @@
 //! What the machine itself can do, measured in the same run: a Unix-socket ping-pong and bulk
-//! transfer between two processes, spawning /bin/true, and an unsigned tonic call.
+//! transfer between two processes, spawning /bin/true (one at a time, and two loops at once),
+//! a chain of `cat`s joined by pipes, and an unsigned tonic call.
 
 use anyhow::Context;
 use std::io::{Read, Write};
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::procs::Proc;
+use crate::procs::{Proc, children_cpu_time};
 use crate::stats::Samples;
 
 /// Bytes per ping.
@@ -154,16 +155,52 @@ pub(crate) async fn unsigned_unary(socket: &Path, runs: usize) -> anyhow::Result
     Ok(Samples::new(samples))
 }
 
-/// Spawn capacity: `loops` threads at once, each spawning and waiting for `/bin/true` in a
-/// loop, `total` processes in all; processes per second (what engines could do at best).
-pub(crate) fn spawn_capacity(total: usize, loops: usize) -> anyhow::Result<f64> {
-    let loops = loops.max(1);
-    let each = total.div_ceil(loops);
+/// What a chain of copying processes moves: the stream's baseline.
+pub(crate) struct Chain {
+    /// Bytes per second through the chain (the best of its runs).
+    pub(crate) bytes_per_s: f64,
+    /// CPU seconds per GiB of all its processes together (head, three cats, the shell).
+    pub(crate) cpu_s_per_gib: f64,
+}
+
+/// `head -c BYTES /dev/zero | cat | cat | cat > /dev/null`, `runs` times: three copying
+/// processes joined by pipes, the same bytes the stream scenario moves. The CPU time is the
+/// bench's reaped children's (the shell reaps the pipeline), so nothing else may be reaped
+/// meanwhile: this runs on the bench's own thread before any cluster starts.
+pub(crate) fn cat_chain(bytes: u64, runs: usize) -> anyhow::Result<Chain> {
+    let me = std::process::id();
+    let pipeline = format!("head -c {bytes} /dev/zero | cat | cat | cat > /dev/null");
+    let (mut best, mut cpu) = (Duration::MAX, Duration::ZERO);
+    for _ in 0..runs.max(1) {
+        let before = children_cpu_time(me);
+        let start = Instant::now();
+        let status = Command::new("sh")
+            .args(["-c", &pipeline])
+            .stdin(Stdio::null())
+            .status()
+            .context("run the cat chain with sh")?;
+        best = best.min(start.elapsed());
+        anyhow::ensure!(status.success(), "the cat chain failed: {status}");
+        cpu += children_cpu_time(me).saturating_sub(before);
+    }
+    let gib = bytes as f64 / GIB * runs.max(1) as f64;
+    Ok(Chain {
+        bytes_per_s: bytes as f64 / best.as_secs_f64(),
+        cpu_s_per_gib: cpu.as_secs_f64() / gib,
+    })
+}
+
+/// Bytes in a GiB, as a float.
+pub(crate) const GIB: f64 = (1u64 << 30) as f64;
+
+/// Spawn capacity: two loops, on two threads at once, each spawning `/bin/true` and waiting
+/// for it `per_loop` times; tasks per second over both. The throughput scenario's baseline.
+pub(crate) fn spawn_capacity(per_loop: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
-    let handles: Vec<_> = (0..loops)
+    let loops: Vec<_> = (0..2)
         .map(|_| {
             std::thread::spawn(move || -> anyhow::Result<()> {
-                for _ in 0..each {
+                for _ in 0..per_loop {
                     let status = Command::new("/bin/true").stdin(Stdio::null()).status()?;
                     anyhow::ensure!(status.success(), "/bin/true failed");
                 }
@@ -171,30 +208,10 @@ pub(crate) fn spawn_capacity(total: usize, loops: usize) -> anyhow::Result<f64> 
             })
         })
         .collect();
-    for handle in handles {
-        handle
+    for spawner in loops {
+        spawner
             .join()
             .map_err(|_| anyhow::anyhow!("a spawn loop panicked"))??;
     }
-    Ok((each * loops) as f64 / start.elapsed().as_secs_f64())
-}
-
-/// Bytes per second through `head -c BYTES /dev/zero | cat | cat | cat > /dev/null`: three
-/// copying processes joined by pipes, the ceiling for a stream that crosses engine, hub and
-/// client. The median of `runs`.
-pub(crate) fn cat_chain(bytes: u64, runs: usize) -> anyhow::Result<f64> {
-    let script = format!("head -c {bytes} /dev/zero | cat | cat | cat > /dev/null");
-    let mut rates = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        let status = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .status()
-            .context("run the cat chain")?;
-        anyhow::ensure!(status.success(), "the cat chain failed: {status}");
-        rates.push(bytes as f64 / start.elapsed().as_secs_f64());
-    }
-    rates.sort_by(f64::total_cmp);
-    Ok(rates[rates.len() / 2])
+    Ok((2 * per_loop) as f64 / start.elapsed().as_secs_f64())
 }

@@ -49,6 +49,8 @@ pub(crate) async fn engine_declared_dead(runs: usize) -> anyhow::Result<Samples>
         })
         .await?;
     }
+    drop(client);
+    cluster.stop().await;
     Ok(Samples::new(samples))
 }
 
@@ -75,6 +77,8 @@ pub(crate) async fn follower_of_a_frozen_hub(runs: usize) -> anyhow::Result<Samp
         })
         .await;
         signal(hub, Signal::CONT)?;
+        drop((events, client));
+        cluster.stop().await;
         samples.push(ended.map_err(|_| anyhow::anyhow!("the follower hung"))??);
     }
     Ok(Samples::new(samples))

@@ -4,13 +4,21 @@
 //! runs every scenario, prints a table of medians and tails with the baselines and targets,
 //! and writes it all as JSON. Run it with `cargo run --release -p warren-bench`.
 
+mod after;
 mod baseline;
 mod batch;
+mod charts;
+mod clients;
+mod compare;
 mod copy;
+mod growth;
 mod interactive;
 mod liveness;
+mod load;
+mod options;
 mod procs;
 mod scenarios;
+mod sections;
 mod sessions;
 mod signing;
 mod sim;
@@ -20,7 +28,7 @@ mod stats;
 use clap::Parser;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use warren::Job;
 
 use crate::procs::{Cluster, rss};
@@ -46,6 +54,8 @@ struct Args {
     /// Internal: serve the socket baselines' other end on this path
     #[arg(long, hide = true)]
     serve_socket: Option<PathBuf>,
+    #[command(flatten)]
+    extra: options::Extra,
 }
 
 /// The results so far: table rows and the JSON document.
@@ -74,16 +84,24 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.serve_socket {
         return baseline::serve(path);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    if let Some(spec) = &args.extra.load_client {
+        return clients::client_main(spec);
+    }
+    let (json_path, extra) = (args.json.clone(), args.extra.clone());
+    if extra.from.is_none() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(args))?;
+    }
+    after::after_run(&json_path, &extra)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let wanted =
         |name: &str| args.only.is_empty() || args.only.iter().any(|w| name.contains(w.as_str()));
-    let scale = |full: usize, quick: usize| if args.quick { quick } else { full };
+    let size = options::Size::new(args.quick, args.extra.smoke);
+    let scale = |full: usize, quick: usize| size.scale(full, quick);
     let mut report = Report {
         rows: Vec::new(),
         json: serde_json::Map::new(),
@@ -106,8 +124,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Baselines.
     let peer = baseline::SocketPeer::start(scratch.path())?;
     let ping = peer.ping_pong(scale(20_000, 2_000))?;
-    let bulk = peer.bulk(if args.quick { 1 << 30 } else { 2 << 30 })?;
+    let bulk = peer.bulk(size.pick(2 << 30, 1 << 30, 16 << 20))?;
     let spawn = baseline::spawn_true(scale(1_000, 200))?;
+    // The stream scenario's bytes, through the baseline chain of `cat`s too.
+    let stream_bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
+    let chain = baseline::cat_chain(stream_bytes, size.pick(3, 3, 1))?;
+    let capacity = baseline::spawn_capacity(scale(5_000, 1_000))?;
     report.row(
         "baseline: UDS ping-pong 64 B",
         format!("p50 {} µs  p99 {} µs", us(ping.p50()), us(ping.p99())),
@@ -126,12 +148,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         String::new(),
         String::new(),
     );
+    report.row(
+        "baseline: spawn capacity, 2 loops",
+        format!("{capacity:.0} tasks/s"),
+        "(posix_spawn + wait of /bin/true)".into(),
+        String::new(),
+    );
+    report.row(
+        &format!("baseline: head|cat|cat|cat {} MiB", stream_bytes >> 20),
+        format!("{:.2} GB/s", chain.bytes_per_s / 1e9),
+        format!("CPU {:.2} s/GiB (all 5 processes)", chain.cpu_s_per_gib),
+        String::new(),
+    );
     report.record(
         "baselines",
         json!({
             "uds_ping_pong_64b": {"p50_us": us(ping.p50()), "p99_us": us(ping.p99()), "runs": ping.len()},
             "uds_bulk_64kib_writes": {"gb_per_s": bulk / 1e9},
             "spawn_true": {"p50_ms": ms(spawn.p50()), "p99_ms": ms(spawn.p99()), "runs": spawn.len()},
+            "spawn_capacity_2_loops": {"tasks_per_s": capacity, "per_loop": scale(5_000, 1_000)},
+            "cat_chain_3": {"bytes": stream_bytes, "gb_per_s": chain.bytes_per_s / 1e9,
+                            "cpu_s_per_gib": chain.cpu_s_per_gib,
+                            "command": "head -c BYTES /dev/zero | cat | cat | cat > /dev/null"},
         }),
     );
 
@@ -163,12 +201,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "1 round trip of `true`",
             format!("p50 {} ms  p99 {} ms", ms(rt.p50()), ms(rt.p99())),
             format!(
-                "spawn p50 {} ms: +{} ms, {:.2}×",
+                "spawn p50 {} ms: ×{ratio:.2}, +{} ms",
                 ms(spawn.p50()),
-                ms(above),
-                ratio
+                ms(above)
             ),
-            format!("1.6× spawn: {}", verdict(ratio <= 1.6)),
+            format!("≤1.6×: {}", verdict(ratio <= 1.6)),
         );
         report.row(
             "1 … where it goes (p50s)",
@@ -188,7 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report.record(
             "roundtrip_true",
             json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(),
-                   "above_spawn_p50_ms": ms(above), "spawn_p50_ratio": ratio, "target_spawn_p50_ratio": 1.6,
+                   "above_spawn_p50_ms": ms(above), "ratio_to_spawn_p50": ratio, "target_ratio": 1.6,
                    "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_spawn": us(parts.to_engine),
                                     "process": us(parts.process), "engine_to_hub": us(parts.back_to_hub),
                                     "hub_commit_to_client": us(parts.to_client)}}),
@@ -197,24 +234,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if wanted("throughput") {
         let tasks = scale(20_000, 4_000);
-        // Two loops of posix_spawn at once, as many processes as tasks: the machine's capacity.
-        let capacity = baseline::spawn_capacity(tasks, 2)?;
         let t =
             scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
-        let share = t.tasks_per_s / capacity;
+        let ratio = t.tasks_per_s / capacity;
         report.row(
             &format!("2 throughput, {tasks} `true` tasks"),
             format!("{:.0} tasks/s", t.tasks_per_s),
             format!(
-                "spawn capacity {capacity:.0}/s: {share:.2}×; hub CPU {} µs/task",
+                "capacity {capacity:.0}/s: ×{ratio:.2}; hub {} µs/task",
                 us(t.hub_cpu_per_task)
             ),
-            format!("0.75× capacity: {}", verdict(share >= 0.75)),
+            format!("≥0.75×: {}", verdict(ratio >= 0.75)),
         );
         report.record(
             "throughput_true",
             json!({"tasks": tasks, "tasks_per_s": t.tasks_per_s, "seconds": t.elapsed.as_secs_f64(),
-                   "spawn_capacity_per_s": capacity, "spawn_capacity_ratio": share, "target_spawn_capacity_ratio": 0.75,
+                   "spawn_capacity_tasks_per_s": capacity, "ratio_to_spawn_capacity": ratio, "target_ratio": 0.75,
                    "hub_cpu_us_per_task": us(t.hub_cpu_per_task), "engines": 2, "slots_per_engine": 4}),
         );
     }
@@ -274,15 +309,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if wanted("stream") {
-        let bytes: u64 = if args.quick { 256 << 20 } else { 1 << 30 };
-        let chain = baseline::cat_chain(bytes, scale(3, 1))?;
+        let bytes = stream_bytes;
         let before = rss(cluster.hub_pid());
-        let cpu = procs::StreamCpu::take(&cluster);
+        let cpu = procs::CpuSplit::now(&cluster);
         let fast = scenarios::stream(&client, bytes, false).await?;
-        let cpu = cpu.per_gib(&cluster, bytes);
+        let [hub, engines, task, own] = procs::CpuSplit::now(&cluster).per_gib_since(&cpu, bytes);
         let with_slow = scenarios::stream(&client, bytes, true).await?;
         let after = rss(cluster.hub_pid());
-        let ratio = fast / chain;
+        let ratio = fast / chain.bytes_per_s;
         report.row(
             &format!("3 stream {} MiB of stdout", bytes >> 20),
             format!(
@@ -290,38 +324,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 fast / 1e9,
                 with_slow / 1e9
             ),
-            format!("3-cat pipe chain {:.2} GB/s: x{ratio:.2}", chain / 1e9),
-            format!("x0.8: {}", verdict(ratio >= 0.8)),
+            format!("3×cat {:.2} GB/s: ×{ratio:.2}", chain.bytes_per_s / 1e9),
+            format!("≥0.8×: {}", verdict(ratio >= 0.8)),
         );
         report.row(
-            "3 … CPU s/GiB per process",
-            format!("hub {:.2}, engine {:.2}", cpu.hub, cpu.engine),
-            format!("client {:.2}, task {:.2}", cpu.client, cpu.task),
+            "3 … CPU s/GiB, each process",
+            format!("hub {hub:.2}, engine {engines:.2}, client {own:.2}"),
+            format!(
+                "task {task:.2}; cat chain {:.2} in all",
+                chain.cpu_s_per_gib
+            ),
             String::new(),
         );
         report.record(
             "stream",
             json!({"bytes": bytes, "gb_per_s": fast / 1e9, "with_slow_follower_gb_per_s": with_slow / 1e9,
-                   "cat_chain_gb_per_s": chain / 1e9, "ratio_to_cat_chain": ratio, "target_ratio": 0.8,
-                   "ratio_to_uds_bulk": fast / bulk, "hub_rss_before_bytes": before, "hub_rss_after_bytes": after,
-                   "cpu_s_per_gib": {"hub": cpu.hub, "engine": cpu.engine, "client": cpu.client, "task": cpu.task}}),
+                   "cat_chain_gb_per_s": chain.bytes_per_s / 1e9, "ratio_to_cat_chain": ratio, "target_ratio": 0.8,
+                   "cpu_s_per_gib": {"hub": hub, "engines": engines, "task": task, "client": own,
+                                     "cat_chain_all": chain.cpu_s_per_gib},
+                   "ratio_to_uds_bulk": fast / bulk, "hub_rss_before_bytes": before, "hub_rss_after_bytes": after}),
         );
     }
     if wanted("session") {
-        session_scenarios(&mut report, &cluster, &client, &unsigned, &ping, &scale).await?;
+        sections::sessions(&mut report, &cluster, &client, &unsigned, &ping, &scale).await?;
     }
     if wanted("interactive") {
-        interactive_scenarios(
-            &mut report,
-            &cluster,
-            scratch.path(),
-            &ping,
-            bulk,
-            args.quick,
-        )?;
+        sections::interactive(&mut report, &cluster, scratch.path(), &ping, bulk, size)?;
     }
     if wanted("copy") {
-        let bytes: u64 = if args.quick { 256 << 20 } else { 1 << 30 };
+        let bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
         let runs = scale(3, 1);
         let c = copy::copy(&client, cluster.hub_pid(), scratch.path(), bytes, runs).await?;
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -361,23 +392,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     drop(client);
-    drop(cluster);
+    cluster.stop().await;
 
     if wanted("fanout") {
         let mut wide = Cluster::hub(&hub_flags).await?;
-        wide.add_engines(64, &[]).await?;
+        let n = scale(64, 64);
+        wide.add_engines(n, &[]).await?;
         let client = wide.client().await?;
-        let fan = scenarios::fan_out(&client, 64, scale(10, 3)).await?;
+        let fan = scenarios::fan_out(&client, n, scale(10, 3)).await?;
         report.row(
-            "4 fan-out to 64 engines",
+            &format!("4 fan-out to {n} engines"),
             format!("p50 {} ms  p99 {} ms", ms(fan.p50()), ms(fan.p99())),
-            format!("64 × spawn p50 = {} ms", ms(spawn.p50() * 64)),
+            format!("{n} × spawn p50 = {} ms", ms(spawn.p50() * n as u32)),
             String::new(),
         );
         report.record(
             "fanout_64",
-            json!({"p50_ms": ms(fan.p50()), "p99_ms": ms(fan.p99()), "runs": fan.len()}),
+            json!({"p50_ms": ms(fan.p50()), "p99_ms": ms(fan.p99()), "runs": fan.len(), "engines": n}),
         );
+        drop(client);
+        wide.stop().await;
     }
 
     if wanted("hmac") {
@@ -403,15 +437,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if wanted("scale") {
-        scale_scenario(&mut report, &hub_flags, idle_rss, scale(100_000, 10_000)).await?;
+        let engines = scale(1000, 1000);
+        sections::scale(
+            &mut report,
+            &hub_flags,
+            idle_rss,
+            scale(100_000, 10_000),
+            engines,
+        )
+        .await?;
+    }
+
+    if wanted("load") {
+        load::scenario(&mut report, &hub_flags, size).await?;
+    }
+
+    if wanted("growth") {
+        growth::scenario(&mut report, &hub_flags, size).await?;
     }
 
     if wanted("session") {
         let cells = scale(100_000, 10_000);
-        let (fresh, idle, after, rate) = sessions::hub_memory(&hub_flags, 1000, cells).await?;
+        let idle_sessions = size.pick(1000, 1000, 20);
+        let (fresh, idle, after, rate) =
+            sessions::hub_memory(&hub_flags, idle_sessions, cells).await?;
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
         report.row(
-            "9 hub RSS, 1000 idle sessions",
+            &format!("9 hub RSS, {idle_sessions} idle sessions"),
             mib(idle),
             format!("fresh hub {}", mib(fresh)),
             String::new(),
@@ -424,7 +476,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         report.record(
             "sessions_memory",
-            json!({"fresh_rss_bytes": fresh, "idle_sessions": 1000, "rss_with_idle_sessions_bytes": idle,
+            json!({"fresh_rss_bytes": fresh, "idle_sessions": idle_sessions, "rss_with_idle_sessions_bytes": idle,
                    "cells": cells, "rss_after_cells_bytes": after, "simulated_cells_per_s": rate,
                    "engines": "10 simulated (sessions and cells answered at once)"}),
         );
@@ -491,218 +543,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "system": "warren",
         "version": warren_proto::VERSION,
         "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get())},
-        "quick": args.quick,
+        "quick": args.quick, "smoke": args.extra.smoke,
         "results": Value::Object(report.json.clone()),
         "table": report.rows,
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&document)? + "\n")?;
     println!("\nwrote {}", args.json.display());
-    Ok(())
-}
-
-/// Scenario 9: a keystroke's echo through `warren exec -t` against `ssh -t` and a socket
-/// ping-pong, and stdin streamed through a foreground `warren exec` against the socket bulk.
-fn interactive_scenarios(
-    report: &mut Report,
-    cluster: &Cluster,
-    scratch: &std::path::Path,
-    ping: &stats::Samples,
-    bulk: f64,
-    quick: bool,
-) -> anyhow::Result<()> {
-    let sshd = sshd::Sshd::start(scratch)?;
-    let runs = if quick { 300 } else { 2_000 };
-    let (warren, ssh) = interactive::keystroke_echo(cluster, sshd.as_ref(), runs)?;
-    let (versus, target, ssh_json) = match &ssh {
-        Some(ssh) => {
-            let ratio = warren.p50().as_secs_f64() / ssh.p50().as_secs_f64();
-            (
-                format!(
-                    "ssh -t p50 {} µs p99 {} µs: x{ratio:.2}",
-                    us(ssh.p50()),
-                    us(ssh.p99())
-                ),
-                format!("≤ 2× ssh: {}", verdict(ratio <= 2.0)),
-                json!({"p50_us": us(ssh.p50()), "p99_us": us(ssh.p99()), "runs": ssh.len(),
-                       "warren_p50_over_ssh_p50": ratio}),
-            )
-        }
-        None => (
-            "ssh -t: no sshd here".into(),
-            "≤ 2× ssh: not measured".into(),
-            Value::Null,
-        ),
-    };
-    report.row(
-        "9 keystroke echo, exec -t `cat`",
-        format!("p50 {} µs  p99 {} µs", us(warren.p50()), us(warren.p99())),
-        versus,
-        target,
-    );
-    report.row(
-        "9 … UDS ping-pong, same run",
-        format!("p50 {} µs  p99 {} µs", us(ping.p50()), us(ping.p99())),
-        String::new(),
-        String::new(),
-    );
-    let bytes: u64 = if quick { 256 << 20 } else { 1 << 30 };
-    let rate = interactive::stdin_stream(cluster, bytes)?;
-    let ratio = rate / bulk;
-    report.row(
-        &format!("9 stdin {} MiB into `cat`", bytes >> 20),
-        format!("{:.2} GB/s", rate / 1e9),
-        format!("UDS bulk {:.2} GB/s: x{ratio:.2}", bulk / 1e9),
-        format!("x0.25: {}", verdict(ratio >= 0.25)),
-    );
-    report.record(
-        "interactive",
-        json!({"keystroke_echo": {"warren_p50_us": us(warren.p50()), "warren_p99_us": us(warren.p99()),
-                                  "runs": warren.len(), "ssh": ssh_json,
-                                  "uds_ping_pong_p50_us": us(ping.p50())},
-               "stdin_stream": {"bytes": bytes, "gb_per_s": rate / 1e9, "ratio_to_uds_bulk": ratio}}),
-    );
-    Ok(())
-}
-
-/// Scenario 6: hub memory idle, with many engines, with a long history, and start-up time.
-async fn scale_scenario(
-    report: &mut Report,
-    hub_flags: &[&str],
-    idle_rss: u64,
-    tasks: usize,
-) -> anyhow::Result<()> {
-    let mut hub = Cluster::hub(hub_flags).await?;
-    let fresh = rss(hub.hub_pid());
-    let engines = sim::start(&hub.connection_file(), 1000).await?;
-    let client = hub.client().await?;
-    procs::wait_until(Duration::from_secs(60), || {
-        let client = client.clone();
-        async move { client.engines().await.is_ok_and(|e| e.len() >= 1000) }
-    })
-    .await?;
-    let with_engines = rss(hub.hub_pid());
-    let t = scenarios::throughput(&hub, &client, Job::argv(["/bin/true"]), tasks, 128).await?;
-    let with_history = rss(hub.hub_pid());
-    let in_memory = client.queue_status().await?.tasks_in_memory;
-    drop(engines);
-    drop(client);
-    let restart = {
-        if let Some(old) = hub.hub.take() {
-            drop(old);
-        }
-        let started = Instant::now();
-        hub.start_hub(hub_flags).await?;
-        started.elapsed()
-    };
-    let after_restart = rss(hub.hub_pid());
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
-    report.row(
-        "6 hub RSS idle",
-        mib(fresh),
-        format!("with 2 engines: {}", mib(idle_rss)),
-        format!("20 MB: {}", verdict(fresh <= 20_000_000)),
-    );
-    report.row(
-        "6 hub RSS, 1000 engines",
-        mib(with_engines),
-        String::new(),
-        String::new(),
-    );
-    report.row(
-        &format!("6 hub, {tasks} tasks on 1000 engines"),
-        format!(
-            "{:.0} tasks/s, RSS {}, {in_memory} in memory",
-            t.tasks_per_s,
-            mib(with_history)
-        ),
-        format!("hub CPU {} µs/task", us(t.hub_cpu_per_task)),
-        String::new(),
-    );
-    report.row(
-        &format!("6 hub restart with {tasks} tasks"),
-        format!("ready in {} ms, RSS {}", ms(restart), mib(after_restart)),
-        String::new(),
-        String::new(),
-    );
-    report.record(
-        "scale",
-        json!({"idle_rss_bytes": fresh, "idle_rss_with_2_engines_bytes": idle_rss,
-               "rss_with_1000_engines_bytes": with_engines, "tasks": tasks,
-               "simulated_tasks_per_s": t.tasks_per_s, "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
-               "rss_after_tasks_bytes": with_history, "tasks_in_memory_after": in_memory,
-               "restart_ms": ms(restart),
-               "rss_after_restart_bytes": after_restart}),
-    );
-    Ok(())
-}
-
-/// Scenario 9: sessions on the real engines, with python.
-async fn session_scenarios(
-    report: &mut Report,
-    cluster: &Cluster,
-    client: &warren::Client,
-    unsigned: &stats::Samples,
-    ping: &stats::Samples,
-    scale: &dyn Fn(usize, usize) -> usize,
-) -> anyhow::Result<()> {
-    let (rt, parts) = sessions::round_trip(client, scale(3_000, 500)).await?;
-    report.row(
-        "9 `pass` cell round trip",
-        format!("p50 {} ms  p99 {} ms", ms(rt.p50()), ms(rt.p99())),
-        format!(
-            "tonic unary {} µs, UDS ping {} µs",
-            us(unsigned.p50()),
-            us(ping.p50())
-        ),
-        format!(
-            "0.3 ms: {}",
-            verdict(rt.p50() <= Duration::from_micros(300))
-        ),
-    );
-    report.row(
-        "9 … where it goes (p50s, µs)",
-        format!(
-            "{} → hub, {} → engine, {} python",
-            us(parts.to_hub),
-            us(parts.to_engine),
-            us(parts.interpreter)
-        ),
-        format!(
-            "{} → hub, {} → client",
-            us(parts.back_to_hub),
-            us(parts.to_client)
-        ),
-        String::new(),
-    );
-    report.record(
-        "session_roundtrip_pass",
-        json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(), "target_p50_ms": 0.3,
-               "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_run": us(parts.to_engine),
-                                "interpreter": us(parts.interpreter), "engine_to_hub": us(parts.back_to_hub),
-                                "hub_commit_to_client": us(parts.to_client)}}),
-    );
-    let cells = scale(100_000, 20_000);
-    let (batch, in_flight) = (256, 8);
-    let p = sessions::pipelined(cluster, client, cells, batch, in_flight).await?;
-    report.row(
-        &format!("9 {cells} `pass` cells, 2 sessions"),
-        format!("{:.0} cells/s", p.cells_per_s),
-        format!(
-            "CPU µs/cell: hub {} engines {} python {} client {}",
-            us(p.hub_cpu),
-            us(p.engines_cpu),
-            us(p.interpreters_cpu),
-            us(p.client_cpu)
-        ),
-        format!("10000/s: {}", verdict(p.cells_per_s >= 10_000.0)),
-    );
-    report.record(
-        "session_cells_pipelined",
-        json!({"cells": cells, "cells_per_s": p.cells_per_s, "seconds": p.elapsed.as_secs_f64(),
-               "requests_per_call": batch, "calls_in_flight": in_flight, "sessions": 2, "engines": 2,
-               "cpu_us_per_cell": {"hub": us(p.hub_cpu), "engines": us(p.engines_cpu),
-                                   "python": us(p.interpreters_cpu), "client": us(p.client_cpu)},
-               "target_cells_per_s": 10000}),
-    );
     Ok(())
 }

@@ -35,14 +35,39 @@ impl Proc {
     pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+/// How long a stopped process gets to exit before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops these processes (SIGTERM to all, then each waited for) while the runtime runs: a
+/// hub drains its connections before it exits, and the bench's own dropped clients (and
+/// simulated engines) close theirs only when the runtime polls them. Dropping a `Proc`
+/// instead blocks the runtime, and the hub waits out its whole drain timeout.
+pub(crate) async fn stop(procs: Vec<Proc>) {
+    for proc in &procs {
+        proc.terminate();
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for mut proc in procs {
+        while proc.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(proc);
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.terminate();
+        let deadline = Instant::now() + STOP_GRACE;
         while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -146,6 +171,17 @@ impl Cluster {
         Ok(Client::connect(self.connection_file()).await?)
     }
 
+    /// Stops the hub (to restart it with `start_hub`), letting its connections close.
+    pub(crate) async fn stop_hub(&mut self) {
+        stop(self.hub.take().into_iter().collect()).await;
+    }
+
+    /// Stops the engines, then the hub, letting their connections close (see [`stop`]).
+    pub(crate) async fn stop(mut self) {
+        stop(std::mem::take(&mut self.engines)).await;
+        self.stop_hub().await;
+    }
+
     /// The hub's pid.
     pub(crate) fn hub_pid(&self) -> u32 {
         self.hub.as_ref().map_or(0, Proc::pid)
@@ -189,68 +225,102 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// A process's CPU time so far (user + system).
-pub(crate) fn cpu_time(pid: u32) -> Duration {
-    stat_ticks(pid, 11, 12)
+/// The highest resident memory a process has had, in bytes (the kernel's own peak).
+pub(crate) fn peak_rss(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:")
 }
 
-/// The sum of two clock-tick fields of /proc/PID/stat (counted after the command's name).
-fn stat_ticks(pid: u32, a: usize, b: usize) -> Duration {
+/// A process's CPU time so far (user + system).
+pub(crate) fn cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 11)
+}
+
+/// The CPU time (user + system) of a process's children that it has waited for, and of
+/// theirs: what a shell pipeline cost, once the shell is reaped.
+pub(crate) fn children_cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, 13)
+}
+
+/// Fields `first` and `first + 1` of /proc/PID/stat after the command name, added.
+fn stat_ticks(pid: u32, first: usize) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
             let rest = stat.rsplit_once(") ")?.1;
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let first: u64 = fields.get(a)?.parse().ok()?;
-            let second: u64 = fields.get(b)?.parse().ok()?;
-            Some(first + second)
+            let user: u64 = fields.get(first)?.parse().ok()?;
+            let system: u64 = fields.get(first + 1)?.parse().ok()?;
+            Some(user + system)
         })
         .unwrap_or(0);
     // Linux reports in clock ticks, 100 per second on every platform warren runs on.
     Duration::from_millis(ticks * 10)
 }
 
-/// CPU time (user + system) of a process's children that it has waited for.
-pub(crate) fn children_cpu_time(pid: u32) -> Duration {
-    stat_ticks(pid, 13, 14)
+/// The highest resident memory of a process seen while it is watched (sampled every 10 ms
+/// on the bench's runtime, so only while the bench awaits something).
+pub(crate) struct RssWatch {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// CPU seconds per GiB in each process of a stream: the hub, the engines, the client (this
-/// process) and the task (the engines' waited-for children).
+impl RssWatch {
+    /// Starts watching `pid`.
+    pub(crate) fn start(pid: u32) -> Self {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss(pid)));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                seen.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Self { peak, task }
+    }
+
+    /// Stops watching; the peak seen, in bytes.
+    pub(crate) fn stop(self, pid: u32) -> u64 {
+        self.task.abort();
+        let peak = self.peak.load(std::sync::atomic::Ordering::Relaxed);
+        peak.max(rss(pid))
+    }
+}
+
+/// CPU time so far of the processes on a task's path: the hub, the engines, the tasks the
+/// engines have reaped, and this process (the client).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct StreamCpu {
+pub(crate) struct CpuSplit {
     /// The hub.
-    pub(crate) hub: f64,
+    pub(crate) hub: Duration,
     /// The engines together.
-    pub(crate) engine: f64,
-    /// The bench itself, following.
-    pub(crate) client: f64,
-    /// The tasks the engines ran and reaped.
-    pub(crate) task: f64,
+    pub(crate) engines: Duration,
+    /// The engines' reaped tasks together.
+    pub(crate) tasks: Duration,
+    /// The bench itself.
+    pub(crate) client: Duration,
 }
 
-impl StreamCpu {
-    /// The CPU seconds used so far.
-    pub(crate) fn take(cluster: &Cluster) -> Self {
-        let secs = |d: Duration| d.as_secs_f64();
+impl CpuSplit {
+    /// The CPU times now.
+    pub(crate) fn now(cluster: &Cluster) -> Self {
         let engines = cluster.engines.iter().map(Proc::pid);
         Self {
-            hub: secs(cpu_time(cluster.hub_pid())),
-            engine: engines.clone().map(|p| secs(cpu_time(p))).sum(),
-            client: secs(cpu_time(std::process::id())),
-            task: engines.map(|p| secs(children_cpu_time(p))).sum(),
+            hub: cpu_time(cluster.hub_pid()),
+            engines: engines.clone().map(cpu_time).sum(),
+            tasks: engines.map(children_cpu_time).sum(),
+            client: cpu_time(std::process::id()),
         }
     }
 
-    /// Seconds per GiB used since `self` was taken, for `bytes` streamed.
-    pub(crate) fn per_gib(self, cluster: &Cluster, bytes: u64) -> Self {
-        let now = Self::take(cluster);
-        let gib = bytes as f64 / f64::from(1u32 << 30);
-        Self {
-            hub: (now.hub - self.hub) / gib,
-            engine: (now.engine - self.engine) / gib,
-            client: (now.client - self.client) / gib,
-            task: (now.task - self.task) / gib,
-        }
+    /// CPU seconds per GiB since `earlier`, for `bytes` moved: hub, engines, tasks, client.
+    pub(crate) fn per_gib_since(&self, earlier: &Self, bytes: u64) -> [f64; 4] {
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        [
+            self.hub.saturating_sub(earlier.hub),
+            self.engines.saturating_sub(earlier.engines),
+            self.tasks.saturating_sub(earlier.tasks),
+            self.client.saturating_sub(earlier.client),
+        ]
+        .map(|d| d.as_secs_f64() / gib)
     }
 }

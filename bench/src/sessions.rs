@@ -238,5 +238,7 @@ pub(crate) async fn hub_memory(
     .await?;
     let rate = cells as f64 / start.elapsed().as_secs_f64();
     let after = crate::procs::rss(hub.hub_pid());
+    drop((_sim, client));
+    hub.stop().await;
     Ok((fresh, idle, after, rate))
 }

@@ -92,6 +92,27 @@ class IpcLinker:
         self.thread.join()
 
 
+def record_pids(cluster):
+    """Appends the pids of the controller and engines to $IPP_BENCH_PIDS, if set.
+
+    ipyparallel starts each in a session of its own (start_new_session), so the process group
+    of run.sh does not hold them: if this script is killed before it stops its cluster,
+    run.sh stops exactly these process groups, by pid, and nothing else.
+    """
+    path = os.environ.get("IPP_BENCH_PIDS")
+    if not path:
+        return
+    pids = []
+    if cluster.controller is not None and cluster.controller.pid > 0:
+        pids.append(cluster.controller.pid)
+    for engine_set in cluster.engines.values():
+        for launcher in getattr(engine_set, "launchers", {}).values():
+            if launcher.pid > 0:  # -1 until started
+                pids.append(launcher.pid)
+    with open(path, "a") as f:
+        f.writelines(f"{pid}\n" for pid in pids)
+
+
 def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else "ipyparallel-results.json"
     quick = os.environ.get("QUICK") == "1"
@@ -109,7 +130,9 @@ def main():
     try:
         linker = IpcLinker(work)
         cluster.start_controller_sync()
+        record_pids(cluster)
         cluster.start_engines_sync(n=2)
+        record_pids(cluster)
         client = cluster.connect_client_sync()
         client.wait_for_engines(2, timeout=120)
         linker.stop()
