@@ -26,7 +26,7 @@ async fn a_hub_restart_cuts_a_streaming_stdin_and_everyone_is_told() {
     // The engine finds a new hub: the rest of the stdin can't come, so the task is hung up.
     let status = warren.wait();
     let stderr = warren.stderr();
-    assert_eq!(status.code(), Some(128 + 1), "{stderr}");
+    assert_eq!(status.code(), Some(128 + 1), "{status:?}: {stderr}");
     assert!(stderr.contains("reconnecting"), "{stderr}");
     assert!(stderr.contains("stdin was streaming"), "{stderr}");
     assert!(stderr.contains("Run it again"), "{stderr}");
