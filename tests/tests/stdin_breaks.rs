@@ -4,7 +4,7 @@
 //! task with it (`lost`), as for any task.
 
 use rustix::process::Signal;
-use warren::proto::{TaskState, task_result};
+use warren::proto::{ListTasksRequest, TaskState, task_result};
 use warren_tests::*;
 
 const READER: &str = "while read line; do echo \"got $line\"; done; echo eof";
@@ -17,6 +17,19 @@ async fn a_hub_restart_cuts_a_streaming_stdin_and_everyone_is_told() {
     let mut warren = Piped::spawn(command);
     warren.write(b"before\n");
     assert_eq!(warren.line().as_deref(), Some("got before"));
+    // Output reaches followers before its commit, and a hub killed before committing forgets
+    // the task (README, "Nothing lost"): a listing reads the history after every change
+    // handed to it is committed, so the task is on disk before the kill.
+    let listed = cluster
+        .client()
+        .await
+        .tasks_page(ListTasksRequest {
+            task_ids: vec![1],
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.tasks.len(), 1, "{listed:?}");
 
     let mut hub = cluster.hub.take().expect("hub");
     hub.signal(Signal::KILL);
