@@ -16,33 +16,56 @@ use crate::time;
 /// The most stdin a task can be given in one request, leaving room for the rest of it.
 const MAX_STDIN: u64 = 4 * 1024 * 1024 - 64 * 1024;
 
+/// The flags that shape a job, shared by `exec`/`sh` and `map`.
+pub(crate) struct JobFlags<'a> {
+    pub(crate) targets: &'a crate::cli::TargetArgs,
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) cwd: Option<&'a String>,
+    pub(crate) labels: &'a [(String, String)],
+    pub(crate) engine_labels: &'a [(String, String)],
+}
+
+impl JobFlags<'_> {
+    /// `job` with these targets, limits, environment and labels.
+    pub(crate) fn apply(&self, mut job: Job) -> Job {
+        job = if self.targets.all {
+            job.all()
+        } else if !self.targets.engines.is_empty() {
+            job.engines(self.targets.engines.iter().copied())
+        } else {
+            job.any()
+        };
+        if let Some(limit) = self.timeout {
+            job = job.timeout(limit);
+        }
+        for (name, value) in self.env {
+            job = job.env(name, value);
+        }
+        if let Some(dir) = self.cwd {
+            job = job.cwd(dir.clone());
+        }
+        for (key, value) in self.labels {
+            job = job.label(key, value);
+        }
+        for (key, value) in self.engine_labels {
+            job = job.on_engines_labelled(key, value);
+        }
+        job
+    }
+}
+
 /// Builds the job from the common flags (which clap has already checked).
 pub(crate) fn job(base: Job, args: &RunArgs) -> anyhow::Result<Job> {
-    let mut job = base;
-    let targets = &args.targets;
-    job = if targets.all {
-        job.all()
-    } else if !targets.engines.is_empty() {
-        job.engines(targets.engines.iter().copied())
-    } else {
-        job.any()
+    let flags = JobFlags {
+        targets: &args.targets,
+        timeout: args.timeout,
+        env: &args.env,
+        cwd: args.cwd.as_ref(),
+        labels: &args.labels,
+        engine_labels: &args.engine_labels,
     };
-    if let Some(limit) = args.timeout {
-        job = job.timeout(limit);
-    }
-    for (name, value) in &args.env {
-        job = job.env(name, value);
-    }
-    if let Some(dir) = &args.cwd {
-        job = job.cwd(dir.clone());
-    }
-    for (key, value) in &args.labels {
-        job = job.label(key, value);
-    }
-    for (key, value) in &args.engine_labels {
-        job = job.on_engines_labelled(key, value);
-    }
-    job = args.after.apply(job);
+    let job = args.after.apply(flags.apply(base));
     Ok(job.retries(args.retries))
 }
 

@@ -21,11 +21,10 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use warren_proto::v1::{
     OutputChunk, OutputStream, ResizeTask, StdinAck, StdinData, TaskSpec, TaskState, WindowSize,
-    hub_message, task_event::Kind,
+    hub_message,
 };
 
 use super::task::Task;
-use super::tasklog::Persist;
 use super::{Hub, State};
 use crate::error::HubError;
 use crate::input::InputHold;
@@ -428,20 +427,6 @@ impl Task {
             stream: OutputStream::Stdin as i32,
             data,
         };
-        let persist = self
-            .log
-            .append(self.row.id, self.row.engine_id, Kind::Output(chunk));
-        let (event, gap) = match persist {
-            Persist::Event(event) => (Some(event), None),
-            Persist::Gap(gap) => (None, Some(gap)),
-        };
-        self.notify.notify_waiters();
-        Op::Output {
-            task_id: self.row.id,
-            event,
-            gap,
-            progress: self.log.progress(self.row.attempt, self.chunk_received),
-            bytes,
-        }
+        self.append_output(chunk, bytes)
     }
 }

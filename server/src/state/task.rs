@@ -146,6 +146,11 @@ impl Task {
     /// Adds an output chunk; `bytes` of hub memory are released when it is committed.
     pub(super) fn record_output(&mut self, chunk: OutputChunk, chunk_seq: u64, bytes: u64) -> Op {
         self.chunk_received = self.chunk_received.max(chunk_seq);
+        self.append_output(chunk, bytes)
+    }
+
+    /// Appends bytes to the task's log (an event, or a gap past the cap) and wakes followers.
+    pub(super) fn append_output(&mut self, chunk: OutputChunk, bytes: u64) -> Op {
         let persist = self
             .log
             .append(self.row.id, self.row.engine_id, Kind::Output(chunk));

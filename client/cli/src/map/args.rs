@@ -89,31 +89,17 @@ pub(crate) struct MapArgs {
 impl MapArgs {
     /// The job for one command line.
     pub(crate) fn job(&self, command: Vec<String>) -> Job {
-        let mut job = Job::argv(command);
-        let targets = &self.targets;
-        job = if targets.all {
-            job.all()
-        } else if !targets.engines.is_empty() {
-            job.engines(targets.engines.iter().copied())
-        } else {
-            job.any()
+        let flags = crate::commands::JobFlags {
+            targets: &self.targets,
+            timeout: self.timeout,
+            env: &self.env,
+            cwd: self.cwd.as_ref(),
+            labels: &self.labels,
+            engine_labels: &self.engine_labels,
         };
-        if let Some(limit) = self.timeout {
-            job = job.timeout(limit);
-        }
-        for (name, value) in &self.env {
-            job = job.env(name, value);
-        }
-        if let Some(dir) = &self.cwd {
-            job = job.cwd(dir.clone());
-        }
-        for (key, value) in &self.labels {
-            job = job.label(key, value);
-        }
-        for (key, value) in &self.engine_labels {
-            job = job.on_engines_labelled(key, value);
-        }
-        self.after.apply(job).retries(self.retries)
+        self.after
+            .apply(flags.apply(Job::argv(command)))
+            .retries(self.retries)
     }
 
     /// The engines that may run the tasks: their ids and slots.
