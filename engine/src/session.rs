@@ -172,16 +172,27 @@ async fn converse(
         let changed = tasks.changed.notified();
         let mut batch = sessions.next_messages();
         batch.extend(tasks.next_messages(BATCH));
-        if !batch.is_empty() {
-            for message in batch {
-                if out.send(message).await.is_err() {
-                    break;
-                }
+        let sent_some = !batch.is_empty();
+        for message in batch {
+            if out.send(message).await.is_err() {
+                break;
             }
-            continue;
         }
         let drain_deadline = draining.as_ref().map(|(deadline, _)| *deadline);
+        // In this order: while there is always news to send, the hub's messages are still
+        // read between batches, and a message that waits beats the silence deadline.
         tokio::select! {
+            biased;
+            why = shutdown.requested(), if draining.is_none() => {
+                goodbye::say(out, inbound, &why).await;
+                break End::Exit(why);
+            }
+            _ = heartbeat.tick() => {
+                // Skipped when output fills the outbox: the output itself shows we are alive.
+                let _ = out.try_send(EngineMessage {
+                    kind: Some(engine_message::Kind::Heartbeat(Heartbeat { time_us: now_us() })),
+                });
+            }
             message = inbound.message() => match message {
                 Ok(Some(message)) => {
                     last_heard = Instant::now();
@@ -197,21 +208,13 @@ async fn converse(
                 Ok(None) => break End::Retry("the hub closed the stream".into()),
                 Err(status) => break End::Retry(format!("lost the hub: {}", status.message())),
             },
-            () = changed => {}
-            _ = heartbeat.tick() => {
-                // Skipped when output fills the outbox: the output itself shows we are alive.
-                let _ = out.try_send(EngineMessage {
-                    kind: Some(engine_message::Kind::Heartbeat(Heartbeat { time_us: now_us() })),
-                });
-            }
             () = tokio::time::sleep_until(last_heard + silence_limit) => {
                 break End::Retry(format!("the hub has been silent for {silence_limit:?}"));
             }
-            why = shutdown.requested(), if draining.is_none() => {
-                goodbye::say(out, inbound, &why).await;
-                break End::Exit(why);
-            }
+            () = changed => {}
             () = sleep_or_never(drain_deadline) => {}
+            // More news may wait behind the batch just sent.
+            () = std::future::ready(()), if sent_some => {}
         }
     };
     tasks.set_connected(false);

@@ -191,7 +191,9 @@ impl Outbox {
 
     /// Chunks in memory after `seq`, in order, to send.
     pub fn after(&self, seq: u64) -> impl Iterator<Item = &Chunk> {
-        self.memory.iter().filter(move |c| c.seq > seq)
+        // In seq order, so a search finds the first: sending must not rescan what waits.
+        let first = self.memory.partition_point(|c| c.seq <= seq);
+        self.memory.range(first..)
     }
 
     /// How many chunks there have been in all.

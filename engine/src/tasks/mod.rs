@@ -6,7 +6,7 @@
 mod output;
 mod stdin;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -34,9 +34,23 @@ struct Entry {
     stdin: Option<stdin::StdinState>,
 }
 
+impl Entry {
+    /// Whether it has something the hub has not been sent yet.
+    fn has_news(&self) -> bool {
+        let all_sent = self.sent >= self.outbox.produced();
+        (self.started.is_some() && !self.started_sent)
+            || self.stdin.as_ref().is_some_and(stdin::StdinState::has_news)
+            || self.outbox.after(self.sent).next().is_some()
+            || (self.finished.is_some() && all_sent && !self.finished_sent)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     tasks: BTreeMap<u64, Entry>,
+    /// The tasks that may have something to send: the sender looks at these alone, so its
+    /// work follows the news, not the number of tasks (tens of thousands of queued cells).
+    news: BTreeSet<u64>,
     connected: bool,
     /// The id of the hub this engine last served.
     hub_id: Option<String>,
@@ -162,9 +176,12 @@ impl Tasks {
 
     /// Changes the task, if the engine has it in this attempt, and says there is news.
     fn update(&self, task_id: u64, attempt: u32, change: impl FnOnce(&mut Entry)) {
-        if let Some(entry) = self.lock().entry(task_id, attempt) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entry(task_id, attempt) {
             change(entry);
+            inner.news.insert(task_id);
         }
+        drop(inner);
         self.changed.notify_one();
     }
 
@@ -197,6 +214,7 @@ impl Tasks {
     /// report in Hello.
     pub fn begin_session(&self) -> Vec<TaskReport> {
         let mut inner = self.lock();
+        inner.news = inner.tasks.keys().copied().collect();
         inner
             .tasks
             .iter_mut()
@@ -220,50 +238,25 @@ impl Tasks {
     /// Up to `max` messages to send now, in order per task: start, output, end.
     pub fn next_messages(&self, max: usize) -> Vec<EngineMessage> {
         let mut inner = self.lock();
+        let Inner { tasks, news, .. } = &mut *inner;
         let mut out = Vec::new();
-        for (&task_id, entry) in inner.tasks.iter_mut() {
+        let mut told = Vec::new();
+        for &task_id in news.iter() {
             if out.len() >= max {
                 break;
             }
-            let attempt = entry.attempt;
-            if let Some(started) = &entry.started
-                && !entry.started_sent
-            {
-                entry.started_sent = true;
-                out.push(message(engine_message::Kind::Started(*started)));
+            match tasks.get_mut(&task_id) {
+                Some(entry) => {
+                    entry.next_messages(task_id, max, &mut out);
+                    if !entry.has_news() {
+                        told.push(task_id);
+                    }
+                }
+                None => told.push(task_id),
             }
-            // Before the end, which the hub would take as the last word on the task.
-            if let Some(ack) = entry.stdin_news(task_id) {
-                out.push(message(ack));
-            }
-            for chunk in entry
-                .outbox
-                .after(entry.sent)
-                .take(max.saturating_sub(out.len()))
-            {
-                out.push(message(engine_message::Kind::Output(TaskOutput {
-                    task_id,
-                    stream: chunk.stream,
-                    data: chunk.data.clone(),
-                    attempt,
-                    chunk_seq: chunk.seq,
-                })));
-                entry.sent = chunk.seq;
-            }
-            let all_sent = entry.sent >= entry.outbox.produced();
-            if let Some(result) = &entry.finished
-                && all_sent
-                && !entry.finished_sent
-                && out.len() < max
-            {
-                entry.finished_sent = true;
-                out.push(message(engine_message::Kind::Finished(TaskFinished {
-                    task_id,
-                    result: Some(result.clone()),
-                    attempt,
-                    chunks: entry.outbox.produced(),
-                })));
-            }
+        }
+        for task_id in told {
+            news.remove(&task_id);
         }
         out
     }
@@ -285,6 +278,51 @@ impl Tasks {
             .values()
             .filter(|e| e.finished.is_none())
             .count()
+    }
+}
+
+impl Entry {
+    /// Adds what it has to send to `out`, up to `max` messages in all: start, output, end.
+    fn next_messages(&mut self, task_id: u64, max: usize, out: &mut Vec<EngineMessage>) {
+        let attempt = self.attempt;
+        if let Some(started) = &self.started
+            && !self.started_sent
+        {
+            self.started_sent = true;
+            out.push(message(engine_message::Kind::Started(*started)));
+        }
+        // Before the end, which the hub would take as the last word on the task.
+        if let Some(ack) = self.stdin_news(task_id) {
+            out.push(message(ack));
+        }
+        for chunk in self
+            .outbox
+            .after(self.sent)
+            .take(max.saturating_sub(out.len()))
+        {
+            out.push(message(engine_message::Kind::Output(TaskOutput {
+                task_id,
+                stream: chunk.stream,
+                data: chunk.data.clone(),
+                attempt,
+                chunk_seq: chunk.seq,
+            })));
+            self.sent = chunk.seq;
+        }
+        let all_sent = self.sent >= self.outbox.produced();
+        if let Some(result) = &self.finished
+            && all_sent
+            && !self.finished_sent
+            && out.len() < max
+        {
+            self.finished_sent = true;
+            out.push(message(engine_message::Kind::Finished(TaskFinished {
+                task_id,
+                result: Some(result.clone()),
+                attempt,
+                chunks: self.outbox.produced(),
+            })));
+        }
     }
 }
 

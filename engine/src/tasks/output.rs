@@ -30,7 +30,9 @@ impl Tasks {
                 let Some(entry) = inner.entry(task_id, attempt) else {
                     return false;
                 };
-                entry.outbox.push(stream, data.clone(), spill)
+                let pushed = entry.outbox.push(stream, data.clone(), spill);
+                inner.news.insert(task_id);
+                pushed
             };
             let write = match pushed {
                 Pushed::Taken => {
@@ -89,7 +91,10 @@ impl Tasks {
         attempt: u32,
         step: impl FnOnce(&mut Outbox) -> Option<SpillRead>,
     ) -> Option<SpillRead> {
-        let next = step(&mut self.lock().entry(task_id, attempt)?.outbox);
+        let mut inner = self.lock();
+        let next = step(&mut inner.entry(task_id, attempt)?.outbox);
+        inner.news.insert(task_id);
+        drop(inner);
         self.room.notify_waiters();
         self.changed.notify_one();
         next
@@ -103,6 +108,8 @@ impl Tasks {
                 let read = entry.outbox.ack(chunk_seq);
                 entry.sent = entry.sent.max(chunk_seq);
                 let done = finished && entry.finished.is_some();
+                // Output acknowledged past what was sent (after a reconnection) may free the end.
+                inner.news.insert(task_id);
                 (read, done.then(|| inner.tasks.remove(&task_id)).flatten())
             }
             None => (None, None),

@@ -35,6 +35,11 @@ impl StdinState {
         }))
     }
 
+    /// Whether there is news since the last acknowledgement.
+    pub(super) fn has_news(&self) -> bool {
+        self.reported != Some((self.written, self.closed))
+    }
+
     /// A new session: tell the hub again where it stands.
     pub(super) fn resend(&mut self) {
         self.reported = None;
