@@ -469,7 +469,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             String::new(),
         );
         report.row(
-            &format!("9 hub RSS after {cells} cells"),
+            &format!("9 hub RSS after {cells} cells, at rest"),
             mib(after),
             format!("{rate:.0} cells/s on 10 simulated engines"),
             String::new(),

@@ -213,6 +213,22 @@ pub(crate) fn rss(pid: u32) -> u64 {
     status_field(pid, "VmRSS:")
 }
 
+/// The RSS once it stops falling (the hub gives freed memory back at a heartbeat): read every
+/// half second until it has not fallen by more than 1% for three seconds, 20 s at most.
+pub(crate) async fn settled_rss(pid: u32) -> u64 {
+    let mut readings = vec![rss(pid)];
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        readings.push(rss(pid));
+        if let [first, .., last] = readings[readings.len().saturating_sub(7)..] {
+            if readings.len() >= 7 && last + first / 100 >= first {
+                return last;
+            }
+        }
+    }
+    readings.last().copied().unwrap_or(0)
+}
+
 fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

@@ -186,7 +186,8 @@ pub(crate) async fn pipelined(
 }
 
 /// The hub's memory with `sessions` idle sessions (on simulated engines, which answer at
-/// once), then after `cells` cells through them. Returns (fresh, idle sessions, after cells).
+/// once), then after `cells` cells through them, once the hub is at rest. Returns (fresh, idle
+/// sessions, after cells).
 pub(crate) async fn hub_memory(
     hub_flags: &[&str],
     sessions: usize,
@@ -237,7 +238,7 @@ pub(crate) async fn hub_memory(
     })
     .await?;
     let rate = cells as f64 / start.elapsed().as_secs_f64();
-    let after = crate::procs::rss(hub.hub_pid());
+    let after = crate::procs::settled_rss(hub.hub_pid()).await;
     drop((_sim, client));
     hub.stop().await;
     Ok((fresh, idle, after, rate))

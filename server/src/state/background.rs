@@ -41,6 +41,11 @@ impl Background {
         )
     }
 
+    /// Runs `work` on a blocking thread, tracked like the rest.
+    pub(crate) fn spawn_blocking(&self, work: impl FnOnce() + Send + 'static) {
+        self.tracker.spawn_blocking(work);
+    }
+
     /// Resolves once the hub has begun to stop its background work.
     pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
         self.token.clone().cancelled_owned()

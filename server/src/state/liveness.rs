@@ -8,10 +8,17 @@ use warren_proto::v1::{Heartbeat, hub_message};
 use super::{Hub, State};
 
 impl Hub {
-    /// Sends heartbeats, writes off silent engines and overdue tasks; once per heartbeat.
+    /// Sends heartbeats, writes off silent engines and overdue tasks, and gives freed memory
+    /// back after a burst of tasks has left; once per heartbeat.
     pub(crate) fn sweep(&self) {
         let now = self.clock.now();
-        self.update(|state| state.sweep(now));
+        let shed = self.update(|state| {
+            state.sweep(now);
+            state.shedding.note(state.tasks.len())
+        });
+        if shed {
+            self.background.spawn_blocking(super::memory::give_back);
+        }
     }
 }
 

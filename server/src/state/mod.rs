@@ -27,6 +27,7 @@ mod engines;
 mod follow;
 mod goodbye;
 mod liveness;
+mod memory;
 #[cfg(test)]
 mod properties;
 mod queues;
@@ -103,6 +104,8 @@ pub(crate) struct State {
     writes: Vec<Op>,
     /// File copies under way.
     transfers: transfers::Transfers,
+    /// When to give freed memory back to the system.
+    shedding: memory::Shedding,
 }
 
 impl State {
@@ -187,6 +190,7 @@ impl Hub {
             stopping: false,
             writes: Vec::new(),
             transfers: transfers::Transfers::new(settings.limits.max_copies),
+            shedding: memory::Shedding::default(),
         };
         state.resume(recovered.live, &recovered.past, clock.now());
         state.resume_sessions(recovered.sessions, clock.now());
