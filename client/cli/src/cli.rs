@@ -8,12 +8,12 @@ use crate::parse::{
     MAX_RETRIES, parse_env, parse_label, parse_seconds, parse_signal, parse_state, parse_timeout,
 };
 use warren::proto::TaskState;
-use warren_proto::connection::Locator;
+use warren_proto::locate::Locator;
 
 /// Run code on a warren hub's engines, from here or from another machine over ssh.
 #[derive(Debug, Parser)]
 #[command(name = "warren", version, propagate_version = true,
-          after_help = warren_proto::connection::LOCATOR_HELP)]
+          after_help = warren_proto::locate::LOCATOR_HELP)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) hub: HubArgs,
@@ -26,7 +26,7 @@ pub(crate) struct Cli {
 }
 
 /// Where the hub is. Each flag's `WARREN_*` variable stands in for it only when none of these
-/// flags is given (see `warren_proto::connection::Locator`).
+/// flags is given (see `warren_proto::locate::Locator`).
 #[derive(Debug, Default, Args)]
 pub(crate) struct HubArgs {
     /// The hub called NAME in $XDG_CONFIG_HOME/warren/config.toml, as if its settings were
@@ -476,7 +476,7 @@ mod tests {
     /// tasks' environments.
     #[test]
     fn every_variable_the_help_promises_is_read() {
-        use warren_proto::connection::{
+        use warren_proto::locate::{
             ENV_CONNECTION_FILE, ENV_HUB, ENV_KEY_FILE, ENV_REMOTE, ENV_SOCKET,
         };
         let located = [

@@ -27,7 +27,8 @@ mod wait;
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use warren::{Client, ClientBuilder, Job};
-use warren_proto::connection::{ConnectionInfo, LocateError};
+use warren_proto::connection::ConnectionInfo;
+use warren_proto::locate::LocateError;
 
 use crate::cli::{Cli, ClusterAction, Command, EnginesAction, HubArgs};
 
@@ -235,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// The hub's connection, by the rule every warren program shares
-/// (`warren_proto::connection::Locator`), with an error that says what to do.
+/// (`warren_proto::locate::Locator`), with an error that says what to do.
 pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
     hub.locator()
         .resolve()
@@ -285,7 +286,7 @@ fn log_where(hub: &HubArgs) {
     let given = hub.flags();
     let from = if !given.is_empty() {
         "the flags"
-    } else if !warren_proto::connection::Locator::from_env().is_empty() {
+    } else if !warren_proto::locate::Locator::from_env().is_empty() {
         "the environment"
     } else {
         "the defaults"
