@@ -16,6 +16,7 @@ mod px;
 mod remote_engines;
 mod session;
 mod shell;
+mod signals;
 mod slurm;
 mod ssh;
 mod table;
