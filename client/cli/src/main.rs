@@ -11,7 +11,6 @@ mod foreground;
 mod format;
 mod map;
 mod output;
-mod parse;
 mod px;
 mod remote_engines;
 mod session;
@@ -31,7 +30,7 @@ use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::ConnectionInfo;
 use warren_proto::locate::LocateError;
 
-use crate::cli::{Cli, ClusterAction, Command, EnginesAction, HubArgs};
+use crate::cli::{Cli, ClusterAction, Command, EnginesAction, Format, HubArgs};
 
 /// What `warren` exits with when it, not a task, failed (as ssh does).
 const EXIT_WARREN_FAILED: u8 = 255;
@@ -175,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             reconnect,
         } => {
             let client = connect(hub).await?;
-            let printer = if format == crate::format::Format::Json {
+            let printer = if format == Format::Json {
                 output::Printer::json()
             } else if *input {
                 output::Printer::new(1).input_only()
@@ -212,11 +211,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             warren::ping(&socket).await?;
             match format {
                 // grpc.health.v1.Health/Check's reply, as grpcurl prints it.
-                format::Format::Json => {
-                    format::print_json(&serde_json::json!({"status": "SERVING"}))?
-                }
-                format::Format::Quiet => {}
-                format::Format::Text => {
+                Format::Json => format::print_json(&serde_json::json!({"status": "SERVING"}))?,
+                Format::Quiet => {}
+                Format::Text => {
                     println!("warren: a hub is serving on {}", socket.display())
                 }
             }
@@ -224,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Tunnel(args) => tunnel::run(args, hub).await,
         Command::Cp(args) => {
-            let quiet = format == format::Format::Quiet;
+            let quiet = format == Format::Quiet;
             cp::run(&connect(hub).await?, args, quiet).await
         }
         Command::Doctor => doctor::run(hub, format).await,
