@@ -31,7 +31,7 @@ mod node;
 mod sbatch;
 mod submit;
 
-use crate::cli::{HubArgs, NodeArgs, SlurmArgs};
+use crate::cli::{HubArgs, NodeArgs, Role, SlurmArgs};
 
 /// The label with an engine's Slurm job id.
 pub(crate) const LABEL_JOB: &str = "slurm_job";
@@ -50,5 +50,9 @@ pub(crate) async fn run(hub: &HubArgs, args: &SlurmArgs) -> anyhow::Result<u8> {
 
 /// Runs a part of the job on a node (`warren engines slurm-node ROLE`).
 pub(crate) async fn node(args: &NodeArgs) -> anyhow::Result<u8> {
-    node::run(args).await
+    match args.role {
+        Role::Batch => node::batch(args).await,
+        Role::Forward => forward::run(args).await,
+        Role::Engine => node::engine(args).await,
+    }
 }

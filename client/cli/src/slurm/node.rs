@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, forward, sbatch};
+use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, sbatch};
 use crate::cli::{NodeArgs, Role};
 use crate::ssh::quote;
 
@@ -94,17 +94,8 @@ fn slurm_var(name: &str) -> anyhow::Result<String> {
         })
 }
 
-/// Runs one part of the job.
-pub(super) async fn run(args: &NodeArgs) -> anyhow::Result<u8> {
-    match args.role {
-        Role::Batch => batch(args).await,
-        Role::Forward => forward::run(args).await,
-        Role::Engine => engine(args).await,
-    }
-}
-
 /// The batch script: both steps, and the end of the job.
-async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
+pub(super) async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let nodes = slurm_var("SLURM_JOB_NUM_NODES").or_else(|_| slurm_var("SLURM_NNODES"))?;
     let warren = std::env::current_exe().context("cannot find this program's path")?;
@@ -177,7 +168,7 @@ async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
 }
 
 /// One engine task: wait for the node's forward, then become `warren-engine`.
-async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
+pub(super) async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
     let slurm = SlurmEnv::read()?;
     let task = slurm_var("SLURM_PROCID")?;
     let dir = slurm.node_dir(&args.tag);
