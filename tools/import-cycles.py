@@ -28,12 +28,11 @@ for m, path in mods.items():
     text = text.split('#[cfg(test)]\nmod tests')[0]  # unit tests may reach anywhere
     text = re.sub(r'//.*', '', text)  # comments and doc links are not imports
     cur = m.split('::') if m else []
-    # is this file a mod.rs/lib.rs (children are `self::`)?
-    is_dir = path.endswith(('mod.rs', 'lib.rs'))
+    # `self` is this file's module and `super` its parent, whether the file is a mod.rs or
+    # not: in `a/b.rs` (module a::b), `super::c` is a::c and `self::c` is a::b::c.
     def base(kw):
         if kw == 'crate': return []
-        here = cur if is_dir else cur[:-1]
-        return here if kw == 'self' else here[:-1]
+        return cur if kw == 'self' else cur[:-1]
     refs = []
     for kw, rest in pat.findall(text):
         refs.append(base(kw) + rest.strip(':').split('::'))
@@ -42,7 +41,7 @@ for m, path in mods.items():
             refs.append(base(kw) + item.split('::'))
     # `use name;` where name is a child module declared here, e.g. `use queues::Awaiting`
     for name in re.findall(r'^use ([a-z_]+)::', text, re.M):
-        child = '::'.join((cur if is_dir else cur[:-1]) + [name])
+        child = '::'.join(cur + [name])
         if child in mods: refs.append(child.split('::'))
     for r in refs:
         t = resolve(cur, r)

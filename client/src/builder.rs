@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 use warren_proto::auth::Signer;
-use warren_proto::connection::{self, LocateError, Locator};
+use warren_proto::connection;
+use warren_proto::locate::{LocateError, Locator};
 
 use crate::{Client, Error, Result};
 
@@ -20,7 +21,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How to reach a hub: the settings of a [`Client`], then [`ClientBuilder::connect`].
 ///
 /// The hub is found by the one rule every warren program shares
-/// ([`Locator`](warren_proto::connection::Locator)): a tunnel's name, else a connection file,
+/// ([`Locator`](warren_proto::locate::Locator)): a tunnel's name, else a connection file,
 /// else a socket and a key file, else the connection file beside the socket, else the default
 /// one (`$XDG_RUNTIME_DIR/warren/hub.json`).
 ///

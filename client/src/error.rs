@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 use warren_proto::auth::KeyError;
-use warren_proto::connection::{ConnectionError, LocateError};
+use warren_proto::connection::ConnectionError;
+use warren_proto::locate::LocateError;
 
 /// An SDK error.
 ///

@@ -3,7 +3,7 @@
 //! Seven flags have a `WARREN_*` environment fallback, listed in [`ENV_FALLBACKS`]: `--slots`,
 //! `--uuid` and `--spill-dir` each have their own, and the four that locate the hub
 //! (`--hub`, `--connection-file`, `--socket`, `--key-file`) fall back to theirs only as a group,
-//! and to the config file's default hub after that (see `warren_proto::connection::Locator`). The others are flags only: `--log` beats `RUST_LOG`,
+//! and to the config file's default hub after that (see `warren_proto::locate::Locator`). The others are flags only: `--log` beats `RUST_LOG`,
 //! and the timings and memory bound are set where the engine is started. None of these
 //! variables reaches a task (they are all in `warren_proto::OWN_ENV_VARS`).
 
@@ -15,10 +15,10 @@ use warren_proto::os::units::parse_size;
 
 /// The environment variables the engine reads in place of its flags, as the module doc says.
 pub const ENV_FALLBACKS: &[&str] = &[
-    warren_proto::connection::ENV_CONNECTION_FILE,
-    warren_proto::connection::ENV_SOCKET,
-    warren_proto::connection::ENV_KEY_FILE,
-    warren_proto::connection::ENV_HUB,
+    warren_proto::locate::ENV_CONNECTION_FILE,
+    warren_proto::locate::ENV_SOCKET,
+    warren_proto::locate::ENV_KEY_FILE,
+    warren_proto::locate::ENV_HUB,
     "WARREN_SLOTS",
     "WARREN_ENGINE_UUID",
     "WARREN_SPILL_DIR",
@@ -38,7 +38,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// streams the task's output back as it is produced. When the hub goes away it reconnects with
 /// backoff, keeping its uuid so the hub gives it its old id back.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "warren-engine", version, after_help = warren_proto::connection::LOCATOR_HELP)]
+#[command(name = "warren-engine", version, after_help = warren_proto::locate::LOCATOR_HELP)]
 pub struct EngineConfig {
     /// The hub's connection file [env: WARREN_CONNECTION_FILE] [default: the one beside
     /// --socket, else beside the default socket]
@@ -123,8 +123,8 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Where the hub is, by the rule every warren program shares: these flags if any of them
     /// was given, else the `WARREN_*` variables of the same names.
-    pub fn locator(&self) -> warren_proto::connection::Locator {
-        warren_proto::connection::Locator {
+    pub fn locator(&self) -> warren_proto::locate::Locator {
+        warren_proto::locate::Locator {
             connection_file: self.connection_file.clone(),
             socket: self.socket.clone(),
             key_file: self.key_file.clone(),

@@ -1,7 +1,9 @@
 //! What the engine may ask of a running task: the messages from the session (and from
-//! [`crate::tasks`]) to a task's runner. Its own module so that the tasks and the runner both
-//! depend on it rather than on each other.
+//! [`crate::tasks`]) to a task's runner, and to a session's runner for its cells. Its own
+//! module so that the tasks, the sessions and the runners all depend on it rather than on
+//! each other.
 
+use std::time::Duration;
 use tokio::sync::mpsc;
 use warren_proto::v1::{StdinData, WindowSize};
 
@@ -25,6 +27,40 @@ pub enum Control {
     CutStdin(String),
 }
 
+/// A cell for a session's runner.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Its task id (also its id in the cell protocol).
+    pub task_id: u64,
+    /// Its task's attempt.
+    pub attempt: u32,
+    /// The code.
+    pub code: String,
+    /// Interrupt it after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// What a session's runner is asked (see [`crate::sessions`]).
+#[derive(Debug)]
+pub enum SessionCommand {
+    /// Queue this cell.
+    Cell(Cell),
+    /// A control for one of its cells (see [`Control`]).
+    Control {
+        /// The cell.
+        task_id: u64,
+        /// What is asked.
+        control: Control,
+    },
+    /// Close the session (SIGKILL at once with `kill`, else end of input and SIGTERM).
+    Close {
+        /// Why, for the cells it ends.
+        reason: String,
+        /// No grace: the session is being replaced.
+        kill: bool,
+    },
+}
+
 /// Where a task's controls go: its own runner, or, for a cell, the runner of the session it
 /// waits or runs in (which tells its cells apart by task id).
 #[derive(Debug, Clone)]
@@ -36,7 +72,7 @@ pub enum ControlTx {
         /// The cell.
         task_id: u64,
         /// The session runner's commands.
-        session: mpsc::UnboundedSender<crate::sessions::Command>,
+        session: mpsc::UnboundedSender<SessionCommand>,
     },
 }
 
@@ -46,12 +82,12 @@ impl ControlTx {
         match self {
             Self::Runner(tx) => tx.send(control).map_err(|e| e.0),
             Self::Cell { task_id, session } => session
-                .send(crate::sessions::Command::Control {
+                .send(SessionCommand::Control {
                     task_id: *task_id,
                     control,
                 })
                 .map_err(|e| match e.0 {
-                    crate::sessions::Command::Control { control, .. } => control,
+                    SessionCommand::Control { control, .. } => control,
                     _ => Control::Discard,
                 }),
         }

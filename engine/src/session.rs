@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
-use warren_proto::connection::LocateError;
+use warren_proto::locate::LocateError;
 use warren_proto::now_us;
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::registration_client::RegistrationClient;

@@ -17,15 +17,13 @@
 //! ssh = "ssh -F ~/.ssh/lab_config"
 //! ```
 //!
-//! [`Locator`](crate::connection::Locator) reads it: `--hub NAME` (or `WARREN_HUB`) picks a hub,
+//! [`Locator`](crate::locate::Locator) reads it: `--hub NAME` (or `WARREN_HUB`) picks a hub,
 //! and when neither flags nor variables say where the hub is, `default` does.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use crate::connection::Locator;
 
 /// Why the config file can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -229,23 +227,6 @@ impl HubEntry {
             _ => Ok(()),
         }
     }
-
-    /// Where this hub is, as flags would say it: its files, or (remote) its tunnel `name`.
-    pub fn locator(&self, name: &str) -> Locator {
-        if self.is_remote() {
-            Locator {
-                remote: Some(name.to_owned()),
-                ..Locator::default()
-            }
-        } else {
-            Locator {
-                connection_file: self.connection_file.clone(),
-                socket: self.socket.clone(),
-                key_file: self.key_file.clone(),
-                ..Locator::default()
-            }
-        }
-    }
 }
 
 /// Refuses a config file owned by another user (root aside) or writable by group or others.
@@ -331,6 +312,7 @@ fn expand_vars(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::locate::Locator;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("config.toml");
@@ -358,8 +340,8 @@ key_file = "keys/hub.key"
         assert_eq!(config.default.as_deref(), Some("lab"));
         let lab = config.hub("lab", &path).expect("lab");
         assert!(lab.is_remote());
-        assert_eq!(lab.locator("lab").remote.as_deref(), Some("lab"));
-        let here = config.hub("here", &path).expect("here").locator("here");
+        assert_eq!(Locator::for_hub("lab", lab).remote.as_deref(), Some("lab"));
+        let here = Locator::for_hub("here", config.hub("here", &path).expect("here"));
         assert_eq!(here.socket, Some(PathBuf::from("/run/x/hub.sock")));
         assert_eq!(here.key_file, Some(dir.path().join("keys/hub.key")));
         let err = config.hub("nowhere", &path).expect_err("unknown");

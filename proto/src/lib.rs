@@ -5,8 +5,9 @@
 //! - [`auth`]: the one HMAC-SHA256 call-signing scheme: keys, signing, verification and the
 //!   replay cache.
 //! - [`connection`]: the connection file that tells engines and clients where a hub is and
-//!   which key it trusts, the default places for it, and the one rule ([`connection::Locator`])
-//!   by which every program finds a hub from its flags and environment.
+//!   which key it trusts, and the default places for it.
+//! - [`locate`]: the one rule ([`locate::Locator`]) by which every program finds a hub from
+//!   its flags, its environment and the config file.
 //! - [`config`]: the user's config file, `$XDG_CONFIG_HOME/warren/config.toml`: named hubs
 //!   (local, or remote through a tunnel) and a default one.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
@@ -23,6 +24,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod locate;
 #[cfg(feature = "os")]
 pub mod os;
 pub mod private_file;
@@ -63,13 +65,13 @@ pub fn check_protocol_version(peer: &str, theirs: u32) -> Result<(), String> {
 /// shell's `_`) out of their tasks' environments, and `warren cluster start` out of its
 /// children's, passing what they need as flags instead.
 pub const OWN_ENV_VARS: &[&str] = &[
-    connection::ENV_CONNECTION_FILE,
-    connection::ENV_SOCKET,
-    connection::ENV_KEY_FILE,
+    locate::ENV_CONNECTION_FILE,
+    locate::ENV_SOCKET,
+    locate::ENV_KEY_FILE,
     // No longer read (the hub id is learned), but an old shell may still set it.
     "WARREN_HUB_ID",
-    connection::ENV_REMOTE,
-    connection::ENV_HUB,
+    locate::ENV_REMOTE,
+    locate::ENV_HUB,
     "WARREN_DB",
     "WARREN_SIGNATURE_WINDOW",
     "WARREN_SLOTS",

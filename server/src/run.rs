@@ -51,7 +51,7 @@ pub enum RunError {
     NotRunning(PathBuf),
     /// The connection file asked for can't be used.
     #[error(transparent)]
-    Locate(#[from] connection::LocateError),
+    Locate(#[from] warren_proto::locate::LocateError),
     /// The task history can't be used.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -193,9 +193,9 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
 /// Prints the connection file of the hub on `socket` (or the default socket), found by the
 /// rule every warren program shares (`Locator`), after the private-file checks.
 fn print_connection(socket: Option<&Path>) -> Result<(), RunError> {
-    let locator = connection::Locator {
+    let locator = warren_proto::locate::Locator {
         socket: socket.map(Path::to_owned),
-        ..connection::Locator::default()
+        ..warren_proto::locate::Locator::default()
     }
     .or_env();
     let info = match locator.resolve() {

@@ -8,6 +8,7 @@ use warren_proto::v1::{ExecuteRequest, Hello, TaskSpec, task_spec};
 use crate::error::HubError;
 
 pub(crate) mod sessions;
+pub(crate) mod stdin;
 
 /// The longest timeout a task may ask for: 30 days.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -231,7 +232,7 @@ pub(crate) fn spec(spec: Option<TaskSpec>) -> Result<TaskSpec, HubError> {
         )?;
     }
     no_nul("spec.cwd", &spec.cwd)?;
-    crate::state::check_streamed(&spec)?;
+    stdin::streamed(&spec)?;
     match spec.timeout_ms {
         Some(0) => {
             return Err(HubError::invalid(

@@ -9,7 +9,7 @@ use tokio::process::{Child, Command};
 use warren::{Client, ClientBuilder, Job};
 use warren_proto::connection::{self, ConnectionInfo};
 
-use crate::cli::{ClusterArgs, HubArgs};
+use crate::cli::{ClusterArgs, HubArgs, shell_word, socket_hint};
 use crate::follow::Follower;
 
 /// How long the hub and engines get to come up.
@@ -66,7 +66,7 @@ pub(crate) async fn start(hub_args: &HubArgs, args: &ClusterArgs) -> anyhow::Res
     let started = Instant::now();
     let (socket, key_file) = own_socket(hub_args)?;
     let connection_file = connection::connection_file_for(&socket);
-    let warren = hint_prefix(&socket);
+    let warren = socket_hint(&socket);
     // Before anything starts: a hub that answers here is someone's running cluster.
     if let Some(pid) = crate::daemon::running(&crate::daemon::Files::beside(&socket)) {
         bail!(
@@ -166,19 +166,6 @@ fn child_command(name: &str) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-/// `warren`, with `--socket S` when S is not the default socket: how the hints must start.
-pub(crate) fn hint_prefix(socket: &Path) -> String {
-    let default = std::path::absolute(connection::default_socket()).ok();
-    if default.as_deref() == Some(socket) {
-        "warren".to_owned()
-    } else {
-        format!(
-            "warren --socket {}",
-            crate::cli::shell_word(&socket.display().to_string())
-        )
-    }
-}
-
 async fn serve(
     client: &Client,
     (hub, engines): (&mut Child, &mut [Child]),
@@ -190,7 +177,7 @@ async fn serve(
 ) -> anyhow::Result<u8> {
     wait_for_engines(client, engines, args.engines as usize).await?;
     let connection_file = connection::connection_file_for(socket);
-    let warren = hint_prefix(socket);
+    let warren = socket_hint(socket);
     println!(
         "warren: hub on {} with {} engine(s), ready in {:.2} s",
         socket.display(),
@@ -204,7 +191,7 @@ async fn serve(
     println!("  run something    {warren} exec --all -- uname -a");
     println!(
         "  from elsewhere   warren tunnel THIS_HOST --remote-socket {}   (then warren --remote THIS_HOST ...)",
-        crate::cli::shell_word(&socket.display().to_string())
+        shell_word(&socket.display().to_string())
     );
     // Detached, a hang-up of the terminal it came from is not a reason to stop.
     let _hangup = if args.daemon_child {

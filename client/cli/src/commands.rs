@@ -6,9 +6,9 @@ use std::time::Duration;
 use warren::proto::{ListTasksRequest, TaskInfo, task_result, task_spec};
 use warren::{Client, Job, Outcome};
 
-use crate::cli::{HubArgs, PurgeArgs, RunArgs, ShellArgs, TasksArgs};
+use crate::cli::{Format, HubArgs, PurgeArgs, RunArgs, ShellArgs, TasksArgs};
 use crate::foreground::{self, Input, Options};
-use crate::format::{Format, print_ids, print_json};
+use crate::format::{print_ids, print_json};
 use crate::output::{Printer, exit_code_of};
 use crate::table::{Align, Table};
 use crate::time;

@@ -4,7 +4,6 @@
 //! working directory) or, as a destination, `--all:PATH` (every engine). Anything else is a
 //! local path: write `./1:x` for a local file whose name looks remote.
 
-use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,23 +11,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use warren::proto::{CopyResult, CopySummary};
 use warren::{Client, CopyOptions, CopyTo};
 
+use crate::cli::CpArgs;
 use crate::usage_error;
 
 /// What `warren cp` exits with when a copy failed (as scp does).
 const EXIT_COPY_FAILED: u8 = 1;
-
-/// The arguments of `warren cp`.
-#[derive(Debug, Args)]
-pub(crate) struct CpArgs {
-    /// Copy directories and everything in them
-    #[arg(short = 'r', long)]
-    pub(crate) recursive: bool,
-
-    /// The sources, then the destination: local paths, ID:PATH on engine ID, or --all:PATH on
-    /// every engine (a destination only)
-    #[arg(required = true, num_args = 2.., value_name = "PATH", allow_hyphen_values = true)]
-    pub(crate) paths: Vec<String>,
-}
 
 /// One end of a copy, as written on the command line.
 #[derive(Debug, PartialEq, Eq)]

@@ -118,7 +118,7 @@ pub(crate) async fn start(socket: &Path, engines: u32) -> anyhow::Result<u8> {
         }
         tokio::time::sleep(POLL).await;
     }
-    let warren = crate::cluster::hint_prefix(socket);
+    let warren = crate::cli::socket_hint(socket);
     println!(
         "warren: cluster up in the background (pid {pid}): hub on {} with {engines} engine(s)",
         socket.display()
@@ -157,7 +157,7 @@ fn tail(log: &Path) -> String {
 /// engines and exit; SIGKILL if it has not within [`STOP_LIMIT`] (its children die with it).
 pub(crate) async fn stop(socket: &Path) -> anyhow::Result<u8> {
     let files = Files::beside(socket);
-    let warren = crate::cluster::hint_prefix(socket);
+    let warren = crate::cli::socket_hint(socket);
     let Some(pid) = running(&files) else {
         if files.pid.exists() {
             let _ = std::fs::remove_file(&files.pid);

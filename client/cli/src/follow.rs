@@ -16,8 +16,8 @@ use warren::proto::TaskState;
 use warren::{Client, Event, EventKind, Events, Outcome};
 
 use crate::cli::HubArgs;
-use crate::foreground::{self, Act, Signals};
 use crate::output::Printer;
+use crate::signals::{self, Act, Signals};
 use crate::time;
 
 /// What `warren` exits with when the hub went away and did not come back.
@@ -38,7 +38,7 @@ pub(crate) struct Follower<'a> {
     next: BTreeMap<u64, u64>,
     /// Tasks whose end has been shown.
     ended: BTreeSet<u64>,
-    /// In the foreground: the signals to forward (`foreground`).
+    /// In the foreground: the signals to forward (`signals`).
     signals: Option<Signals>,
 }
 
@@ -130,7 +130,7 @@ impl<'a> Follower<'a> {
                 Next::Signal(Act::Forward(signal)) => {
                     let explain = self.signals.as_mut().is_some_and(|s| s.first_press(signal));
                     let tasks: Vec<u64> = self.next.keys().copied().collect();
-                    foreground::forward(client, &tasks, signal, &mut self.printer, explain).await;
+                    signals::forward(client, &tasks, signal, &mut self.printer, explain).await;
                     continue;
                 }
             };
@@ -159,8 +159,8 @@ impl<'a> Follower<'a> {
                     if err.kind() == std::io::ErrorKind::BrokenPipe && self.signals.is_some() =>
                 {
                     let tasks: Vec<u64> = self.next.keys().copied().collect();
-                    foreground::stdout_closed(client, &tasks).await;
-                    return Ok(Drained::Exit(foreground::EXIT_SIGPIPE));
+                    signals::stdout_closed(client, &tasks).await;
+                    return Ok(Drained::Exit(signals::EXIT_SIGPIPE));
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -177,7 +177,7 @@ impl<'a> Follower<'a> {
                 self.hub.hint()
             ));
         }
-        foreground::EXIT_DETACHED
+        signals::EXIT_DETACHED
     }
 
     /// Takes the ends of unfinished tasks from their records (for a replay past the end).

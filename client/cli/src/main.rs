@@ -11,11 +11,11 @@ mod foreground;
 mod format;
 mod map;
 mod output;
-mod parse;
 mod px;
 mod remote_engines;
 mod session;
 mod shell;
+mod signals;
 mod slurm;
 mod ssh;
 mod table;
@@ -27,9 +27,10 @@ mod wait;
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use warren::{Client, ClientBuilder, Job};
-use warren_proto::connection::{ConnectionInfo, LocateError};
+use warren_proto::connection::ConnectionInfo;
+use warren_proto::locate::LocateError;
 
-use crate::cli::{Cli, ClusterAction, Command, EnginesAction, HubArgs};
+use crate::cli::{Cli, ClusterAction, Command, EnginesAction, Format, HubArgs};
 
 /// What `warren` exits with when it, not a task, failed (as ssh does).
 const EXIT_WARREN_FAILED: u8 = 255;
@@ -173,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             reconnect,
         } => {
             let client = connect(hub).await?;
-            let printer = if format == crate::format::Format::Json {
+            let printer = if format == Format::Json {
                 output::Printer::json()
             } else if *input {
                 output::Printer::new(1).input_only()
@@ -210,11 +211,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             warren::ping(&socket).await?;
             match format {
                 // grpc.health.v1.Health/Check's reply, as grpcurl prints it.
-                format::Format::Json => {
-                    format::print_json(&serde_json::json!({"status": "SERVING"}))?
-                }
-                format::Format::Quiet => {}
-                format::Format::Text => {
+                Format::Json => format::print_json(&serde_json::json!({"status": "SERVING"}))?,
+                Format::Quiet => {}
+                Format::Text => {
                     println!("warren: a hub is serving on {}", socket.display())
                 }
             }
@@ -222,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Tunnel(args) => tunnel::run(args, hub).await,
         Command::Cp(args) => {
-            let quiet = format == format::Format::Quiet;
+            let quiet = format == Format::Quiet;
             cp::run(&connect(hub).await?, args, quiet).await
         }
         Command::Doctor => doctor::run(hub, format).await,
@@ -235,7 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// The hub's connection, by the rule every warren program shares
-/// (`warren_proto::connection::Locator`), with an error that says what to do.
+/// (`warren_proto::locate::Locator`), with an error that says what to do.
 pub(crate) fn connection_info(hub: &HubArgs) -> anyhow::Result<ConnectionInfo> {
     hub.locator()
         .resolve()
@@ -285,7 +284,7 @@ fn log_where(hub: &HubArgs) {
     let given = hub.flags();
     let from = if !given.is_empty() {
         "the flags"
-    } else if !warren_proto::connection::Locator::from_env().is_empty() {
+    } else if !warren_proto::locate::Locator::from_env().is_empty() {
         "the environment"
     } else {
         "the defaults"

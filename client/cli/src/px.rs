@@ -3,7 +3,6 @@
 //! running, not this command.
 
 use anyhow::Context as _;
-use clap::Args;
 use futures_util::TryStreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read as _, Write as _};
@@ -12,30 +11,7 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use warren::{CellResult, Client, Event, EventKind, Job, OutputStream};
 
-use crate::parse::parse_timeout;
-
-#[derive(Debug, Args)]
-pub(crate) struct PxArgs {
-    /// Run in every session of this group [default: the only group with open sessions]
-    #[arg(long, value_name = "GROUP", conflicts_with = "sessions")]
-    pub(crate) name: Option<String>,
-    /// Run in this session (repeatable)
-    #[arg(long = "session", short = 's', value_name = "ID")]
-    pub(crate) sessions: Vec<u64>,
-    /// An interactive prompt: each entry is a cell in every session (a line ending with `:`
-    /// opens a block, ended by an empty line; Ctrl-D leaves)
-    #[arg(long, short = 'i', conflicts_with_all = ["code", "file"])]
-    pub(crate) interactive: bool,
-    /// Send this file as one cell (`-` for stdin)
-    #[arg(long, short = 'f', value_name = "FILE", conflicts_with = "code")]
-    pub(crate) file: Option<PathBuf>,
-    /// Interrupt a cell still running after this many seconds (its session is killed if it
-    /// does not stop)
-    #[arg(long, short = 't', value_name = "SECONDS", value_parser = parse_timeout)]
-    pub(crate) timeout: Option<Duration>,
-    /// The cell's code [default: stdin, as one cell]
-    pub(crate) code: Option<String>,
-}
+use crate::cli::PxArgs;
 
 /// Where the cells go.
 #[derive(Clone, Debug)]

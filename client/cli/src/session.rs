@@ -1,85 +1,13 @@
 //! `warren session open|ls|close|restart`: sessions, live interpreters on engines.
 
-use crate::format::{Format, print_ids, print_json};
-use clap::{Args, Subcommand, ValueEnum};
 use warren::proto::{CloseSessionsReply, SessionInfo, SessionState};
 use warren::{Client, SessionOptions};
 
-use crate::parse::{parse_env, parse_label};
+use crate::cli::{Format, Interpreter, OpenArgs, SessionAction};
+use crate::format::{print_ids, print_json};
 use crate::table::{Align, Table};
 use crate::time;
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum SessionAction {
-    /// Open a session (an interpreter) on each selected engine, as one group; prints its ids
-    Open(OpenArgs),
-    /// List the sessions that are not closed
-    Ls {
-        /// Only this group's
-        #[arg(long, value_name = "GROUP")]
-        name: Option<String>,
-        /// Closed ones too
-        #[arg(long)]
-        all: bool,
-    },
-    /// Close sessions: their interpreters end, cells still queued end aborted
-    Close {
-        /// Session ids or group names
-        #[arg(required = true, value_name = "GROUP|ID")]
-        targets: Vec<String>,
-    },
-    /// Start a fresh interpreter under the same session id (the old one's state is gone)
-    Restart {
-        /// Session ids or group names
-        #[arg(required = true, value_name = "GROUP|ID")]
-        targets: Vec<String>,
-    },
-}
-
-/// The interpreter a session runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Kind {
-    /// warren's Python driver, with the engine's python3 (or the ARGV given)
-    Python,
-    /// warren's bash driver (or the shell given as ARGV)
-    Bash,
-    /// ARGV: a program that speaks warren's cell protocol (docs/cell-protocol.md)
-    Custom,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct OpenArgs {
-    /// One session on every engine
-    #[arg(long, short = 'a', group = "where_to")]
-    pub(crate) all: bool,
-    /// One session on each named engine (repeatable)
-    #[arg(long = "engine", short = 'e', value_name = "ID", group = "where_to")]
-    pub(crate) engines: Vec<u32>,
-    /// One session, on the engine with the fewest (the default)
-    #[arg(long, group = "where_to")]
-    pub(crate) any: bool,
-    /// Only on engines with this label (with --all or --any; repeatable)
-    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = parse_label,
-          conflicts_with = "engines")]
-    pub(crate) engine_labels: Vec<(String, String)>,
-    /// The interpreter
-    #[arg(long, value_enum, default_value_t = Kind::Python)]
-    pub(crate) kind: Kind,
-    /// The group's name, for `warren px --name` [default: group-<first id>]
-    #[arg(long, value_name = "GROUP")]
-    pub(crate) name: Option<String>,
-    /// Set an environment variable for the interpreter (repeatable)
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
-    pub(crate) env: Vec<(String, String)>,
-    /// Start the interpreter in this directory on the engine
-    #[arg(long, value_name = "DIR")]
-    pub(crate) cwd: Option<String>,
-    /// The interpreter's command: python3 or bash and their options, or a custom adapter
-    #[arg(last = true, value_name = "ARGV")]
-    pub(crate) argv: Vec<String>,
-}
-
-/// Runs `warren session ...`.
 /// Runs `warren session ...`; `format` is the global `--json` or `-q` (open prints only ids
 /// with -q; ls prints `ListSessionsReply` with --json, ids with -q).
 pub(crate) async fn run(
@@ -148,9 +76,9 @@ fn split_targets(targets: &[String]) -> (Vec<u64>, Vec<String>) {
 
 async fn open(client: &Client, args: &OpenArgs, quiet: bool) -> anyhow::Result<u8> {
     let mut options = match args.kind {
-        Kind::Python => SessionOptions::python(),
-        Kind::Bash => SessionOptions::bash(),
-        Kind::Custom => {
+        Interpreter::Python => SessionOptions::python(),
+        Interpreter::Bash => SessionOptions::bash(),
+        Interpreter::Custom => {
             if args.argv.is_empty() {
                 return Err(crate::usage_error(
                     "--kind custom needs the adapter's command after `--`: warren session open --kind custom -- PROGRAM [ARGS...]",
@@ -159,7 +87,7 @@ async fn open(client: &Client, args: &OpenArgs, quiet: bool) -> anyhow::Result<u
             SessionOptions::custom(args.argv.clone())
         }
     };
-    if args.kind != Kind::Custom && !args.argv.is_empty() {
+    if args.kind != Interpreter::Custom && !args.argv.is_empty() {
         options = options.interpreter(args.argv.clone());
     }
     options = if args.all {

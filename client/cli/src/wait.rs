@@ -1,36 +1,10 @@
 //! `warren wait` and `warren result`: tasks named by id, or selected by their labels.
 
-use crate::format::Format;
-use clap::Args;
 use warren::proto::{ListTasksRequest, TaskInfo};
 use warren::{Client, Outcome};
 
+use crate::cli::{Format, ResultArgs, Selection, WaitArgs};
 use crate::output::exit_code_of;
-use crate::parse::parse_label;
-
-/// Tasks named by id, or those with labels.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-pub(crate) struct Selection {
-    /// Task ids
-    #[arg(value_name = "TASK")]
-    pub(crate) tasks: Vec<u64>,
-    /// Instead of ids: the tasks with this label (repeatable: all of them)
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
-    pub(crate) labels: Vec<(String, String)>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct WaitArgs {
-    #[command(flatten)]
-    pub(crate) select: Selection,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ResultArgs {
-    #[command(flatten)]
-    pub(crate) select: Selection,
-}
 
 impl Selection {
     /// The ids selected, in id order; an error if labels select none.

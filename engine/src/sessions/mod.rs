@@ -29,48 +29,14 @@ use warren_proto::v1::{
     TaskState, engine_message,
 };
 
-use crate::control::{Control, ControlTx};
+use crate::control::{Cell, ControlTx, SessionCommand};
 use crate::tasks::Tasks;
-
-/// A cell for a session's runner.
-#[derive(Debug, Clone)]
-pub struct Cell {
-    /// Its task id (also its id in the cell protocol).
-    pub task_id: u64,
-    /// Its task's attempt.
-    pub attempt: u32,
-    /// The code.
-    pub code: String,
-    /// Interrupt it after this long.
-    pub timeout: Option<Duration>,
-}
-
-/// What a session's runner is asked.
-#[derive(Debug)]
-pub enum Command {
-    /// Queue this cell.
-    Cell(Cell),
-    /// A control for one of its cells (see [`Control`]).
-    Control {
-        /// The cell.
-        task_id: u64,
-        /// What is asked.
-        control: Control,
-    },
-    /// Close the session (SIGKILL at once with `kill`, else end of input and SIGTERM).
-    Close {
-        /// Why, for the cells it ends.
-        reason: String,
-        /// No grace: the session is being replaced.
-        kill: bool,
-    },
-}
 
 /// One session the engine has.
 #[derive(Debug)]
 struct Handle {
     generation: u32,
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::UnboundedSender<SessionCommand>,
     pid: u32,
     ready: bool,
     banner: String,
@@ -135,7 +101,7 @@ impl Sessions {
             )
         };
         if let Some(old) = old {
-            let _ = old.tx.send(Command::Close {
+            let _ = old.tx.send(SessionCommand::Close {
                 reason: "the session was restarted".into(),
                 kill: true,
             });
@@ -150,7 +116,7 @@ impl Sessions {
     /// Closes a session: its queued cells end, then its interpreter.
     pub fn close(&self, id: u64, reason: String) {
         if let Some(handle) = self.lock().by_id.get(&id) {
-            let _ = handle.tx.send(Command::Close {
+            let _ = handle.tx.send(SessionCommand::Close {
                 reason,
                 kill: false,
             });
@@ -160,7 +126,7 @@ impl Sessions {
     /// Closes every session (the engine is exiting).
     pub fn close_all(&self, why: &str) {
         for handle in self.lock().by_id.values() {
-            let _ = handle.tx.send(Command::Close {
+            let _ = handle.tx.send(SessionCommand::Close {
                 reason: format!("its engine is exiting: {why}"),
                 kill: false,
             });
@@ -204,7 +170,7 @@ impl Sessions {
             None => ControlTx::Runner(mpsc::unbounded_channel().0),
         };
         self.tasks.add(cell.task_id, cell.attempt, control);
-        let queued = tx.is_some_and(|tx| tx.send(Command::Cell(cell.clone())).is_ok());
+        let queued = tx.is_some_and(|tx| tx.send(SessionCommand::Cell(cell.clone())).is_ok());
         if !queued {
             self.tasks.finished(
                 cell.task_id,

@@ -49,7 +49,7 @@ pub(crate) use clock::Clock;
 pub(crate) use follow::EventStream;
 pub(crate) use registry::EngineTx;
 pub(crate) use settings::Settings;
-pub(crate) use stdin::{StdinEnd, check_streamed};
+pub(crate) use stdin::StdinEnd;
 pub(crate) use transfers::{DownloadLeg, UploadLeg};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -19,25 +19,16 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
-use warren_proto::v1::{
-    OutputChunk, OutputStream, ResizeTask, StdinAck, StdinData, TaskSpec, TaskState, WindowSize,
-    hub_message,
-};
+use warren_proto::v1::{ResizeTask, StdinAck, StdinData, TaskState, WindowSize, hub_message};
 
-use super::task::Task;
 use super::{Hub, State};
 use crate::error::HubError;
 use crate::input::InputHold;
-use crate::store::Op;
+use crate::validate::stdin::MAX_TTY_SIDE;
 
 #[cfg(test)]
 #[path = "stdin_tests.rs"]
 mod tests;
-
-/// The longest side of a terminal, in rows or columns (the kernel keeps them in 16 bits).
-const MAX_TTY_SIDE: u32 = u16::MAX as u32;
-/// The longest TERM value.
-const MAX_TERM: usize = 64;
 
 /// How a client's stdin ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,36 +37,6 @@ pub(crate) enum StdinEnd {
     Eof,
     /// It went away without ending it.
     Hangup,
-}
-
-/// Checks the streamed-stdin and terminal parts of a spec.
-pub(crate) fn check_streamed(spec: &TaskSpec) -> Result<(), HubError> {
-    if spec.stream_stdin && !spec.stdin.is_empty() {
-        return Err(HubError::invalid(
-            "give stdin whole (spec.stdin) or streamed (Execution.Interact), not both",
-        ));
-    }
-    let Some(tty) = &spec.tty else {
-        return Ok(());
-    };
-    if !spec.stream_stdin {
-        return Err(HubError::invalid(
-            "a terminal (spec.tty) needs someone at it: run the task with Execution.Interact (`warren exec -t`), not detached",
-        ));
-    }
-    if tty.rows > MAX_TTY_SIDE || tty.cols > MAX_TTY_SIDE {
-        return Err(HubError::invalid(format!(
-            "a terminal of {} rows and {} columns is too large; at most {MAX_TTY_SIDE} each",
-            tty.rows, tty.cols
-        )));
-    }
-    let printable = tty.term.bytes().all(|b| b.is_ascii_graphic());
-    if tty.term.len() > MAX_TERM || !printable {
-        return Err(HubError::invalid(format!(
-            "spec.tty.term must be at most {MAX_TERM} printable characters, like xterm-256color"
-        )));
-    }
-    Ok(())
 }
 
 /// Bytes taken from the client and not yet acknowledged by the engine.
@@ -134,6 +95,38 @@ impl StdinStream {
     fn has_room(&self, len: u64, window: u64) -> bool {
         let in_flight = self.taken - self.written;
         in_flight == 0 || in_flight + len <= window
+    }
+
+    /// The engine has written `ack.written` bytes into the task (and takes no more if
+    /// `closed`): they leave the window, which wakes the client if it waits for room.
+    /// Returns them, in order.
+    pub(super) fn acked(&mut self, ack: &StdinAck) -> Vec<Bytes> {
+        let written = ack.written.min(self.taken);
+        let mut given = Vec::new();
+        while let Some(front) = self.unacked.front_mut() {
+            if front.offset >= written {
+                break;
+            }
+            let end = front.offset + front.data.len() as u64;
+            if end <= written {
+                if let Some(done) = self.unacked.pop_front() {
+                    given.push(done.data);
+                }
+            } else {
+                let cut = (written - front.offset) as usize;
+                given.push(front.data.slice(..cut));
+                front.data = front.data.slice(cut..);
+                front.offset = written;
+                break;
+            }
+        }
+        self.written = self.written.max(written);
+        if ack.closed {
+            self.close();
+        } else {
+            self.room.notify_waiters();
+        }
+        given
     }
 }
 
@@ -367,66 +360,5 @@ impl State {
         let end = task.end(TaskState::Failed, why.to_owned());
         self.write(end);
         true
-    }
-}
-
-impl Task {
-    /// The engine has written `ack.written` bytes into the task (and takes no more if
-    /// `closed`): what it wrote is recorded and let go. `budget` bytes of the output budget
-    /// were taken for the recording; returns the writes and whether the hub holds them now.
-    pub(super) fn stdin_acked(&mut self, ack: &StdinAck, budget: u64) -> (Vec<Op>, bool) {
-        let Some(stdin) = self.stdin.as_mut() else {
-            return (Vec::new(), false);
-        };
-        let written = ack.written.min(stdin.taken);
-        let mut given = Vec::new();
-        while let Some(front) = stdin.unacked.front_mut() {
-            if front.offset >= written {
-                break;
-            }
-            let end = front.offset + front.data.len() as u64;
-            if end <= written {
-                if let Some(done) = stdin.unacked.pop_front() {
-                    given.push(done.data);
-                }
-            } else {
-                let cut = (written - front.offset) as usize;
-                given.push(front.data.slice(..cut));
-                front.data = front.data.slice(cut..);
-                front.offset = written;
-                break;
-            }
-        }
-        stdin.written = stdin.written.max(written);
-        if ack.closed {
-            stdin.close();
-        } else {
-            stdin.room.notify_waiters();
-        }
-        if !self.keeps_stdin() {
-            return (Vec::new(), false);
-        }
-        let held = budget > 0 && !given.is_empty();
-        let mut budget = budget;
-        let writes = given
-            .into_iter()
-            .map(|data| self.record_stdin(data, std::mem::take(&mut budget)))
-            .collect();
-        (writes, held)
-    }
-
-    /// Whether what the task is given is kept in its history: not what is typed at a
-    /// terminal, which may be a password typed at a prompt that does not echo it.
-    fn keeps_stdin(&self) -> bool {
-        self.row.asked.spec.tty.is_none()
-    }
-
-    /// Records stdin the task was given as a STDIN event (kept within the output cap).
-    fn record_stdin(&mut self, data: Bytes, bytes: u64) -> Op {
-        let chunk = OutputChunk {
-            stream: OutputStream::Stdin as i32,
-            data,
-        };
-        self.append_output(chunk, bytes)
     }
 }

@@ -5,12 +5,14 @@
 //! (`Hub::update`). The in-memory task is dropped once it has ended, its end is committed, and
 //! nobody follows it. After that it lives in the history alone.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use warren_proto::now_us;
 use warren_proto::v1::{
-    Attempt, OutputChunk, StateChange, TaskEvent, TaskInfo, TaskResult, TaskState, task_event::Kind,
+    Attempt, OutputChunk, OutputStream, StateChange, StdinAck, TaskEvent, TaskInfo, TaskResult,
+    TaskState, task_event::Kind,
 };
 
 use super::stdin::StdinStream;
@@ -166,6 +168,41 @@ impl Task {
             progress: self.log.progress(self.row.attempt, self.chunk_received),
             bytes,
         }
+    }
+
+    /// The engine has written `ack.written` bytes into the task (and takes no more if
+    /// `closed`): what it wrote is recorded and let go. `budget` bytes of the output budget
+    /// were taken for the recording; returns the writes and whether the hub holds them now.
+    pub(super) fn stdin_acked(&mut self, ack: &StdinAck, budget: u64) -> (Vec<Op>, bool) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return (Vec::new(), false);
+        };
+        let given = stdin.acked(ack);
+        if !self.keeps_stdin() {
+            return (Vec::new(), false);
+        }
+        let held = budget > 0 && !given.is_empty();
+        let mut budget = budget;
+        let writes = given
+            .into_iter()
+            .map(|data| self.record_stdin(data, std::mem::take(&mut budget)))
+            .collect();
+        (writes, held)
+    }
+
+    /// Whether what the task is given is kept in its history: not what is typed at a
+    /// terminal, which may be a password typed at a prompt that does not echo it.
+    pub(super) fn keeps_stdin(&self) -> bool {
+        self.row.asked.spec.tty.is_none()
+    }
+
+    /// Records stdin the task was given as a STDIN event (kept within the output cap).
+    fn record_stdin(&mut self, data: Bytes, bytes: u64) -> Op {
+        let chunk = OutputChunk {
+            stream: OutputStream::Stdin as i32,
+            data,
+        };
+        self.append_output(chunk, bytes)
     }
 
     /// Decides the task's end; it is shown when the database has it. Later calls do nothing.

@@ -4,8 +4,8 @@
 use tokio::sync::oneshot;
 use warren_proto::v1::TaskInfo;
 
-use super::{ListFilter, ListPage, Op, PurgeSelector, Store, purge, read, replay};
-use crate::model::Entry;
+use super::{ListFilter, ListPage, Op, PurgeSelector, Store, purge, read, replay, sessions};
+use crate::model::{Entry, SessionRow};
 
 /// Why a read of the history gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -93,5 +93,19 @@ impl Store {
     ) -> Result<(u64, u64), QueryError> {
         self.query(move |conn| purge::enforce_retention(conn, now_us, max_age_us, max_bytes))
             .await
+    }
+
+    /// Closed sessions, newest first (of `group` only, if not empty); at most a thousand
+    /// (live sessions are answered from memory).
+    pub(crate) async fn closed_sessions(
+        &self,
+        group: String,
+    ) -> Result<Vec<SessionRow>, QueryError> {
+        self.query(move |conn| sessions::closed(conn, &group)).await
+    }
+
+    /// One session's row, if the history has it.
+    pub(crate) async fn session(&self, id: u64) -> Result<Option<SessionRow>, QueryError> {
+        self.query(move |conn| sessions::get(conn, id)).await
     }
 }

@@ -5,8 +5,6 @@ use prost::Message;
 use rusqlite::{Connection, Row, Transaction, params};
 use warren_proto::v1::{SessionSpec, SessionState};
 
-use super::Store;
-use super::queries::QueryError;
 use crate::model::{SessionExit, SessionRow, Submitter};
 
 const COLUMNS: &str = "id, group_name, spec, engine_id, state, opener_uid, opener_pid,
@@ -102,34 +100,22 @@ pub(super) fn forget_closed(conn: &Connection, before_us: i64) -> rusqlite::Resu
 /// The most closed sessions one listing returns.
 const MAX_CLOSED_LISTED: i64 = 1000;
 
-impl Store {
-    /// Closed sessions, newest first (of `group` only, if not empty); at most a thousand.
-    pub(crate) async fn closed_sessions(
-        &self,
-        group: String,
-    ) -> Result<Vec<SessionRow>, QueryError> {
-        self.query(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE state = ?1 AND (?2 = '' OR group_name = ?2)
-                 ORDER BY id DESC LIMIT ?3"
-            ))?;
-            stmt.query_map(
-                params![SessionState::Closed as i32, group, MAX_CLOSED_LISTED],
-                session_row,
-            )?
-            .collect()
-        })
-        .await
-    }
+/// Closed sessions, newest first (of `group` only, if not empty); at most a thousand.
+pub(super) fn closed(conn: &Connection, group: &str) -> rusqlite::Result<Vec<SessionRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE state = ?1 AND (?2 = '' OR group_name = ?2)
+         ORDER BY id DESC LIMIT ?3"
+    ))?;
+    stmt.query_map(
+        params![SessionState::Closed as i32, group, MAX_CLOSED_LISTED],
+        session_row,
+    )?
+    .collect()
+}
 
-    /// One session's row, if the history has it.
-    pub(crate) async fn session(&self, id: u64) -> Result<Option<SessionRow>, QueryError> {
-        self.query(move |conn| {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
-            let mut rows = stmt.query_map([id as i64], session_row)?;
-            rows.next().transpose()
-        })
-        .await
-    }
+/// One session's row, if the history has it.
+pub(super) fn get(conn: &Connection, id: u64) -> rusqlite::Result<Option<SessionRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+    let mut rows = stmt.query_map([id as i64], session_row)?;
+    rows.next().transpose()
 }

@@ -5,7 +5,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use warren_proto::auth::Key;
 use warren_proto::config::{self, Config};
-use warren_proto::connection::{self, ConnectionInfo, Locator};
+use warren_proto::connection::{self, ConnectionInfo};
+use warren_proto::locate::Locator;
 
 use super::Report;
 use super::remote::TunnelCheck;

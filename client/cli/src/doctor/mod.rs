@@ -14,8 +14,7 @@ mod remote;
 use serde_json::json;
 use std::fmt::Write as _;
 
-use crate::cli::HubArgs;
-use crate::format::Format;
+use crate::cli::{Format, HubArgs};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,8 +18,6 @@ mod joblog;
 mod output;
 mod progress;
 
-pub(crate) use args::{AfterArgs, MapArgs};
-
 use anyhow::Context;
 use std::collections::HashMap;
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,7 +25,7 @@ use tokio::sync::mpsc;
 use warren::proto::ExecuteRequest;
 use warren::{Client, MAX_BATCH, Outcome};
 
-use crate::cli::HubArgs;
+use crate::cli::{HubArgs, MapArgs};
 use follow::{Message, Watch};
 use input::Template;
 use joblog::JobLog;

@@ -25,7 +25,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use warren_proto::auth::Key;
 use warren_proto::connection::ConnectionInfo;
 
-use super::node::{CONNECTION_FILE, NodeArgs, PIDS, SOCKET, SlurmEnv};
+use super::node::{CONNECTION_FILE, PIDS, SOCKET, SlurmEnv};
+use crate::cli::NodeArgs;
 use crate::ssh::{Ssh, quote};
 
 /// How long ssh may take to bring the forward up.

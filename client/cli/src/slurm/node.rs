@@ -14,12 +14,12 @@
 //! - `forward`: see [`super::forward`].
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, forward, sbatch};
+use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, sbatch};
+use crate::cli::{NodeArgs, Role};
 use crate::ssh::quote;
 
 /// How long an engine task waits for its node's forward to come up.
@@ -36,92 +36,7 @@ pub(super) const PIDS: &str = "engines";
 /// bytes.
 const MAX_BASE: usize = 60;
 
-/// A part of the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Role {
-    /// The batch script: start the forward step and the engine step, and wait.
-    Batch,
-    /// One node's forward to the hub.
-    Forward,
-    /// One engine task.
-    Engine,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Batch => "batch",
-            Self::Forward => "forward",
-            Self::Engine => "engine",
-        }
-    }
-}
-
-/// `warren engines slurm-node ROLE`: everything the parts of the job need, none of it secret.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct NodeArgs {
-    /// Which part of the job to run
-    #[arg(value_enum)]
-    pub(crate) role: Role,
-    /// Names this job's directories on the nodes
-    #[arg(long)]
-    pub(crate) tag: String,
-    /// The host to ssh to for the hub [default: $SLURM_SUBMIT_HOST]
-    #[arg(long)]
-    pub(crate) hub_host: Option<String>,
-    /// The hub's socket on that host
-    #[arg(long)]
-    pub(crate) hub_socket: PathBuf,
-    /// The file on that host holding the hub's key: its connection file, or (with
-    /// --bare-key) a key file
-    #[arg(long)]
-    pub(crate) key_source: PathBuf,
-    /// The key source is a key file, not a connection file
-    #[arg(long)]
-    pub(crate) bare_key: bool,
-    /// The ssh command, split on spaces
-    #[arg(long)]
-    pub(crate) ssh: String,
-    /// Slots per engine
-    #[arg(long)]
-    pub(crate) slots: u32,
-    /// A label for the engines (repeatable)
-    #[arg(long = "label")]
-    pub(crate) labels: Vec<String>,
-    /// How to run warren-engine, split on spaces
-    #[arg(long)]
-    pub(crate) engine_command: String,
-}
-
 impl NodeArgs {
-    /// The arguments that run `role` with these settings (after `warren engines slurm-node`).
-    pub(crate) fn to_args(&self, role: Role) -> Vec<String> {
-        let mut args = vec![role.name().to_owned(), "--tag".into(), self.tag.clone()];
-        if let Some(host) = &self.hub_host {
-            args.extend(["--hub-host".into(), host.clone()]);
-        }
-        args.extend([
-            "--hub-socket".into(),
-            self.hub_socket.display().to_string(),
-            "--key-source".into(),
-            self.key_source.display().to_string(),
-        ]);
-        if self.bare_key {
-            args.push("--bare-key".into());
-        }
-        args.extend([
-            "--ssh".into(),
-            self.ssh.clone(),
-            "--slots".into(),
-            self.slots.to_string(),
-        ]);
-        for label in &self.labels {
-            args.extend(["--label".into(), label.clone()]);
-        }
-        args.extend(["--engine-command".into(), self.engine_command.clone()]);
-        args
-    }
-
     /// The job script Slurm stores: it `exec`s the batch part of `warren`.
     pub(crate) fn script(&self, warren: &Path, engines: u32) -> String {
         let mut line = format!(
@@ -179,17 +94,8 @@ fn slurm_var(name: &str) -> anyhow::Result<String> {
         })
 }
 
-/// Runs one part of the job.
-pub(super) async fn run(args: &NodeArgs) -> anyhow::Result<u8> {
-    match args.role {
-        Role::Batch => batch(args).await,
-        Role::Forward => forward::run(args).await,
-        Role::Engine => engine(args).await,
-    }
-}
-
 /// The batch script: both steps, and the end of the job.
-async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
+pub(super) async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let nodes = slurm_var("SLURM_JOB_NUM_NODES").or_else(|_| slurm_var("SLURM_NNODES"))?;
     let warren = std::env::current_exe().context("cannot find this program's path")?;
@@ -262,7 +168,7 @@ async fn batch(args: &NodeArgs) -> anyhow::Result<u8> {
 }
 
 /// One engine task: wait for the node's forward, then become `warren-engine`.
-async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
+pub(super) async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
     let slurm = SlurmEnv::read()?;
     let task = slurm_var("SLURM_PROCID")?;
     let dir = slurm.node_dir(&args.tag);
@@ -316,43 +222,10 @@ async fn engine(args: &NodeArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        node: NodeArgs,
-    }
-
-    fn example() -> NodeArgs {
-        NodeArgs {
-            role: Role::Batch,
-            tag: "abc".into(),
-            hub_host: Some("login 1".into()),
-            hub_socket: "/run/user/7/warren/hub.sock".into(),
-            key_source: "/run/user/7/warren/hub.json".into(),
-            bare_key: false,
-            ssh: "ssh -F /home/a/.ssh/cluster config".into(),
-            slots: 3,
-            labels: vec!["gpu=a100".into(), "it's=odd".into()],
-            engine_command: "/opt/warren/bin/warren-engine".into(),
-        }
-    }
-
-    #[test]
-    fn each_role_gets_back_the_same_settings() {
-        let args = example();
-        for role in [Role::Batch, Role::Forward, Role::Engine] {
-            let words = std::iter::once("x".to_owned()).chain(args.to_args(role));
-            let back = Wrapper::try_parse_from(words).expect("parses").node;
-            assert_eq!(back.role, role);
-            assert_eq!(back.to_args(Role::Batch), args.to_args(Role::Batch));
-        }
-    }
 
     #[test]
     fn the_script_execs_warren_with_quoted_words_and_nothing_secret() {
-        let script = example().script(Path::new("/opt/warren/bin/warren"), 4);
+        let script = NodeArgs::example().script(Path::new("/opt/warren/bin/warren"), 4);
         assert!(script.starts_with("#!/bin/sh\n"), "{script}");
         let last = script.lines().last().expect("a line");
         assert!(

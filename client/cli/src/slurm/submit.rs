@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use warren::Client;
 use warren::proto::EngineInfo;
 
-use super::node::{NodeArgs, Role};
 use super::sbatch::{self, JobInfo};
-use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK, SlurmArgs};
-use crate::cli::HubArgs;
+use super::{LABEL_JOB, LABEL_NODE, LABEL_TASK};
+use crate::cli::{HubArgs, NodeArgs, Role, SlurmArgs};
 use crate::{connect, connection_info};
 
 /// How often the hub is asked for the job's engines.

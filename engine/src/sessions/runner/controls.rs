@@ -1,23 +1,23 @@
 //! What the engine asks of a session's runner (cells to queue, controls for a cell, closing)
 //! and the timers it keeps (a cell's timeout, the kill after the grace period, a SIGINT sent
-//! again): the runner's side of [`super::Command`].
+//! again): the runner's side of [`SessionCommand`].
 
 use super::ending::end_cell;
 use super::*;
 
 impl Runner {
     /// Handles a command from the engine.
-    pub(super) fn command(&mut self, command: Command) {
+    pub(super) fn command(&mut self, command: SessionCommand) {
         match command {
-            Command::Cell(cell) => match &self.closing {
+            SessionCommand::Cell(cell) => match &self.closing {
                 Some(reason) => {
                     let why = format!("the session was closed ({reason}) before the cell ran");
                     end_cell(&self.tasks, &cell, TaskState::Aborted, why, None);
                 }
                 None => self.queue.push_back(cell),
             },
-            Command::Control { task_id, control } => self.control(task_id, control),
-            Command::Close { reason, kill } => self.close(reason, kill),
+            SessionCommand::Control { task_id, control } => self.control(task_id, control),
+            SessionCommand::Close { reason, kill } => self.close(reason, kill),
         }
     }
 

@@ -78,15 +78,15 @@ impl Runner {
         }
         while let Some(command) = self.commands.recv().await {
             match command {
-                Command::Cell(cell) => {
+                SessionCommand::Cell(cell) => {
                     let why = format!(
                         "session {} is dead; restart it (`warren session restart {}`) or close it",
                         self.id, self.id
                     );
                     end_cell(&self.tasks, &cell, TaskState::Failed, why, None);
                 }
-                Command::Control { .. } => {}
-                Command::Close { .. } => return,
+                SessionCommand::Control { .. } => {}
+                SessionCommand::Close { .. } => return,
             }
         }
     }

@@ -27,8 +27,8 @@ use warren_proto::v1::{
 };
 
 use super::protocol::{Done, Frames, Reply, run_frame};
-use super::{Cell, Command, Sessions, spawn};
-use crate::control::Control;
+use super::{Sessions, spawn};
+use crate::control::{Cell, Control, SessionCommand};
 use crate::process;
 use crate::tasks::Tasks;
 
@@ -71,7 +71,7 @@ pub(super) struct Runner {
     pub(super) tasks: Arc<Tasks>,
     pub(super) sessions: Arc<Sessions>,
     pub(super) grace: Duration,
-    pub(super) commands: mpsc::UnboundedReceiver<Command>,
+    pub(super) commands: mpsc::UnboundedReceiver<SessionCommand>,
     queue: VecDeque<Cell>,
     running: Option<Running>,
     /// Set once the session is closing: why.
@@ -89,7 +89,7 @@ impl Runner {
         generation: u32,
         spec: SessionSpec,
         sessions: Arc<Sessions>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::UnboundedReceiver<SessionCommand>,
     ) -> Self {
         Self {
             id,
