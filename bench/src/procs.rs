@@ -220,10 +220,11 @@ pub(crate) async fn settled_rss(pid: u32) -> u64 {
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         readings.push(rss(pid));
-        if let [first, .., last] = readings[readings.len().saturating_sub(7)..] {
-            if readings.len() >= 7 && last + first / 100 >= first {
-                return last;
-            }
+        if let [first, .., last] = readings[readings.len().saturating_sub(7)..]
+            && readings.len() >= 7
+            && last + first / 100 >= first
+        {
+            return last;
         }
     }
     readings.last().copied().unwrap_or(0)
