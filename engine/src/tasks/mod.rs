@@ -329,3 +329,68 @@ impl Entry {
 fn message(kind: engine_message::Kind) -> EngineMessage {
     EngineMessage { kind: Some(kind) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+    use warren_proto::v1::engine_message::Kind;
+
+    fn kinds(messages: Vec<EngineMessage>) -> Vec<(u64, &'static str)> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m.kind? {
+                Kind::Started(s) => Some((s.task_id, "started")),
+                Kind::Finished(f) => Some((f.task_id, "finished")),
+                Kind::Output(o) => Some((o.task_id, "output")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sender_hears_of_the_tasks_with_news_alone_and_of_all_again_in_a_new_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tasks = Tasks::new(1 << 20, dir.path().to_owned());
+        let (control, _control) = mpsc::unbounded_channel();
+        for id in 1..=10_000 {
+            tasks.add(id, 1, control.clone());
+        }
+        assert!(
+            tasks.next_messages(32).is_empty(),
+            "queued tasks have no news"
+        );
+        let started = |id| TaskStarted {
+            task_id: id,
+            attempt: 1,
+            ..TaskStarted::default()
+        };
+        tasks.started(7_000, 1, started(7_000));
+        tasks.started(3, 1, started(3));
+        assert_eq!(
+            kinds(tasks.next_messages(32)),
+            [(3, "started"), (7_000, "started")]
+        );
+        assert!(tasks.next_messages(32).is_empty(), "told once");
+        assert!(tasks.lock().news.is_empty(), "and forgotten once told");
+
+        // Past `max`, the rest waits for the next batch.
+        tasks.finished(3, 1, TaskResult::default());
+        tasks.finished(7_000, 1, TaskResult::default());
+        assert_eq!(kinds(tasks.next_messages(1)), [(3, "finished")]);
+        assert_eq!(kinds(tasks.next_messages(1)), [(7_000, "finished")]);
+
+        // A new session: the two are told again, the 9,998 others have nothing to tell.
+        tasks.begin_session();
+        assert_eq!(
+            kinds(tasks.next_messages(32)),
+            [
+                (3, "started"),
+                (3, "finished"),
+                (7_000, "started"),
+                (7_000, "finished")
+            ]
+        );
+        assert!(tasks.lock().news.is_empty());
+    }
+}
