@@ -18,7 +18,7 @@ struct Pair {
     lower_is_better: bool,
 }
 
-const PAIRS: [Pair; 4] = [
+const PAIRS: [Pair; 6] = [
     Pair {
         label: "round trip p50",
         ipp_prefix: "roundtrip",
@@ -54,6 +54,24 @@ const PAIRS: [Pair; 4] = [
         warren: ("cluster_start_2", "p50_ms", 1.0),
         unit: "ms",
         lower_is_better: true,
+    },
+    Pair {
+        label: "`pass` cell round trip p50",
+        ipp_prefix: "session_roundtrip",
+        ipp_key: "p50_ms",
+        ipp_factor: 1.0,
+        warren: ("session_roundtrip_pass", "p50_ms", 1.0),
+        unit: "ms",
+        lower_is_better: true,
+    },
+    Pair {
+        label: "cells pipelined, 2 sessions",
+        ipp_prefix: "session_execute_pipelined",
+        ipp_key: "cells_per_s",
+        ipp_factor: 1.0,
+        warren: ("session_cells_pipelined", "cells_per_s", 1.0),
+        unit: "cells/s",
+        lower_is_better: false,
     },
 ];
 

@@ -10,7 +10,7 @@ venv="$(mktemp -d -t warren-ipp-venv.XXXXXX)"
 export IPP_BENCH_PIDS="$venv/cluster.pids"
 ours() {
   # Still a process of this venv's python (not a reused pid)?
-  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$venv/bin/"
+  { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF "$venv/bin/"
 }
 cleanup() {
   # What the cluster left if bench.py did not stop it (killed, failed): exactly the process
