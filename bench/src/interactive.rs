@@ -9,9 +9,9 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use warren_tests::sshd::{HOST, Sshd};
 
 use crate::procs::{Cluster, Proc, binary};
-use crate::sshd::{HOST, Sshd};
 use crate::stats::Samples;
 
 /// What the remote side runs: `cat` echoing each byte as it comes, after a marker.

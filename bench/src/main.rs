@@ -22,7 +22,6 @@ mod sections;
 mod sessions;
 mod signing;
 mod sim;
-mod sshd;
 mod stats;
 
 use clap::Parser;
@@ -213,7 +212,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "{} → hub, {} → engine, {} process",
                 us(parts.to_hub),
                 us(parts.to_engine),
-                us(parts.process)
+                us(parts.run)
             ),
             format!(
                 "{} → hub, {} → client (µs)",
@@ -227,7 +226,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(),
                    "above_spawn_p50_ms": ms(above), "ratio_to_spawn_p50": ratio, "target_ratio": 1.6,
                    "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_spawn": us(parts.to_engine),
-                                    "process": us(parts.process), "engine_to_hub": us(parts.back_to_hub),
+                                    "process": us(parts.run), "engine_to_hub": us(parts.back_to_hub),
                                     "hub_commit_to_client": us(parts.to_client)}}),
         );
     }

@@ -16,13 +16,14 @@ use crate::stats::Samples;
 /// Where a round trip's time goes, as medians (from the events' and results' timestamps,
 /// all taken on this machine's clock).
 pub(crate) struct Breakdown {
-    /// Client sends → hub records the task as queued.
+    /// Client sends → hub records the task as queued (signing, the call, the checks).
     pub(crate) to_hub: Duration,
-    /// Queued → the engine is about to spawn.
+    /// Queued → the engine is about to spawn the process (or write `run` to the interpreter).
     pub(crate) to_engine: Duration,
-    /// Spawn, run and wait (the engine's own measure).
-    pub(crate) process: Duration,
-    /// Process ended → hub records the end.
+    /// The engine's own measure: a process's spawn, run and wait, or a cell's `run` written
+    /// → `done` read and fds 1 and 2 drained.
+    pub(crate) run: Duration,
+    /// Process (or cell) ended → hub records the end.
     pub(crate) back_to_hub: Duration,
     /// Hub records the end → the client has it (commit, then the stream).
     pub(crate) to_client: Duration,
@@ -33,13 +34,24 @@ pub(crate) async fn round_trip(
     client: &Client,
     runs: usize,
 ) -> anyhow::Result<(Samples, Breakdown)> {
+    round_trips(client, runs, "a `true` task", || Job::argv(["/bin/true"])).await
+}
+
+/// `runs` round trips (after a tenth as many to warm up) of the job `job` makes, described
+/// as `what` in errors: run it, read every event back to its result, which must succeed.
+pub(crate) async fn round_trips(
+    client: &Client,
+    runs: usize,
+    what: &str,
+    job: impl Fn() -> Job,
+) -> anyhow::Result<(Samples, Breakdown)> {
     let mut samples = Vec::with_capacity(runs);
     let mut parts: [Vec<Duration>; 5] = Default::default();
     let span = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
     for i in 0..runs + runs / 10 {
         let start = Instant::now();
         let sent_us = warren_proto::now_us();
-        let mut events = client.run(Job::argv(["/bin/true"])).await?;
+        let mut events = client.run(job()).await?;
         let (mut queued_us, mut result_at) = (0, None);
         while let Some(event) = events.try_next().await? {
             match event.kind {
@@ -53,9 +65,9 @@ pub(crate) async fn round_trip(
         }
         let received_us = warren_proto::now_us();
         let Some((ended_us, result)) = result_at else {
-            anyhow::bail!("a `true` task ended without a result");
+            anyhow::bail!("{what} ended without a result");
         };
-        anyhow::ensure!(result.succeeded(), "a `true` task did not succeed");
+        anyhow::ensure!(result.succeeded(), "{what} did not succeed: {result:?}");
         if i >= runs / 10 {
             samples.push(start.elapsed());
             parts[0].push(span(sent_us, queued_us));
@@ -71,7 +83,7 @@ pub(crate) async fn round_trip(
         Breakdown {
             to_hub: a,
             to_engine: b,
-            process: c,
+            run: c,
             back_to_hub: d,
             to_client: e,
         },

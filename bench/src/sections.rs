@@ -4,10 +4,11 @@
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warren::Job;
+use warren_tests::sshd::Sshd;
 
 use crate::procs::{Cluster, rss};
 use crate::stats::{ms, us};
-use crate::{Report, interactive, options, procs, scenarios, sessions, sim, sshd, stats, verdict};
+use crate::{Report, interactive, options, procs, scenarios, sessions, sim, stats, verdict};
 
 /// Scenario 9: a keystroke's echo through `warren exec -t` against `ssh -t` and a socket
 /// ping-pong, and stdin streamed through a foreground `warren exec` against the socket bulk.
@@ -19,7 +20,7 @@ pub(crate) fn interactive(
     bulk: f64,
     size: options::Size,
 ) -> anyhow::Result<()> {
-    let sshd = sshd::Sshd::start(scratch)?;
+    let sshd = Sshd::start(scratch);
     let runs = size.pick(2_000, 300, 20);
     let (warren, ssh) = interactive::keystroke_echo(cluster, sshd.as_ref(), runs)?;
     let (versus, target, ssh_json) = match &ssh {
@@ -174,7 +175,7 @@ pub(crate) async fn sessions(
             "{} → hub, {} → engine, {} python",
             us(parts.to_hub),
             us(parts.to_engine),
-            us(parts.interpreter)
+            us(parts.run)
         ),
         format!(
             "{} → hub, {} → client",
@@ -187,7 +188,7 @@ pub(crate) async fn sessions(
         "session_roundtrip_pass",
         json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(), "target_p50_ms": 0.3,
                "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_run": us(parts.to_engine),
-                                "interpreter": us(parts.interpreter), "engine_to_hub": us(parts.back_to_hub),
+                                "interpreter": us(parts.run), "engine_to_hub": us(parts.back_to_hub),
                                 "hub_commit_to_client": us(parts.to_client)}}),
     );
     let cells = scale(100_000, 20_000);

@@ -5,25 +5,11 @@ use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use warren::proto::TaskState;
 use warren::{Client, EventKind, Job, SessionOptions};
 
 use crate::procs::{Cluster, cpu_time};
+use crate::scenarios::{Breakdown, round_trips};
 use crate::stats::Samples;
-
-/// Where a cell's round trip goes, as medians, from the events' timestamps (one clock).
-pub(crate) struct CellBreakdown {
-    /// Client sends → the hub records the cell as queued (signing, the call, the checks).
-    pub(crate) to_hub: Duration,
-    /// Queued → the engine writes `run` to the interpreter (hub to engine, the runner).
-    pub(crate) to_engine: Duration,
-    /// `run` written → `done` read and fds 1 and 2 drained (the driver's own round trip).
-    pub(crate) interpreter: Duration,
-    /// The cell ended → the hub records its end.
-    pub(crate) back_to_hub: Duration,
-    /// The hub records the end → the client has it (the commit, then the stream).
-    pub(crate) to_client: Duration,
-}
 
 /// Opens a python session on each engine, as group `name`; their ids.
 async fn open(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
@@ -44,58 +30,17 @@ async fn open(client: &Client, name: &str) -> anyhow::Result<Vec<u64>> {
 pub(crate) async fn round_trip(
     client: &Client,
     runs: usize,
-) -> anyhow::Result<(Samples, CellBreakdown)> {
+) -> anyhow::Result<(Samples, Breakdown)> {
     let (_, sessions) = client
         .open_sessions(SessionOptions::python().name("rt"))
         .await?;
     let session = sessions.first().map(warren::Session::id).unwrap_or(0);
-    let mut samples = Vec::with_capacity(runs);
-    let mut parts: [Vec<Duration>; 5] = Default::default();
-    let span = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
-    for i in 0..runs + runs / 10 {
-        let start = Instant::now();
-        let sent_us = warren_proto::now_us();
-        let mut events = client.run(Job::cell("pass").sessions([session])).await?;
-        let (mut queued_us, mut result_at) = (0, None);
-        while let Some(event) = events.try_next().await? {
-            match event.kind {
-                EventKind::State {
-                    state: TaskState::Queued,
-                    ..
-                } => queued_us = event.time_us,
-                EventKind::Result(result) => result_at = Some((event.time_us, result)),
-                _ => {}
-            }
-        }
-        let received_us = warren_proto::now_us();
-        let Some((ended_us, result)) = result_at else {
-            anyhow::bail!("a `pass` cell ended without a result");
-        };
-        anyhow::ensure!(
-            result.succeeded(),
-            "a `pass` cell did not succeed: {result:?}"
-        );
-        if i >= runs / 10 {
-            samples.push(start.elapsed());
-            parts[0].push(span(sent_us, queued_us));
-            parts[1].push(span(queued_us, result.started_us));
-            parts[2].push(span(result.started_us, result.finished_us));
-            parts[3].push(span(result.finished_us, ended_us));
-            parts[4].push(span(ended_us, received_us));
-        }
-    }
+    let timed = round_trips(client, runs, "a `pass` cell", || {
+        Job::cell("pass").sessions([session])
+    })
+    .await?;
     client.close_sessions(&[], "rt").await?;
-    let [a, b, c, d, e] = parts.map(|p| Samples::new(p).p50());
-    Ok((
-        Samples::new(samples),
-        CellBreakdown {
-            to_hub: a,
-            to_engine: b,
-            interpreter: c,
-            back_to_hub: d,
-            to_client: e,
-        },
-    ))
+    Ok(timed)
 }
 
 /// What a pipelined run measured.
