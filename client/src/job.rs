@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use warren_proto::v1::{
-    AllEngines, AnyEngine, Argv, EngineIds, ExecuteRequest, SessionIds, Targets, TaskSpec, targets,
-    task_spec,
-};
+use warren_proto::v1::{Argv, ExecuteRequest, TaskSpec, task_spec};
+
+use crate::placement::Placement;
 
 /// What to run and where, built step by step and turned into an [`ExecuteRequest`].
 ///
@@ -20,8 +19,7 @@ use warren_proto::v1::{
 #[derive(Clone, Debug)]
 pub struct Job {
     spec: TaskSpec,
-    targets: targets::Selector,
-    engine_labels: HashMap<String, String>,
+    placement: Placement,
     labels: HashMap<String, String>,
     retries: u32,
     after: Vec<u64>,
@@ -67,11 +65,8 @@ impl Job {
     /// ```
     /// let job = warren::Job::cell("x").sessions([3, 4]);
     /// ```
-    pub fn sessions(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
-        self.targets = targets::Selector::Sessions(SessionIds {
-            ids: ids.into_iter().collect(),
-        });
-        self
+    pub fn sessions(self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.place(|p| p.sessions(ids))
     }
 
     /// One cell in each session of this group.
@@ -79,9 +74,8 @@ impl Job {
     /// ```
     /// let job = warren::Job::cell("import numpy").group("analysis");
     /// ```
-    pub fn group(mut self, name: impl Into<String>) -> Self {
-        self.targets = targets::Selector::SessionGroup(name.into());
-        self
+    pub fn group(self, name: impl Into<String>) -> Self {
+        self.place(|p| p.group(name.into()))
     }
 
     fn with_command(command: task_spec::Command) -> Self {
@@ -90,8 +84,7 @@ impl Job {
                 command: Some(command),
                 ..TaskSpec::default()
             },
-            targets: targets::Selector::Any(AnyEngine {}),
-            engine_labels: HashMap::new(),
+            placement: Placement::default(),
             labels: HashMap::new(),
             retries: 0,
             after: Vec::new(),
@@ -203,9 +196,8 @@ impl Job {
     /// ```
     /// let job = warren::Job::script("nvidia-smi").all().on_engines_labelled("gpu", "yes");
     /// ```
-    pub fn on_engines_labelled(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.engine_labels.insert(key.into(), value.into());
-        self
+    pub fn on_engines_labelled(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.place(|p| p.labelled(key.into(), value.into()))
     }
 
     /// One task on every engine.
@@ -213,9 +205,8 @@ impl Job {
     /// ```
     /// let job = warren::Job::argv(["hostname"]).all();
     /// ```
-    pub fn all(mut self) -> Self {
-        self.targets = targets::Selector::All(AllEngines {});
-        self
+    pub fn all(self) -> Self {
+        self.place(Placement::all)
     }
 
     /// One task, on whichever engine the hub picks (the default).
@@ -223,9 +214,8 @@ impl Job {
     /// ```
     /// let job = warren::Job::argv(["hostname"]).any();
     /// ```
-    pub fn any(mut self) -> Self {
-        self.targets = targets::Selector::Any(AnyEngine {});
-        self
+    pub fn any(self) -> Self {
+        self.place(Placement::any)
     }
 
     /// One task on each of these engines.
@@ -233,10 +223,12 @@ impl Job {
     /// ```
     /// let job = warren::Job::argv(["hostname"]).engines([1, 3]);
     /// ```
-    pub fn engines(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
-        self.targets = targets::Selector::Engines(EngineIds {
-            ids: ids.into_iter().collect(),
-        });
+    pub fn engines(self, ids: impl IntoIterator<Item = u32>) -> Self {
+        self.place(|p| p.engines(ids))
+    }
+
+    fn place(mut self, change: impl FnOnce(&mut Placement)) -> Self {
+        change(&mut self.placement);
         self
     }
 
@@ -249,10 +241,7 @@ impl Job {
     pub fn into_request(self) -> ExecuteRequest {
         ExecuteRequest {
             spec: Some(self.spec),
-            targets: Some(Targets {
-                selector: Some(self.targets),
-                engine_labels: self.engine_labels,
-            }),
+            targets: Some(self.placement.into_targets()),
             retries: self.retries,
             labels: self.labels,
             after: self.after,

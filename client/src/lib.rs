@@ -43,6 +43,7 @@ mod events;
 mod files;
 mod interact;
 mod job;
+mod placement;
 mod session;
 
 pub use batch::MAX_BATCH;

@@ -5,18 +5,18 @@
 
 use bytes::Bytes;
 use futures_core::Stream;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use warren_proto::transport::SignedChannel;
 use warren_proto::v1::sessions_client::SessionsClient;
 use warren_proto::v1::{
-    AllEngines, AnyEngine, CloseSessionsReply, CloseSessionsRequest, EngineIds, ExecuteRequest,
-    GetSessionRequest, ListSessionsRequest, OpenSessionsRequest, RestartSessionRequest,
-    SessionInfo, SessionKind, SessionSpec, SubmitCellsRequest, Targets, targets,
+    CloseSessionsReply, CloseSessionsRequest, ExecuteRequest, GetSessionRequest,
+    ListSessionsRequest, OpenSessionsRequest, RestartSessionRequest, SessionInfo, SessionKind,
+    SessionSpec, SubmitCellsRequest,
 };
 
 use crate::events::{CellError, EventKind, Events, Outcome, OutputStream};
+use crate::placement::Placement;
 use crate::{Client, Error, Job, Result};
 
 /// Largest message the SDK sends or accepts (as for the other services).
@@ -32,8 +32,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     spec: SessionSpec,
-    targets: targets::Selector,
-    engine_labels: HashMap<String, String>,
+    placement: Placement,
     name: String,
 }
 
@@ -45,8 +44,7 @@ impl SessionOptions {
                 argv,
                 ..SessionSpec::default()
             },
-            targets: targets::Selector::Any(AnyEngine {}),
-            engine_labels: HashMap::new(),
+            placement: Placement::default(),
             name: String::new(),
         }
     }
@@ -134,9 +132,8 @@ impl SessionOptions {
     /// ```
     /// let options = warren::SessionOptions::python().all();
     /// ```
-    pub fn all(mut self) -> Self {
-        self.targets = targets::Selector::All(AllEngines {});
-        self
+    pub fn all(self) -> Self {
+        self.place(Placement::all)
     }
 
     /// One session on the engine with the fewest (the default).
@@ -144,9 +141,8 @@ impl SessionOptions {
     /// ```
     /// let options = warren::SessionOptions::python().any();
     /// ```
-    pub fn any(mut self) -> Self {
-        self.targets = targets::Selector::Any(AnyEngine {});
-        self
+    pub fn any(self) -> Self {
+        self.place(Placement::any)
     }
 
     /// One session on each of these engines.
@@ -154,11 +150,8 @@ impl SessionOptions {
     /// ```
     /// let options = warren::SessionOptions::python().engines([1, 2]);
     /// ```
-    pub fn engines(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
-        self.targets = targets::Selector::Engines(EngineIds {
-            ids: ids.into_iter().collect(),
-        });
-        self
+    pub fn engines(self, ids: impl IntoIterator<Item = u32>) -> Self {
+        self.place(|p| p.engines(ids))
     }
 
     /// Only on engines with this label (with `all` or `any`).
@@ -166,8 +159,12 @@ impl SessionOptions {
     /// ```
     /// let options = warren::SessionOptions::python().all().on_engines_labelled("gpu", "yes");
     /// ```
-    pub fn on_engines_labelled(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.engine_labels.insert(key.into(), value.into());
+    pub fn on_engines_labelled(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.place(|p| p.labelled(key.into(), value.into()))
+    }
+
+    fn place(mut self, change: impl FnOnce(&mut Placement)) -> Self {
+        change(&mut self.placement);
         self
     }
 
@@ -180,10 +177,7 @@ impl SessionOptions {
     pub fn into_request(self) -> OpenSessionsRequest {
         OpenSessionsRequest {
             spec: Some(self.spec),
-            targets: Some(Targets {
-                selector: Some(self.targets),
-                engine_labels: self.engine_labels,
-            }),
+            targets: Some(self.placement.into_targets()),
             name: self.name,
         }
     }
