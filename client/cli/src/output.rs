@@ -191,18 +191,11 @@ impl Printer {
             return write_to(is_stderr, data);
         }
         let pending = self.partial.entry((task_id, stream)).or_default();
-        pending.extend_from_slice(data);
-        let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') else {
+        let Some(complete) = whole_lines(pending, data) else {
             return Ok(());
         };
-        let rest = pending.split_off(last_newline + 1);
-        let complete = std::mem::replace(pending, rest);
-        let mut text = Vec::with_capacity(complete.len() + 16);
-        for line in complete.split_inclusive(|&b| b == b'\n') {
-            text.extend_from_slice(format!("[engine {engine_id}] ").as_bytes());
-            text.extend_from_slice(line);
-        }
-        write_to(is_stderr, &text)
+        let prefix = format!("[engine {engine_id}] ");
+        write_to(is_stderr, &prefix_lines(&prefix, &complete))
     }
 
     /// Writes out what is left of a task's last lines.
@@ -346,7 +339,27 @@ pub(crate) fn exit_code_of(result: &Outcome) -> u8 {
     }
 }
 
-fn write_to(stderr: bool, bytes: &[u8]) -> io::Result<()> {
+/// Appends `data` to what `pending` holds of a stream's last line and takes out the whole
+/// lines, if there are any now; the rest of a line stays in `pending`.
+pub(crate) fn whole_lines(pending: &mut Vec<u8>, data: &[u8]) -> Option<Vec<u8>> {
+    pending.extend_from_slice(data);
+    let last_newline = pending.iter().rposition(|&b| b == b'\n')?;
+    let rest = pending.split_off(last_newline + 1);
+    Some(std::mem::replace(pending, rest))
+}
+
+/// `text` with `prefix` before each of its lines.
+pub(crate) fn prefix_lines(prefix: &str, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// Writes `bytes` to stderr or stdout, and flushes it so that it shows at once.
+pub(crate) fn write_to(stderr: bool, bytes: &[u8]) -> io::Result<()> {
     if stderr {
         let mut err = io::stderr().lock();
         err.write_all(bytes)?;
@@ -355,5 +368,23 @@ fn write_to(stderr: bool, bytes: &[u8]) -> io::Result<()> {
         let mut out = io::stdout().lock();
         out.write_all(bytes)?;
         out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_lines_come_out_prefixed_and_the_rest_waits() {
+        let mut pending = Vec::new();
+        assert_eq!(whole_lines(&mut pending, b"a"), None);
+        let lines = whole_lines(&mut pending, b"b\nc\nd").expect("two whole lines");
+        assert_eq!(lines, b"ab\nc\n");
+        assert_eq!(pending, b"d");
+        assert_eq!(
+            prefix_lines("[engine 2] ", &lines),
+            b"[engine 2] ab\n[engine 2] c\n"
+        );
     }
 }

@@ -5,13 +5,14 @@
 use anyhow::Context as _;
 use futures_util::TryStreamExt;
 use std::collections::{BTreeSet, HashMap};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use warren::{CellResult, Client, Event, EventKind, Job, OutputStream};
 
 use crate::cli::PxArgs;
+use crate::output::{prefix_lines, whole_lines, write_to};
 
 /// Where the cells go.
 #[derive(Clone, Debug)]
@@ -314,13 +315,10 @@ impl CellPrinter {
             return write_to(stream == OutputStream::Stderr, data);
         }
         let pending = self.partial.entry((task_id, stream)).or_default();
-        pending.extend_from_slice(data);
-        let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') else {
-            return Ok(());
-        };
-        let rest = pending.split_off(last_newline + 1);
-        let complete = std::mem::replace(pending, rest);
-        self.lines(task_id, stream, &complete)
+        match whole_lines(pending, data) {
+            Some(complete) => self.lines(task_id, stream, &complete),
+            None => Ok(()),
+        }
     }
 
     /// Whole lines, prefixed with their engine when there are several sessions.
@@ -329,13 +327,7 @@ impl CellPrinter {
         if !self.several {
             return write_to(stderr, text);
         }
-        let prefix = self.prefix(task_id);
-        let mut out = Vec::with_capacity(text.len() + 16);
-        for line in text.split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(prefix.as_bytes());
-            out.extend_from_slice(line);
-        }
-        write_to(stderr, &out)
+        write_to(stderr, &prefix_lines(&self.prefix(task_id), text))
     }
 
     /// What is left of a cell's last lines.
@@ -349,17 +341,5 @@ impl CellPrinter {
             }
         }
         Ok(())
-    }
-}
-
-fn write_to(stderr: bool, bytes: &[u8]) -> io::Result<()> {
-    if stderr {
-        let mut err = io::stderr().lock();
-        err.write_all(bytes)?;
-        err.flush()
-    } else {
-        let mut out = io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()
     }
 }
