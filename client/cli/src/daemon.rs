@@ -80,22 +80,8 @@ impl Drop for PidFile {
 /// checked that no cluster runs on `socket`).
 pub(crate) async fn start(socket: &Path, engines: u32) -> anyhow::Result<u8> {
     let files = Files::beside(socket);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&files.log)
-        .with_context(|| format!("cannot open the log {}", files.log.display()))?;
-    let args: Vec<std::ffi::OsString> = swap_daemon_flag(std::env::args_os().skip(1));
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C in this terminal does not reach it.
-        .process_group(0)
-        .spawn()
-        .context("cannot start the detached cluster")?;
+    let args = swap_daemon_flag(std::env::args_os().skip(1));
+    let mut child = spawn_detached(&args, &files.log, "the detached cluster")?;
     let pid = child.id().unwrap_or(0);
     let deadline = Instant::now() + START_LIMIT;
     loop {
@@ -127,6 +113,30 @@ pub(crate) async fn start(socket: &Path, engines: u32) -> anyhow::Result<u8> {
     println!("  pid   {}", files.pid.display());
     println!("  stop  {warren} cluster stop");
     Ok(0)
+}
+
+/// Starts this program again with `args`, detached: with no stdin, its output appended to
+/// `log` (made 0600), in a process group of its own so that a Ctrl-C in this terminal does not
+/// reach it. `what` names it in the error.
+pub(crate) fn spawn_detached<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<tokio::process::Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("cannot open the log {}", log.display()))?;
+    tokio::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {what}"))
 }
 
 /// The arguments with `--daemon` replaced by `--daemon-child` (only before `--`, where the

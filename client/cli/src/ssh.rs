@@ -1,8 +1,10 @@
 //! Running the system's OpenSSH client: the one transport between machines.
 
 use anyhow::{Context, bail};
+use std::path::Path;
 use std::process::Stdio;
-use tokio::process::Command;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
 
 /// The ssh program and the options the user gave it (`--ssh`, `WARREN_SSH`).
 #[derive(Clone, Debug)]
@@ -101,5 +103,28 @@ mod tests {
     fn quoting_survives_quotes_and_spaces() {
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+}
+
+/// Waits until a hub answers on `socket`, the local end of the `ssh -L` forward that `ssh`
+/// runs: `true` once one does, `false` if none did within `limit` (the caller says why that
+/// may be), an error if ssh exited first.
+pub(crate) async fn forward_ready(
+    ssh: &mut Child,
+    socket: &Path,
+    limit: Duration,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = ssh.try_wait()? {
+            bail!("ssh exited ({status}) before the forward was up; its message is above");
+        }
+        if socket.exists() && warren::ping(socket).await.is_ok() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

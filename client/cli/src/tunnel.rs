@@ -7,14 +7,14 @@
 //! `warren tunnel --stop NAME`; then the local socket and connection file are removed.
 
 use anyhow::{Context, bail};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use warren_proto::connection::{self, ConnectionInfo};
 
 use crate::cli::{HubArgs, TunnelArgs};
-use crate::ssh::{Ssh, quote};
+use crate::daemon::spawn_detached;
+use crate::ssh::{Ssh, forward_ready, quote};
 
 /// How long the forward may take to come up.
 const READY_LIMIT: Duration = Duration::from_secs(20);
@@ -178,25 +178,11 @@ fn running_pid(pid_file: &Path) -> Option<u32> {
 
 /// Starts this same command without `--background`, detached, and waits for it to be ready.
 async fn background(paths: &Paths, name: &str) -> anyhow::Result<u8> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&paths.log)
-        .with_context(|| format!("cannot open {}", paths.log.display()))?;
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--background")
         .collect();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C in this terminal does not reach it.
-        .process_group(0)
-        .spawn()
-        .context("cannot start the background tunnel")?;
+    let mut child = spawn_detached(&args, &paths.log, "the background tunnel")?;
     let deadline = Instant::now() + READY_LIMIT * 2;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -386,17 +372,8 @@ pub(crate) async fn fetch_connection(ssh: &Ssh, plan: &Plan) -> anyhow::Result<C
 
 /// Waits until the local end of the forward answers (or ssh gives up).
 async fn wait_ready(child: &mut tokio::process::Child, socket: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("ssh exited ({status}) before the forward was up; its message is above");
-        }
-        if socket.exists() && warren::ping(socket).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the forward did not come up within {READY_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    if !forward_ready(child, socket, READY_LIMIT).await? {
+        bail!("the forward did not come up within {READY_LIMIT:?}");
     }
+    Ok(())
 }

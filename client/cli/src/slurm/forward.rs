@@ -27,7 +27,7 @@ use warren_proto::connection::ConnectionInfo;
 
 use super::node::{CONNECTION_FILE, PIDS, SOCKET, SlurmEnv};
 use crate::cli::NodeArgs;
-use crate::ssh::{Ssh, quote};
+use crate::ssh::{Ssh, forward_ready, quote};
 
 /// How long ssh may take to bring the forward up.
 const READY_LIMIT: Duration = Duration::from_secs(20);
@@ -255,21 +255,12 @@ fn spawn(ssh: &Ssh, host: &str, dir: &NodeDir, hub_socket: &Path) -> anyhow::Res
 
 /// Waits until a hub answers through the forward (or ssh gives up).
 async fn wait_ready(child: &mut Child, socket: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("ssh exited ({status}) before the forward was up; its message is above");
-        }
-        if socket.exists() && warren::ping(socket).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no hub answered through the forward within {READY_LIMIT:?}: is the hub running, on that socket?"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    if !forward_ready(child, socket, READY_LIMIT).await? {
+        bail!(
+            "no hub answered through the forward within {READY_LIMIT:?}: is the hub running, on that socket?"
+        );
     }
+    Ok(())
 }
 
 /// If the hub refuses the key (it restarted with a new one) or has a new id, fetches the
