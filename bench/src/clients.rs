@@ -89,6 +89,17 @@ pub(crate) struct Report {
     pub(crate) first_errors: Vec<String>,
 }
 
+/// All the reports' errors, and the first three of them as said.
+pub(crate) fn error_summary(reports: &[Report]) -> (usize, Vec<&String>) {
+    let count = reports.iter().map(|r| r.errors).sum();
+    let first = reports
+        .iter()
+        .flat_map(|r| &r.first_errors)
+        .take(3)
+        .collect();
+    (count, first)
+}
+
 impl Report {
     fn error(&mut self, error: impl std::fmt::Display) {
         self.errors += 1;
@@ -314,6 +325,25 @@ impl Processes {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Tells every process to go and waits (up to `patience`) for every report: the reports,
+    /// the time from the go to the last one, and the CPU time process `pid` spent meanwhile.
+    pub(crate) async fn timed(
+        mut self,
+        pid: u32,
+        patience: Duration,
+    ) -> anyhow::Result<(Vec<Report>, Duration, Duration)> {
+        let cpu = crate::procs::cpu_time(pid);
+        let start = Instant::now();
+        self.go().await?;
+        let reports = self.reports(patience).await?;
+        let elapsed = start.elapsed();
+        Ok((
+            reports,
+            elapsed,
+            crate::procs::cpu_time(pid).saturating_sub(cpu),
+        ))
     }
 
     /// Waits for every report.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use warren::Job;
 use warren::proto::{ListTasksRequest, TaskState};
 
-use crate::clients::{Processes, Spec, Work};
+use crate::clients::{Processes, Spec, Work, error_summary};
 use crate::load::mib;
 use crate::options::Size;
 use crate::procs::{Cluster, RssWatch, cpu_time, rss, wait_until};
@@ -335,23 +335,13 @@ async fn by_clients(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
                 in_flight: each.min(50),
             },
         };
-        let mut processes = Processes::start(&vec![spec; n], Duration::from_secs(300)).await?;
+        let processes = Processes::start(&vec![spec; n], Duration::from_secs(300)).await?;
         let before = rss(pid);
         let watch = RssWatch::start(pid);
-        let cpu = cpu_time(pid);
-        let start = Instant::now();
-        processes.go().await?;
-        let reports = processes.reports(Duration::from_secs(1800)).await?;
-        let elapsed = start.elapsed();
-        let hub_cpu = cpu_time(pid).saturating_sub(cpu);
+        let (reports, elapsed, hub_cpu) = processes.timed(pid, Duration::from_secs(1800)).await?;
         let peak = watch.stop(pid);
         let done = each * n;
-        let errors: usize = reports.iter().map(|r| r.errors).sum();
-        let first_errors: Vec<&String> = reports
-            .iter()
-            .flat_map(|r| &r.first_errors)
-            .take(3)
-            .collect();
+        let (errors, first_errors) = error_summary(&reports);
         let finish = Samples::new(
             reports
                 .iter()

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use warren::Job;
 use warren::proto::{ListTasksRequest, TaskState};
 
-use crate::clients::{Processes, Report as ClientReport, Spec, Work};
+use crate::clients::{Processes, Report as ClientReport, Spec, Work, error_summary};
 use crate::options::Size;
-use crate::procs::{Cluster, RssWatch, cpu_time, peak_rss, rss, wait_until};
+use crate::procs::{Cluster, RssWatch, peak_rss, rss, wait_until};
 use crate::stats::{Samples, ms};
 use crate::{Report, sim, verdict};
 
@@ -70,25 +70,15 @@ pub(crate) async fn scenario(
         connection_file: cluster.connection_file(),
         work,
     };
-    let mut started = Processes::start(&vec![spec; processes], Duration::from_secs(300)).await?;
-    let cpu = cpu_time(hub);
-    let clock = Instant::now();
-    started.go().await?;
-    let reports = started.reports(Duration::from_secs(1800)).await?;
-    let elapsed = clock.elapsed();
-    let hub_cpu = cpu_time(hub).saturating_sub(cpu);
+    let started = Processes::start(&vec![spec; processes], Duration::from_secs(300)).await?;
+    let (reports, elapsed, hub_cpu) = started.timed(hub, Duration::from_secs(1800)).await?;
     let peak = peak_rss(hub);
     let want = processes * tasks_each;
     let tasks: Vec<_> = reports.iter().flat_map(|r| &r.tasks).collect();
     let succeeded = tasks.iter().filter(|t| t.succeeded).count();
-    let errors: usize = reports.iter().map(|r| r.errors).sum();
-    let first_errors: Vec<&String> = reports
-        .iter()
-        .flat_map(|r| &r.first_errors)
-        .take(3)
-        .collect();
-    let on_hub = count(&client, TaskState::Succeeded).await?;
-    let all_on_hub = count_all(&client).await?;
+    let (errors, first_errors) = error_summary(&reports);
+    let on_hub = count(&client, Some(TaskState::Succeeded)).await?;
+    let all_on_hub = count(&client, None).await?;
     let submit = Samples::new(micros(tasks.iter().map(|t| t.submit_us)));
     let finish = Samples::new(micros(tasks.iter().map(|t| t.finish_us)));
     let accounted = succeeded == want && errors == 0 && on_hub == want && all_on_hub == want;
@@ -248,12 +238,7 @@ fn followers_json(
                "end_lag_min_ms": ms(ends.quantile(0.0)), "end_lag_p50_ms": ms(ends.p50()),
                "end_lag_max_ms": ms(ends.quantile(1.0))})
     };
-    let errors: usize = reports.iter().map(|r| r.errors).sum();
-    let first_errors: Vec<&String> = reports
-        .iter()
-        .flat_map(|r| &r.first_errors)
-        .take(3)
-        .collect();
+    let (errors, first_errors) = error_summary(&reports);
     json!({"followers": followers, "processes": reports.len(), "errors": errors,
            "first_errors": first_errors, "fast": group(false), "slow": group(true),
            "hub_rss_before_bytes": before, "hub_rss_peak_bytes": peak,
@@ -265,22 +250,10 @@ fn micros(values: impl Iterator<Item = u64>) -> Vec<Duration> {
     values.map(Duration::from_micros).collect()
 }
 
-/// Tasks in the hub's history in this state.
-async fn count(client: &warren::Client, state: TaskState) -> anyhow::Result<usize> {
+/// Tasks in the hub's history (in this state, if one is given).
+async fn count(client: &warren::Client, state: Option<TaskState>) -> anyhow::Result<usize> {
     let filter = ListTasksRequest {
-        states: vec![state as i32],
-        limit: 1000,
-        ..ListTasksRequest::default()
-    };
-    Ok(client
-        .tasks(filter)
-        .try_fold(0, |n, _| async move { Ok::<_, warren::Error>(n + 1) })
-        .await?)
-}
-
-/// Tasks in the hub's history.
-async fn count_all(client: &warren::Client) -> anyhow::Result<usize> {
-    let filter = ListTasksRequest {
+        states: state.map(|s| vec![s as i32]).unwrap_or_default(),
         limit: 1000,
         ..ListTasksRequest::default()
     };
