@@ -49,29 +49,13 @@ impl Pty {
             .stdout(Stdio::from(self.task_side.try_clone()?))
             .stderr(Stdio::from(self.task_side))
             .env("TERM", term);
-        controlling_terminal(command);
+        warren_proto::os::child::controlling_terminal(command.as_std_mut());
         // Two registrations of the one master, one per direction (a terminal is not a pipe,
         // but the reactor needs only a pollable, non-blocking descriptor).
         Ok(Master {
             reader: pipe::Receiver::from_owned_fd_unchecked(self.master.try_clone()?)?,
             writer: pipe::Sender::from_owned_fd_unchecked(self.master)?,
         })
-    }
-}
-
-/// Has the child start a new session (so its process group is the task's, as with the
-/// engine's other tasks) and take its stdin, the terminal, as its controlling terminal.
-#[allow(unsafe_code)]
-fn controlling_terminal(command: &mut Command) {
-    // SAFETY: the hook runs in the child between fork and exec. It makes two system calls,
-    // setsid and ioctl(TIOCSCTTY) on fd 0, both async-signal-safe, and allocates nothing
-    // (rustix's errors are plain integers).
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
-            Ok(())
-        });
     }
 }
 

@@ -45,7 +45,7 @@ impl Terminal {
         rustix::termios::tcsetwinsize(&master, winsize(rows, cols)).expect("size");
         let side = || Stdio::from(tty.try_clone().expect("dup"));
         command.stdin(side()).stdout(side()).stderr(side());
-        controlling_terminal(&mut command);
+        warren_proto::os::child::controlling_terminal(&mut command);
         let child = command.spawn().expect("start the program on the terminal");
 
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -182,21 +182,6 @@ fn read_all(master: &OwnedFd, into: &Mutex<Vec<u8>>, stop: &AtomicBool) {
             // EIO: nobody has the program's side open now; it may be opened again.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
-    }
-}
-
-/// Has the child start a session whose controlling terminal is its stdin.
-#[allow(unsafe_code)]
-fn controlling_terminal(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the hook runs in the child between fork and exec; it makes two system calls
-    // (setsid, ioctl TIOCSCTTY on fd 0), both async-signal-safe, and allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
-            Ok(())
-        });
     }
 }
 

@@ -1,4 +1,5 @@
-//! Child processes that never outlive the process that started them.
+//! Child processes: ones that never outlive the process that started them, and ones whose
+//! stdin is their controlling terminal.
 
 use std::os::unix::process::CommandExt as _;
 
@@ -18,6 +19,22 @@ pub fn die_with_parent(command: &mut std::process::Command) {
                     "the parent exited while starting the child",
                 ));
             }
+            Ok(())
+        });
+    }
+}
+
+/// Has the child start a new session (so that its process group is its own) and take its
+/// stdin, a terminal, as its controlling terminal.
+#[allow(unsafe_code)]
+pub fn controlling_terminal(command: &mut std::process::Command) {
+    // SAFETY: the hook runs in the child between fork and exec. It makes two system calls,
+    // setsid and ioctl(TIOCSCTTY) on fd 0, both async-signal-safe, and allocates nothing
+    // (rustix's errors are plain integers).
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
             Ok(())
         });
     }
