@@ -1,12 +1,13 @@
-//! Assertions and waits the end-to-end tests share, so that each test says what it checks in
-//! a line instead of repeating the steps.
+//! Assertions, waits and lookups the end-to-end tests share, so that each test says what it
+//! checks in a line instead of repeating the steps.
 
+use std::time::Duration;
 use tonic::Code;
-use warren::proto::TaskState;
+use warren::proto::{ListTasksRequest, TaskInfo, TaskState};
 use warren::{Event, EventKind, Events, Outcome};
 
 use crate::events::{next_event, only_result};
-use crate::process::PATIENCE;
+use crate::process::{Cluster, PATIENCE, eventually};
 
 /// Checks that `err` is the hub's answer with this code, and that its message says `words`.
 #[track_caller]
@@ -53,4 +54,38 @@ pub async fn first_output(events: &mut Events) -> Event {
             return event;
         }
     }
+}
+
+/// Waits (up to `limit`) until task `task` is in `state`, and returns its reason then; panics
+/// with the last state seen if it does not get there.
+pub async fn reason_in_state(
+    client: &warren::Client,
+    task: u64,
+    state: TaskState,
+    limit: Duration,
+) -> String {
+    let seen = eventually(limit, || async {
+        let info = client.task(task).await.map_err(|e| e.to_string())?;
+        if info.state() == state {
+            Ok(info.reason)
+        } else {
+            Err(format!("{:?}: {}", info.state(), info.reason))
+        }
+    })
+    .await;
+    seen.unwrap_or_else(|last| panic!("task {task} did not become {state:?}: {last}"))
+}
+
+/// The newest task the hub knows.
+pub async fn newest_task(cluster: &Cluster) -> TaskInfo {
+    let page = cluster
+        .client()
+        .await
+        .tasks_page(ListTasksRequest {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("tasks");
+    page.tasks.into_iter().next().expect("a task")
 }

@@ -4,26 +4,12 @@
 //! the task by SIGPIPE, recorded as such, and warren at once.
 
 use rustix::process::{Pid, Signal};
-use warren::proto::{ListTasksRequest, TaskState, task_result};
+use warren::proto::{TaskState, task_result};
 use warren_tests::*;
 
 fn send(pid: u32, signal: Signal) {
     let pid = Pid::from_raw(pid as i32).expect("pid");
     rustix::process::kill_process(pid, signal).expect("signal warren");
-}
-
-/// The newest task.
-async fn newest(cluster: &Cluster) -> warren::proto::TaskInfo {
-    let page = cluster
-        .client()
-        .await
-        .tasks_page(ListTasksRequest {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("tasks");
-    page.tasks.into_iter().next().expect("a task")
 }
 
 /// Waits until warren's stderr says `text` `times` times.
@@ -94,7 +80,7 @@ async fn three_ctrl_c_within_two_seconds_detach_and_the_task_goes_on() {
     send(warren.pid(), Signal::INT);
     let status = warren.wait();
     assert_eq!(status.code(), Some(130), "{}", warren.stderr());
-    let task = newest(&cluster).await;
+    let task = newest_task(&cluster).await;
     let stderr = warren.stderr();
     assert!(stderr.contains("detached"), "{stderr}");
     assert!(
@@ -121,7 +107,7 @@ async fn a_client_killed_without_a_word_leaves_its_task_running_and_named() {
     send(client_pid, Signal::KILL);
     warren.wait();
 
-    let task = newest(&cluster).await;
+    let task = newest_task(&cluster).await;
     assert_eq!(task.submitter_pid, client_pid);
     let (status, table, _) = cluster.cli(&["tasks", "--state", "running"]);
     assert_eq!(status, 0);
@@ -152,7 +138,7 @@ async fn a_closed_stdout_ends_the_task_by_sigpipe_and_warren_at_once() {
     assert_eq!(status.code(), Some(128 + 13), "{}", warren.stderr());
 
     let client = cluster.client().await;
-    let id = newest(&cluster).await.id;
+    let id = newest_task(&cluster).await.id;
     let ended = eventually(PATIENCE, || {
         let client = client.clone();
         async move {

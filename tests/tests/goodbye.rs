@@ -11,20 +11,6 @@ use warren_tests::*;
 /// Silence would take ten minutes to notice: only a goodbye settles a task within a test.
 const SLOW_LIVENESS: [&str; 4] = ["--heartbeat-ms", "60000", "--engine-timeout-ms", "600000"];
 
-/// Waits until the task is in `state`; its reason.
-async fn reason_once(client: &warren::Client, task: u64, state: TaskState) -> String {
-    let seen = eventually(PATIENCE, || async {
-        let info = client.task(task).await.map_err(|e| e.to_string())?;
-        if info.state() == state {
-            Ok(info.reason)
-        } else {
-            Err(format!("{:?}: {}", info.state(), info.reason))
-        }
-    })
-    .await;
-    seen.unwrap_or_else(|last| panic!("task {task} did not become {state:?}: {last}"))
-}
-
 #[tokio::test]
 async fn sigterm_makes_an_engine_say_goodbye_and_its_tasks_are_settled_at_once() {
     let mut cluster = Cluster::hub_with(&SLOW_LIVENESS);
@@ -37,14 +23,14 @@ async fn sigterm_makes_an_engine_say_goodbye_and_its_tasks_are_settled_at_once()
         .submit(Job::script(wait_for_gate(&gate)).retries(1))
         .await
         .expect("submit")[0];
-    reason_once(&client, lost, TaskState::Running).await;
-    reason_once(&client, retried, TaskState::Running).await;
+    reason_in_state(&client, lost, TaskState::Running, PATIENCE).await;
+    reason_in_state(&client, retried, TaskState::Running, PATIENCE).await;
 
     let engine = &mut cluster.engines[0];
     let stopped = Instant::now();
     engine.signal(Signal::TERM);
     engine.signal(Signal::TERM);
-    let reason = reason_once(&client, lost, TaskState::Lost).await;
+    let reason = reason_in_state(&client, lost, TaskState::Lost, PATIENCE).await;
     assert!(
         reason.contains("engine 1") && reason.contains("left (SIGTERM) while the task was running"),
         "{reason}"
@@ -54,14 +40,14 @@ async fn sigterm_makes_an_engine_say_goodbye_and_its_tasks_are_settled_at_once()
     assert!(client.engines().await.expect("engines").is_empty());
 
     // The task that allowed a retry waits for another engine, and runs there.
-    let reason = reason_once(&client, retried, TaskState::Queued).await;
+    let reason = reason_in_state(&client, retried, TaskState::Queued, PATIENCE).await;
     assert!(
         reason.contains("retrying elsewhere (retry 1 of 1)"),
         "{reason}"
     );
     cluster.add_engine(&[]);
     std::fs::write(&gate, "").expect("open the gate");
-    reason_once(&client, retried, TaskState::Succeeded).await;
+    reason_in_state(&client, retried, TaskState::Succeeded, PATIENCE).await;
     let info = client.task(retried).await.expect("task");
     assert_eq!(info.attempts.len(), 2, "{info:?}");
     assert_eq!(info.engine_id, 2);

@@ -39,20 +39,7 @@ fn submit_ok(s: &SlurmCluster, args: &[&str]) -> (u32, Submitted) {
 
 /// Waits until a task reaches `state`; its reason.
 async fn wait_for_state(s: &SlurmCluster, task: u64, state: TaskState) -> String {
-    let client = s.client().await;
-    let seen = eventually(LIMIT, || {
-        let client = client.clone();
-        async move {
-            let info = client.task(task).await.map_err(|e| e.to_string())?;
-            if info.state() == state {
-                Ok(info.reason)
-            } else {
-                Err(format!("{:?}: {}", info.state(), info.reason))
-            }
-        }
-    })
-    .await;
-    seen.unwrap_or_else(|last| panic!("task {task} did not become {state:?}: {last}"))
+    reason_in_state(&s.client().await, task, state, LIMIT).await
 }
 
 /// Waits until job `job` has no engine registered, its nodes' directories are gone, and so

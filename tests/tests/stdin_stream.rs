@@ -3,7 +3,6 @@
 //! none, and the history records what each task was given.
 
 use sha2::{Digest, Sha256};
-use warren::proto::ListTasksRequest;
 use warren_tests::*;
 
 fn digest(bytes: &[u8]) -> String {
@@ -16,20 +15,6 @@ fn digest(bytes: &[u8]) -> String {
 /// Bytes that are not all alike, `n` of them.
 fn varied(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7919 % 251) as u8).collect()
-}
-
-/// The newest task's id.
-async fn newest(cluster: &Cluster) -> u64 {
-    let page = cluster
-        .client()
-        .await
-        .tasks_page(ListTasksRequest {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("tasks");
-    page.tasks[0].id
 }
 
 #[tokio::test]
@@ -57,7 +42,7 @@ async fn bytes_reach_the_task_as_they_are_typed_and_the_end_closes_its_stdin() {
     assert!(warren.wait().success(), "{}", warren.stderr());
 
     // The history says what the task was given.
-    let id = newest(&cluster).await.to_string();
+    let id = newest_task(&cluster).await.id.to_string();
     let (status, given, stderr) = cluster.cli(&["attach", &id, "--input"]);
     assert_eq!(
         (status, given.as_str()),
@@ -131,7 +116,7 @@ async fn recorded_stdin_counts_against_the_output_cap() {
     warren.write(&varied(64 << 10));
     warren.close_stdin();
     assert!(warren.wait().success(), "{}", warren.stderr());
-    let id = newest(&cluster).await;
+    let id = newest_task(&cluster).await.id;
     let info = cluster.client().await.task(id).await.expect("task");
     assert_eq!(info.output_bytes, 64 << 10, "{info:?}");
     assert!(info.output_bytes_kept <= 1024, "{info:?}");
