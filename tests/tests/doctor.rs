@@ -70,6 +70,14 @@ fn config_home(cluster: &Cluster) -> std::path::PathBuf {
     home
 }
 
+/// A private runtime directory (`XDG_RUNTIME_DIR`) for the laptop's side of a tunnel.
+fn runtime_dir(cluster: &Cluster) -> std::path::PathBuf {
+    let laptop = cluster.dir().join("laptop");
+    std::fs::create_dir(&laptop).expect("mkdir");
+    chmod(&laptop, 0o700);
+    laptop
+}
+
 #[tokio::test]
 async fn a_sound_setup_passes_every_check_and_each_broken_file_gets_its_line() {
     let cluster = Cluster::with_engines(1).await;
@@ -247,9 +255,7 @@ async fn slurm_tools_are_checked_when_engines_run_under_slurm() {
 async fn a_remote_hub_needs_ssh_and_its_tunnel_up() {
     let cluster = Cluster::with_engines(1).await;
     let home = config_home(&cluster);
-    let laptop = cluster.dir().join("laptop");
-    std::fs::create_dir(&laptop).expect("mkdir");
-    chmod(&laptop, 0o700);
+    let laptop = runtime_dir(&cluster);
     let runtime = laptop.to_str().expect("utf-8");
     std::fs::write(
         home.join("warren/config.toml"),
@@ -270,9 +276,7 @@ async fn a_remote_hub_needs_ssh_and_its_tunnel_up() {
 async fn a_remote_hubs_tunnel_is_checked_end_to_end_over_ssh() {
     let cluster = Cluster::with_engines(1).await;
     let home = config_home(&cluster);
-    let laptop = cluster.dir().join("laptop");
-    std::fs::create_dir(&laptop).expect("mkdir");
-    chmod(&laptop, 0o700);
+    let laptop = runtime_dir(&cluster);
     let runtime = laptop.to_str().expect("utf-8");
     let Some(sshd) = Sshd::start(cluster.dir()) else {
         return;

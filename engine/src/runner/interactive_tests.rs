@@ -1,7 +1,7 @@
 //! Streamed stdin and terminals, without a hub: bytes in order and once each, the end, a
 //! terminal's size and its Ctrl-C, and a stdin cut when the hub that held it is gone.
 
-use super::tests::{Engine, engine, finished, messages_until, result_of, script};
+use super::tests::{Engine, engine, finished, messages_until, output, result_of, script};
 use crate::control::Control;
 use bytes::Bytes;
 use warren_proto::v1::engine_message::Kind;
@@ -34,18 +34,6 @@ fn eof(offset: u64) -> Control {
         eof: true,
         ..Default::default()
     })
-}
-
-fn output(seen: &[Kind]) -> String {
-    let bytes: Vec<u8> = seen
-        .iter()
-        .filter_map(|kind| match kind {
-            Kind::Output(out) => Some(out.data.to_vec()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Waits until the task has written `text` (in all, so far).

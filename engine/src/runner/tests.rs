@@ -81,6 +81,19 @@ pub(super) fn result_of(seen: &[Kind]) -> TaskResult {
     }
 }
 
+/// The output among these messages, as text.
+pub(super) fn output(seen: &[Kind]) -> String {
+    let bytes: Vec<u8> = seen
+        .iter()
+        .filter_map(|kind| match kind {
+            Kind::Output(out) => Some(out.data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn pid_of(seen: &[Kind]) -> u32 {
     seen.iter()
         .find_map(|kind| match kind {
@@ -119,15 +132,7 @@ async fn a_task_runs_to_its_end_and_reports_its_start_output_and_result() {
     let engine = engine();
     engine.runners.start(3, 7, 1, script("echo hello"));
     let seen = messages_until(&engine.tasks, finished).await;
-    let output: Vec<u8> = seen
-        .iter()
-        .filter_map(|kind| match kind {
-            Kind::Output(out) => Some(out.data.to_vec()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert_eq!(output, b"hello\n");
+    assert_eq!(output(&seen), "hello\n");
     assert_eq!(result_of(&seen).state(), TaskState::Succeeded);
     assert!(engine.runners.wait(PATIENCE).await);
 }
