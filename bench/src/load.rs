@@ -238,7 +238,7 @@ fn followers_json(
                "end_lag_min_ms": ms(ends.quantile(0.0)), "end_lag_p50_ms": ms(ends.p50()),
                "end_lag_max_ms": ms(ends.quantile(1.0))})
     };
-    let (errors, first_errors) = error_summary(&reports);
+    let (errors, first_errors) = error_summary(reports);
     json!({"followers": followers, "processes": reports.len(), "errors": errors,
            "first_errors": first_errors, "fast": group(false), "slow": group(true),
            "hub_rss_before_bytes": before, "hub_rss_peak_bytes": peak,

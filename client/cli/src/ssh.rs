@@ -95,17 +95,6 @@ pub(crate) fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_survives_quotes_and_spaces() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-    }
-}
-
 /// Waits until a hub answers on `socket`, the local end of the `ssh -L` forward that `ssh`
 /// runs: `true` once one does, `false` if none did within `limit` (the caller says why that
 /// may be), an error if ssh exited first.
@@ -126,5 +115,16 @@ pub(crate) async fn forward_ready(
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
     }
 }
