@@ -351,44 +351,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sections::interactive(&mut report, &cluster, scratch.path(), &ping, bulk, size)?;
     }
     if wanted("copy") {
-        let bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
-        let runs = scale(3, 1);
-        let c = copy::copy(&client, cluster.hub_pid(), scratch.path(), bytes, runs).await?;
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let grew = c.hub_rss_peak.saturating_sub(c.hub_rss_before);
-        report.row(
-            &format!("9 cp {} MiB up / down", bytes >> 20),
-            format!("{:.2} / {:.2} GB/s", c.up / 1e9, c.down / 1e9),
-            format!(
-                "UDS bulk {:.2} GB/s: x{:.2} / x{:.2}",
-                bulk / 1e9,
-                c.up / bulk,
-                c.down / bulk
-            ),
-            format!("hub RSS +{:.1} MiB at most", mib(grew)),
-        );
-        let cpu = |c: copy::Cpu| format!("{:.2} / {:.2} / {:.2}", c.client, c.hub, c.engine);
-        report.row(
-            "9 … CPU s/GiB client/hub/engine",
-            format!("up {}", cpu(c.cpu_up)),
-            format!("down {}", cpu(c.cpu_down)),
-            String::new(),
-        );
-        report.row(
-            "9 … the same files, no hub",
-            format!("{:.2} GB/s", c.local / 1e9),
-            "read+hash, then hash+write, one thread".into(),
-            String::new(),
-        );
-        report.record(
-            "copy",
-            json!({"bytes": bytes, "runs": runs, "files_in": copy::place(scratch.path(), bytes), "up_gb_per_s": c.up / 1e9, "down_gb_per_s": c.down / 1e9,
-                   "up_ratio_to_uds_bulk": c.up / bulk, "down_ratio_to_uds_bulk": c.down / bulk,
-                   "local_source_to_sink_gb_per_s": c.local / 1e9,
-                   "hub_rss_before_bytes": c.hub_rss_before, "hub_rss_peak_bytes": c.hub_rss_peak,
-                   "cpu_s_per_gib": {"up": {"client": c.cpu_up.client, "hub": c.cpu_up.hub, "engine": c.cpu_up.engine},
-                                     "down": {"client": c.cpu_down.client, "hub": c.cpu_down.hub, "engine": c.cpu_down.engine}}}),
-        );
+        sections::copy(&mut report, &client, &cluster, scratch.path(), bulk, size).await?;
     }
     drop(client);
     cluster.stop().await;
@@ -456,29 +419,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if wanted("session") {
-        let cells = scale(100_000, 10_000);
-        let idle_sessions = size.pick(1000, 1000, 20);
-        let (fresh, idle, after, rate) =
-            sessions::hub_memory(&hub_flags, idle_sessions, cells).await?;
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
-        report.row(
-            &format!("9 hub RSS, {idle_sessions} idle sessions"),
-            mib(idle),
-            format!("fresh hub {}", mib(fresh)),
-            String::new(),
-        );
-        report.row(
-            &format!("9 hub RSS after {cells} cells, at rest"),
-            mib(after),
-            format!("{rate:.0} cells/s on 10 simulated engines"),
-            String::new(),
-        );
-        report.record(
-            "sessions_memory",
-            json!({"fresh_rss_bytes": fresh, "idle_sessions": idle_sessions, "rss_with_idle_sessions_bytes": idle,
-                   "cells": cells, "rss_after_cells_bytes": after, "simulated_cells_per_s": rate,
-                   "engines": "10 simulated (sessions and cells answered at once)"}),
-        );
+        sections::session_memory(&mut report, &hub_flags, size).await?;
     }
 
     if wanted("cluster") {

@@ -1,5 +1,5 @@
 //! The scenarios that report several rows each, called from `main`: the hub's scale
-//! (scenario 6), sessions and the interactive path (scenario 9).
+//! (scenario 6), sessions, the interactive path and `warren cp` (scenario 9).
 
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use warren_tests::sshd::Sshd;
 
 use crate::procs::{Cluster, rss};
 use crate::stats::{ms, us};
-use crate::{Report, interactive, options, procs, scenarios, sessions, sim, stats, verdict};
+use crate::{Report, copy, interactive, options, procs, scenarios, sessions, sim, stats, verdict};
 
 /// Scenario 9: a keystroke's echo through `warren exec -t` against `ssh -t` and a socket
 /// ping-pong, and stdin streamed through a foreground `warren exec` against the socket bulk.
@@ -213,6 +213,88 @@ pub(crate) async fn sessions(
                "cpu_us_per_cell": {"hub": us(p.hub_cpu), "engines": us(p.engines_cpu),
                                    "python": us(p.interpreters_cpu), "client": us(p.client_cpu)},
                "target_cells_per_s": 10000}),
+    );
+    Ok(())
+}
+
+/// Scenario 9: `warren cp` of one file up and down, against the socket bulk transfer, with the
+/// CPU each side spends and the same files copied with no hub.
+pub(crate) async fn copy(
+    report: &mut Report,
+    client: &warren::Client,
+    cluster: &Cluster,
+    scratch: &std::path::Path,
+    bulk: f64,
+    size: options::Size,
+) -> anyhow::Result<()> {
+    let bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
+    let runs = size.scale(3, 1);
+    let c = copy::copy(client, cluster.hub_pid(), scratch, bytes, runs).await?;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let grew = c.hub_rss_peak.saturating_sub(c.hub_rss_before);
+    report.row(
+        &format!("9 cp {} MiB up / down", bytes >> 20),
+        format!("{:.2} / {:.2} GB/s", c.up / 1e9, c.down / 1e9),
+        format!(
+            "UDS bulk {:.2} GB/s: x{:.2} / x{:.2}",
+            bulk / 1e9,
+            c.up / bulk,
+            c.down / bulk
+        ),
+        format!("hub RSS +{:.1} MiB at most", mib(grew)),
+    );
+    let cpu = |c: copy::Cpu| format!("{:.2} / {:.2} / {:.2}", c.client, c.hub, c.engine);
+    report.row(
+        "9 … CPU s/GiB client/hub/engine",
+        format!("up {}", cpu(c.cpu_up)),
+        format!("down {}", cpu(c.cpu_down)),
+        String::new(),
+    );
+    report.row(
+        "9 … the same files, no hub",
+        format!("{:.2} GB/s", c.local / 1e9),
+        "read+hash, then hash+write, one thread".into(),
+        String::new(),
+    );
+    report.record(
+        "copy",
+        json!({"bytes": bytes, "runs": runs, "files_in": copy::place(scratch, bytes), "up_gb_per_s": c.up / 1e9, "down_gb_per_s": c.down / 1e9,
+               "up_ratio_to_uds_bulk": c.up / bulk, "down_ratio_to_uds_bulk": c.down / bulk,
+               "local_source_to_sink_gb_per_s": c.local / 1e9,
+               "hub_rss_before_bytes": c.hub_rss_before, "hub_rss_peak_bytes": c.hub_rss_peak,
+               "cpu_s_per_gib": {"up": {"client": c.cpu_up.client, "hub": c.cpu_up.hub, "engine": c.cpu_up.engine},
+                                 "down": {"client": c.cpu_down.client, "hub": c.cpu_down.hub, "engine": c.cpu_down.engine}}}),
+    );
+    Ok(())
+}
+
+/// Scenario 9: the hub's memory with idle sessions, and at rest after many cells.
+pub(crate) async fn session_memory(
+    report: &mut Report,
+    hub_flags: &[&str],
+    size: options::Size,
+) -> anyhow::Result<()> {
+    let cells = size.scale(100_000, 10_000);
+    let idle_sessions = size.pick(1000, 1000, 20);
+    let (fresh, idle, after, rate) = sessions::hub_memory(hub_flags, idle_sessions, cells).await?;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    report.row(
+        &format!("9 hub RSS, {idle_sessions} idle sessions"),
+        mib(idle),
+        format!("fresh hub {}", mib(fresh)),
+        String::new(),
+    );
+    report.row(
+        &format!("9 hub RSS after {cells} cells, at rest"),
+        mib(after),
+        format!("{rate:.0} cells/s on 10 simulated engines"),
+        String::new(),
+    );
+    report.record(
+        "sessions_memory",
+        json!({"fresh_rss_bytes": fresh, "idle_sessions": idle_sessions, "rss_with_idle_sessions_bytes": idle,
+               "cells": cells, "rss_after_cells_bytes": after, "simulated_cells_per_s": rate,
+               "engines": "10 simulated (sessions and cells answered at once)"}),
     );
     Ok(())
 }

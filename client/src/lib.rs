@@ -36,6 +36,7 @@
 
 mod batch;
 mod builder;
+mod cell;
 mod client;
 mod diagnose;
 mod error;
@@ -48,13 +49,14 @@ mod session;
 
 pub use batch::MAX_BATCH;
 pub use builder::{ClientBuilder, DEFAULT_TIMEOUT};
+pub use cell::{Cell, CellEvent, CellResult};
 pub use client::{Client, TaskPage};
 pub use error::{Error, Result};
 pub use events::{CellError, Event, EventKind, Events, Exit, Outcome, OutputStream, RawEvents};
 pub use files::{CopyOptions, CopyTo, Progress};
 pub use interact::Stdin;
 pub use job::Job;
-pub use session::{Cell, CellEvent, CellResult, Session, SessionOptions};
+pub use session::{Session, SessionOptions};
 pub use tonic;
 pub use warren_files::CopyError;
 /// The generated messages and clients of `warren.v1`.
