@@ -2,7 +2,8 @@
 """Import circles in a crate's src/: every `crate::`/`super::`/`self::` path in each file
 (in `use` lines and inline), mapped to the modules they name. Prints the top-level module
 graph and every cycle, at the top level and between files (edges between a module and its
-own parent, which Rust's module tree makes unavoidable, are left out at file level)."""
+own parent, which Rust's module tree makes unavoidable, are left out at file level). Exits 1
+if there is a cycle, so that `.ci/run` keeps them from coming back."""
 import os, re, sys, itertools
 src = sys.argv[1]
 mods = {}
@@ -71,7 +72,10 @@ def sccs(graph):
     return out
 print('top-level modules and what they use:')
 for t in sorted(tops): print(f'  {t} -> {", ".join(sorted(tops[t]))}')
-print('top-level cycles:', sccs(tops) or 'none')
+top_cycles = sccs(tops)
+print('top-level cycles:', top_cycles or 'none')
 def parent(m): return '::'.join(m.split('::')[:-1])
 files = {a: {b for b in bs if b != parent(a) and parent(b) != a and a != '' and b != ''} for a, bs in edges.items()}
-print('file-level cycles (parent/child edges left out):', sccs(files) or 'none')
+file_cycles = sccs(files)
+print('file-level cycles (parent/child edges left out):', file_cycles or 'none')
+sys.exit(1 if top_cycles or file_cycles else 0)
