@@ -30,6 +30,9 @@ struct Entry {
     sent: u64,
     started_sent: bool,
     finished_sent: bool,
+    /// Started, but not to be told yet: a task that ends within moments is reported with its
+    /// start, output and end in one batch (`Tasks::started_quietly`).
+    quiet: bool,
     /// Its streamed stdin, if it has one (`stdin.rs`).
     stdin: Option<stdin::StdinState>,
 }
@@ -37,6 +40,9 @@ struct Entry {
 impl Entry {
     /// Whether it has something the hub has not been sent yet.
     fn has_news(&self) -> bool {
+        if self.holding() {
+            return false;
+        }
         let all_sent = self.sent >= self.outbox.produced();
         (self.started.is_some() && !self.started_sent)
             || self.stdin.as_ref().is_some_and(stdin::StdinState::has_news)
@@ -120,6 +126,7 @@ impl Tasks {
                 sent: 0,
                 started_sent: false,
                 finished_sent: false,
+                quiet: false,
                 stdin: None,
             },
         );
@@ -188,6 +195,22 @@ impl Tasks {
     /// The task's process started.
     pub fn started(&self, task_id: u64, attempt: u32, started: TaskStarted) {
         self.update(task_id, attempt, |entry| entry.started = Some(started));
+    }
+
+    /// The task's process started, but the hub hears of it (and of its output) only at
+    /// [`Tasks::announce`] or with its end, whichever comes first. For short tasks that saves
+    /// the hub, the database and the client a round of work while the process runs, on a
+    /// machine whose cores the process needs too.
+    pub fn started_quietly(&self, task_id: u64, attempt: u32, started: TaskStarted) {
+        self.update(task_id, attempt, |entry| {
+            entry.started = Some(started);
+            entry.quiet = true;
+        });
+    }
+
+    /// Tells the hub of a task started quietly, and of what it has written so far.
+    pub fn announce(&self, task_id: u64, attempt: u32) {
+        self.update(task_id, attempt, |entry| entry.quiet = false);
     }
 
     /// The task's process group and start time, once it has started.
@@ -282,8 +305,16 @@ impl Tasks {
 }
 
 impl Entry {
+    /// Whether its news waits: started quietly, not yet announced, and not ended.
+    fn holding(&self) -> bool {
+        self.quiet && self.finished.is_none()
+    }
+
     /// Adds what it has to send to `out`, up to `max` messages in all: start, output, end.
     fn next_messages(&mut self, task_id: u64, max: usize, out: &mut Vec<EngineMessage>) {
+        if self.holding() {
+            return;
+        }
         let attempt = self.attempt;
         if let Some(started) = &self.started
             && !self.started_sent
@@ -333,6 +364,7 @@ fn message(kind: engine_message::Kind) -> EngineMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use tokio::sync::mpsc;
     use warren_proto::v1::engine_message::Kind;
 
@@ -390,6 +422,49 @@ mod tests {
                 (7_000, "started"),
                 (7_000, "finished")
             ]
+        );
+        assert!(tasks.lock().news.is_empty());
+    }
+    #[tokio::test]
+    async fn a_quiet_start_is_told_with_its_output_at_the_announcement_or_with_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tasks = Arc::new(Tasks::new(1 << 20, dir.path().to_owned()));
+        tasks.set_connected(true);
+        let (control, _control) = mpsc::unbounded_channel();
+        let started = |id| TaskStarted {
+            task_id: id,
+            attempt: 1,
+            pid: 42,
+            ..TaskStarted::default()
+        };
+        for id in [1, 2] {
+            tasks.add(id, 1, control.clone());
+            tasks.started_quietly(id, 1, started(id));
+            assert!(
+                tasks
+                    .output(id, 1, 1, bytes::Bytes::from_static(b"hi"))
+                    .await
+            );
+        }
+        assert!(tasks.next_messages(32).is_empty(), "nothing is told yet");
+        assert_eq!(
+            tasks.started_as(1, 1).map(|(pgid, _)| pgid),
+            Some(42),
+            "the engine itself knows the group, to kill it if the runner fails"
+        );
+
+        // Still running after the quiet time: told then, start first.
+        tasks.announce(1, 1);
+        assert_eq!(
+            kinds(tasks.next_messages(32)),
+            [(1, "started"), (1, "output")]
+        );
+
+        // Ended within it: everything in one batch, in order.
+        tasks.finished(2, 1, TaskResult::default());
+        assert_eq!(
+            kinds(tasks.next_messages(32)),
+            [(2, "started"), (2, "output"), (2, "finished")]
         );
         assert!(tasks.lock().news.is_empty());
     }
