@@ -121,6 +121,12 @@ impl State {
         let removed = queue
             .and_then(|q| q.iter().position(|&t| t == id).map(|pos| q.remove(pos)))
             .is_some();
+        if let Some(engine) = task.row.asked.pinned
+            && self.queues.get(&engine).is_some_and(VecDeque::is_empty)
+        {
+            // The scheduler takes an empty map to mean that no engine has work of its own.
+            self.queues.remove(&engine);
+        }
         if removed {
             self.dequeued(pid);
         }

@@ -24,11 +24,7 @@ impl State {
                 Some(index) => {
                     self.unplaced.remove(index);
                 }
-                None => {
-                    if let Some(queue) = self.queues.get_mut(&engine_id) {
-                        queue.pop_front();
-                    }
-                }
+                None => self.pop_own(engine_id),
             }
             self.assign(engine_id, task_id);
         }
@@ -36,9 +32,19 @@ impl State {
 
     /// The least loaded engine with a free slot and work it may take: (engine, task, index
     /// in the shared queue if the task comes from there).
+    /// Cheap when nothing waits (every event calls it) and when an idle engine can take the
+    /// work (no engine is less loaded than an idle one), so that it does not cost a scan of
+    /// every engine per task (5,000 engines made it 452 µs per task).
     fn next_placement(&self) -> Option<(u32, u64, Option<usize>)> {
+        if self.unplaced.is_empty() && self.queues.is_empty() {
+            return None;
+        }
         let mut best: Option<(u64, u32, u64, Option<usize>)> = None;
         for engine in self.engines.iter().filter(|e| e.has_free_slot()) {
+            if best.is_some_and(|(best_load, ..)| best_load == 0) {
+                // Ties go to the engine met first, and nothing is below an idle engine.
+                break;
+            }
             let load = self.load(engine);
             if best.is_some_and(|(best_load, ..)| best_load <= load) {
                 continue;
@@ -61,6 +67,17 @@ impl State {
             }
         }
         best.map(|(_, engine, task, index)| (engine, task, index))
+    }
+
+    /// Takes the head of an engine's own queue, and drops the queue once it is empty: an
+    /// empty map then says at once that no engine has work of its own waiting.
+    fn pop_own(&mut self, engine_id: u32) {
+        if let Some(queue) = self.queues.get_mut(&engine_id) {
+            queue.pop_front();
+            if queue.is_empty() {
+                self.queues.remove(&engine_id);
+            }
+        }
     }
 
     /// Work on an engine per slot, running or waiting, scaled to compare engines of any size.
@@ -148,5 +165,33 @@ mod tests {
             .submit(job(&[("tpu", "yes")], 0), Submitter::default())
             .expect_err("no engine has it");
         assert_eq!(tonic::Status::from(missing).code(), tonic::Code::NotFound);
+    }
+    #[test]
+    fn an_engines_own_queue_is_dropped_once_empty_and_its_tasks_still_go_in_order() {
+        use warren_proto::v1::{EngineIds, targets};
+        let (hub, _clock) = hub(Settings::small("test"));
+        let mut one = TestEngine::register(&hub, "one", 1, &[]);
+        let pinned = |engine| {
+            let mut request = job(&[], 0);
+            if let Some(targets) = request.targets.as_mut() {
+                targets.selector =
+                    Some(targets::Selector::Engines(EngineIds { ids: vec![engine] }));
+            }
+            hub.submit(request, Submitter::default()).expect("submit")[0]
+        };
+        let (first, second) = (pinned(one.id), pinned(one.id));
+        assert_eq!(one.assigned(), vec![first]);
+        assert_eq!(hub.view(|state| state.queues.len()), 1, "the second waits");
+        one.finish(&hub, first);
+        assert_eq!(one.assigned(), vec![second]);
+        assert!(
+            hub.view(|state| state.queues.is_empty()),
+            "an emptied queue is dropped, so that an empty map means nothing of its own waits"
+        );
+        // Taken out of its queue while waiting (aborted): the queue goes too.
+        let third = pinned(one.id);
+        assert!(hub.view(|state| !state.queues.is_empty()));
+        hub.update(|state| state.dequeue(third));
+        assert!(hub.view(|state| state.queues.is_empty()));
     }
 }
