@@ -37,20 +37,6 @@ struct Entry {
     stdin: Option<stdin::StdinState>,
 }
 
-impl Entry {
-    /// Whether it has something the hub has not been sent yet.
-    fn has_news(&self) -> bool {
-        if self.holding() {
-            return false;
-        }
-        let all_sent = self.sent >= self.outbox.produced();
-        (self.started.is_some() && !self.started_sent)
-            || self.stdin.as_ref().is_some_and(stdin::StdinState::has_news)
-            || self.outbox.after(self.sent).next().is_some()
-            || (self.finished.is_some() && all_sent && !self.finished_sent)
-    }
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     tasks: BTreeMap<u64, Entry>,
@@ -308,6 +294,18 @@ impl Entry {
     /// Whether its news waits: started quietly, not yet announced, and not ended.
     fn holding(&self) -> bool {
         self.quiet && self.finished.is_none()
+    }
+
+    /// Whether it has something the hub has not been sent yet.
+    fn has_news(&self) -> bool {
+        if self.holding() {
+            return false;
+        }
+        let all_sent = self.sent >= self.outbox.produced();
+        (self.started.is_some() && !self.started_sent)
+            || self.stdin.as_ref().is_some_and(stdin::StdinState::has_news)
+            || self.outbox.after(self.sent).next().is_some()
+            || (self.finished.is_some() && all_sent && !self.finished_sent)
     }
 
     /// Adds what it has to send to `out`, up to `max` messages in all: start, output, end.
