@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
-use warren_proto::v1::{Heartbeat, TaskEvent, task_event};
+use warren_proto::v1::{Heartbeat, OutputGap, TaskEvent, task_event};
 
 use super::acks::AckCause;
 use super::tasklog::{Read, cost};
 use super::{Hub, State};
 use crate::error::HubError;
-use crate::model::Submitter;
+use crate::model::{Entry, Submitter};
 
 /// Entries taken from memory per lock.
 const BATCH: usize = 64;
@@ -53,6 +53,8 @@ struct Follower {
     batch: Option<OwnedSemaphorePermit>,
     /// The event last handed out (or the batch it ended), held until the next is asked for.
     handed: Option<OwnedSemaphorePermit>,
+    /// A gap read from the history that runs on into the window (see `Follower::read_stored`).
+    straddling: Option<OutputGap>,
     span: tracing::Span,
 }
 
@@ -123,6 +125,15 @@ impl State {
         }
     }
 
+    /// A follower of a task in memory has read everything shown and waits for more.
+    fn follower_waits(&mut self, task_id: u64, follower: u64) {
+        if let Some(task) = self.tasks.get_mut(&task_id)
+            && task.follower_caught_up(follower)
+        {
+            self.acknowledge(task_id, AckCause::FollowersMoved);
+        }
+    }
+
     /// A follow stream of `client` has ended.
     fn detach(&mut self, client: u32) {
         if let Some(count) = self.streams_by_client.get_mut(&client) {
@@ -157,6 +168,7 @@ impl Hub {
             attached,
             batch: None,
             handed: None,
+            straddling: None,
             span: tracing::info_span!("follow", task = task_id, follower = follower_id),
         };
         if !attached {
@@ -286,11 +298,30 @@ impl Follower {
                 if stopping {
                     return stopped(self.cursor);
                 }
+                // Everything is in the history now, that gap whole: read it again.
+                self.straddling = None;
                 return Step::Stored { below: None };
             };
+            if let Some(gap) = self.straddling.take() {
+                let window_start = task.log.window_start();
+                if window_start > gap.last_seq + 1 {
+                    // The window moved past it meanwhile, and the history's gap grew.
+                    return Step::Stored {
+                        below: Some(window_start),
+                    };
+                }
+                let shown = task.log.output_bytes_through(window_start, gap.last_seq);
+                if let Some(clipped) = clip(gap, window_start, shown) {
+                    self.pending.push_back(
+                        Entry::Gap(clipped).into_event(self.task_id, task.row.engine_id),
+                    );
+                }
+                self.cursor = window_start;
+            }
             // Registered before looking, so an event shown after the look still wakes us.
             let notified = task.notify.clone().notified_owned();
             let mut step = Step::Again;
+            let mut waits = false;
             for _ in 0..BATCH {
                 match task.log.read(self.cursor) {
                     Read::Ready(entry, next) => {
@@ -316,6 +347,7 @@ impl Follower {
                     }
                     Read::Pending if self.pending.is_empty() => {
                         step = Step::Wait(notified);
+                        waits = true;
                         break;
                     }
                     Read::Stored { .. } | Read::Pending => break,
@@ -323,6 +355,9 @@ impl Follower {
             }
             if self.attached && !self.pending.is_empty() {
                 state.follower_moved(self.task_id, self.id, Some(self.cursor));
+            }
+            if self.attached && waits {
+                state.follower_waits(self.task_id, self.id);
             }
             step
         })
@@ -339,11 +374,31 @@ impl Follower {
             self.done = true;
         }
         for (entry, next) in entries {
+            if let (Entry::Gap(gap), Some(below)) = (&entry, below)
+                && gap.last_seq >= below
+            {
+                // The history records output past the cap as one growing gap, but the window
+                // still shows its later events in full: taken whole, the gap would move this
+                // follower past them, maybe past the lead, whose events the window would then
+                // drop. It is cut where the window starts, under the hub's lock (`step`).
+                self.straddling = Some(*gap);
+                break;
+            }
             self.cursor = next;
             self.pending.push_back(entry.into_event(self.task_id, 0));
         }
         Ok(())
     }
+}
+
+/// The part of a recorded gap before the window's start, given the output bytes the window
+/// shows of the rest; none if the window shows all of it.
+fn clip(gap: OutputGap, window_start: u64, shown: u64) -> Option<OutputGap> {
+    (window_start > gap.first_seq).then(|| OutputGap {
+        first_seq: gap.first_seq,
+        last_seq: window_start - 1,
+        bytes: gap.bytes.saturating_sub(shown),
+    })
 }
 
 impl Drop for Follower {
@@ -366,7 +421,10 @@ mod tests {
     use crate::error::HubError;
     use crate::model::Submitter;
     use crate::state::Settings;
+    use crate::state::tasklog::LogLimits;
     use crate::state::testing::{TestEngine, hub, submit};
+    use crate::state::{EventStream, Hub};
+    use warren_proto::v1::{TaskEvent, TaskOutput, engine_message, hub_message};
 
     #[tokio::test]
     async fn a_stopping_hub_still_hands_out_a_shown_end_and_then_says_where_to_pick_up() {
@@ -400,5 +458,184 @@ mod tests {
             matches!(end, [Err(HubError::StoppedFollowing { cursor: 2, .. })]),
             "{end:?}"
         );
+    }
+
+    const CHUNK: usize = 1000;
+
+    /// The next event that is not a heartbeat.
+    async fn next(events: &mut EventStream) -> TaskEvent {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream goes on")
+                .expect("an event, not an error");
+            if !matches!(event.kind, Some(Kind::Heartbeat(_))) {
+                return event;
+            }
+        }
+    }
+
+    /// Waits (boundedly) until the history records output through `seq`, kept or as a gap.
+    async fn committed_through(hub: &Hub, task_id: u64, seq: u64) {
+        for _ in 0..1000 {
+            let entries = hub
+                .store
+                .entries(task_id, 0, None, 1 << 30)
+                .await
+                .expect("read");
+            if entries.last().is_some_and(|(_, next)| *next > seq) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the history never got to seq {seq}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gap_read_from_the_history_stops_where_the_window_starts_so_the_lead_keeps_every_byte()
+     {
+        let mut settings = Settings::small("test");
+        // One chunk kept; the window holds six chunks beyond what its lead has not read.
+        settings.log_limits = LogLimits {
+            keep: CHUNK as u64,
+            window: 6 * (CHUNK as u64 + 128),
+        };
+        let (hub, _clock) = hub(settings);
+        let engine = TestEngine::register(&hub, "e", 1, &[]);
+        let id = submit(&hub, 0);
+        engine.start(&hub, id, 1);
+        let client = Submitter::default();
+        let mut fast = hub.follow(id, 0, client).await.expect("follow");
+        let mut slow = hub.follow(id, 0, client).await.expect("follow");
+        let first = next(&mut slow).await;
+        let mut chunk_seq = 0;
+        let mut send = |n: u64| {
+            for _ in 0..n {
+                chunk_seq += 1;
+                let output = engine_message::Kind::Output(TaskOutput {
+                    task_id: id,
+                    stream: 1,
+                    data: vec![b'x'; CHUNK].into(),
+                    attempt: 1,
+                    chunk_seq,
+                });
+                engine.send(&hub, output);
+            }
+        };
+        // What the lead reads: output, and never a gap.
+        let lead_read = |event: &TaskEvent| match &event.kind {
+            Some(Kind::Output(chunk)) => chunk.data.len(),
+            other => {
+                assert!(!matches!(other, Some(Kind::Gap(_))), "the lead got a gap");
+                0
+            }
+        };
+
+        // The lead reads eight chunks as they come; the window keeps the last six.
+        send(8);
+        let (mut lead_bytes, mut last) = (0, 0);
+        while lead_bytes < 8 * CHUNK {
+            let event = next(&mut fast).await;
+            lead_bytes += lead_read(&event);
+            last = event.seq;
+        }
+        committed_through(&hub, id, last).await;
+        // Seven more that the lead has not read yet: all of them in the history's one gap.
+        send(7);
+        committed_through(&hub, id, last + 7).await;
+        let window_start = hub.view(|state| state.tasks[&id].log.window_start());
+        assert!(
+            window_start <= last + 1,
+            "the window keeps what the lead has not read"
+        );
+
+        // The slow follower is behind the window and reads the history: its gap ends where
+        // the window starts, and it reads on from the window, not past the lead.
+        let (mut slow_bytes, mut cursor) = (0, first.seq + 1);
+        let mut read_slow = async |cursor: &mut u64| {
+            let event = next(&mut slow).await;
+            assert_eq!(event.seq, *cursor, "no event is skipped or repeated");
+            match event.kind {
+                Some(Kind::Output(chunk)) => {
+                    *cursor += 1;
+                    chunk.data.len() as u64
+                }
+                Some(Kind::Gap(gap)) => {
+                    assert!(gap.last_seq < window_start, "{gap:?} runs into the window");
+                    *cursor = gap.last_seq + 1;
+                    gap.bytes
+                }
+                _ => {
+                    *cursor += 1;
+                    0
+                }
+            }
+        };
+        while cursor <= window_start {
+            slow_bytes += read_slow(&mut cursor).await;
+        }
+
+        // The slow follower took a batch from the window ahead of the lead, but the lead
+        // stays the lead: it reads the seven in full.
+        while lead_bytes < 15 * CHUNK {
+            lead_bytes += lead_read(&next(&mut fast).await);
+        }
+        while cursor <= last + 7 {
+            slow_bytes += read_slow(&mut cursor).await;
+        }
+        assert_eq!(
+            slow_bytes,
+            15 * CHUNK as u64,
+            "every byte is shown or counted"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_that_catches_up_takes_the_lead_from_one_that_reads_nothing() {
+        let mut settings = Settings::small("test");
+        settings.log_limits = LogLimits {
+            keep: 1 << 20,
+            window: 6 * (CHUNK as u64 + 128),
+        };
+        let (hub, _clock) = hub(settings);
+        let mut engine = TestEngine::register(&hub, "e", 1, &[]);
+        let id = submit(&hub, 0);
+        engine.start(&hub, id, 1);
+        let client = Submitter::default();
+        // The first follower leads, and reads nothing.
+        let _stuck = hub.follow(id, 0, client).await.expect("follow");
+        let mut reader = hub.follow(id, 0, client).await.expect("follow");
+        for chunk_seq in 1..=8 {
+            let output = engine_message::Kind::Output(TaskOutput {
+                task_id: id,
+                stream: 1,
+                data: vec![b'x'; CHUNK].into(),
+                attempt: 1,
+                chunk_seq,
+            });
+            engine.send(&hub, output);
+        }
+        let mut bytes = 0;
+        while bytes < 8 * CHUNK {
+            if let Some(Kind::Output(chunk)) = next(&mut reader).await.kind {
+                bytes += chunk.data.len();
+            }
+        }
+        // It asks for more, and waits.
+        let _waiting = tokio::spawn(async move { reader.next().await });
+        // Eight chunks are over the window: the engine hears of them only once the reader,
+        // caught up and waiting, has taken the lead from the follower that reads nothing.
+        let acked = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match engine.inbox.recv().await.map(|m| m.kind) {
+                    Some(Some(hub_message::Kind::Ack(ack))) if ack.chunk_seq == 8 => break,
+                    Some(_) => {}
+                    None => panic!("the engine's inbox closed"),
+                }
+            }
+        })
+        .await;
+        assert!(acked.is_ok(), "the output is never acknowledged");
     }
 }

@@ -45,6 +45,8 @@ pub(super) struct Task {
     pub(super) notify: Arc<Notify>,
     /// Followers attached now, and where each has read to.
     followers: HashMap<u64, u64>,
+    /// The follower the window keeps events for (see `Task::follower_caught_up`).
+    lead: Option<u64>,
     /// Output is committed but not acknowledged, because followers lag (see `acks`).
     pub(super) ack_withheld: bool,
     /// Its stdin's share of the input budget, while it has not started.
@@ -94,6 +96,7 @@ impl Task {
             pending_final: None,
             notify: Arc::new(Notify::new()),
             followers: HashMap::new(),
+            lead: None,
             ack_withheld: false,
             input: None,
             stdin: None,
@@ -265,13 +268,45 @@ impl Task {
         self.followers.len()
     }
 
-    /// A follower has read up to `cursor` (or left, with `None`).
+    /// A follower has read up to `cursor` (or left, with `None`). The first follower leads;
+    /// when the lead leaves, the most advanced of the others does.
     pub(super) fn follower_at(&mut self, follower: u64, cursor: Option<u64>) {
         match cursor {
-            Some(cursor) => self.followers.insert(follower, cursor),
-            None => self.followers.remove(&follower),
-        };
-        self.log.set_lead(self.followers.values().max().copied());
+            Some(cursor) => {
+                self.followers.insert(follower, cursor);
+                self.lead.get_or_insert(follower);
+            }
+            None => {
+                self.followers.remove(&follower);
+                if self.lead == Some(follower) {
+                    self.lead = self
+                        .followers
+                        .iter()
+                        .max_by_key(|&(_, cursor)| cursor)
+                        .map(|(&id, _)| id);
+                }
+            }
+        }
+        self.show_lead();
+    }
+
+    /// A follower has read everything shown and waits for more. If the window is over its
+    /// size, its lead is slower than this follower, which takes the lead: the lead passes
+    /// only this way, never to a follower that is merely ahead for a moment (one that took a
+    /// batch while the lead was sending its own), so the lead never loses events it has not
+    /// read to a slower follower. Says whether the lead changed.
+    pub(super) fn follower_caught_up(&mut self, follower: u64) -> bool {
+        if self.lead == Some(follower) || !self.log.backlogged() {
+            return false;
+        }
+        self.lead = Some(follower);
+        self.show_lead();
+        true
+    }
+
+    fn show_lead(&mut self) {
+        let cursor = self.lead.and_then(|id| self.followers.get(&id).copied());
+        self.log.set_lead(cursor);
     }
 
     /// Records a new placement on an engine.

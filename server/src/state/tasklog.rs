@@ -171,10 +171,10 @@ impl TaskLog {
         self.trim();
     }
 
-    /// The cursor of the task's most advanced follower, if it has any: the window keeps
-    /// what that follower has not read yet, however long it grows (the hub stops
-    /// acknowledging the engine's output meanwhile, which holds the task back). A slower
-    /// follower falls out of the window and reads on from the database.
+    /// The cursor of the task's lead follower, if it has any: the window keeps what that
+    /// follower has not read yet, however long it grows (the hub stops acknowledging the
+    /// engine's output meanwhile, which holds the task back). A slower follower falls out of
+    /// the window and reads on from the database.
     pub(super) fn set_lead(&mut self, lead: Option<u64>) {
         self.lead = lead;
         self.trim();
@@ -208,6 +208,25 @@ impl TaskLog {
                 below: self.recent_start,
             }
         }
+    }
+
+    /// The first seq still in the window.
+    pub(super) fn window_start(&self) -> u64 {
+        self.recent_start
+    }
+
+    /// Output bytes of the window's events from `from` through `last` (the part of a recorded
+    /// gap that the window still shows in full).
+    pub(super) fn output_bytes_through(&self, from: u64, last: u64) -> u64 {
+        let skip = from.saturating_sub(self.recent_start);
+        let take = (last + 1).saturating_sub(from.max(self.recent_start));
+        self.recent
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(usize::try_from(take).unwrap_or(usize::MAX))
+            .filter_map(|event| event.kind.as_ref())
+            .map(output_len)
+            .sum()
     }
 
     /// The seq the next event gets.
