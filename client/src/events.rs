@@ -94,8 +94,9 @@ pub enum OutputStream {
     Stdout,
     /// Standard error.
     Stderr,
-    /// Stdin the task was given (streamed stdin, as recorded): seen only when replaying a
-    /// task's history.
+    /// Stdin the task was given (streamed stdin, as recorded): seen when following a task
+    /// ([`Client::follow`](crate::Client::follow)), never on the stream of the
+    /// [`interact`](crate::Client::interact) call that sent it.
     Stdin,
 }
 

@@ -122,3 +122,51 @@ async fn recorded_stdin_counts_against_the_output_cap() {
     assert!(info.output_bytes_kept <= 1024, "{info:?}");
     assert!(info.output_bytes_dropped >= (63 << 10), "{info:?}");
 }
+
+#[tokio::test]
+async fn the_interact_stream_leaves_out_the_stdin_it_was_sent_and_the_history_keeps_it() {
+    use futures_util::TryStreamExt;
+    use warren::{EventKind, Job, OutputStream};
+
+    let cluster = Cluster::with_engines(1).await;
+    let client = cluster.client().await;
+    let (stdin, mut events) = client
+        .interact(Job::argv(["sh", "-c", "cat > /dev/null; echo done"]))
+        .await
+        .expect("interact");
+    let input = varied(3 << 20);
+    stdin.send(input.clone()).await.expect("send");
+    stdin.end().await.expect("end");
+    let (mut id, mut stdout, mut echoed) = (0, Vec::new(), 0);
+    while let Some(event) = tokio::time::timeout(PATIENCE, events.try_next())
+        .await
+        .expect("the task ends in time")
+        .expect("the stream")
+    {
+        id = event.task_id;
+        if let EventKind::Output { stream, data } = event.kind {
+            match stream {
+                OutputStream::Stdin => echoed += data.len(),
+                _ => stdout.extend_from_slice(&data),
+            }
+        }
+    }
+    assert_eq!((echoed, stdout.as_slice()), (0, &b"done\n"[..]));
+
+    let mut replay = client.follow(id, 0).await.expect("follow");
+    let mut given = Vec::new();
+    while let Some(event) = replay.try_next().await.expect("replay") {
+        if let EventKind::Output {
+            stream: OutputStream::Stdin,
+            data,
+        } = event.kind
+        {
+            given.extend_from_slice(&data);
+        }
+    }
+    assert_eq!(
+        digest(&given),
+        digest(&input),
+        "the history keeps what it was given"
+    );
+}

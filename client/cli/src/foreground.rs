@@ -20,7 +20,7 @@ use crate::signals::Signals;
 use crate::terminal::{self, RawMode};
 
 /// Bytes of stdin sent at most per message (more if they are there at once, up to this).
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 1 << 20;
 
 /// Where the tasks' stdin comes from.
 #[derive(Debug)]
@@ -106,6 +106,9 @@ fn open(input: &Input) -> anyhow::Result<OwnedFd> {
 /// On a thread of its own (reads block): sends `source` to the tasks as it comes, each read
 /// at once (with whatever else is there already, up to [`CHUNK`]), then its end.
 fn feed(source: &OwnedFd, stdin: &Stdin) {
+    // A pipe as large as a message: a bulk writer fills it with one wake-up per CHUNK rather
+    // than per 64 KiB. Not a pipe, or over /proc/sys/fs/pipe-max-size: reads are as before.
+    let _ = rustix::pipe::fcntl_setpipe_size(source, CHUNK);
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut ended = !read_more(source, &mut chunk);

@@ -11,7 +11,7 @@ use warren_proto::v1::{
 use super::{Events, events, interact, record_ids, submitter};
 use crate::error::HubError;
 use crate::model::Submitter;
-use crate::state::{Hub, StdinEnd};
+use crate::state::{Hub, StdinChunks, StdinEnd};
 
 /// Refuses streamed stdin where nobody streams it.
 fn whole_stdin(request: &ExecuteRequest) -> Result<(), HubError> {
@@ -70,7 +70,10 @@ impl Execution for ExecutionService {
         whole_stdin(request.get_ref())?;
         let ids = self.submit_one(request.into_inner(), submitter).await?;
         record_ids("tasks", &ids);
-        let stream = self.hub.follow_all(&ids, submitter).await?;
+        let stream = self
+            .hub
+            .follow_all(&ids, submitter, StdinChunks::Shown)
+            .await?;
         Ok(Response::new(events(stream)))
     }
 
@@ -141,7 +144,11 @@ impl Execution for ExecutionService {
         let start = interact::start(&mut inbound).await?;
         let (ids, room) = self.hub.submit_streaming(start, submitter)?;
         record_ids("tasks", &ids);
-        let stream = match self.hub.follow_all(&ids, submitter).await {
+        let stream = match self
+            .hub
+            .follow_all(&ids, submitter, StdinChunks::Omitted)
+            .await
+        {
             Ok(stream) => stream,
             Err(err) => {
                 // Nobody will stream their stdin: it ends as if the client had gone.

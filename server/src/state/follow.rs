@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
-use warren_proto::v1::{Heartbeat, OutputGap, TaskEvent, task_event};
+use warren_proto::v1::{Heartbeat, OutputGap, OutputStream, TaskEvent, task_event};
 
 use super::acks::AckCause;
 use super::tasklog::{Read, cost};
@@ -35,6 +35,16 @@ const STORED_BATCH: usize = 1 << 20;
 
 /// A stream of one or more tasks' events.
 pub(crate) type EventStream = BoxStream<'static, Result<TaskEvent, HubError>>;
+
+/// Whether a stream of several tasks carries their recorded stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StdinChunks {
+    /// As the history has them.
+    Shown,
+    /// Left out: the caller is the one who sent them (`Execution.Interact`), and echoing a
+    /// GiB of stdin back to it would double what the hub sends.
+    Omitted,
+}
 
 /// Ids for followers, so a task knows where each of its followers is.
 static NEXT_FOLLOWER: AtomicU64 = AtomicU64::new(1);
@@ -187,22 +197,29 @@ impl Hub {
         Ok(with_heartbeats(events.boxed(), self.settings.heartbeat))
     }
 
-    /// Follows several tasks from their start, interleaving their events as they come.
+    /// Follows several tasks from their start, interleaving their events as they come (their
+    /// stdin chunks as `stdin` says).
     pub(crate) async fn follow_all(
         self: &Arc<Self>,
         task_ids: &[u64],
         client: Submitter,
+        stdin: StdinChunks,
     ) -> Result<EventStream, HubError> {
         let mut streams = Vec::with_capacity(task_ids.len());
         for &id in task_ids {
             streams.push(self.follow(id, 0, client).await?);
         }
         let merged = stream::select_all(streams)
-            .filter(|item| {
-                // Each task's stream beats on its own; one beat for the whole is enough.
-                let heartbeat =
-                    matches!(item, Ok(e) if matches!(e.kind, Some(task_event::Kind::Heartbeat(_))));
-                std::future::ready(!heartbeat)
+            .filter(move |item| {
+                let keep = match item.as_ref().map(|e| &e.kind) {
+                    // Each task's stream beats on its own; one beat for the whole is enough.
+                    Ok(Some(task_event::Kind::Heartbeat(_))) => false,
+                    Ok(Some(task_event::Kind::Output(chunk))) => {
+                        stdin == StdinChunks::Shown || chunk.stream != OutputStream::Stdin as i32
+                    }
+                    _ => true,
+                };
+                std::future::ready(keep)
             })
             .boxed();
         Ok(with_heartbeats(merged, self.settings.heartbeat))

@@ -46,7 +46,7 @@ mod transfers;
 
 pub(crate) use background::Background;
 pub(crate) use clock::Clock;
-pub(crate) use follow::EventStream;
+pub(crate) use follow::{EventStream, StdinChunks};
 pub(crate) use registry::EngineTx;
 pub(crate) use settings::Settings;
 pub(crate) use stdin::StdinEnd;
