@@ -423,6 +423,7 @@ mod tests {
         );
         assert!(tasks.lock().news.is_empty());
     }
+
     #[tokio::test]
     async fn a_quiet_start_is_told_with_its_output_at_the_announcement_or_with_the_end() {
         let dir = tempfile::tempdir().expect("tempdir");

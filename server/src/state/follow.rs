@@ -327,7 +327,7 @@ impl Follower {
                         below: Some(window_start),
                     };
                 }
-                let shown = task.log.output_bytes_through(window_start, gap.last_seq);
+                let shown = task.log.window_output_bytes_through(gap.last_seq);
                 if let Some(clipped) = clip(gap, window_start, shown) {
                     self.pending.push_back(
                         Entry::Gap(clipped).into_event(self.task_id, task.row.engine_id),

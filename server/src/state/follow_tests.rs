@@ -3,7 +3,7 @@
 use futures_util::StreamExt;
 use std::time::Duration;
 use warren_proto::v1::task_event::Kind;
-use warren_proto::v1::{TaskEvent, TaskOutput, engine_message, hub_message};
+use warren_proto::v1::{TaskEvent, hub_message};
 
 use crate::error::HubError;
 use crate::model::Submitter;
@@ -98,14 +98,7 @@ async fn a_gap_read_from_the_history_stops_where_the_window_starts_so_the_lead_k
     let mut send = |n: u64| {
         for _ in 0..n {
             chunk_seq += 1;
-            let output = engine_message::Kind::Output(TaskOutput {
-                task_id: id,
-                stream: 1,
-                data: vec![b'x'; CHUNK].into(),
-                attempt: 1,
-                chunk_seq,
-            });
-            engine.send(&hub, output);
+            engine.output(&hub, id, chunk_seq, CHUNK);
         }
     };
     // What the lead reads: output, and never a gap.
@@ -192,14 +185,7 @@ async fn a_follower_that_catches_up_takes_the_lead_from_one_that_reads_nothing()
     let _stuck = hub.follow(id, 0, client).await.expect("follow");
     let mut reader = hub.follow(id, 0, client).await.expect("follow");
     for chunk_seq in 1..=8 {
-        let output = engine_message::Kind::Output(TaskOutput {
-            task_id: id,
-            stream: 1,
-            data: vec![b'x'; CHUNK].into(),
-            attempt: 1,
-            chunk_seq,
-        });
-        engine.send(&hub, output);
+        engine.output(&hub, id, chunk_seq, CHUNK);
     }
     let mut bytes = 0;
     while bytes < 8 * CHUNK {

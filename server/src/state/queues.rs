@@ -121,16 +121,21 @@ impl State {
         let removed = queue
             .and_then(|q| q.iter().position(|&t| t == id).map(|pos| q.remove(pos)))
             .is_some();
-        if let Some(engine) = task.row.asked.pinned
-            && self.queues.get(&engine).is_some_and(VecDeque::is_empty)
-        {
-            // The scheduler takes an empty map to mean that no engine has work of its own.
-            self.queues.remove(&engine);
+        if let Some(engine) = task.row.asked.pinned {
+            self.drop_queue_if_empty(engine);
         }
         if removed {
             self.dequeued(pid);
         }
         removed
+    }
+
+    /// Drops an engine's own queue once it is empty: the scheduler takes an empty map to mean
+    /// that no engine has work of its own waiting.
+    pub(super) fn drop_queue_if_empty(&mut self, engine: u32) {
+        if self.queues.get(&engine).is_some_and(VecDeque::is_empty) {
+            self.queues.remove(&engine);
+        }
     }
 
     /// Counts a task of `pid` out of the queues.

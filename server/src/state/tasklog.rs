@@ -215,14 +215,12 @@ impl TaskLog {
         self.recent_start
     }
 
-    /// Output bytes of the window's events from `from` through `last` (the part of a recorded
-    /// gap that the window still shows in full).
-    pub(super) fn output_bytes_through(&self, from: u64, last: u64) -> u64 {
-        let skip = from.saturating_sub(self.recent_start);
-        let take = (last + 1).saturating_sub(from.max(self.recent_start));
+    /// Output bytes of the window's events up to seq `last` (the part of a recorded gap that
+    /// the window still shows in full).
+    pub(super) fn window_output_bytes_through(&self, last: u64) -> u64 {
+        let take = (last + 1).saturating_sub(self.recent_start);
         self.recent
             .iter()
-            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .take(usize::try_from(take).unwrap_or(usize::MAX))
             .filter_map(|event| event.kind.as_ref())
             .map(output_len)
