@@ -14,11 +14,11 @@ use warren_proto::v1::control_client::ControlClient;
 
 use crate::stats::Samples;
 
-/// Serves Control on `signed.sock` (with the HMAC layer) and `plain.sock` (without) from one
-/// thread, until the returned sender is dropped.
+/// Serves Control on `signed.sock` (with the HMAC layer), `carried.sock` and `plain.sock`
+/// (without it) from one thread, until the returned sender is dropped.
 fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (signed_path, plain_path) = (dir.join("signed.sock"), dir.join("plain.sock"));
+    let paths = SOCKETS.map(|name| dir.join(name));
     let verifier = Arc::new(Verifier::new(key, "bench", DEFAULT_SKEW, 4_000_000));
     std::thread::Builder::new()
         .name("bench-hub".into())
@@ -28,12 +28,14 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
                 .build()?;
             runtime.block_on(async move {
                 let hub = InProcessHub::new("bench")?;
-                let signed = UnixListenerStream::new(UnixListener::bind(&signed_path)?);
-                let plain = UnixListenerStream::new(UnixListener::bind(&plain_path)?);
-                let signed_server = hub.serve_control(signed, Some(verifier));
-                let plain_server = hub.serve_control(plain, None);
+                let [signed, carried, plain] =
+                    paths.map(|path| UnixListener::bind(path).map(UnixListenerStream::new));
+                let signed_server = hub.serve_control(signed?, Some(verifier));
+                let carried_server = hub.serve_control(carried?, None);
+                let plain_server = hub.serve_control(plain?, None);
                 tokio::select! {
                     _ = signed_server => {}
+                    _ = carried_server => {}
                     _ = plain_server => {}
                     _ = stopped => {}
                 }
@@ -43,47 +45,74 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
     Ok(stop)
 }
 
-/// Round trips of ListEngines, signed and unsigned, interleaved in blocks so that noise falls
-/// on both alike.
-pub(crate) async fn compare(dir: &Path, runs: usize) -> anyhow::Result<(Samples, Samples)> {
+/// The sockets [`serve`] answers on: checked, carried (signed calls, no check) and plain.
+const SOCKETS: [&str; 3] = ["signed.sock", "carried.sock", "plain.sock"];
+
+/// Round trips of one call three ways, so that the signature's cost splits in two.
+pub(crate) struct Split {
+    /// Signed and checked by the hub's layer: what every call pays.
+    pub(crate) signed: Samples,
+    /// Signed, with the header carried to a hub that does not check it: the client's share
+    /// and the header's transport.
+    pub(crate) carried: Samples,
+    /// Neither signed nor checked: the baseline.
+    pub(crate) plain: Samples,
+}
+
+/// Round trips of ListEngines, signed and checked, signed and not checked, and unsigned,
+/// interleaved call by call so that noise falls on all three alike.
+pub(crate) async fn compare(dir: &Path, runs: usize) -> anyhow::Result<Split> {
     let key = Key::generate()?;
     let _stop = serve(dir, &key)?;
     let wait = Instant::now() + Duration::from_secs(10);
-    while !(dir.join("signed.sock").exists() && dir.join("plain.sock").exists()) {
+    while !SOCKETS.iter().all(|name| dir.join(name).exists()) {
         anyhow::ensure!(
             Instant::now() < wait,
             "the in-process servers did not start"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let signed_channel = SignedChannel::new(
-        connect_unix(&dir.join("signed.sock")).await?,
-        Signer::new(&key, "bench"),
-    );
-    let mut signed = ControlClient::new(signed_channel);
+    let signed_client = |socket: &'static str| {
+        let key = key.clone();
+        async move {
+            let channel = SignedChannel::new(
+                connect_unix(&dir.join(socket)).await?,
+                Signer::new(&key, "bench"),
+            );
+            anyhow::Ok(ControlClient::new(channel))
+        }
+    };
+    let mut signed = signed_client("signed.sock").await?;
+    let mut carried = signed_client("carried.sock").await?;
     let mut plain = ControlClient::new(connect_unix(&dir.join("plain.sock")).await?);
-    let (mut with, mut without) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    let mut took = [const { Vec::new() }; 3];
     let block = 100;
     for round in 0..(runs / block + 2) {
-        // Alternate which goes first, so neither always pays for the other's wake-up.
         for i in 0..block {
-            let (mut took, mut plain_took) = (Duration::ZERO, Duration::ZERO);
-            for first in [i % 2 == 0, i % 2 != 0] {
+            let mut this = [Duration::ZERO; 3];
+            // Rotate which goes first, so none always pays for another's wake-up.
+            for step in 0..3 {
+                let which = (i + step) % 3;
                 let start = Instant::now();
-                if first {
-                    signed.list_engines(ListEnginesRequest {}).await?;
-                    took = start.elapsed();
-                } else {
-                    plain.list_engines(ListEnginesRequest {}).await?;
-                    plain_took = start.elapsed();
+                match which {
+                    0 => drop(signed.list_engines(ListEnginesRequest {}).await?),
+                    1 => drop(carried.list_engines(ListEnginesRequest {}).await?),
+                    _ => drop(plain.list_engines(ListEnginesRequest {}).await?),
                 }
+                this[which] = start.elapsed();
             }
             // The first two blocks warm up.
             if round >= 2 {
-                with.push(took);
-                without.push(plain_took);
+                for (all, one) in took.iter_mut().zip(this) {
+                    all.push(one);
+                }
             }
         }
     }
-    Ok((Samples::new(with), Samples::new(without)))
+    let [signed, carried, plain] = took.map(Samples::new);
+    Ok(Split {
+        signed,
+        carried,
+        plain,
+    })
 }
