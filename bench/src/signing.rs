@@ -1,10 +1,10 @@
-//! The cost of the HMAC layer: the same Control call through the hub's services with and
-//! without the signature check, served in one process the way the hub serves (one thread).
+//! The cost of the HMAC layer: the same Control call through the hub's services signed and
+//! checked, signed and not checked, and unsigned, served in one process the way the hub
+//! serves (one thread).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use warren_hub::InProcessHub;
 use warren_proto::auth::{DEFAULT_SKEW, Key, Signer, Verifier};
@@ -18,7 +18,13 @@ use crate::stats::Samples;
 /// (without it) from one thread, until the returned sender is dropped.
 fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let paths = SOCKETS.map(|name| dir.join(name));
+    // Bound here, so that the sockets answer (queue connections) once this returns.
+    let [signed, carried, plain] = SOCKETS.map(|name| {
+        let listener = std::os::unix::net::UnixListener::bind(dir.join(name))?;
+        listener.set_nonblocking(true)?;
+        std::io::Result::Ok(listener)
+    });
+    let (signed, carried, plain) = (signed?, carried?, plain?);
     let verifier = Arc::new(Verifier::new(key, "bench", DEFAULT_SKEW, 4_000_000));
     std::thread::Builder::new()
         .name("bench-hub".into())
@@ -28,11 +34,12 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
                 .build()?;
             runtime.block_on(async move {
                 let hub = InProcessHub::new("bench")?;
-                let [signed, carried, plain] =
-                    paths.map(|path| UnixListener::bind(path).map(UnixListenerStream::new));
-                let signed_server = hub.serve_control(signed?, Some(verifier));
-                let carried_server = hub.serve_control(carried?, None);
-                let plain_server = hub.serve_control(plain?, None);
+                let listen = |listener| {
+                    tokio::net::UnixListener::from_std(listener).map(UnixListenerStream::new)
+                };
+                let signed_server = hub.serve_control(listen(signed)?, Some(verifier));
+                let carried_server = hub.serve_control(listen(carried)?, None);
+                let plain_server = hub.serve_control(listen(plain)?, None);
                 tokio::select! {
                     _ = signed_server => {}
                     _ = carried_server => {}
@@ -64,14 +71,6 @@ pub(crate) struct Split {
 pub(crate) async fn compare(dir: &Path, runs: usize) -> anyhow::Result<Split> {
     let key = Key::generate()?;
     let _stop = serve(dir, &key)?;
-    let wait = Instant::now() + Duration::from_secs(10);
-    while !SOCKETS.iter().all(|name| dir.join(name).exists()) {
-        anyhow::ensure!(
-            Instant::now() < wait,
-            "the in-process servers did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
     let signed_client = |socket: &'static str| {
         let key = key.clone();
         async move {

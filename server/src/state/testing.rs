@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use warren_proto::v1::{
-    EngineMessage, ExecuteRequest, Goodbye, Hello, HubMessage, Targets, TaskFinished, TaskOutput,
-    TaskReport, TaskResult, TaskSpec, TaskStarted, TaskState, engine_message, hub_message, targets,
-    task_spec,
+    EngineMessage, ExecuteRequest, Goodbye, Hello, HubMessage, OutputStream, Targets, TaskFinished,
+    TaskOutput, TaskReport, TaskResult, TaskSpec, TaskStarted, TaskState, engine_message,
+    hub_message, targets, task_spec,
 };
 
 use super::{Clock, Hub, Settings};
@@ -114,7 +114,7 @@ impl TestEngine {
     pub(super) fn output(&self, hub: &Hub, task_id: u64, chunk_seq: u64, len: usize) {
         let output = engine_message::Kind::Output(TaskOutput {
             task_id,
-            stream: 1,
+            stream: OutputStream::Stdout as i32,
             data: vec![b'x'; len].into(),
             attempt: 1,
             chunk_seq,
