@@ -17,7 +17,8 @@ pub(super) const BACKSTOP_PAGES: i64 = 8192;
 pub(super) const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Commits between nudges to the checkpointer.
 const COMMITS_PER_NUDGE: u32 = 64;
-/// Output bytes committed between nudges (about 1,000 pages).
+/// Bytes of rows committed between nudges (about 1,000 pages); output kept in segment files
+/// does not pass through the WAL and does not count.
 const BYTES_PER_NUDGE: u64 = 4 << 20;
 
 /// The writer's side: counts what it commits and nudges the checkpointer now and then.

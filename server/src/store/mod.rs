@@ -249,7 +249,7 @@ fn writer(
             std::process::exit(70);
         }
         if let Some(checkpointer) = &mut checkpointer {
-            checkpointer.committed(report.bytes);
+            checkpointer.committed(report.row_bytes);
         }
         let _ = committed.send(report);
         for query in queries {

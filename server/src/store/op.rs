@@ -105,4 +105,7 @@ pub(crate) struct Committed {
     pub(crate) finals: Vec<u64>,
     /// Output bytes committed, to release to the engines.
     pub(crate) bytes: u64,
+    /// Bytes of events written into the database's rows (not into segment files): what the
+    /// checkpointer counts.
+    pub(crate) row_bytes: u64,
 }

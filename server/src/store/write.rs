@@ -38,7 +38,7 @@ pub(super) fn apply_batch(
                 event,
                 progress: after,
             } => {
-                insert_event(&tx, task_id, &event)?;
+                report.row_bytes += insert_event(&tx, task_id, &event)?;
                 progress.insert(task_id, after);
             }
             Op::Output {
@@ -49,7 +49,7 @@ pub(super) fn apply_batch(
                 bytes,
             } => {
                 if let Some(event) = event {
-                    insert_event(&tx, task_id, &event)?;
+                    report.row_bytes += insert_event(&tx, task_id, &event)?;
                 }
                 if let Some(gap) = gap {
                     upsert_gap(&tx, task_id, &gap)?;
@@ -58,7 +58,7 @@ pub(super) fn apply_batch(
                 report.bytes += bytes;
             }
             Op::Finish { event, row } => {
-                insert_event(&tx, row.id, &event)?;
+                report.row_bytes += insert_event(&tx, row.id, &event)?;
                 report.finals.push(row.id);
                 progress.insert(row.id, row.progress);
                 rows.keep(row);
@@ -157,20 +157,19 @@ fn flatten(ops: Vec<Op>) -> Vec<Op> {
     flat
 }
 
+/// Inserts `event` and returns the size of its row: large output goes to the task's segment
+/// file, and the row keeps the rest of the event.
 pub(super) fn insert_event(
     tx: &Transaction<'_>,
     task_id: u64,
     event: &TaskEvent,
-) -> rusqlite::Result<()> {
-    // Large output goes to the task's segment file; its row keeps the rest of the event.
+) -> rusqlite::Result<u64> {
     let bare = super::segments::append(tx, task_id, event)?;
+    let row = bare.as_ref().unwrap_or(event).encode_to_vec();
+    let len = row.len() as u64;
     tx.prepare_cached("INSERT OR IGNORE INTO events (task_id, seq, event) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            task_id as i64,
-            event.seq as i64,
-            bare.as_ref().unwrap_or(event).encode_to_vec()
-        ])?;
-    Ok(())
+        .execute(params![task_id as i64, event.seq as i64, row])?;
+    Ok(len)
 }
 
 fn upsert_gap(tx: &Transaction<'_>, task_id: u64, gap: &OutputGap) -> rusqlite::Result<()> {
