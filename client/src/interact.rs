@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use tokio::sync::mpsc;
 use tonic::Status;
+use warren_proto::passthrough::call_streaming;
 use warren_proto::v1::{ExecuteRequest, InteractRequest, WindowSize, interact_request::Kind};
 
 use crate::client::learn_from_refusal;
@@ -14,6 +15,11 @@ use crate::{Client, Error, Result};
 /// Messages waiting to go to the hub; past it, sending waits (the hub's window holds the
 /// rest back).
 const QUEUE: usize = 4;
+
+/// The method that runs tasks with streamed stdin.
+const INTERACT: &str = "/warren.v1.Execution/Interact";
+/// The largest event the client decodes: tonic's default, as on the other calls.
+const MAX_EVENT: usize = 4 << 20;
 /// The most stdin one message carries: larger sends go in pieces, each well within what the
 /// hub takes in one message and within its window.
 const PIECE: usize = 1 << 20;
@@ -160,8 +166,10 @@ impl Client {
             let start = message(Kind::Start(request.clone()));
             tx.try_send(start).map_err(|_| Error::CallEnded)?;
             let requests = stream::poll_fn(move |cx| rx.poll_recv(cx));
-            let mut execution = self.execution();
-            let answer = tokio::time::timeout(self.timeout(), execution.interact(requests))
+            // Through passthrough: stdin goes to the socket without a copy into tonic's buffer.
+            let mut channel = self.channel().clone();
+            let call = call_streaming(&mut channel, INTERACT, requests, MAX_EVENT);
+            let answer = tokio::time::timeout(self.timeout(), call)
                 .await
                 .unwrap_or_else(|_| {
                     Err(Status::deadline_exceeded(format!(

@@ -12,8 +12,8 @@ use tonic::Code;
 use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
 use warren_proto::locate::LocateError;
 use warren_proto::now_us;
+use warren_proto::passthrough::call_streaming;
 use warren_proto::transport::{SignedChannel, connect_unix};
-use warren_proto::v1::registration_client::RegistrationClient;
 use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_message, hub_message};
 
 use crate::config::EngineConfig;
@@ -31,6 +31,9 @@ const OUTBOX: usize = 64;
 const BATCH: usize = 32;
 /// Largest message the engine accepts (an assignment carries the task's stdin).
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// The method an engine registers with, on one stream for as long as it serves the hub.
+const REGISTER: &str = "/warren.v1.Registration/Register";
 /// The shortest heartbeat interval the engine keeps to, whatever the hub asks.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// The shortest silence after which the engine gives the hub up, whatever the hub asks.
@@ -96,9 +99,7 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
             ));
         }
     };
-    let mut client = RegistrationClient::new(SignedChannel::new(channel, signer.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let mut channel = SignedChannel::new(channel, signer.clone());
 
     let mut relearned = false;
     let (out, mut inbound) = loop {
@@ -112,7 +113,15 @@ pub async fn serve(ctx: Context<'_>, registered: &mut bool) -> End {
         if out.send(hello).await.is_err() {
             return End::Retry("internal: outbox closed".into());
         }
-        match client.register(ReceiverStream::new(out_rx)).await {
+        // Through passthrough: output chunks go to the socket without a copy into tonic's
+        // buffer.
+        let register = call_streaming(
+            &mut channel,
+            REGISTER,
+            ReceiverStream::new(out_rx),
+            MAX_MESSAGE,
+        );
+        match register.await {
             Ok(response) => break (out, response.into_inner()),
             // A hub that restarted has a new id, which its refusal names: sign once more.
             Err(status) if !relearned && learned_hub_id(&status, &signer) => relearned = true,

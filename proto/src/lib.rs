@@ -10,6 +10,8 @@
 //!   its flags, its environment and the config file.
 //! - [`config`]: the user's config file, `$XDG_CONFIG_HOME/warren/config.toml`: named hubs
 //!   (local, or remote through a tunnel) and a default one.
+//! - [`passthrough`]: message streams whose output and stdin bytes reach HTTP/2 without
+//!   being copied.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`private_file`]: the ssh-style check that keeps secrets (the key, the connection file)
 //!   in files only their owner can reach, and the one owner-and-mode check
@@ -27,6 +29,7 @@ pub mod connection;
 pub mod locate;
 #[cfg(feature = "os")]
 pub mod os;
+pub mod passthrough;
 pub mod private_file;
 pub mod transport;
 

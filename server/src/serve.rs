@@ -8,12 +8,12 @@ use tonic::transport::Server;
 use warren_proto::auth::Verifier;
 use warren_proto::transport;
 use warren_proto::v1::{
-    control_server::ControlServer, execution_server::ExecutionServer, files_server::FilesServer,
-    registration_server::RegistrationServer, sessions_server::SessionsServer,
+    control_server::ControlServer, files_server::FilesServer, sessions_server::SessionsServer,
 };
 
 use crate::service::{
-    ControlService, ExecutionService, FilesService, RegistrationService, SessionsService,
+    ControlService, ExecutionService, FilesService, PassthroughExecution, PassthroughRegistration,
+    RegistrationService, SessionsService,
 };
 use crate::state::Hub;
 use crate::{auth, input, validate};
@@ -82,10 +82,10 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            ExecutionServer::new(ExecutionService::new(hub.clone()))
-                .max_decoding_message_size(MAX_MESSAGE),
-        )
+        .add_service(PassthroughExecution::new(
+            ExecutionService::new(hub.clone()),
+            MAX_MESSAGE,
+        ))
         .add_service(
             ControlServer::new(ControlService::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
@@ -98,10 +98,9 @@ where
             FilesServer::new(FilesService::new(hub.clone()))
                 .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE),
         )
-        .add_service(
-            RegistrationServer::new(RegistrationService::new(hub))
-                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
+        .add_service(PassthroughRegistration::new(
+            RegistrationService::new(hub),
+            validate::MAX_ENGINE_MESSAGE,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown))
 }

@@ -5,6 +5,7 @@ mod control;
 mod execution;
 mod files;
 mod interact;
+mod passthrough;
 mod registration;
 mod sessions;
 mod status;
@@ -12,6 +13,7 @@ mod status;
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
 pub(crate) use files::FilesService;
+pub(crate) use passthrough::{PassthroughExecution, PassthroughRegistration};
 pub(crate) use registration::RegistrationService;
 pub(crate) use sessions::SessionsService;
 
