@@ -112,15 +112,32 @@ pub(crate) fn keystroke_echo(
 /// `bytes` of stdin through a foreground `warren exec -- sh -c 'cat > /dev/null'`, from the
 /// first write to warren's exit; bytes per second.
 pub(crate) fn stdin_stream(cluster: &Cluster, bytes: u64) -> anyhow::Result<f64> {
-    const WRITE: usize = 256 << 10;
-    let mut child = Command::new(binary("warren")?)
+    let mut warren = Command::new(binary("warren")?);
+    warren
         .arg("--connection-file")
         .arg(cluster.connection_file())
-        .args(["exec", "--", "sh", "-c", "cat > /dev/null"])
+        .args(["exec", "--", "sh", "-c", "cat > /dev/null"]);
+    feed(warren, bytes)
+}
+
+/// The same bytes through `cat | cat | cat | cat > /dev/null`: the eight copies between
+/// processes that stdin through warren makes at the least (into a pipe, out of it into the
+/// client, into and out of the hub's socket, of the engine's, into the task's pipe and out),
+/// and nothing else. No relay through a hub and an engine can go faster on this machine.
+pub(crate) fn relay_bound(bytes: u64) -> anyhow::Result<f64> {
+    let mut chain = Command::new("sh");
+    chain.args(["-c", "cat | cat | cat | cat > /dev/null"]);
+    feed(chain, bytes)
+}
+
+/// `bytes` written into `command`'s stdin, from the first write to its exit; bytes per second.
+fn feed(mut command: Command, bytes: u64) -> anyhow::Result<f64> {
+    const WRITE: usize = 256 << 10;
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .context("start warren exec")?;
+        .context("start the stdin stream's reader")?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let block = vec![b'x'; WRITE];
     let start = Instant::now();
@@ -133,6 +150,6 @@ pub(crate) fn stdin_stream(cluster: &Cluster, bytes: u64) -> anyhow::Result<f64>
     drop(stdin);
     let status = child.wait()?;
     let elapsed = start.elapsed();
-    anyhow::ensure!(status.success(), "warren exec ended with {status}");
+    anyhow::ensure!(status.success(), "the stdin stream's reader ended with {status}");
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }

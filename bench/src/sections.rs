@@ -58,18 +58,26 @@ pub(crate) fn interactive(
     let bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
     let rate = interactive::stdin_stream(cluster, bytes)?;
     let ratio = rate / bulk;
+    let bound = interactive::relay_bound(bytes)?;
     report.row(
         &format!("9 stdin {} MiB into `cat`", bytes >> 20),
         format!("{:.2} GB/s", rate / 1e9),
         format!("UDS bulk {:.2} GB/s: x{ratio:.2}", bulk / 1e9),
         format!("x0.25: {}", verdict(ratio >= 0.25)),
     );
+    report.row(
+        "9 … the same 8 copies, 4×cat",
+        format!("{:.2} GB/s", bound / 1e9),
+        format!("UDS bulk: x{:.2}, the most a relay can reach", bound / bulk),
+        String::new(),
+    );
     report.record(
         "interactive",
         json!({"keystroke_echo": {"warren_p50_us": us(warren.p50()), "warren_p99_us": us(warren.p99()),
                                   "runs": warren.len(), "ssh": ssh_json,
                                   "uds_ping_pong_p50_us": us(ping.p50())},
-               "stdin_stream": {"bytes": bytes, "gb_per_s": rate / 1e9, "ratio_to_uds_bulk": ratio}}),
+               "stdin_stream": {"bytes": bytes, "gb_per_s": rate / 1e9, "ratio_to_uds_bulk": ratio,
+                                "relay_bound_gb_per_s": bound / 1e9, "relay_bound_ratio_to_uds_bulk": bound / bulk}}),
     );
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tonic::{Response, Status};
 use warren_proto::PROTOCOL_VERSION;
 use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
+use warren_proto::passthrough::{Received, call_server_streaming};
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::control_client::ControlClient;
 use warren_proto::v1::execution_client::ExecutionClient;
@@ -23,6 +24,9 @@ use crate::{ClientBuilder, Error, Result};
 
 /// Largest message the SDK sends or accepts.
 const MAX_MESSAGE: usize = 64 << 20;
+
+const EXECUTE: &str = "/warren.v1.Execution/Execute";
+const STREAM_OUTPUT: &str = "/warren.v1.Execution/StreamOutput";
 
 /// A connection to one hub. Cheap to clone; clones share the connection.
 ///
@@ -451,8 +455,27 @@ impl Client {
     /// ```
     pub async fn run(&self, job: impl Into<ExecuteRequest>) -> Result<Events> {
         let request = job.into();
-        let inner = rpc!(self, execution, execute, request.clone())?;
+        let inner = self.server_streaming(EXECUTE, request).await?;
         Ok(Events::new(RawEvents::new(inner, self.idle_limit)))
+    }
+
+    /// Calls the server-streaming method at `path` as the generated clients would, and
+    /// answers with its messages read where they lie (see [`Received`]).
+    pub(crate) async fn server_streaming<M, R>(
+        &self,
+        path: &'static str,
+        request: M,
+    ) -> Result<Received<R>>
+    where
+        M: prost::Message + Clone + Send + 'static,
+        R: prost::Message + Default + Send + 'static,
+    {
+        self.call(|| {
+            let mut channel = self.channel.clone();
+            let request = request.clone();
+            async move { call_server_streaming(&mut channel, path, request, MAX_MESSAGE).await }
+        })
+        .await
     }
 
     /// The signed channel every generated client here is built on.
@@ -470,7 +493,7 @@ impl Client {
     /// ```
     pub async fn follow(&self, task_id: u64, from_seq: u64) -> Result<Events> {
         let request = StreamOutputRequest { task_id, from_seq };
-        let inner = rpc!(self, execution, stream_output, request)?;
+        let inner = self.server_streaming(STREAM_OUTPUT, request).await?;
         Ok(Events::new(RawEvents::new(inner, self.idle_limit)))
     }
 

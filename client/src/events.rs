@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{Instant, Sleep};
-use tonic::Streaming;
+use warren_proto::passthrough::Received;
 use warren_proto::v1::{self as proto, TaskState, task_event::Kind, task_result};
 
 use crate::{Error, Result};
@@ -300,7 +300,7 @@ impl Event {
 /// ```
 #[derive(Debug)]
 pub struct RawEvents {
-    inner: Streaming<proto::TaskEvent>,
+    inner: Received<proto::TaskEvent>,
     idle_limit: Duration,
     silence: Pin<Box<Sleep>>,
     /// The silence timer starts afresh when the caller asks for the next event (so that a
@@ -310,7 +310,7 @@ pub struct RawEvents {
 }
 
 impl RawEvents {
-    pub(crate) fn new(inner: Streaming<proto::TaskEvent>, idle_limit: Duration) -> Self {
+    pub(crate) fn new(inner: Received<proto::TaskEvent>, idle_limit: Duration) -> Self {
         Self {
             inner,
             idle_limit,

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use warren_files::{Sink, Source};
+use warren_proto::passthrough::{Received, call_server_streaming};
 use warren_proto::transport::SignedChannel;
 use warren_proto::v1::files_client::FilesClient;
 use warren_proto::v1::{
-    CopyItem, CopyResult, CopySummary, DownloadRequest, UploadRequest, UploadStart, download_reply,
-    upload_request,
+    CopyItem, CopyResult, CopySummary, DownloadReply, DownloadRequest, UploadRequest, UploadStart,
+    download_reply, upload_request,
 };
 
 use crate::{Client, Error, Result};
@@ -25,6 +26,8 @@ use crate::{Client, Error, Result};
 const AHEAD: usize = 4;
 /// The largest message of a copy (a chunk and its framing, with room to spare).
 const MAX_MESSAGE: usize = 4 << 20;
+
+const DOWNLOAD: &str = "/warren.v1.Files/Download";
 
 /// Where an upload goes.
 ///
@@ -198,7 +201,12 @@ impl Client {
             path: path.to_owned(),
             recursive: options.recursive,
         };
-        let mut stream = self.files().download(request).await?.into_inner();
+        // Read where the bytes lie (see `Received`), as the event streams are.
+        let mut channel = self.channel().clone();
+        let mut stream: Received<DownloadReply> =
+            call_server_streaming(&mut channel, DOWNLOAD, request, MAX_MESSAGE)
+                .await?
+                .into_inner();
         let (tx, mut rx) = mpsc::channel::<Option<CopyItem>>(AHEAD);
         let writer_options = options.clone();
         let mut writer = tokio::task::spawn_blocking(move || {

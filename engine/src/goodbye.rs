@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 use tokio::sync::mpsc;
+use warren_proto::passthrough::Received;
 use warren_proto::v1::{EngineMessage, Goodbye, HubMessage, engine_message};
 
 /// How long the engine waits for the hub to close the stream after its goodbye.
@@ -19,7 +20,7 @@ pub const GOODBYE_WAIT: Duration = Duration::from_secs(2);
 /// whatever else the hub sends meanwhile is dropped. Returns whether the hub closed it.
 pub async fn say(
     out: &mpsc::Sender<EngineMessage>,
-    inbound: &mut tonic::Streaming<HubMessage>,
+    inbound: &mut Received<HubMessage>,
     reason: &str,
 ) -> bool {
     let goodbye = EngineMessage {

@@ -12,7 +12,7 @@ use tonic::Code;
 use warren_proto::auth::{HUB_ID_HEADER, HUB_TIME_HEADER, Signer};
 use warren_proto::locate::LocateError;
 use warren_proto::now_us;
-use warren_proto::passthrough::call_streaming;
+use warren_proto::passthrough::{Received, call_streaming};
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::{EngineMessage, Heartbeat, Hello, HubMessage, engine_message, hub_message};
 
@@ -147,7 +147,7 @@ async fn converse(
     ctx: Context<'_>,
     welcome: &warren_proto::v1::Welcome,
     out: &mpsc::Sender<EngineMessage>,
-    inbound: &mut tonic::Streaming<HubMessage>,
+    inbound: &mut Received<HubMessage>,
 ) -> End {
     let Context {
         config,

@@ -13,11 +13,12 @@ use crate::auth::Signer;
 pub const STREAM_WINDOW: u32 = 8 << 20;
 /// The connection-wide window.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
-/// The largest HTTP/2 frame a peer may send us. Not a whole output chunk (up to 1 MiB): tonic
-/// reserves a message's full length once its header is in, and when the first frame already
-/// holds most of the message that reserve copies it all again; with 64 KiB frames it copies
-/// at most 64 KiB per message, while a frame still carries 4x the 16 KiB default.
-pub const MAX_FRAME: u32 = 64 << 10;
+/// The largest HTTP/2 frame a peer may send us: more than an output chunk or a stdin piece
+/// (1 MiB), so that one arrives in one frame and [`crate::passthrough::Received`] takes its
+/// bytes from where h2 read them. (tonic's own decoder copies a message that came in one large
+/// frame twice, once in and once as it reserves the message's length: every stream that
+/// carries bulk bytes is read with `Received`.)
+pub const MAX_FRAME: u32 = 2 << 20;
 
 /// Connects to the hub's socket at `path`.
 pub async fn connect_unix(path: &Path) -> Result<Channel, tonic::transport::Error> {

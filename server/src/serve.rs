@@ -7,13 +7,11 @@ use std::sync::Arc;
 use tonic::transport::Server;
 use warren_proto::auth::Verifier;
 use warren_proto::transport;
-use warren_proto::v1::{
-    control_server::ControlServer, files_server::FilesServer, sessions_server::SessionsServer,
-};
+use warren_proto::v1::{control_server::ControlServer, sessions_server::SessionsServer};
 
 use crate::service::{
-    ControlService, ExecutionService, FilesService, PassthroughExecution, PassthroughRegistration,
-    RegistrationService, SessionsService,
+    ControlService, ExecutionService, FilesService, PassthroughExecution, PassthroughFiles,
+    PassthroughRegistration, RegistrationService, SessionsService,
 };
 use crate::state::Hub;
 use crate::{auth, input, validate};
@@ -94,10 +92,10 @@ where
             SessionsServer::new(SessionsService::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
-        .add_service(
-            FilesServer::new(FilesService::new(hub.clone()))
-                .max_decoding_message_size(validate::MAX_ENGINE_MESSAGE),
-        )
+        .add_service(PassthroughFiles::new(
+            FilesService::new(hub.clone()),
+            validate::MAX_ENGINE_MESSAGE,
+        ))
         .add_service(PassthroughRegistration::new(
             RegistrationService::new(hub),
             validate::MAX_ENGINE_MESSAGE,

@@ -1,5 +1,5 @@
-//! [`call_streaming`]: a client's streaming call whose request goes through
-//! [`PassthroughBody`].
+//! [`call_streaming`] and [`call_server_streaming`]: a client's streaming calls whose
+//! requests go through [`PassthroughBody`] and whose answers are [`Received`].
 
 use futures_core::Stream;
 use prost::Message;
@@ -7,17 +7,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::Status;
 
-use super::{Passthrough, PassthroughBody};
+use super::{Passthrough, PassthroughBody, Received, Whole};
 
 /// Calls the streaming method at `path` (for example `/warren.v1.Registration/Register`) over
 /// `channel`, sending `messages` through [`PassthroughBody`], and answers with the response
-/// stream as tonic's generated clients decode it, up to `max_message` bytes a message.
+/// stream, with tonic's generated clients' errors, up to `max_message` bytes a message.
 pub async fn call_streaming<C, S, M, R>(
     channel: &mut C,
     path: &'static str,
     messages: S,
     max_message: usize,
-) -> Result<tonic::Response<tonic::Streaming<R>>, Status>
+) -> Result<tonic::Response<Received<R>>, Status>
 where
     C: tower::Service<
             http::Request<tonic::body::Body>,
@@ -57,18 +57,45 @@ where
     }
     let status_code = response.status();
     let (parts, body) = response.into_parts();
-    let messages = tonic::Streaming::new_response(
-        tonic_prost::ProstDecoder::<R>::default(),
-        body,
-        status_code,
-        None,
-        Some(max_message),
-    );
+    let messages = Received::response(body, status_code, max_message);
     Ok(tonic::Response::from_parts(
         tonic::metadata::MetadataMap::from_headers(parts.headers),
         messages,
         parts.extensions,
     ))
+}
+
+/// Calls the server-streaming method at `path` with its one `request`, as
+/// [`call_streaming`] does.
+pub async fn call_server_streaming<C, M, R>(
+    channel: &mut C,
+    path: &'static str,
+    request: M,
+    max_message: usize,
+) -> Result<tonic::Response<Received<R>>, Status>
+where
+    C: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    M: Message + Send + 'static,
+    R: Message + Default + Send + 'static,
+{
+    call_streaming(channel, path, One(Some(Whole(request))), max_message).await
+}
+
+/// A stream of one message.
+struct One<M>(Option<M>);
+
+impl<M> Unpin for One<M> {}
+
+impl<M> Stream for One<M> {
+    type Item = M;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<M>> {
+        Poll::Ready(self.0.take())
+    }
 }
 
 /// A client's request stream, whose messages never fail.

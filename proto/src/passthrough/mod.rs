@@ -8,7 +8,9 @@
 //! gRPC message, in prost's field order or with the bytes field moved last, which any protobuf
 //! decoder reads the same: no receiver can tell.
 //!
-//! [`call_streaming`] makes a client's streaming call with such a body.
+//! [`call_streaming`] makes a client's streaming call with such a body, and [`Received`]
+//! reads such a stream (or any gRPC stream) with its bytes fields sliced from the frames they
+//! came in rather than copied out of them.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -16,9 +18,11 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, k
 
 mod body;
 mod call;
+mod received;
 
 pub use body::PassthroughBody;
-pub use call::call_streaming;
+pub use call::{call_server_streaming, call_streaming};
+pub use received::Received;
 
 use crate::v1::{
     EngineMessage, HubMessage, InteractRequest, TaskEvent, engine_message, hub_message,
@@ -33,11 +37,22 @@ pub const PASS_MIN: usize = 8 << 10;
 pub(crate) const PREFIX: usize = 5;
 
 /// A message with one `bytes` field, one message deep, that may pass as it is.
-pub trait Passthrough: Message + Sized {
+pub trait Passthrough: Sized {
     /// Appends the message, framed for gRPC, to `out`. When its bytes field is large, it is
     /// left out of `out` (which then ends with the field's key and length) and returned, to
     /// be sent right after.
     fn encode_passing(self, out: &mut BytesMut) -> Option<Bytes>;
+}
+
+/// A message sent whole, its bytes copied with the rest: for a call's one request or answer.
+#[derive(Debug, Clone)]
+pub struct Whole<M>(pub M);
+
+impl<M: Message> Passthrough for Whole<M> {
+    fn encode_passing(self, out: &mut BytesMut) -> Option<Bytes> {
+        encode_whole(&self.0, out);
+        None
+    }
 }
 
 /// Appends `message`, framed for gRPC, to `out`.
@@ -218,7 +233,7 @@ mod tests {
 
     /// Checks that `message` passes its bytes (or not) and that what goes on the wire decodes
     /// to it, at prost's length; returns whether the bytes are prost's own, byte for byte.
-    fn wire_is_prosts<M: Passthrough + Clone + Default + PartialEq + std::fmt::Debug>(
+    fn wire_is_prosts<M: Passthrough + Message + Clone + Default + PartialEq + std::fmt::Debug>(
         message: M,
         passes: bool,
     ) -> bool {

@@ -8,7 +8,7 @@ use warren_proto::v1::{
     SubmitReply,
 };
 
-use super::{Events, events, interact, record_ids, submitter};
+use super::{Events, Inbound, events, interact, record_ids, submitter};
 use crate::error::HubError;
 use crate::model::Submitter;
 use crate::state::{Hub, StdinChunks, StdinEnd};
@@ -139,6 +139,16 @@ impl Execution for ExecutionService {
         &self,
         request: Request<Streaming<InteractRequest>>,
     ) -> Result<Response<Self::InteractStream>, Status> {
+        self.interact_from(request).await
+    }
+}
+
+impl ExecutionService {
+    /// Serves an Interact call: its `start`, then the stdin and resizes that follow.
+    pub(crate) async fn interact_from(
+        &self,
+        request: Request<impl Inbound<InteractRequest>>,
+    ) -> Result<Response<Events>, Status> {
         let submitter = submitter(&request);
         let mut inbound = request.into_inner();
         let start = interact::start(&mut inbound).await?;

@@ -14,7 +14,7 @@ use warren_proto::v1::{
     HubMessage, UploadReply, UploadRequest, download_reply, hub_message, upload_request,
 };
 
-use super::record_ids;
+use super::{Inbound, next_message, record_ids};
 use crate::error::HubError;
 use crate::state::{DownloadLeg, Hub, UploadLeg};
 
@@ -43,8 +43,31 @@ impl Files for FilesService {
         &self,
         request: Request<Streaming<UploadRequest>>,
     ) -> Result<Response<UploadReply>, Status> {
-        let mut inbound = request.into_inner();
-        let start = match inbound.message().await? {
+        self.upload_from(request.into_inner()).await
+    }
+
+    async fn download(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let request = request.into_inner();
+        record_ids("engine", &request.engine_id);
+        let leg = self.hub.open_download(&request)?;
+        Ok(Response::new(Relay {
+            leg,
+            owed: 0,
+            ended: false,
+        }))
+    }
+}
+
+impl FilesService {
+    /// Serves an upload: where the files go, then the files, relayed to the engines.
+    pub(crate) async fn upload_from(
+        &self,
+        mut inbound: impl Inbound<UploadRequest>,
+    ) -> Result<Response<UploadReply>, Status> {
+        let start = match next_message(&mut inbound).await? {
             Some(UploadRequest {
                 kind: Some(upload_request::Kind::Start(start)),
             }) => start,
@@ -79,20 +102,6 @@ impl Files for FilesService {
             .into()),
             _ => Ok(Response::new(UploadReply { results })),
         }
-    }
-
-    async fn download(
-        &self,
-        request: Request<DownloadRequest>,
-    ) -> Result<Response<Self::DownloadStream>, Status> {
-        let request = request.into_inner();
-        record_ids("engine", &request.engine_id);
-        let leg = self.hub.open_download(&request)?;
-        Ok(Response::new(Relay {
-            leg,
-            owed: 0,
-            ended: false,
-        }))
     }
 }
 
@@ -161,7 +170,7 @@ async fn all_ended(parts: &mut [Part]) {
 /// engine's part has ended (reading on would be pointless), or with the client's error if it
 /// went away (the legs, dropped, then cancel their engines' parts).
 async fn relay_upload(
-    inbound: &mut Streaming<UploadRequest>,
+    inbound: &mut impl Inbound<UploadRequest>,
     parts: &mut [Part],
     window: u64,
 ) -> Result<(), Status> {
@@ -169,7 +178,7 @@ async fn relay_upload(
     let most = window.min(u64::from(u32::MAX)) as u32;
     loop {
         let next = tokio::select! {
-            next = inbound.message() => next,
+            next = next_message(inbound) => next,
             () = all_ended(parts) => return Ok(()),
         };
         let item: CopyItem = match next {

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 use tokio::sync::Notify;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use warren_proto::v1::{InteractRequest, interact_request::Kind};
 
+use super::{Inbound, next_message};
 use crate::error::HubError;
 use crate::state::{Hub, StdinEnd};
 
 /// Reads the first message of an Interact call: the request.
 pub(super) async fn start(
-    inbound: &mut Streaming<InteractRequest>,
+    inbound: &mut impl Inbound<InteractRequest>,
 ) -> Result<warren_proto::v1::ExecuteRequest, Status> {
-    match inbound.message().await? {
+    match next_message(inbound).await? {
         Some(InteractRequest {
             kind: Some(Kind::Start(start)),
         }) => Ok(start),
@@ -31,14 +32,14 @@ pub(super) fn carry(
     hub: &Arc<Hub>,
     ids: Vec<u64>,
     room: Arc<Notify>,
-    mut inbound: Streaming<InteractRequest>,
+    mut inbound: impl Inbound<InteractRequest>,
 ) {
     let span = tracing::info_span!("interact", tasks = ?ids);
     let worker = hub.clone();
     hub.background().spawn(span, async move {
         let hub = worker;
         let end = loop {
-            let message = match inbound.message().await {
+            let message = match next_message(&mut inbound).await {
                 Ok(Some(message)) => message,
                 // The client closed its side: the end of its stdin, if it had not said so.
                 Ok(None) => break StdinEnd::Eof,

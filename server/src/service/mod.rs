@@ -13,17 +13,31 @@ mod status;
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
 pub(crate) use files::FilesService;
-pub(crate) use passthrough::{PassthroughExecution, PassthroughRegistration};
+pub(crate) use passthrough::{PassthroughExecution, PassthroughFiles, PassthroughRegistration};
 pub(crate) use registration::RegistrationService;
 pub(crate) use sessions::SessionsService;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tonic::Status;
 use tonic::transport::server::UdsConnectInfo;
 use warren_proto::v1::TaskEvent;
 
 use crate::model::Submitter;
 use crate::state::EventStream;
+
+/// A caller's stream of messages: tonic's `Streaming`, or the `Received` that the services
+/// carrying bulk bytes read them with (see [`passthrough`]).
+pub(crate) trait Inbound<M>:
+    Stream<Item = Result<M, Status>> + Unpin + Send + 'static
+{
+}
+
+impl<M, S: Stream<Item = Result<M, Status>> + Unpin + Send + 'static> Inbound<M> for S {}
+
+/// The next message of `inbound`; none once it has ended well.
+async fn next_message<M>(inbound: &mut impl Inbound<M>) -> Result<Option<M>, Status> {
+    inbound.next().await.transpose()
+}
 
 /// A stream of events as a service answers it.
 pub(crate) type Events = futures_util::stream::BoxStream<'static, Result<TaskEvent, Status>>;

@@ -1,35 +1,34 @@
-//! The services whose answers carry bulk bytes, answered through [`PassthroughBody`]:
-//! `warren.v1.Execution`'s three event streams (Execute, StreamOutput, Interact), whose output
-//! bytes go from the engine's message to every follower's socket, and
-//! `warren.v1.Registration.Register`, whose stdin bytes go from the client's message to the
-//! engine's, without being copied on the way. Their other calls are the generated servers',
-//! and requests are decoded by tonic as the generated servers decode them.
+//! The calls that carry bulk bytes, served past tonic's copies: `warren.v1.Execution`'s three
+//! event streams (Execute, StreamOutput, Interact), whose output bytes go from the engine's
+//! message to every follower's socket, and `warren.v1.Registration.Register`, whose stdin
+//! bytes go from the client's message to the engine's, are answered through
+//! [`PassthroughBody`]; the streams that bring bulk bytes in (Register's output, Interact's
+//! stdin, `warren.v1.Files.Upload`'s files) are read as [`Received`], their bytes left in the
+//! frames they came in. The services' other calls are the generated servers'.
 
-use futures_util::Stream;
+use futures_util::{Stream, stream};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::body::Body;
-use tonic::codec::Streaming;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstDecoder;
-use warren_proto::passthrough::{Passthrough, PassthroughBody};
+use warren_proto::passthrough::{Passthrough, PassthroughBody, Received, Whole};
 use warren_proto::v1::execution_server::{Execution, ExecutionServer};
-use warren_proto::v1::registration_server::{Registration, RegistrationServer};
+use warren_proto::v1::files_server::FilesServer;
+use warren_proto::v1::registration_server::RegistrationServer;
 
-use super::{ExecutionService, RegistrationService};
+use super::{ExecutionService, FilesService, RegistrationService};
 
 type BoxFuture = futures_util::future::BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
 
-/// The request's one message, as tonic's server reads it.
+/// The request's one message, with tonic's server's errors.
 async fn unary<M: prost::Message + Default + Send + 'static>(
     request: http::Request<Body>,
     max_message: usize,
 ) -> Result<Request<M>, Status> {
     let (parts, body) = request.into_parts();
-    let mut messages = decode::<M>(body, max_message);
-    let message = messages
+    let message = Received::<M>::request(body, max_message)
         .message()
         .await?
         .ok_or_else(|| Status::internal("Missing request message."))?;
@@ -38,21 +37,16 @@ async fn unary<M: prost::Message + Default + Send + 'static>(
     )))
 }
 
-/// The request's stream of messages, as tonic's server reads it.
-fn streaming<M: prost::Message + Default + Send + 'static>(
+/// The request's stream of messages, read where they lie.
+fn received<M: prost::Message + Default + Send + 'static>(
     request: http::Request<Body>,
     max_message: usize,
-) -> Request<Streaming<M>> {
+) -> Request<Received<M>> {
     let (parts, body) = request.into_parts();
-    Request::from_http(http::Request::from_parts(parts, decode(body, max_message)))
-}
-
-fn decode<M: prost::Message + Default + Send + 'static>(
-    body: Body,
-    max_message: usize,
-) -> Streaming<M> {
-    // No compression: the generated servers accept none either.
-    Streaming::new_request(ProstDecoder::<M>::default(), body, None, Some(max_message))
+    Request::from_http(http::Request::from_parts(
+        parts,
+        Received::request(body, max_message),
+    ))
 }
 
 /// The HTTP response for a call's answer: its messages through [`PassthroughBody`], or its
@@ -130,7 +124,7 @@ impl tower::Service<http::Request<Body>> for PassthroughExecution {
             }),
             "/warren.v1.Execution/Interact" => {
                 Box::pin(
-                    async move { Ok(respond(service.interact(streaming(request, max)).await)) },
+                    async move { Ok(respond(service.interact_from(received(request, max)).await)) },
                 )
             }
             _ => self.generated.call(request),
@@ -176,11 +170,59 @@ impl tower::Service<http::Request<Body>> for PassthroughRegistration {
         let service = self.service.clone();
         let max = self.max_message;
         match request.uri().path() {
-            "/warren.v1.Registration/Register" => {
-                Box::pin(
-                    async move { Ok(respond(service.register(streaming(request, max)).await)) },
-                )
-            }
+            "/warren.v1.Registration/Register" => Box::pin(async move {
+                let inbound = received(request, max).into_inner();
+                Ok(respond(service.register_from(inbound).await))
+            }),
+            _ => self.generated.call(request),
+        }
+    }
+}
+
+/// `warren.v1.Files`, its uploads read where their bytes lie.
+#[derive(Debug, Clone)]
+pub(crate) struct PassthroughFiles {
+    generated: FilesServer<FilesService>,
+    service: Arc<FilesService>,
+    max_message: usize,
+}
+
+impl PassthroughFiles {
+    /// The service, decoding requests up to `max_message` bytes as the generated one does.
+    pub(crate) fn new(service: FilesService, max_message: usize) -> Self {
+        Self {
+            generated: FilesServer::new(service.clone()).max_decoding_message_size(max_message),
+            service: Arc::new(service),
+            max_message,
+        }
+    }
+}
+
+impl NamedService for PassthroughFiles {
+    const NAME: &'static str = <FilesServer<FilesService> as NamedService>::NAME;
+}
+
+impl tower::Service<http::Request<Body>> for PassthroughFiles {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> BoxFuture {
+        let service = self.service.clone();
+        let max = self.max_message;
+        match request.uri().path() {
+            "/warren.v1.Files/Upload" => Box::pin(async move {
+                let inbound = received(request, max).into_inner();
+                let answer = service.upload_from(inbound).await;
+                let answer = answer.map(|reply| {
+                    reply.map(|message| stream::iter([Ok::<_, Status>(Whole(message))]))
+                });
+                Ok(respond(answer))
+            }),
             _ => self.generated.call(request),
         }
     }

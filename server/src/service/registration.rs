@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use warren_proto::v1::registration_server::Registration;
 use warren_proto::v1::{EngineMessage, HubMessage, engine_message};
 
-use super::record_ids;
+use super::{Inbound, next_message, record_ids};
 use crate::error::HubError;
 use crate::state::{EngineTx, Hub};
 
@@ -37,9 +37,18 @@ impl Registration for RegistrationService {
         &self,
         request: Request<Streaming<EngineMessage>>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
-        let mut inbound = request.into_inner();
+        self.register_from(request.into_inner()).await
+    }
+}
+
+impl RegistrationService {
+    /// Serves an engine's stream: its Hello first, then whatever it sends.
+    pub(crate) async fn register_from(
+        &self,
+        mut inbound: impl Inbound<EngineMessage>,
+    ) -> Result<Response<Outbound>, Status> {
         let wait = self.hub.settings().hello_timeout;
-        let first = match tokio::time::timeout(wait, inbound.message()).await {
+        let first = match tokio::time::timeout(wait, next_message(&mut inbound)).await {
             Err(_) => return Err(HubError::NoHello(wait).into()),
             Ok(Err(status)) => return Err(status),
             Ok(Ok(None)) => return Err(HubError::ClosedBeforeHello.into()),
@@ -58,7 +67,7 @@ impl Registration for RegistrationService {
         let span = tracing::info_span!("engine", engine = engine_id, connection);
         let reader = self.hub.background().spawn(span, async move {
             let why = loop {
-                match inbound.message().await {
+                match next_message(&mut inbound).await {
                     Ok(Some(message)) => hub.receive(engine_id, connection, message).await,
                     Ok(None) => break "closed its stream",
                     Err(status) => {
