@@ -150,6 +150,9 @@ fn feed(mut command: Command, bytes: u64) -> anyhow::Result<f64> {
     drop(stdin);
     let status = child.wait()?;
     let elapsed = start.elapsed();
-    anyhow::ensure!(status.success(), "the stdin stream's reader ended with {status}");
+    anyhow::ensure!(
+        status.success(),
+        "the stdin stream's reader ended with {status}"
+    );
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }
