@@ -1,10 +1,11 @@
-//! `warren-engine`: parse the flags, start logging, serve the hub until told to stop.
+//! `warren-engine`: set the allocator, parse the flags, start logging, serve the hub until told to stop.
 
 use std::process::ExitCode;
 use warren_engine::config::EngineConfig;
 use warren_proto::os::program;
 
 fn main() -> ExitCode {
+    program::keep_freed_memory();
     let config: EngineConfig = match program::parse_flags() {
         Ok(config) => config,
         Err(code) => return code,

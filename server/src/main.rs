@@ -1,10 +1,11 @@
-//! `warren-hub`: parse the flags, start logging, serve until told to stop.
+//! `warren-hub`: set the allocator, parse the flags, start logging, serve until told to stop.
 
 use std::process::ExitCode;
 use warren_hub::HubConfig;
 use warren_proto::os::program;
 
 fn main() -> ExitCode {
+    program::keep_freed_memory();
     let config: HubConfig = match program::parse_flags() {
         Ok(config) => config,
         Err(code) => return code,

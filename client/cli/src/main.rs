@@ -1,6 +1,5 @@
 //! `warren`: the command line for a warren hub, built on the `warren` SDK.
 
-mod allocator;
 mod cli;
 mod cluster;
 mod commands;
@@ -39,7 +38,7 @@ const EXIT_WARREN_FAILED: u8 = 255;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
+    warren_proto::os::program::keep_freed_memory();
     let (cli, name) = match parse() {
         Ok(parsed) => parsed,
         Err(err) => return usage_exit(&err),

@@ -1,5 +1,5 @@
-//! The first steps every warren program takes: read its flags, start its log, make its
-//! runtime. Behind the `program` feature, so that the SDK's users don't build clap's and
+//! The first steps every warren program takes: set its allocator, read its flags, start its
+//! log, make its runtime. Behind the `program` feature, so that the SDK's users don't build clap's and
 //! tracing's formatting for nothing.
 
 use std::process::ExitCode;
@@ -33,6 +33,42 @@ pub fn start_logging(log: Option<&str>) {
         // Colour only for people; logs in files and pipes stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Blocks at least this large are mapped on their own: larger than any HTTP/2 frame.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 4 << 20;
+/// Free memory at the top of the heap is given back only beyond this much.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: i32 = 64 << 20;
+/// What the heap grows by beyond each request, so that a stream does not grow it chunk by
+/// chunk.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TOP_PAD: i32 = 4 << 20;
+
+/// Makes glibc's allocator keep the memory it frees for the next buffer; to be called first
+/// thing, before other threads allocate.
+///
+/// A stream passes through buffers of up to 2 MiB in each program (HTTP/2 frames as they are
+/// read, output chunks). By default glibc gives every free block at the top of the heap back
+/// to the system at once, and maps the largest buffers anew each time, so each MiB of a stream
+/// was faulted in and zeroed by the kernel again, in every process it passed through. The
+/// memory kept is bounded by the thresholds above, and the hub still gives back what a burst
+/// of tasks leaves (`malloc_trim` ignores them).
+#[allow(unsafe_code)]
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    for (option, value) in [
+        (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (libc::M_TOP_PAD, TOP_PAD),
+    ] {
+        // SAFETY: mallopt only changes the allocator's settings; it takes no pointer and locks
+        // the allocator while it does. A value it refuses leaves glibc's default, which works.
+        unsafe {
+            libc::mallopt(option, value);
+        }
+    }
 }
 
 /// Starts logging with the filter `log`, then runs `serve` to its end on [`runtime`]; an error
