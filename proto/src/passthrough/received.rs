@@ -1,6 +1,6 @@
 //! [`Received`]: a stream of gRPC messages decoded from HTTP/2 frames where they lie.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_core::Stream;
 use http::{HeaderMap, StatusCode};
 use http_body::Body as _;
@@ -103,7 +103,8 @@ impl<M: prost::Message + Default> Received<M> {
             return Ok(None);
         }
         self.next = None;
-        let message = M::decode(self.frames.split_to(len))
+        // The message is the next `len` bytes: prost reads to the end of what it is given.
+        let message = M::decode((&mut self.frames).take(len))
             .map_err(|err| Status::internal(err.to_string()))?;
         Ok(Some(message))
     }
@@ -212,26 +213,6 @@ impl Pieces {
             self.pieces.push_back(piece);
         }
     }
-
-    /// The first `len` bytes, as pieces of their own.
-    fn split_to(&mut self, mut len: usize) -> Pieces {
-        assert!(len <= self.remaining, "split past the end of the pieces");
-        let mut front = Pieces::default();
-        while len > 0 {
-            let Some(piece) = self.pieces.front_mut() else {
-                break;
-            };
-            if piece.len() > len {
-                front.push(piece.split_to(len));
-                self.remaining -= len;
-                break;
-            }
-            len -= piece.len();
-            self.remaining -= piece.len();
-            front.push(self.pieces.pop_front().unwrap_or_default());
-        }
-        front
-    }
 }
 
 impl Buf for Pieces {
@@ -261,15 +242,20 @@ impl Buf for Pieces {
     }
 
     fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        if self.pieces.front().is_some_and(|piece| piece.len() >= len) {
-            let mut front = self.split_to(len);
-            return front.pieces.pop_front().unwrap_or_default();
+        assert!(len <= self.remaining, "copy past the end of the pieces");
+        if let Some(piece) = self.pieces.front_mut()
+            && piece.len() >= len
+        {
+            let slice = piece.split_to(len);
+            if piece.is_empty() {
+                self.pieces.pop_front();
+            }
+            self.remaining -= len;
+            return slice;
         }
+        // Bytes that span pieces are gathered, as tonic would have.
         let mut copy = BytesMut::with_capacity(len);
-        let mut taken = self.split_to(len);
-        while let Some(piece) = taken.pieces.pop_front() {
-            copy.extend_from_slice(&piece);
-        }
+        copy.put(self.take(len));
         copy.freeze()
     }
 }
