@@ -10,8 +10,7 @@ use warren_proto::transport;
 use warren_proto::v1::{control_server::ControlServer, sessions_server::SessionsServer};
 
 use crate::service::{
-    ControlService, ExecutionService, FilesService, PassthroughExecution, PassthroughFiles,
-    PassthroughRegistration, RegistrationService, SessionsService,
+    ControlService, ExecutionService, FilesService, Passing, RegistrationService, SessionsService,
 };
 use crate::state::Hub;
 use crate::{auth, input, validate};
@@ -80,7 +79,7 @@ where
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(PassthroughExecution::new(
+        .add_service(Passing::new(
             ExecutionService::new(hub.clone()),
             MAX_MESSAGE,
         ))
@@ -92,11 +91,11 @@ where
             SessionsServer::new(SessionsService::new(hub.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
         )
-        .add_service(PassthroughFiles::new(
+        .add_service(Passing::new(
             FilesService::new(hub.clone()),
             validate::MAX_ENGINE_MESSAGE,
         ))
-        .add_service(PassthroughRegistration::new(
+        .add_service(Passing::new(
             RegistrationService::new(hub),
             validate::MAX_ENGINE_MESSAGE,
         ))

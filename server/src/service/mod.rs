@@ -13,7 +13,7 @@ mod status;
 pub(crate) use control::ControlService;
 pub(crate) use execution::ExecutionService;
 pub(crate) use files::FilesService;
-pub(crate) use passthrough::{PassthroughExecution, PassthroughFiles, PassthroughRegistration};
+pub(crate) use passthrough::Passing;
 pub(crate) use registration::RegistrationService;
 pub(crate) use sessions::SessionsService;
 

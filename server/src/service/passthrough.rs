@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
+use tower::Service as _;
 use warren_proto::passthrough::{Passthrough, PassthroughBody, Received, Whole};
 use warren_proto::v1::execution_server::{Execution, ExecutionServer};
 use warren_proto::v1::files_server::FilesServer;
@@ -72,41 +73,89 @@ where
     }
 }
 
-/// `warren.v1.Execution`, its event streams passing output bytes through.
+/// A service whose calls that carry bulk bytes are served here ([`Calls::serve`]) and whose
+/// other calls go to its generated server.
 #[derive(Debug, Clone)]
-pub(crate) struct PassthroughExecution {
-    generated: ExecutionServer<ExecutionService>,
-    service: Arc<ExecutionService>,
+pub(crate) struct Passing<S: Calls> {
+    generated: S::Generated,
+    service: Arc<S>,
     max_message: usize,
 }
 
-impl PassthroughExecution {
+/// What a service serves past tonic's copies.
+pub(crate) trait Calls: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The generated server, for every other call.
+    type Generated: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future = BoxFuture,
+        > + NamedService
+        + Clone
+        + std::fmt::Debug;
+
+    /// The generated server over this service, decoding up to `max_message` bytes.
+    fn generated(self, max_message: usize) -> Self::Generated;
+
+    /// Serves `request` if it is one of the calls served here, else hands it to `generated`.
+    fn serve(
+        service: Arc<Self>,
+        request: http::Request<Body>,
+        max_message: usize,
+        generated: &mut Self::Generated,
+    ) -> BoxFuture;
+}
+
+impl<S: Calls> Passing<S> {
     /// The service, decoding requests up to `max_message` bytes as the generated one does.
-    pub(crate) fn new(service: ExecutionService, max_message: usize) -> Self {
+    pub(crate) fn new(service: S, max_message: usize) -> Self {
         Self {
-            generated: ExecutionServer::new(service.clone()).max_decoding_message_size(max_message),
+            generated: service.clone().generated(max_message),
             service: Arc::new(service),
             max_message,
         }
     }
 }
 
-impl NamedService for PassthroughExecution {
-    const NAME: &'static str = <ExecutionServer<ExecutionService> as NamedService>::NAME;
+impl<S: Calls> NamedService for Passing<S> {
+    const NAME: &'static str = <S::Generated as NamedService>::NAME;
 }
 
-impl tower::Service<http::Request<Body>> for PassthroughExecution {
+impl<S: Calls> tower::Service<http::Request<Body>> for Passing<S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The generated servers are always ready too.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> BoxFuture {
-        let service = self.service.clone();
-        let max = self.max_message;
+        S::serve(
+            self.service.clone(),
+            request,
+            self.max_message,
+            &mut self.generated,
+        )
+    }
+}
+
+/// `warren.v1.Execution`: its event streams pass output bytes through, and Interact's stdin is
+/// read where it lies.
+impl Calls for ExecutionService {
+    type Generated = ExecutionServer<ExecutionService>;
+
+    fn generated(self, max_message: usize) -> Self::Generated {
+        ExecutionServer::new(self).max_decoding_message_size(max_message)
+    }
+
+    fn serve(
+        service: Arc<Self>,
+        request: http::Request<Body>,
+        max: usize,
+        generated: &mut Self::Generated,
+    ) -> BoxFuture {
         match request.uri().path() {
             "/warren.v1.Execution/Execute" => Box::pin(async move {
                 let answer = match unary(request, max).await {
@@ -127,93 +176,50 @@ impl tower::Service<http::Request<Body>> for PassthroughExecution {
                     async move { Ok(respond(service.interact_from(received(request, max)).await)) },
                 )
             }
-            _ => self.generated.call(request),
+            _ => generated.call(request),
         }
     }
 }
 
-/// `warren.v1.Registration`, its engine streams passing stdin bytes through.
-#[derive(Debug, Clone)]
-pub(crate) struct PassthroughRegistration {
-    generated: RegistrationServer<RegistrationService>,
-    service: Arc<RegistrationService>,
-    max_message: usize,
-}
+/// `warren.v1.Registration`: an engine's output is read where it lies, and the stdin bytes
+/// sent to it pass through.
+impl Calls for RegistrationService {
+    type Generated = RegistrationServer<RegistrationService>;
 
-impl PassthroughRegistration {
-    /// The service, decoding engines' messages up to `max_message` bytes as the generated one
-    /// does.
-    pub(crate) fn new(service: RegistrationService, max_message: usize) -> Self {
-        Self {
-            generated: RegistrationServer::new(service.clone())
-                .max_decoding_message_size(max_message),
-            service: Arc::new(service),
-            max_message,
-        }
-    }
-}
-
-impl NamedService for PassthroughRegistration {
-    const NAME: &'static str = <RegistrationServer<RegistrationService> as NamedService>::NAME;
-}
-
-impl tower::Service<http::Request<Body>> for PassthroughRegistration {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn generated(self, max_message: usize) -> Self::Generated {
+        RegistrationServer::new(self).max_decoding_message_size(max_message)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> BoxFuture {
-        let service = self.service.clone();
-        let max = self.max_message;
+    fn serve(
+        service: Arc<Self>,
+        request: http::Request<Body>,
+        max: usize,
+        generated: &mut Self::Generated,
+    ) -> BoxFuture {
         match request.uri().path() {
             "/warren.v1.Registration/Register" => Box::pin(async move {
                 let inbound = received(request, max).into_inner();
                 Ok(respond(service.register_from(inbound).await))
             }),
-            _ => self.generated.call(request),
+            _ => generated.call(request),
         }
     }
 }
 
-/// `warren.v1.Files`, its uploads read where their bytes lie.
-#[derive(Debug, Clone)]
-pub(crate) struct PassthroughFiles {
-    generated: FilesServer<FilesService>,
-    service: Arc<FilesService>,
-    max_message: usize,
-}
+/// `warren.v1.Files`: an upload's files are read where their bytes lie.
+impl Calls for FilesService {
+    type Generated = FilesServer<FilesService>;
 
-impl PassthroughFiles {
-    /// The service, decoding requests up to `max_message` bytes as the generated one does.
-    pub(crate) fn new(service: FilesService, max_message: usize) -> Self {
-        Self {
-            generated: FilesServer::new(service.clone()).max_decoding_message_size(max_message),
-            service: Arc::new(service),
-            max_message,
-        }
-    }
-}
-
-impl NamedService for PassthroughFiles {
-    const NAME: &'static str = <FilesServer<FilesService> as NamedService>::NAME;
-}
-
-impl tower::Service<http::Request<Body>> for PassthroughFiles {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn generated(self, max_message: usize) -> Self::Generated {
+        FilesServer::new(self).max_decoding_message_size(max_message)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> BoxFuture {
-        let service = self.service.clone();
-        let max = self.max_message;
+    fn serve(
+        service: Arc<Self>,
+        request: http::Request<Body>,
+        max: usize,
+        generated: &mut Self::Generated,
+    ) -> BoxFuture {
         match request.uri().path() {
             "/warren.v1.Files/Upload" => Box::pin(async move {
                 let inbound = received(request, max).into_inner();
@@ -223,7 +229,7 @@ impl tower::Service<http::Request<Body>> for PassthroughFiles {
                 });
                 Ok(respond(answer))
             }),
-            _ => self.generated.call(request),
+            _ => generated.call(request),
         }
     }
 }
