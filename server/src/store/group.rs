@@ -5,8 +5,13 @@
 //! Most changes have nobody waiting for their commit: a task queued, placed or started is
 //! shown at once. Those may wait, up to [`LINGER`], for company: typically the end of the
 //! same short task, so that a task costs one transaction instead of three. A change someone
-//! waits for (an end to show, output to acknowledge, a read) is committed at once, with
-//! whatever waits beside it.
+//! waits for (an end to show, a read) is committed at once, with whatever waits beside it.
+//!
+//! Output is shown at once too; only its acknowledgement to the engine and its room in the
+//! hub's output budget wait for the commit. A small chunk (a keystroke's echo, a line of a
+//! chatty task) may therefore wait for company as well: a transaction per keystroke on a
+//! two-core machine takes the core the echo needs. Once [`URGENT_OUTPUT`] bytes wait, they go
+//! at once, so a bulk stream is acknowledged as fast as before.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -21,28 +26,50 @@ pub(super) const LINGER: Duration = Duration::from_millis(2);
 /// Ops taken into one transaction at most.
 pub(super) const MAX_BATCH: usize = 8192;
 
+/// Output bytes that are committed at once: one pipe's worth, what a bulk stream sends in a
+/// chunk. Less may wait up to [`LINGER`] for company.
+pub(super) const URGENT_OUTPUT: u64 = 64 << 10;
+
 impl Op {
     /// Whether someone waits for this change's commit: the hub shows an end, acknowledges
-    /// output or answers a read only once it is committed.
+    /// much output or answers a read only once it is committed.
     pub(super) fn is_urgent(&self) -> bool {
+        self.output_bytes() >= URGENT_OUTPUT || self.is_awaited()
+    }
+
+    /// Whether it holds a change that is shown, or answered, only once committed.
+    fn is_awaited(&self) -> bool {
         match self {
             Self::Task(row) => row.state.is_final(),
-            Self::Event { .. } | Self::Attempt { .. } | Self::Dependencies { .. } => false,
-            Self::Output { .. }
-            | Self::Finish { .. }
+            Self::Event { .. }
+            | Self::Attempt { .. }
+            | Self::Dependencies { .. }
+            | Self::Output { .. } => false,
+            Self::Finish { .. }
             | Self::Engine { .. }
             | Self::ForgetEngines(_)
             | Self::Session(_)
             | Self::Query(_) => true,
-            Self::Batch(ops) => ops.iter().any(Op::is_urgent),
+            Self::Batch(ops) => ops.iter().any(Op::is_awaited),
+        }
+    }
+
+    /// The output bytes this change holds until it is committed.
+    fn output_bytes(&self) -> u64 {
+        match self {
+            Self::Output { bytes, .. } => *bytes,
+            Self::Batch(ops) => ops.iter().map(Op::output_bytes).sum(),
+            _ => 0,
         }
     }
 }
 
 /// The ops for the next transaction, starting with `first`: everything already queued, and,
-/// while none of it is urgent, whatever comes within `linger` of `first`.
+/// while none of it is urgent and less than [`URGENT_OUTPUT`] bytes of output wait, whatever
+/// comes within `linger` of `first`.
 pub(super) fn gather(first: Op, rx: &Receiver<Op>, linger: Duration) -> Vec<Op> {
     let deadline = Instant::now() + linger;
+    let mut output = first.output_bytes();
     let mut urgent = first.is_urgent();
     let mut ops = vec![first];
     while ops.len() < MAX_BATCH {
@@ -54,7 +81,8 @@ pub(super) fn gather(first: Op, rx: &Receiver<Op>, linger: Duration) -> Vec<Op> 
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             },
         };
-        urgent |= next.is_urgent();
+        output += next.output_bytes();
+        urgent |= next.is_urgent() || output >= URGENT_OUTPUT;
         ops.push(next);
     }
     ops
@@ -75,6 +103,49 @@ mod tests {
 
     fn urgent() -> Op {
         Op::ForgetEngines(vec![])
+    }
+
+    fn output(bytes: u64) -> Op {
+        Op::Output {
+            task_id: 1,
+            event: None,
+            gap: None,
+            progress: crate::model::Progress::default(),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn small_output_waits_for_company_and_a_pipe_full_does_not() {
+        assert!(!output(1).is_urgent());
+        assert!(!output(URGENT_OUTPUT - 1).is_urgent());
+        assert!(output(URGENT_OUTPUT).is_urgent());
+        assert!(Op::Batch(vec![output(URGENT_OUTPUT / 2), output(URGENT_OUTPUT / 2)]).is_urgent());
+    }
+
+    #[test]
+    fn small_output_goes_at_once_when_enough_of_it_waits() {
+        let (tx, rx) = channel();
+        tx.send(output(URGENT_OUTPUT / 2)).expect("send");
+        // A day of linger: were the output to wait for it, the test would hang.
+        let ops = gather(output(URGENT_OUTPUT / 2), &rx, Duration::from_secs(86_400));
+        assert_eq!(ops.len(), 2);
+        // The sender is still there: only the bytes ended the wait.
+        drop(tx);
+    }
+
+    #[test]
+    fn a_keystroke_of_output_waits_out_the_linger() {
+        let (tx, rx) = channel();
+        let linger = Duration::from_millis(20);
+        let start = Instant::now();
+        let ops = gather(output(1), &rx, linger);
+        assert!(
+            start.elapsed() >= linger,
+            "it went before the linger was over"
+        );
+        assert_eq!(ops.len(), 1);
+        drop(tx);
     }
 
     #[test]
