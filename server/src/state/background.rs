@@ -106,6 +106,7 @@ impl Hub {
                 "retention forgot engines gone for too long"
             );
         }
+        self.update(|state| state.departed.forget());
         match self
             .store
             .retain(now, max_age_us, retention.max_bytes)

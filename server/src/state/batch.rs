@@ -6,9 +6,10 @@
 //! task twice (per-item results would leave it to find out which went in).
 //!
 //! A dependency is judged by what the hub knows of it: a task in memory by its state (an end
-//! decided counts, even before it is committed); any other by the history, looked up before
-//! taking the lock (it is then a task that ended, possibly purged since). A task that leaves
-//! memory between that look and the lock makes the submission look again.
+//! decided counts, even before it is committed); one that left memory lately by the end it
+//! left with (`Departed`); any other by the history, looked up before taking the lock (it is
+//! then a task that ended, possibly purged since). A task that leaves memory between that
+//! look and the lock is one that left lately: no second look is needed for it.
 
 use std::collections::HashMap;
 use warren_proto::now_us;
@@ -193,12 +194,16 @@ impl State {
                 Some(task) if task.row.state.is_final() => PastTask::Ended(task.row.state),
                 Some(_) => PastTask::Live,
                 None if dep > self.last_task_id => return Err(self.unknown_task(dep)),
-                // Live in the history but gone from memory: it has ended since the look.
+                // Not read from the history, or live there but gone from memory since: it
+                // ended, and if that was lately memory still says how.
                 None => match past.get(&dep) {
-                    Some(PastTask::Live) | None => {
-                        look.push(dep);
-                        continue;
-                    }
+                    Some(PastTask::Live) | None => match self.departed.end_of(dep) {
+                        Some(known) => known,
+                        None => {
+                            look.push(dep);
+                            continue;
+                        }
+                    },
                     Some(&known) => known,
                 },
             };

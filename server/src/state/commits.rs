@@ -41,7 +41,7 @@ impl State {
         }
         for task_id in &report.finals {
             if self.tasks.get(task_id).is_some_and(|t| t.is_done_with()) {
-                self.tasks.remove(task_id);
+                self.let_go(*task_id);
             }
         }
     }

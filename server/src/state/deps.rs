@@ -11,7 +11,7 @@
 //! end is committed (no wait for the disk; a hub killed in between forgets both, and the
 //! engine's report of the end releases it again).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use warren_proto::v1::TaskState;
 
 use super::State;
@@ -20,6 +20,49 @@ use crate::store::PastTask;
 #[cfg(test)]
 #[path = "deps_tests.rs"]
 mod tests;
+
+/// How the tasks that left memory lately ended. A submission reads the history for its
+/// dependencies that are not in memory before it takes the lock; one that leaves memory in
+/// between is judged by this instead of by another read. Without it, a submission waiting for
+/// a large batch that is still running saw new departures at every read, and gave up.
+#[derive(Debug, Default)]
+pub(super) struct Departed {
+    ends: BTreeMap<u64, TaskState>,
+}
+
+impl Departed {
+    /// Ends remembered at most (the lowest ids go first): far more tasks than leave memory
+    /// while the history is read, for about 0.5 MiB.
+    const KEPT: usize = 16_384;
+
+    /// A task has left memory, ended in `state`.
+    pub(super) fn record(&mut self, task_id: u64, state: TaskState) {
+        self.ends.insert(task_id, state);
+        while self.ends.len() > Self::KEPT {
+            self.ends.pop_first();
+        }
+    }
+
+    /// Forgets every end: the history is about to lose some of them (a purge, retention), and
+    /// a task purged must be judged by its tombstone, or as forgotten.
+    pub(super) fn forget(&mut self) {
+        self.ends.clear();
+    }
+
+    /// How the task ended, if it left memory lately.
+    pub(super) fn end_of(&self, task_id: u64) -> Option<PastTask> {
+        self.ends.get(&task_id).map(|&state| PastTask::Ended(state))
+    }
+}
+
+impl State {
+    /// Lets a task that has ended, shown its end and has no follower leave memory.
+    pub(super) fn let_go(&mut self, task_id: u64) {
+        if let Some(task) = self.tasks.remove(&task_id) {
+            self.departed.record(task_id, task.row.state);
+        }
+    }
+}
 
 /// Who waits for whom.
 #[derive(Debug, Default)]

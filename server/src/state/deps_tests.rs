@@ -183,16 +183,66 @@ async fn dependencies_are_checked_at_submission() {
     .await;
 }
 
+/// A task that succeeded and one that failed, on an engine of their own.
+async fn one_good_one_bad(hub: &Hub) -> (u64, u64) {
+    let mut engine = TestEngine::register(hub, "e", 1, &[]);
+    let good = submit(hub, job(&[], 0)).await;
+    assert_eq!(engine.assigned(), vec![good]);
+    end(hub, &engine, good, TaskState::Succeeded);
+    let bad = submit(hub, job(&[], 0)).await;
+    assert_eq!(engine.assigned(), vec![bad]);
+    end(hub, &engine, bad, TaskState::Failed);
+    (good, bad)
+}
+
+/// Waits (bounded) until the task has left the hub's memory.
+async fn until_gone(hub: &Hub, id: u64) {
+    for _ in 0..500 {
+        if decided(hub, id).is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("task {id} is still in memory after 5 s");
+}
+
+#[tokio::test]
+async fn a_dependency_that_leaves_memory_after_the_history_was_read_needs_no_second_read() {
+    use crate::state::batch::Refusal;
+    use crate::store::PastTask;
+    let (hub, _clock) = hub(Settings::small("test"));
+    let (good, bad) = one_good_one_bad(&hub).await;
+    until_gone(&hub, good).await;
+    until_gone(&hub, bad).await;
+    // What a read of the history said while both still ran, before they left memory.
+    let past = std::collections::HashMap::from([(good, PastTask::Live), (bad, PastTask::Live)]);
+    let submit_with = |request| {
+        hub.update(|state| state.submit_all(&[request], &past, Submitter::default(), false))
+    };
+    let runs = match submit_with(after(&[good], true)) {
+        Ok(ids) => ids[0][0],
+        Err(Refusal::Look(ids)) => panic!("the history was to be read again for {ids:?}"),
+        Err(Refusal::Refused(err)) => panic!("refused: {err}"),
+    };
+    assert_eq!(state_of(&hub, runs), TaskState::Queued);
+    let doomed = match submit_with(after(&[bad], true)) {
+        Ok(ids) => ids[0][0],
+        Err(Refusal::Look(ids)) => panic!("the history was to be read again for {ids:?}"),
+        Err(Refusal::Refused(err)) => panic!("refused: {err}"),
+    };
+    assert_ended(
+        &hub,
+        doomed,
+        TaskState::Aborted,
+        &format!("task {bad} ended failed"),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_purged_dependency_counts_by_its_tombstone_and_a_forgotten_one_is_refused() {
     let (hub, _clock) = hub(Settings::small("test"));
-    let mut engine = TestEngine::register(&hub, "e", 1, &[]);
-    let good = submit(&hub, job(&[], 0)).await;
-    assert_eq!(engine.assigned(), vec![good]);
-    end(&hub, &engine, good, TaskState::Succeeded);
-    let bad = submit(&hub, job(&[], 0)).await;
-    assert_eq!(engine.assigned(), vec![bad]);
-    end(&hub, &engine, bad, TaskState::Failed);
+    let (good, bad) = one_good_one_bad(&hub).await;
     hub.wait_until_ended(good).await;
     hub.wait_until_ended(bad).await;
     let purge = crate::store::PurgeSelector::Ids(vec![good, bad]);

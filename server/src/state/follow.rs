@@ -129,7 +129,7 @@ impl State {
         };
         task.follower_at(follower, cursor);
         if task.is_done_with() {
-            self.tasks.remove(&task_id);
+            self.let_go(task_id);
         } else {
             self.acknowledge(task_id, AckCause::FollowersMoved);
         }

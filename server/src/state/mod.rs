@@ -60,7 +60,7 @@ use warren_proto::v1::{ShutdownEngine, TaskState, hub_message};
 use crate::error::HubError;
 use crate::input::InputBudget;
 use crate::store::{Op, Recovered, Store};
-use deps::Dependencies;
+use deps::{Departed, Dependencies};
 use queues::Awaiting;
 use registry::Registry;
 use task::Task;
@@ -83,6 +83,8 @@ pub(crate) struct State {
     queued_by_client: HashMap<u32, usize>,
     /// Tasks held until others end, and who waits for whom.
     deps: Dependencies,
+    /// How the tasks that left memory lately ended.
+    departed: Departed,
     /// Tasks whose end was decided in the change under way, to settle their dependents.
     ended: Vec<(u64, TaskState)>,
     /// Open follow streams per client process.
@@ -180,6 +182,7 @@ impl Hub {
             awaiting: HashMap::new(),
             queued_by_client: HashMap::new(),
             deps: Dependencies::default(),
+            departed: Departed::default(),
             ended: Vec::new(),
             streams_by_client: HashMap::new(),
             follow_streams: 0,

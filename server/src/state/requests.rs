@@ -83,6 +83,7 @@ impl Hub {
                 }
             }
         }
+        self.update(|state| state.departed.forget());
         let (purged, bytes) = self.store.purge(selector).await?;
         tracing::info!(purged, bytes, "purged finished tasks");
         Ok((purged, bytes))
