@@ -1,6 +1,6 @@
 //! The first steps every warren program takes: set its allocator, read its flags, start its
-//! log, make its runtime. Behind the `program` feature, so that the SDK's users don't build clap's and
-//! tracing's formatting for nothing.
+//! log, make its runtime. Behind the `program` feature, so that the SDK's users don't build
+//! clap's and tracing's formatting for nothing.
 
 use std::process::ExitCode;
 

@@ -158,18 +158,12 @@ impl Calls for ExecutionService {
     ) -> BoxFuture {
         match request.uri().path() {
             "/warren.v1.Execution/Execute" => Box::pin(async move {
-                let answer = match unary(request, max).await {
-                    Ok(request) => service.execute(request).await,
-                    Err(status) => Err(status),
-                };
-                Ok(respond(answer))
+                let answer = async { service.execute(unary(request, max).await?).await };
+                Ok(respond(answer.await))
             }),
             "/warren.v1.Execution/StreamOutput" => Box::pin(async move {
-                let answer = match unary(request, max).await {
-                    Ok(request) => service.stream_output(request).await,
-                    Err(status) => Err(status),
-                };
-                Ok(respond(answer))
+                let answer = async { service.stream_output(unary(request, max).await?).await };
+                Ok(respond(answer.await))
             }),
             "/warren.v1.Execution/Interact" => {
                 Box::pin(

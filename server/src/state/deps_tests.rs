@@ -217,19 +217,17 @@ async fn a_dependency_that_leaves_memory_after_the_history_was_read_needs_no_sec
     // What a read of the history said while both still ran, before they left memory.
     let past = std::collections::HashMap::from([(good, PastTask::Live), (bad, PastTask::Live)]);
     let submit_with = |request| {
-        hub.update(|state| state.submit_all(&[request], &past, Submitter::default(), false))
+        let tried =
+            hub.update(|state| state.submit_all(&[request], &past, Submitter::default(), false));
+        match tried {
+            Ok(ids) => ids[0][0],
+            Err(Refusal::Look(ids)) => panic!("the history was to be read again for {ids:?}"),
+            Err(Refusal::Refused(err)) => panic!("refused: {err}"),
+        }
     };
-    let runs = match submit_with(after(&[good], true)) {
-        Ok(ids) => ids[0][0],
-        Err(Refusal::Look(ids)) => panic!("the history was to be read again for {ids:?}"),
-        Err(Refusal::Refused(err)) => panic!("refused: {err}"),
-    };
+    let runs = submit_with(after(&[good], true));
     assert_eq!(state_of(&hub, runs), TaskState::Queued);
-    let doomed = match submit_with(after(&[bad], true)) {
-        Ok(ids) => ids[0][0],
-        Err(Refusal::Look(ids)) => panic!("the history was to be read again for {ids:?}"),
-        Err(Refusal::Refused(err)) => panic!("refused: {err}"),
-    };
+    let doomed = submit_with(after(&[bad], true));
     assert_ended(
         &hub,
         doomed,

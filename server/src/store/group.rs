@@ -31,10 +31,12 @@ pub(super) const MAX_BATCH: usize = 8192;
 pub(super) const URGENT_OUTPUT: u64 = 64 << 10;
 
 impl Op {
-    /// Whether someone waits for this change's commit: the hub shows an end, acknowledges
-    /// much output or answers a read only once it is committed.
-    pub(super) fn is_urgent(&self) -> bool {
-        self.output_bytes() >= URGENT_OUTPUT || self.is_awaited()
+    /// Whether this change alone goes at once (see [`Gathered::add`]).
+    #[cfg(test)]
+    fn is_urgent(&self) -> bool {
+        let mut alone = Gathered::default();
+        alone.add(self);
+        alone.urgent
     }
 
     /// Whether it holds a change that is shown, or answered, only once committed.
@@ -64,25 +66,40 @@ impl Op {
     }
 }
 
+/// What the ops gathered for a transaction so far ask for.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// The output bytes they hold.
+    output: u64,
+    /// Whether they go at once: someone waits for one of them, or [`URGENT_OUTPUT`] bytes of
+    /// output wait, in one chunk or in all.
+    urgent: bool,
+}
+
+impl Gathered {
+    fn add(&mut self, op: &Op) {
+        self.output += op.output_bytes();
+        self.urgent |= op.is_awaited() || self.output >= URGENT_OUTPUT;
+    }
+}
+
 /// The ops for the next transaction, starting with `first`: everything already queued, and,
-/// while none of it is urgent and less than [`URGENT_OUTPUT`] bytes of output wait, whatever
-/// comes within `linger` of `first`.
+/// while none of it is urgent, whatever comes within `linger` of `first`.
 pub(super) fn gather(first: Op, rx: &Receiver<Op>, linger: Duration) -> Vec<Op> {
     let deadline = Instant::now() + linger;
-    let mut output = first.output_bytes();
-    let mut urgent = first.is_urgent();
+    let mut gathered = Gathered::default();
+    gathered.add(&first);
     let mut ops = vec![first];
     while ops.len() < MAX_BATCH {
         let next = match rx.try_recv() {
             Ok(op) => op,
-            Err(_) if urgent => break,
+            Err(_) if gathered.urgent => break,
             Err(_) => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             },
         };
-        output += next.output_bytes();
-        urgent |= next.is_urgent() || output >= URGENT_OUTPUT;
+        gathered.add(&next);
         ops.push(next);
     }
     ops
