@@ -20,7 +20,8 @@ use super::Op;
 
 /// How long a change nobody waits for may wait for others to share its transaction. A hub
 /// killed outright loses at most this much of such changes (an engine reports its tasks again
-/// when it registers with the next hub); a task that ends, and output, never wait.
+/// when it registers with the next hub, and sends again output not acknowledged); a task
+/// that ends never waits, nor does [`URGENT_OUTPUT`] of output.
 pub(super) const LINGER: Duration = Duration::from_millis(2);
 
 /// Ops taken into one transaction at most.
