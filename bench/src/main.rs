@@ -31,7 +31,7 @@ use std::time::Duration;
 use warren::Job;
 
 use crate::procs::{Cluster, rss};
-use crate::stats::{Samples, ms, us};
+use crate::stats::{Samples, ms, ratio_of, us};
 
 /// Measure warren against raw sockets, process spawning and plain tonic, in one run.
 #[derive(Debug, Parser)]
@@ -125,6 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ping = peer.ping_pong(scale(20_000, 2_000))?;
     let bulk = peer.bulk(size.pick(2 << 30, 1 << 30, 16 << 20))?;
     let spawn = baseline::spawn_true(scale(1_000, 200))?;
+    let rested = baseline::spawn_true_after(scale(1_000, 200), baseline::SPAWN_IDLE)?;
     // The stream scenario's bytes, through the baseline chain of `cat`s too.
     let stream_bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
     let chain = baseline::cat_chain(stream_bytes, size.pick(3, 3, 1))?;
@@ -148,6 +149,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         String::new(),
     );
     report.row(
+        "baseline: posix_spawn after 1 ms idle",
+        format!("p50 {} ms  p99 {} ms", ms(rested.p50()), ms(rested.p99())),
+        format!("×{:.2} of the hot loop's p50", ratio_of(rested.p50(), spawn.p50())),
+        String::new(),
+    );
+    report.row(
         "baseline: spawn capacity, 2 loops",
         format!("{capacity:.0} tasks/s"),
         "(posix_spawn + wait of /bin/true)".into(),
@@ -165,6 +172,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "uds_ping_pong_64b": {"p50_us": us(ping.p50()), "p99_us": us(ping.p99()), "runs": ping.len()},
             "uds_bulk_64kib_writes": {"gb_per_s": bulk / 1e9},
             "spawn_true": {"p50_ms": ms(spawn.p50()), "p99_ms": ms(spawn.p99()), "runs": spawn.len()},
+            "spawn_true_after_idle": {"p50_ms": ms(rested.p50()), "p99_ms": ms(rested.p99()), "runs": rested.len(),
+                                      "idle_ms": ms(baseline::SPAWN_IDLE)},
             "spawn_capacity_2_loops": {"tasks_per_s": capacity, "per_loop": scale(5_000, 1_000)},
             "cat_chain_3": {"bytes": stream_bytes, "gb_per_s": chain.bytes_per_s / 1e9,
                             "cpu_s_per_gib": chain.cpu_s_per_gib,
@@ -195,7 +204,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wanted("roundtrip") {
         let (rt, parts) = scenarios::round_trip(&client, scale(2_000, 300)).await?;
         let above = rt.p50().saturating_sub(spawn.p50());
-        let ratio = rt.p50().as_secs_f64() / spawn.p50().as_secs_f64();
+        let ratio = ratio_of(rt.p50(), spawn.p50());
+        let ratio_rested = ratio_of(rt.p50(), rested.p50());
         report.row(
             "1 round trip of `true`",
             format!("p50 {} ms  p99 {} ms", ms(rt.p50()), ms(rt.p99())),
@@ -205,6 +215,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ms(above)
             ),
             format!("≤1.6×: {}", verdict(ratio <= 1.6)),
+        );
+        report.row(
+            "1 … against a spawn from rest",
+            format!("×{ratio_rested:.2}"),
+            format!("after-idle spawn p50 {} ms", ms(rested.p50())),
+            String::new(),
         );
         report.row(
             "1 … where it goes (p50s)",
@@ -225,6 +241,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "roundtrip_true",
             json!({"p50_ms": ms(rt.p50()), "p99_ms": ms(rt.p99()), "runs": rt.len(),
                    "above_spawn_p50_ms": ms(above), "ratio_to_spawn_p50": ratio, "target_ratio": 1.6,
+                   "ratio_to_spawn_after_idle_p50": ratio_rested,
                    "p50_parts_us": {"client_to_hub": us(parts.to_hub), "hub_to_engine_spawn": us(parts.to_engine),
                                     "process": us(parts.run), "engine_to_hub": us(parts.back_to_hub),
                                     "hub_commit_to_client": us(parts.to_client)}}),

@@ -43,6 +43,11 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// How many times `base` `d` is.
+pub(crate) fn ratio_of(d: Duration, base: Duration) -> f64 {
+    d.as_secs_f64() / base.as_secs_f64()
+}
+
 /// Microseconds with one decimal.
 pub(crate) fn us(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e7).round() / 10.0
