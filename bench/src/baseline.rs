@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::procs::{Proc, children_cpu_time};
+use crate::procs::{Proc, children_cpu_time, cpu_time};
 use crate::stats::Samples;
 
 /// Bytes per ping.
@@ -209,9 +209,23 @@ pub(crate) fn cat_chain(bytes: u64, runs: usize) -> anyhow::Result<Chain> {
 /// Bytes in a GiB, as a float.
 pub(crate) const GIB: f64 = (1u64 << 30) as f64;
 
+/// What the spawn capacity baseline measured.
+pub(crate) struct Capacity {
+    /// Tasks per second over both loops.
+    pub(crate) tasks_per_s: f64,
+    /// CPU time per task of the spawning process (posix_spawn, wait).
+    pub(crate) spawner_cpu_per_task: Duration,
+    /// CPU time per task of `/bin/true` itself (reaped by the loops).
+    pub(crate) child_cpu_per_task: Duration,
+}
+
 /// Spawn capacity: two loops, on two threads at once, each spawning `/bin/true` and waiting
 /// for it `per_loop` times; tasks per second over both. The throughput scenario's baseline.
-pub(crate) fn spawn_capacity(per_loop: usize) -> anyhow::Result<f64> {
+/// Like [`cat_chain`], it runs before any cluster starts, so that the bench's reaped children
+/// are only its own spawns.
+pub(crate) fn spawn_capacity(per_loop: usize) -> anyhow::Result<Capacity> {
+    let me = std::process::id();
+    let (own, children) = (cpu_time(me), children_cpu_time(me));
     let start = Instant::now();
     let loops: Vec<_> = (0..2)
         .map(|_| {
@@ -229,5 +243,11 @@ pub(crate) fn spawn_capacity(per_loop: usize) -> anyhow::Result<f64> {
             .join()
             .map_err(|_| anyhow::anyhow!("a spawn loop panicked"))??;
     }
-    Ok((2 * per_loop) as f64 / start.elapsed().as_secs_f64())
+    let tasks = 2 * per_loop;
+    let per_task = |d: Duration| d / u32::try_from(tasks).unwrap_or(u32::MAX);
+    Ok(Capacity {
+        tasks_per_s: tasks as f64 / start.elapsed().as_secs_f64(),
+        spawner_cpu_per_task: per_task(cpu_time(me).saturating_sub(own)),
+        child_cpu_per_task: per_task(children_cpu_time(me).saturating_sub(children)),
+    })
 }

@@ -122,7 +122,7 @@ async fn by_engines(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
             &format!("10 growth: {n} engines"),
             format!(
                 "hub CPU {} µs/task, RSS {}",
-                us(t.hub_cpu_per_task),
+                us(t.hub_cpu_per_task()),
                 mib(with)
             ),
             format!(
@@ -136,7 +136,7 @@ async fn by_engines(report: &mut Report, flags: &[&str], size: Size) -> anyhow::
             json!({"engines": n, "tasks": tasks, "rss_fresh_bytes": fresh,
                            "rss_bytes": with, "rss_growth_bytes": with.saturating_sub(fresh),
                            "rss_after_tasks_bytes": after, "idle_cpu_percent": idle_cpu * 100.0,
-                           "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
+                           "hub_cpu_us_per_task": us(t.hub_cpu_per_task()),
                            "tasks_per_s": t.tasks_per_s}),
         );
         drop((sims, client));

@@ -33,6 +33,9 @@ use warren::Job;
 use crate::procs::{Cluster, rss};
 use crate::stats::{Samples, ms, ratio_of, us};
 
+/// Tasks per SubmitBatch call in scenario 2's batched row.
+const THROUGHPUT_BATCH: usize = 1000;
+
 /// Measure warren against raw sockets, process spawning and plain tonic, in one run.
 #[derive(Debug, Parser)]
 #[command(name = "warren-bench")]
@@ -129,7 +132,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The stream scenario's bytes, through the baseline chain of `cat`s too.
     let stream_bytes: u64 = size.pick(1 << 30, 256 << 20, 8 << 20);
     let chain = baseline::cat_chain(stream_bytes, size.pick(3, 3, 1))?;
-    let capacity = baseline::spawn_capacity(scale(5_000, 1_000))?;
+    let spawned = baseline::spawn_capacity(scale(5_000, 1_000))?;
+    let capacity = spawned.tasks_per_s;
     report.row(
         "baseline: UDS ping-pong 64 B",
         format!("p50 {} µs  p99 {} µs", us(ping.p50()), us(ping.p99())),
@@ -157,7 +161,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     report.row(
         "baseline: spawn capacity, 2 loops",
         format!("{capacity:.0} tasks/s"),
-        "(posix_spawn + wait of /bin/true)".into(),
+        format!(
+            "CPU/task: spawner {} µs, /bin/true {} µs",
+            us(spawned.spawner_cpu_per_task),
+            us(spawned.child_cpu_per_task)
+        ),
         String::new(),
     );
     report.row(
@@ -174,7 +182,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "spawn_true": {"p50_ms": ms(spawn.p50()), "p99_ms": ms(spawn.p99()), "runs": spawn.len()},
             "spawn_true_after_idle": {"p50_ms": ms(rested.p50()), "p99_ms": ms(rested.p99()), "runs": rested.len(),
                                       "idle_ms": ms(baseline::SPAWN_IDLE)},
-            "spawn_capacity_2_loops": {"tasks_per_s": capacity, "per_loop": scale(5_000, 1_000)},
+            "spawn_capacity_2_loops": {"tasks_per_s": capacity, "per_loop": scale(5_000, 1_000),
+                                       "spawner_cpu_us_per_task": us(spawned.spawner_cpu_per_task),
+                                       "child_cpu_us_per_task": us(spawned.child_cpu_per_task)},
             "cat_chain_3": {"bytes": stream_bytes, "gb_per_s": chain.bytes_per_s / 1e9,
                             "cpu_s_per_gib": chain.cpu_s_per_gib,
                             "command": "head -c BYTES /dev/zero | cat | cat | cat > /dev/null"},
@@ -258,15 +268,57 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!("{:.0} tasks/s", t.tasks_per_s),
             format!(
                 "capacity {capacity:.0}/s: ×{ratio:.2}; hub {} µs/task",
-                us(t.hub_cpu_per_task)
+                us(t.hub_cpu_per_task())
             ),
             format!("≥0.75×: {}", verdict(ratio >= 0.75)),
+        );
+        let [hub, engines, run, bench] = t.cpu_per_task;
+        report.row(
+            "2 … CPU per task (µs)",
+            format!(
+                "hub {}, engines {}, client {}",
+                us(hub),
+                us(engines),
+                us(bench)
+            ),
+            format!(
+                "/bin/true {} (spawn loop: {} + {})",
+                us(run),
+                us(spawned.spawner_cpu_per_task),
+                us(spawned.child_cpu_per_task)
+            ),
+            String::new(),
+        );
+        let batched = scenarios::throughput_batched(
+            &cluster,
+            &client,
+            Job::argv(["/bin/true"]),
+            tasks,
+            THROUGHPUT_BATCH,
+        )
+        .await?;
+        let batched_ratio = batched.tasks_per_s / capacity;
+        report.row(
+            &format!("2 … in SubmitBatch calls of {THROUGHPUT_BATCH}"),
+            format!("{:.0} tasks/s", batched.tasks_per_s),
+            format!(
+                "capacity {capacity:.0}/s: ×{batched_ratio:.2}; hub {} µs/task",
+                us(batched.hub_cpu_per_task())
+            ),
+            String::new(),
+        );
+        report.record(
+            "throughput_true_batched",
+            json!({"tasks": tasks, "batch": THROUGHPUT_BATCH, "tasks_per_s": batched.tasks_per_s,
+                   "seconds": batched.elapsed.as_secs_f64(), "ratio_to_spawn_capacity": batched_ratio,
+                   "hub_cpu_us_per_task": us(batched.hub_cpu_per_task())}),
         );
         report.record(
             "throughput_true",
             json!({"tasks": tasks, "tasks_per_s": t.tasks_per_s, "seconds": t.elapsed.as_secs_f64(),
                    "spawn_capacity_tasks_per_s": capacity, "ratio_to_spawn_capacity": ratio, "target_ratio": 0.75,
-                   "hub_cpu_us_per_task": us(t.hub_cpu_per_task), "engines": 2, "slots_per_engine": 4}),
+                   "hub_cpu_us_per_task": us(t.hub_cpu_per_task()), "engines": 2, "slots_per_engine": 4,
+                   "cpu_us_per_task": {"hub": us(hub), "engines": us(engines), "tasks": us(run), "client": us(bench)}}),
         );
     }
 

@@ -10,7 +10,7 @@ use warren::EventKind;
 use warren::proto::TaskState;
 use warren::{Client, Job};
 
-use crate::procs::{Cluster, cpu_time, wait_until};
+use crate::procs::{Cluster, CpuSplit, wait_until};
 use crate::stats::Samples;
 
 /// Where a round trip's time goes, as medians (from the events' and results' timestamps,
@@ -94,10 +94,17 @@ pub(crate) async fn round_trips(
 pub(crate) struct Throughput {
     /// Tasks finished per second.
     pub(crate) tasks_per_s: f64,
-    /// Hub CPU time per task.
-    pub(crate) hub_cpu_per_task: Duration,
+    /// CPU time per task: hub, engines, the tasks themselves, the bench (the client).
+    pub(crate) cpu_per_task: [Duration; 4],
     /// Wall time.
     pub(crate) elapsed: Duration,
+}
+
+impl Throughput {
+    /// The hub's CPU time per task.
+    pub(crate) fn hub_cpu_per_task(&self) -> Duration {
+        self.cpu_per_task[0]
+    }
 }
 
 /// `tasks` tasks, each submitted with its own Submit call (up to `in_flight` calls at once),
@@ -109,7 +116,7 @@ pub(crate) async fn throughput(
     tasks: usize,
     in_flight: usize,
 ) -> anyhow::Result<Throughput> {
-    let hub_cpu = cpu_time(cluster.hub_pid());
+    let cpu = CpuSplit::now(cluster);
     let start = Instant::now();
     let gate = Arc::new(Semaphore::new(in_flight));
     let mut handles = Vec::with_capacity(tasks);
@@ -146,7 +153,43 @@ pub(crate) async fn throughput(
     let elapsed = start.elapsed();
     Ok(Throughput {
         tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
-        hub_cpu_per_task: (cpu_time(cluster.hub_pid()) - hub_cpu) / tasks as u32,
+        cpu_per_task: CpuSplit::now(cluster).per_task_since(&cpu, tasks),
+        elapsed,
+    })
+}
+
+/// `tasks` tasks submitted `batch` at a time with SubmitBatch (all batches at once, as a
+/// script with many tasks would), timed until every one has ended: scenario 2 without a
+/// unary call per task.
+pub(crate) async fn throughput_batched(
+    cluster: &Cluster,
+    client: &Client,
+    job: Job,
+    tasks: usize,
+    batch: usize,
+) -> anyhow::Result<Throughput> {
+    let cpu = CpuSplit::now(cluster);
+    let start = Instant::now();
+    let mut last = 0;
+    for first in (0..tasks).step_by(batch) {
+        let count = batch.min(tasks - first);
+        let ids = client.submit_batch(vec![job.clone(); count]).await?;
+        last = last.max(ids.into_iter().flatten().max().unwrap_or(0));
+    }
+    wait_until(Duration::from_secs(600), || {
+        let client = client.clone();
+        async move {
+            let idle = client.queue_status().await.is_ok_and(|q| {
+                q.unassigned == 0 && q.engines.iter().all(|e| e.running == 0 && e.queued == 0)
+            });
+            idle && client.task(last).await.is_ok_and(|t| t.state().is_final())
+        }
+    })
+    .await?;
+    let elapsed = start.elapsed();
+    Ok(Throughput {
+        tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
+        cpu_per_task: CpuSplit::now(cluster).per_task_since(&cpu, tasks),
         elapsed,
     })
 }

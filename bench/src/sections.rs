@@ -133,7 +133,7 @@ pub(crate) async fn scale(
             t.tasks_per_s,
             mib(with_history)
         ),
-        format!("hub CPU {} µs/task", us(t.hub_cpu_per_task)),
+        format!("hub CPU {} µs/task", us(t.hub_cpu_per_task())),
         String::new(),
     );
     report.row(
@@ -146,7 +146,7 @@ pub(crate) async fn scale(
         "scale",
         json!({"idle_rss_bytes": fresh, "idle_rss_with_2_engines_bytes": idle_rss,
                "rss_with_1000_engines_bytes": with_engines, "engines": sims, "tasks": tasks,
-               "simulated_tasks_per_s": t.tasks_per_s, "hub_cpu_us_per_task": us(t.hub_cpu_per_task),
+               "simulated_tasks_per_s": t.tasks_per_s, "hub_cpu_us_per_task": us(t.hub_cpu_per_task()),
                "rss_after_tasks_bytes": with_history, "tasks_in_memory_after": in_memory,
                "restart_ms": ms(restart),
                "rss_after_restart_bytes": after_restart}),

@@ -3,6 +3,7 @@
 use prost::Message;
 use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use warren_proto::v1::{Attempt, OutputGap, Targets, TaskEvent};
 
 use super::op::{Committed, Op, Query};
@@ -13,7 +14,7 @@ use crate::model::{Progress, TaskRow};
 /// A task changes state several times between two commits when commits are grouped (queued,
 /// assigned, running, ended): only its last row is written, once, with its last counters, so
 /// a group costs one row update per task (and one update of each index) however many changes
-/// it holds.
+/// it holds. An attempt placed and ended in the same group is written once too, as it ended.
 pub(super) fn apply_batch(
     conn: &mut Connection,
     ops: Vec<Op>,
@@ -24,6 +25,7 @@ pub(super) fn apply_batch(
     // Counters move with every chunk: only each task's last ones are written.
     let mut progress: HashMap<u64, Progress> = HashMap::new();
     let mut rows = LastRows::default();
+    let mut attempts = LastAttempts::default();
     for op in flatten(ops) {
         match op {
             Op::Task(row) => {
@@ -68,7 +70,7 @@ pub(super) fn apply_batch(
                 after,
                 after_ok,
             } => super::deps::insert(&tx, task_id, &after, &after_ok)?,
-            Op::Attempt { task_id, attempt } => upsert_attempt(&tx, task_id, &attempt)?,
+            Op::Attempt { task_id, attempt } => attempts.keep(task_id, attempt),
             Op::Engine {
                 id,
                 uuid,
@@ -111,6 +113,9 @@ pub(super) fn apply_batch(
         let counters = progress.get(&row.id).copied().unwrap_or(row.progress);
         upsert_task(&tx, &row, &counters)?;
     }
+    for (task_id, attempt) in attempts.into_attempts() {
+        upsert_attempt(&tx, task_id, &attempt)?;
+    }
     tx.commit()?;
     report.progress = progress;
     Ok(())
@@ -142,6 +147,33 @@ impl LastRows {
         self.order
             .into_iter()
             .filter_map(move |id| self.rows.remove(&id))
+    }
+}
+
+/// Each attempt's last version in a batch, in the order the attempts first appear. Every
+/// version carries the whole attempt, so the last one alone is what writing each in turn
+/// would leave.
+#[derive(Default)]
+struct LastAttempts {
+    order: Vec<(u64, Attempt)>,
+    index: HashMap<(u64, u32), usize>,
+}
+
+impl LastAttempts {
+    /// Keeps `attempt`, in place of an earlier version of it.
+    fn keep(&mut self, task_id: u64, attempt: Attempt) {
+        match self.index.entry((task_id, attempt.number)) {
+            Entry::Occupied(at) => self.order[*at.get()].1 = attempt,
+            Entry::Vacant(at) => {
+                at.insert(self.order.len());
+                self.order.push((task_id, attempt));
+            }
+        }
+    }
+
+    /// The attempts to write, one version each.
+    fn into_attempts(self) -> impl Iterator<Item = (u64, Attempt)> {
+        self.order.into_iter()
     }
 }
 
@@ -287,7 +319,7 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::R
 mod tests {
     use crate::model::{Progress, Submission, Submitter, TaskRow};
     use crate::store::{Location, Op, Store};
-    use warren_proto::v1::{TaskEvent, TaskResult, TaskState};
+    use warren_proto::v1::{Attempt, TaskEvent, TaskResult, TaskState};
 
     fn row(state: TaskState, next_seq: u64) -> Box<TaskRow> {
         let asked = Submission {
@@ -394,6 +426,54 @@ mod tests {
         assert_eq!(counters, (4, 7, TaskState::Succeeded as i32));
         assert!(report.finals.is_empty());
         assert_eq!(report.bytes, 10);
+    }
+
+    fn attempt(number: u32, ended_us: i64, outcome: &str) -> Op {
+        Op::Attempt {
+            task_id: 9,
+            attempt: Attempt {
+                number,
+                engine_id: 1,
+                engine_uuid: "uuid-1".into(),
+                hostname: "host".into(),
+                assigned_us: 2,
+                ended_us,
+                outcome: outcome.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_attempt_placed_and_ended_in_one_transaction_is_written_once_as_it_ended() {
+        let mut conn =
+            super::super::schema::open(std::path::Path::new(":memory:"), true).expect("open");
+        let read = |conn: &rusqlite::Connection| -> Vec<(u32, i64, String)> {
+            let mut select = conn
+                .prepare("SELECT number, ended_us, outcome FROM attempts WHERE task_id = 9 ORDER BY number")
+                .expect("prepare");
+            let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            rows.expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+        let ops = vec![
+            Op::Task(row(TaskState::Queued, 0)),
+            attempt(1, 0, ""),
+            Op::Batch(vec![attempt(1, 7, "lost with its engine"), attempt(2, 0, "")]),
+        ];
+        let before = conn.total_changes();
+        let (mut queries, mut report) = (Vec::new(), Default::default());
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        // The task's row, its label, and each attempt once.
+        assert_eq!(conn.total_changes() - before, 4);
+        assert_eq!(
+            read(&conn),
+            vec![(1, 7, "lost with its engine".to_owned()), (2, 0, String::new())]
+        );
+
+        // An attempt placed in one transaction and ended in the next is updated in place.
+        let mut report = Default::default();
+        let ops = vec![attempt(2, 9, "succeeded")];
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        assert_eq!(read(&conn)[1], (2, 9, "succeeded".to_owned()));
     }
 
     fn engine(id: u32) -> Op {
