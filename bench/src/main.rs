@@ -155,7 +155,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     report.row(
         "baseline: posix_spawn after 1 ms idle",
         format!("p50 {} ms  p99 {} ms", ms(rested.p50()), ms(rested.p99())),
-        format!("×{:.2} of the hot loop's p50", ratio_of(rested.p50(), spawn.p50())),
+        format!(
+            "×{:.2} of the hot loop's p50",
+            ratio_of(rested.p50(), spawn.p50())
+        ),
         String::new(),
     );
     report.row(

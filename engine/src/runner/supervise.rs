@@ -3,6 +3,7 @@
 //! a bounded time, and whatever is left when it returns, or panics, is stopped with it.
 
 use bytes::BytesMut;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -23,10 +24,15 @@ use crate::control::Control;
 use crate::process;
 use crate::pty;
 
-/// Bytes read from a pipe at most per output chunk; the pipes are made this big too, so a task
-/// that writes fast is read in few, large chunks (fewer messages to frame, send and store),
-/// while a slow one is still read as soon as it writes.
+/// Bytes read from a pipe at most per output chunk; a pipe that fills is made this big too, so
+/// a task that writes fast is read in few, large chunks (fewer messages to frame, send and
+/// store), while a slow one is still read as soon as it writes.
 const CHUNK: usize = 1 << 20;
+
+/// A pipe's size as the kernel makes it. A read this large found the pipe full: its writer is
+/// fast, and the pipe is grown to [`CHUNK`] then. Most tasks never fill one, and a grown pipe
+/// costs the kernel an allocation when it is made and when it is closed.
+const PIPE_DEFAULT: usize = 64 << 10;
 
 /// The signals by which others stop a process: a task that dies of one the engine did not
 /// send (or exits with 128 + one, as a shell reports it) was most likely stopped with its
@@ -134,16 +140,6 @@ pub(super) async fn supervise(
             }
             .in_current_span(),
         );
-    }
-    for fd in [
-        child.stdout.as_ref().map(std::os::fd::AsFd::as_fd),
-        child.stderr.as_ref().map(std::os::fd::AsFd::as_fd),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default 64 KiB still works.
-        let _ = rustix::pipe::fcntl_setpipe_size(fd, CHUNK);
     }
     if let Some(master) = &terminal {
         pipes.spawn(interactive::pump_tty(master.clone(), run.clone()).in_current_span());
@@ -311,16 +307,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Streams one pipe to the hub as it is written, a chunk per read, without copying.
-async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, run: Run) {
+/// Streams one pipe to the hub as it is written, a chunk per read, without copying; a pipe
+/// found full is grown to [`CHUNK`].
+async fn pump(mut reader: impl AsyncRead + AsFd + Unpin, stream: OutputStream, run: Run) {
     let mut buffer = BytesMut::with_capacity(CHUNK);
+    let mut grown = false;
     loop {
         if buffer.capacity() < CHUNK / 4 {
             buffer.reserve(CHUNK);
         }
         match reader.read_buf(&mut buffer).await {
             Ok(0) => return,
-            Ok(_) => {
+            Ok(read) => {
+                grow_if_full(reader.as_fd(), read, &mut grown);
                 let data = buffer.split().freeze();
                 if !run
                     .tasks
@@ -336,6 +335,15 @@ async fn pump(mut reader: impl AsyncRead + Unpin, stream: OutputStream, run: Run
                 return;
             }
         }
+    }
+}
+
+/// Grows a pipe that a read of `read` bytes found full to [`CHUNK`], once.
+pub(super) fn grow_if_full(pipe: BorrowedFd<'_>, read: usize, grown: &mut bool) {
+    if read >= PIPE_DEFAULT && !*grown {
+        // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default still works.
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, CHUNK);
+        *grown = true;
     }
 }
 

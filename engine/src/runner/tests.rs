@@ -249,3 +249,28 @@ async fn a_task_killed_from_outside_is_still_reported_after_the_hold() {
     assert_eq!(result.state(), TaskState::Failed);
     assert_eq!(result.error, "killed by SIGKILL");
 }
+
+#[test]
+fn a_pipe_is_grown_once_a_read_finds_it_full_and_not_before() {
+    use std::os::fd::AsFd;
+    let (reader, _writer) = rustix::pipe::pipe().expect("pipe");
+    let size = || rustix::pipe::fcntl_getpipe_size(&reader).expect("F_GETPIPE_SZ");
+    let before = size();
+    let mut grown = false;
+    supervise::grow_if_full(reader.as_fd(), 100, &mut grown);
+    assert_eq!(
+        (size(), grown),
+        (before, false),
+        "a short read leaves the pipe as it is"
+    );
+    supervise::grow_if_full(reader.as_fd(), 64 << 10, &mut grown);
+    assert!(grown);
+    // Unless the kernel caps an unprivileged user's pipes below a MiB (pipe-max-size).
+    let cap = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(1 << 20);
+    if cap >= 1 << 20 || rustix::process::geteuid().is_root() {
+        assert_eq!(size(), 1 << 20, "a full read grows it to a chunk");
+    }
+}

@@ -256,29 +256,52 @@ fn update_progress(tx: &Transaction<'_>, task_id: u64, p: &Progress) -> rusqlite
 }
 
 /// Inserts or updates a task's row, with its counters as they stand at the end of the batch.
+/// Most writes are of a task already in the table (it was queued in an earlier transaction):
+/// those update only what changes, without encoding its spec again, and a new task is
+/// inserted whole, with its labels.
 fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::Result<()> {
+    let finished_us = row.result.as_ref().map(|r| r.finished_us);
+    let result = row.result.as_ref().map(Message::encode_to_vec);
+    let updated = tx
+        .prepare_cached(
+            "UPDATE tasks SET state = ?2, reason = ?3, engine_id = ?4, attempt = ?5,
+                engine_deaths = ?6, started_us = ?7, finished_us = ?8, result = ?9,
+                next_seq = ?10, output_bytes = ?11, kept_bytes = ?12, dropped_bytes = ?13,
+                chunk_seq = ?14
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            row.id as i64,
+            row.state as i32,
+            row.reason,
+            row.engine_id,
+            row.attempt,
+            row.engine_deaths,
+            row.started_us,
+            finished_us,
+            result,
+            p.next_seq as i64,
+            p.output_bytes as i64,
+            p.kept_bytes as i64,
+            p.dropped_bytes as i64,
+            p.chunk_seq as i64,
+        ])?;
+    if updated > 0 {
+        return Ok(());
+    }
     let asked = &row.asked;
     let engine_labels = Targets {
         selector: None,
         engine_labels: asked.engine_labels.clone(),
     }
     .encode_to_vec();
-    let finished_us = row.result.as_ref().map(|r| r.finished_us);
-    let result = row.result.as_ref().map(Message::encode_to_vec);
     tx.prepare_cached(
         "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
-                                submitter_pid, submitted_us, state, reason, engine_id, attempt,
-                                engine_deaths, started_us, finished_us, result, next_seq,
-                                output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?18, ?19, ?20, ?21, ?22, ?17)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
-                engine_id = excluded.engine_id, attempt = excluded.attempt,
-                engine_deaths = excluded.engine_deaths, started_us = excluded.started_us,
-                finished_us = excluded.finished_us, result = excluded.result,
-                next_seq = excluded.next_seq, output_bytes = excluded.output_bytes,
-                kept_bytes = excluded.kept_bytes, dropped_bytes = excluded.dropped_bytes,
-                chunk_seq = excluded.chunk_seq",
+                            submitter_pid, submitted_us, state, reason, engine_id, attempt,
+                            engine_deaths, started_us, finished_us, result, next_seq,
+                            output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?18, ?19, ?20, ?21, ?22, ?17)",
     )?
     .execute(params![
         row.id as i64,
@@ -428,6 +451,33 @@ mod tests {
         assert_eq!(report.bytes, 10);
     }
 
+    #[test]
+    fn a_task_written_again_in_a_later_transaction_is_updated_in_place() {
+        let mut conn =
+            super::super::schema::open(std::path::Path::new(":memory:"), true).expect("open");
+        let (mut queries, mut report) = (Vec::new(), Default::default());
+        let ops = vec![Op::Task(row(TaskState::Queued, 0))];
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        let before = conn.total_changes();
+        let mut report = Default::default();
+        let ops = vec![Op::Task(row(TaskState::Succeeded, 4))];
+        super::apply_batch(&mut conn, ops, &mut queries, &mut report).expect("apply");
+        // One row changed: the task's (its label stays as first written).
+        assert_eq!(conn.total_changes() - before, 1);
+        assert_eq!(report.finals, vec![9]);
+        let (state, next_seq, finished_us, labels): (i32, i64, Option<i64>, i64) = conn
+            .query_row(
+                "SELECT state, next_seq, finished_us,
+                        (SELECT COUNT(*) FROM task_labels WHERE task_id = 9)
+                 FROM tasks WHERE id = 9",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("row");
+        assert_eq!(state, TaskState::Succeeded as i32);
+        assert_eq!((next_seq, finished_us, labels), (4, Some(5), 1));
+    }
+
     fn attempt(number: u32, ended_us: i64, outcome: &str) -> Op {
         Op::Attempt {
             task_id: 9,
@@ -452,12 +502,17 @@ mod tests {
                 .prepare("SELECT number, ended_us, outcome FROM attempts WHERE task_id = 9 ORDER BY number")
                 .expect("prepare");
             let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
-            rows.expect("query").collect::<Result<_, _>>().expect("rows")
+            rows.expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
         };
         let ops = vec![
             Op::Task(row(TaskState::Queued, 0)),
             attempt(1, 0, ""),
-            Op::Batch(vec![attempt(1, 7, "lost with its engine"), attempt(2, 0, "")]),
+            Op::Batch(vec![
+                attempt(1, 7, "lost with its engine"),
+                attempt(2, 0, ""),
+            ]),
         ];
         let before = conn.total_changes();
         let (mut queries, mut report) = (Vec::new(), Default::default());
@@ -466,7 +521,10 @@ mod tests {
         assert_eq!(conn.total_changes() - before, 4);
         assert_eq!(
             read(&conn),
-            vec![(1, 7, "lost with its engine".to_owned()), (2, 0, String::new())]
+            vec![
+                (1, 7, "lost with its engine".to_owned()),
+                (2, 0, String::new())
+            ]
         );
 
         // An attempt placed in one transaction and ended in the next is updated in place.
