@@ -140,16 +140,7 @@ pub(crate) async fn throughput(
     }
     // Every task is done when nothing waits or runs and the last one has ended.
     let last = last.load(Ordering::Relaxed);
-    wait_until(Duration::from_secs(600), || {
-        let client = client.clone();
-        async move {
-            let idle = client.queue_status().await.is_ok_and(|q| {
-                q.unassigned == 0 && q.engines.iter().all(|e| e.running == 0 && e.queued == 0)
-            });
-            idle && client.task(last).await.is_ok_and(|t| t.state().is_final())
-        }
-    })
-    .await?;
+    until_all_ended(client, last).await?;
     let elapsed = start.elapsed();
     Ok(Throughput {
         tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
@@ -176,6 +167,17 @@ pub(crate) async fn throughput_batched(
         let ids = client.submit_batch(vec![job.clone(); count]).await?;
         last = last.max(ids.into_iter().flatten().max().unwrap_or(0));
     }
+    until_all_ended(client, last).await?;
+    let elapsed = start.elapsed();
+    Ok(Throughput {
+        tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
+        cpu_per_task: CpuSplit::now(cluster).per_task_since(&cpu, tasks),
+        elapsed,
+    })
+}
+
+/// Waits until nothing waits or runs and the task `last` has ended.
+async fn until_all_ended(client: &Client, last: u64) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(600), || {
         let client = client.clone();
         async move {
@@ -185,13 +187,7 @@ pub(crate) async fn throughput_batched(
             idle && client.task(last).await.is_ok_and(|t| t.state().is_final())
         }
     })
-    .await?;
-    let elapsed = start.elapsed();
-    Ok(Throughput {
-        tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
-        cpu_per_task: CpuSplit::now(cluster).per_task_since(&cpu, tasks),
-        elapsed,
-    })
+    .await
 }
 
 /// Bytes per second of one task's stdout reaching the client, optionally with a second,
