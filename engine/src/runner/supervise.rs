@@ -24,14 +24,15 @@ use crate::control::Control;
 use crate::process;
 use crate::pty;
 
-/// Bytes read from a pipe at most per output chunk; a pipe that fills is made this big too, so
+/// Bytes read from a pipe at most per output chunk; a pipe that fills up is made this big too, so
 /// a task that writes fast is read in few, large chunks (fewer messages to frame, send and
 /// store), while a slow one is still read as soon as it writes.
 const CHUNK: usize = 1 << 20;
 
-/// A pipe's size as the kernel makes it. A read this large found the pipe full: its writer is
-/// fast, and the pipe is grown to [`CHUNK`] then. Most tasks never fill one, and a grown pipe
-/// costs the kernel an allocation when it is made and when it is closed.
+/// A pipe's size as the kernel makes it. A read of half of it or more found the writer ahead
+/// of the engine (a pipe full of odd-sized writes holds less than all of it), and the pipe is
+/// grown to [`CHUNK`] then. Most tasks never come close, and a grown pipe costs the kernel an
+/// allocation when it is made and when it is closed.
 const PIPE_DEFAULT: usize = 64 << 10;
 
 /// The signals by which others stop a process: a task that dies of one the engine did not
@@ -308,7 +309,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Streams one pipe to the hub as it is written, a chunk per read, without copying; a pipe
-/// found full is grown to [`CHUNK`].
+/// whose writer is ahead is grown to [`CHUNK`].
 async fn pump(mut reader: impl AsyncRead + AsFd + Unpin, stream: OutputStream, run: Run) {
     let mut buffer = BytesMut::with_capacity(CHUNK);
     let mut grown = false;
@@ -338,9 +339,9 @@ async fn pump(mut reader: impl AsyncRead + AsFd + Unpin, stream: OutputStream, r
     }
 }
 
-/// Grows a pipe that a read of `read` bytes found full to [`CHUNK`], once.
+/// Grows a pipe to [`CHUNK`], once, when a read of `read` bytes shows its writer ahead.
 pub(super) fn grow_if_full(pipe: BorrowedFd<'_>, read: usize, grown: &mut bool) {
-    if read >= PIPE_DEFAULT && !*grown {
+    if read >= PIPE_DEFAULT / 2 && !*grown {
         // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default still works.
         let _ = rustix::pipe::fcntl_setpipe_size(pipe, CHUNK);
         *grown = true;
