@@ -1,7 +1,7 @@
 //! Applying a batch of changes in one transaction.
 
 use prost::Message;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, ToSql, Transaction, params, params_from_iter};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use warren_proto::v1::{Attempt, OutputGap, Targets, TaskEvent};
@@ -24,8 +24,8 @@ pub(super) fn apply_batch(
     let tx = conn.transaction()?;
     // Counters move with every chunk: only each task's last ones are written.
     let mut progress: HashMap<u64, Progress> = HashMap::new();
-    let mut rows = LastRows::default();
-    let mut attempts = LastAttempts::default();
+    let mut rows: Latest<u64, Box<TaskRow>> = Latest::default();
+    let mut attempts: Latest<(u64, u32), Attempt> = Latest::default();
     for op in flatten(ops) {
         match op {
             Op::Task(row) => {
@@ -33,7 +33,7 @@ pub(super) fn apply_batch(
                     report.finals.push(row.id);
                 }
                 progress.insert(row.id, row.progress);
-                rows.keep(row);
+                rows.keep(row.id, row);
             }
             Op::Event {
                 task_id,
@@ -63,14 +63,14 @@ pub(super) fn apply_batch(
                 report.row_bytes += insert_event(&tx, row.id, &event)?;
                 report.finals.push(row.id);
                 progress.insert(row.id, row.progress);
-                rows.keep(row);
+                rows.keep(row.id, row);
             }
             Op::Dependencies {
                 task_id,
                 after,
                 after_ok,
             } => super::deps::insert(&tx, task_id, &after, &after_ok)?,
-            Op::Attempt { task_id, attempt } => attempts.keep(task_id, attempt),
+            Op::Attempt { task_id, attempt } => attempts.keep((task_id, attempt.number), attempt),
             Op::Engine {
                 id,
                 uuid,
@@ -105,15 +105,15 @@ pub(super) fn apply_batch(
     // Every task touched in the batch is in `progress`: this is the one place the counters
     // are written, with the task's row when it has one in the batch.
     for (task_id, p) in &progress {
-        if !rows.has(*task_id) {
+        if !rows.has(task_id) {
             update_progress(&tx, *task_id, p)?;
         }
     }
-    for row in rows.into_rows() {
+    for (_, row) in rows.into_entries() {
         let counters = progress.get(&row.id).copied().unwrap_or(row.progress);
         upsert_task(&tx, &row, &counters)?;
     }
-    for (task_id, attempt) in attempts.into_attempts() {
+    for ((task_id, _), attempt) in attempts.into_entries() {
         upsert_attempt(&tx, task_id, &attempt)?;
     }
     tx.commit()?;
@@ -121,59 +121,43 @@ pub(super) fn apply_batch(
     Ok(())
 }
 
-/// Each task's last row in a batch, in the order the tasks first appear.
-#[derive(Default)]
-struct LastRows {
-    order: Vec<u64>,
-    rows: HashMap<u64, Box<TaskRow>>,
+/// The last version of each thing a batch writes (a task's row, an attempt), in the order the
+/// things first appear: each carries the whole thing, so writing the last version alone is
+/// what writing each in turn would leave.
+struct Latest<K, V> {
+    entries: Vec<(K, V)>,
+    index: HashMap<K, usize>,
 }
 
-impl LastRows {
-    /// Keeps `row`, in place of any earlier row of its task.
-    fn keep(&mut self, row: Box<TaskRow>) {
-        let id = row.id;
-        if self.rows.insert(id, row).is_none() {
-            self.order.push(id);
+impl<K, V> Default for Latest<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            index: HashMap::new(),
         }
     }
-
-    /// Whether the batch has a row of this task.
-    fn has(&self, task_id: u64) -> bool {
-        self.rows.contains_key(&task_id)
-    }
-
-    /// The rows to write, one per task.
-    fn into_rows(mut self) -> impl Iterator<Item = Box<TaskRow>> {
-        self.order
-            .into_iter()
-            .filter_map(move |id| self.rows.remove(&id))
-    }
 }
 
-/// Each attempt's last version in a batch, in the order the attempts first appear. Every
-/// version carries the whole attempt, so the last one alone is what writing each in turn
-/// would leave.
-#[derive(Default)]
-struct LastAttempts {
-    order: Vec<(u64, Attempt)>,
-    index: HashMap<(u64, u32), usize>,
-}
-
-impl LastAttempts {
-    /// Keeps `attempt`, in place of an earlier version of it.
-    fn keep(&mut self, task_id: u64, attempt: Attempt) {
-        match self.index.entry((task_id, attempt.number)) {
-            Entry::Occupied(at) => self.order[*at.get()].1 = attempt,
+impl<K: Copy + Eq + std::hash::Hash, V> Latest<K, V> {
+    /// Keeps `value` as the last version of `key`.
+    fn keep(&mut self, key: K, value: V) {
+        match self.index.entry(key) {
+            Entry::Occupied(at) => self.entries[*at.get()].1 = value,
             Entry::Vacant(at) => {
-                at.insert(self.order.len());
-                self.order.push((task_id, attempt));
+                at.insert(self.entries.len());
+                self.entries.push((key, value));
             }
         }
     }
 
-    /// The attempts to write, one version each.
-    fn into_attempts(self) -> impl Iterator<Item = (u64, Attempt)> {
-        self.order.into_iter()
+    /// Whether the batch writes `key`.
+    fn has(&self, key: &K) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// What to write, one version each.
+    fn into_entries(self) -> impl Iterator<Item = (K, V)> {
+        self.entries.into_iter()
     }
 }
 
@@ -260,8 +244,33 @@ fn update_progress(tx: &Transaction<'_>, task_id: u64, p: &Progress) -> rusqlite
 /// those update only what changes, without encoding its spec again, and a new task is
 /// inserted whole, with its labels.
 fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::Result<()> {
+    let id = row.id as i64;
     let finished_us = row.result.as_ref().map(|r| r.finished_us);
     let result = row.result.as_ref().map(Message::encode_to_vec);
+    let counters = [
+        p.next_seq,
+        p.output_bytes,
+        p.kept_bytes,
+        p.dropped_bytes,
+        p.chunk_seq,
+    ]
+    .map(|n| n as i64);
+    // What changes, in the order both statements name the columns.
+    let changing: [&dyn ToSql; 13] = [
+        &(row.state as i32),
+        &row.reason,
+        &row.engine_id,
+        &row.attempt,
+        &row.engine_deaths,
+        &row.started_us,
+        &finished_us,
+        &result,
+        &counters[0],
+        &counters[1],
+        &counters[2],
+        &counters[3],
+        &counters[4],
+    ];
     let updated = tx
         .prepare_cached(
             "UPDATE tasks SET state = ?2, reason = ?3, engine_id = ?4, attempt = ?5,
@@ -270,22 +279,9 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::R
                 chunk_seq = ?14
              WHERE id = ?1",
         )?
-        .execute(params![
-            row.id as i64,
-            row.state as i32,
-            row.reason,
-            row.engine_id,
-            row.attempt,
-            row.engine_deaths,
-            row.started_us,
-            finished_us,
-            result,
-            p.next_seq as i64,
-            p.output_bytes as i64,
-            p.kept_bytes as i64,
-            p.dropped_bytes as i64,
-            p.chunk_seq as i64,
-        ])?;
+        .execute(params_from_iter(
+            std::iter::once(&id as &dyn ToSql).chain(changing),
+        ))?;
     if updated > 0 {
         return Ok(());
     }
@@ -295,38 +291,28 @@ fn upsert_task(tx: &Transaction<'_>, row: &TaskRow, p: &Progress) -> rusqlite::R
         engine_labels: asked.engine_labels.clone(),
     }
     .encode_to_vec();
+    let spec = asked.spec.encode_to_vec();
+    let session_id = asked.session_id.map(|id| id as i64);
+    let fixed: [&dyn ToSql; 9] = [
+        &id,
+        &spec,
+        &asked.pinned,
+        &engine_labels,
+        &asked.retries,
+        &asked.submitter.uid,
+        &asked.submitter.pid,
+        &asked.submitted_us,
+        &session_id,
+    ];
     tx.prepare_cached(
         "INSERT INTO tasks (id, spec, pinned_engine, engine_labels, retries, submitter_uid,
-                            submitter_pid, submitted_us, state, reason, engine_id, attempt,
-                            engine_deaths, started_us, finished_us, result, next_seq,
-                            output_bytes, kept_bytes, dropped_bytes, chunk_seq, session_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?18, ?19, ?20, ?21, ?22, ?17)",
+                            submitter_pid, submitted_us, session_id, state, reason, engine_id,
+                            attempt, engine_deaths, started_us, finished_us, result, next_seq,
+                            output_bytes, kept_bytes, dropped_bytes, chunk_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22)",
     )?
-    .execute(params![
-        row.id as i64,
-        asked.spec.encode_to_vec(),
-        asked.pinned,
-        engine_labels,
-        asked.retries,
-        asked.submitter.uid,
-        asked.submitter.pid,
-        asked.submitted_us,
-        row.state as i32,
-        row.reason,
-        row.engine_id,
-        row.attempt,
-        row.engine_deaths,
-        row.started_us,
-        finished_us,
-        result,
-        asked.session_id.map(|id| id as i64),
-        p.next_seq as i64,
-        p.output_bytes as i64,
-        p.kept_bytes as i64,
-        p.dropped_bytes as i64,
-        p.chunk_seq as i64,
-    ])?;
+    .execute(params_from_iter(fixed.into_iter().chain(changing)))?;
     if !asked.labels.is_empty() {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO task_labels (task_id, key, value) VALUES (?1, ?2, ?3)",
