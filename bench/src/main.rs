@@ -265,14 +265,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let tasks = scale(20_000, 4_000);
         let t =
             scenarios::throughput(&cluster, &client, Job::argv(["/bin/true"]), tasks, 64).await?;
-        let ratio = t.tasks_per_s / capacity;
+        let (ratio, against) = t.against(capacity);
         report.row(
             &format!("2 throughput, {tasks} `true` tasks"),
             format!("{:.0} tasks/s", t.tasks_per_s),
-            format!(
-                "capacity {capacity:.0}/s: ×{ratio:.2}; hub {} µs/task",
-                us(t.hub_cpu_per_task())
-            ),
+            against,
             format!("≥0.75×: {}", verdict(ratio >= 0.75)),
         );
         let [hub, engines, run, bench] = t.cpu_per_task;
@@ -300,14 +297,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             THROUGHPUT_BATCH,
         )
         .await?;
-        let batched_ratio = batched.tasks_per_s / capacity;
+        let (batched_ratio, against) = batched.against(capacity);
         report.row(
             &format!("2 … in SubmitBatch calls of {THROUGHPUT_BATCH}"),
             format!("{:.0} tasks/s", batched.tasks_per_s),
-            format!(
-                "capacity {capacity:.0}/s: ×{batched_ratio:.2}; hub {} µs/task",
-                us(batched.hub_cpu_per_task())
-            ),
+            against,
             String::new(),
         );
         report.record(

@@ -329,27 +329,25 @@ impl CpuSplit {
         }
     }
 
-    /// CPU time per task since `earlier`, for `tasks` tasks: hub, engines, tasks, client.
-    pub(crate) fn per_task_since(&self, earlier: &Self, tasks: usize) -> [Duration; 4] {
-        let tasks = u32::try_from(tasks.max(1)).unwrap_or(u32::MAX);
+    /// CPU time since `earlier`: hub, engines, tasks, client.
+    fn since(&self, earlier: &Self) -> [Duration; 4] {
         [
             self.hub.saturating_sub(earlier.hub),
             self.engines.saturating_sub(earlier.engines),
             self.tasks.saturating_sub(earlier.tasks),
             self.client.saturating_sub(earlier.client),
         ]
-        .map(|d| d / tasks)
+    }
+
+    /// CPU time per task since `earlier`, for `tasks` tasks: hub, engines, tasks, client.
+    pub(crate) fn per_task_since(&self, earlier: &Self, tasks: usize) -> [Duration; 4] {
+        let tasks = u32::try_from(tasks.max(1)).unwrap_or(u32::MAX);
+        self.since(earlier).map(|d| d / tasks)
     }
 
     /// CPU seconds per GiB since `earlier`, for `bytes` moved: hub, engines, tasks, client.
     pub(crate) fn per_gib_since(&self, earlier: &Self, bytes: u64) -> [f64; 4] {
         let gib = bytes as f64 / (1u64 << 30) as f64;
-        [
-            self.hub.saturating_sub(earlier.hub),
-            self.engines.saturating_sub(earlier.engines),
-            self.tasks.saturating_sub(earlier.tasks),
-            self.client.saturating_sub(earlier.client),
-        ]
-        .map(|d| d.as_secs_f64() / gib)
+        self.since(earlier).map(|d| d.as_secs_f64() / gib)
     }
 }

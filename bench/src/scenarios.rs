@@ -11,7 +11,7 @@ use warren::proto::TaskState;
 use warren::{Client, Job};
 
 use crate::procs::{Cluster, CpuSplit, wait_until};
-use crate::stats::Samples;
+use crate::stats::{Samples, us};
 
 /// Where a round trip's time goes, as medians (from the events' and results' timestamps,
 /// all taken on this machine's clock).
@@ -105,6 +105,16 @@ impl Throughput {
     pub(crate) fn hub_cpu_per_task(&self) -> Duration {
         self.cpu_per_task[0]
     }
+
+    /// The ratio to a spawn capacity of `capacity` tasks/s, and the row's words for it.
+    pub(crate) fn against(&self, capacity: f64) -> (f64, String) {
+        let ratio = self.tasks_per_s / capacity;
+        let words = format!(
+            "capacity {capacity:.0}/s: ×{ratio:.2}; hub {} µs/task",
+            us(self.hub_cpu_per_task())
+        );
+        (ratio, words)
+    }
 }
 
 /// `tasks` tasks, each submitted with its own Submit call (up to `in_flight` calls at once),
@@ -116,37 +126,30 @@ pub(crate) async fn throughput(
     tasks: usize,
     in_flight: usize,
 ) -> anyhow::Result<Throughput> {
-    let cpu = CpuSplit::now(cluster);
-    let start = Instant::now();
-    let gate = Arc::new(Semaphore::new(in_flight));
-    let mut handles = Vec::with_capacity(tasks);
-    let last = Arc::new(AtomicU64::new(0));
-    for _ in 0..tasks {
-        let permit = gate.clone().acquire_owned().await?;
-        let client = client.clone();
-        let job = job.clone();
-        let last = last.clone();
-        handles.push(tokio::spawn(async move {
-            let ids = client.submit(job).await;
-            drop(permit);
-            if let Ok(ids) = &ids {
-                last.fetch_max(ids[0], Ordering::Relaxed);
-            }
-            ids.map(|_| ())
-        }));
-    }
-    for handle in handles {
-        handle.await??;
-    }
-    // Every task is done when nothing waits or runs and the last one has ended.
-    let last = last.load(Ordering::Relaxed);
-    until_all_ended(client, last).await?;
-    let elapsed = start.elapsed();
-    Ok(Throughput {
-        tasks_per_s: tasks as f64 / elapsed.as_secs_f64(),
-        cpu_per_task: CpuSplit::now(cluster).per_task_since(&cpu, tasks),
-        elapsed,
+    timed(cluster, client, tasks, async {
+        let gate = Arc::new(Semaphore::new(in_flight));
+        let mut handles = Vec::with_capacity(tasks);
+        let last = Arc::new(AtomicU64::new(0));
+        for _ in 0..tasks {
+            let permit = gate.clone().acquire_owned().await?;
+            let client = client.clone();
+            let job = job.clone();
+            let last = last.clone();
+            handles.push(tokio::spawn(async move {
+                let ids = client.submit(job).await;
+                drop(permit);
+                if let Ok(ids) = &ids {
+                    last.fetch_max(ids[0], Ordering::Relaxed);
+                }
+                ids.map(|_| ())
+            }));
+        }
+        for handle in handles {
+            handle.await??;
+        }
+        Ok(last.load(Ordering::Relaxed))
     })
+    .await
 }
 
 /// `tasks` tasks submitted `batch` at a time with SubmitBatch (all batches at once, as a
@@ -159,14 +162,29 @@ pub(crate) async fn throughput_batched(
     tasks: usize,
     batch: usize,
 ) -> anyhow::Result<Throughput> {
+    timed(cluster, client, tasks, async {
+        let mut last = 0;
+        for first in (0..tasks).step_by(batch) {
+            let count = batch.min(tasks - first);
+            let ids = client.submit_batch(vec![job.clone(); count]).await?;
+            last = last.max(ids.into_iter().flatten().max().unwrap_or(0));
+        }
+        Ok(last)
+    })
+    .await
+}
+
+/// Times `tasks` tasks from their submission (`submit`, which returns the last task's id)
+/// until every one has ended, with the CPU they cost each process.
+async fn timed(
+    cluster: &Cluster,
+    client: &Client,
+    tasks: usize,
+    submit: impl Future<Output = anyhow::Result<u64>>,
+) -> anyhow::Result<Throughput> {
     let cpu = CpuSplit::now(cluster);
     let start = Instant::now();
-    let mut last = 0;
-    for first in (0..tasks).step_by(batch) {
-        let count = batch.min(tasks - first);
-        let ids = client.submit_batch(vec![job.clone(); count]).await?;
-        last = last.max(ids.into_iter().flatten().max().unwrap_or(0));
-    }
+    let last = submit.await?;
     until_all_ended(client, last).await?;
     let elapsed = start.elapsed();
     Ok(Throughput {
@@ -176,7 +194,7 @@ pub(crate) async fn throughput_batched(
     })
 }
 
-/// Waits until nothing waits or runs and the task `last` has ended.
+/// Waits until nothing waits or runs and the task `last` has ended: every task is done.
 async fn until_all_ended(client: &Client, last: u64) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(600), || {
         let client = client.clone();
