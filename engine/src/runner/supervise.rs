@@ -320,7 +320,7 @@ async fn pump(mut reader: impl AsyncRead + AsFd + Unpin, stream: OutputStream, r
         match reader.read_buf(&mut buffer).await {
             Ok(0) => return,
             Ok(read) => {
-                grow_if_full(reader.as_fd(), read, &mut grown);
+                grow_if_writer_ahead(reader.as_fd(), read, &mut grown);
                 let data = buffer.split().freeze();
                 if !run
                     .tasks
@@ -340,7 +340,7 @@ async fn pump(mut reader: impl AsyncRead + AsFd + Unpin, stream: OutputStream, r
 }
 
 /// Grows a pipe to [`CHUNK`], once, when a read of `read` bytes shows its writer ahead.
-pub(super) fn grow_if_full(pipe: BorrowedFd<'_>, read: usize, grown: &mut bool) {
+pub(super) fn grow_if_writer_ahead(pipe: BorrowedFd<'_>, read: usize, grown: &mut bool) {
     if read >= PIPE_DEFAULT / 2 && !*grown {
         // The kernel may cap it (/proc/sys/fs/pipe-max-size); the default still works.
         let _ = rustix::pipe::fcntl_setpipe_size(pipe, CHUNK);

@@ -257,13 +257,13 @@ fn a_pipe_is_grown_once_a_read_finds_its_writer_ahead_and_not_before() {
     let size = || rustix::pipe::fcntl_getpipe_size(&reader).expect("F_GETPIPE_SZ");
     let before = size();
     let mut grown = false;
-    supervise::grow_if_full(reader.as_fd(), 100, &mut grown);
+    supervise::grow_if_writer_ahead(reader.as_fd(), 100, &mut grown);
     assert_eq!(
         (size(), grown),
         (before, false),
         "a short read leaves the pipe as it is"
     );
-    supervise::grow_if_full(reader.as_fd(), 32 << 10, &mut grown);
+    supervise::grow_if_writer_ahead(reader.as_fd(), 32 << 10, &mut grown);
     assert!(grown, "half a pipe in one read");
     // Unless the kernel caps an unprivileged user's pipes below a MiB (pipe-max-size).
     let cap = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
