@@ -199,7 +199,8 @@ impl Hub {
         state.resume_sessions(recovered.sessions, clock.now());
         state.settle_dependents();
         // What resuming decided (tasks it failed) goes to the history now.
-        store.write(std::mem::take(&mut state.writes));
+        let writes = std::mem::take(&mut state.writes);
+        store.write(writes, || state.is_idle());
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),
@@ -235,7 +236,7 @@ impl Hub {
             state.settle_dependents();
         }
         let writes = std::mem::take(&mut state.writes);
-        self.store.write(writes);
+        self.store.write(writes, || state.is_idle());
         result
     }
 

@@ -148,6 +148,14 @@ impl State {
         }
     }
 
+    /// Whether no task runs or waits for a slot: nothing else is coming to share the
+    /// transaction of a change made now (see `Store::write`).
+    pub(super) fn is_idle(&self) -> bool {
+        self.unplaced.is_empty()
+            && self.queues.values().all(VecDeque::is_empty)
+            && !self.engines.busy()
+    }
+
     fn queued_total(&self) -> usize {
         self.unplaced.len() + self.queues.values().map(VecDeque::len).sum::<usize>()
     }

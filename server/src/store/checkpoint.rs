@@ -22,6 +22,7 @@ const COMMITS_PER_NUDGE: u32 = 64;
 const BYTES_PER_NUDGE: u64 = 4 << 20;
 
 /// The writer's side: counts what it commits and nudges the checkpointer now and then.
+#[derive(Debug)]
 pub(super) struct Nudger {
     tx: SyncSender<()>,
     commits: u32,
@@ -98,12 +99,15 @@ mod tests {
         n: u32,
     ) {
         for id in 0..n {
-            store.write(vec![Op::Engine {
-                id,
-                uuid: format!("uuid-{id:08}-{}", "x".repeat(64)),
-                hostname: "host".into(),
-                registered_us: i64::from(id),
-            }]);
+            store.write(
+                vec![Op::Engine {
+                    id,
+                    uuid: format!("uuid-{id:08}-{}", "x".repeat(64)),
+                    hostname: "host".into(),
+                    registered_us: i64::from(id),
+                }],
+                || true,
+            );
             commits.blocking_recv().expect("a commit report");
         }
     }

@@ -1,4 +1,4 @@
-//! Group commit: which changes share a transaction.
+//! Group commit: which changes share a transaction, and when it goes.
 //!
 //! A transaction has a fixed cost (its pages written to the WAL, each index it touches
 //! updated), paid by the writer thread on a machine whose cores also run the engines' tasks.
@@ -12,8 +12,15 @@
 //! chatty task) may therefore wait for company as well: a transaction per keystroke on a
 //! two-core machine takes the core the echo needs. Once [`URGENT_OUTPUT`] bytes wait, they go
 //! at once, so a bulk stream is acknowledged as fast as before.
+//!
+//! A transaction that goes at once and is [small](Pending::small) is committed by the thread
+//! that handed the change over when nothing else runs and the writer thread is not in a
+//! transaction of its own: handing it to a sleeping thread and hearing back costs two
+//! wake-ups, which on an idle machine take longer than the commit itself (see `Store::write`).
+//! While other tasks run, that delay is what gathers their ends into the same transaction
+//! (like PostgreSQL's `commit_delay`, which waits only with `commit_siblings` at work), so the
+//! writer thread commits then.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Op;
@@ -30,6 +37,10 @@ pub(super) const MAX_BATCH: usize = 8192;
 /// Output bytes that are committed at once: one pipe's worth, what a bulk stream sends in a
 /// chunk. Less may wait up to [`LINGER`] for company.
 pub(super) const URGENT_OUTPUT: u64 = 64 << 10;
+
+/// Handovers a transaction may hold and still be committed by the thread that completes it:
+/// a few tasks' changes, a commit of a few dozen microseconds.
+const SMALL_BATCH: usize = 16;
 
 impl Op {
     /// Whether this change alone goes at once (see [`Gathered::add`]).
@@ -57,6 +68,15 @@ impl Op {
         }
     }
 
+    /// Whether it holds a read, which runs on the writer thread whatever its size.
+    fn has_read(&self) -> bool {
+        match self {
+            Self::Query(_) => true,
+            Self::Batch(ops) => ops.iter().any(Op::has_read),
+            _ => false,
+        }
+    }
+
     /// The output bytes this change holds until it is committed.
     fn output_bytes(&self) -> u64 {
         match self {
@@ -75,41 +95,114 @@ struct Gathered {
     /// Whether they go at once: someone waits for one of them, or [`URGENT_OUTPUT`] bytes of
     /// output wait, in one chunk or in all.
     urgent: bool,
+    /// Whether a read is among them.
+    reads: bool,
 }
 
 impl Gathered {
     fn add(&mut self, op: &Op) {
         self.output += op.output_bytes();
         self.urgent |= op.is_awaited() || self.output >= URGENT_OUTPUT;
+        self.reads |= op.has_read();
     }
 }
 
-/// The ops for the next transaction, starting with `first`: everything already queued, and,
-/// while none of it is urgent, whatever comes within `linger` of `first`.
-pub(super) fn gather(first: Op, rx: &Receiver<Op>, linger: Duration) -> Vec<Op> {
-    let deadline = Instant::now() + linger;
-    let mut gathered = Gathered::default();
-    gathered.add(&first);
-    let mut ops = vec![first];
-    while ops.len() < MAX_BATCH {
-        let next = match rx.try_recv() {
-            Ok(op) => op,
-            Err(_) if gathered.urgent => break,
-            Err(_) => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(op) => op,
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            },
-        };
-        gathered.add(&next);
-        ops.push(next);
+/// The changes handed over and not yet taken into a transaction, in order.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    ops: Vec<Op>,
+    gathered: Gathered,
+    /// When the first of them was handed over: the linger runs from there.
+    since: Option<Instant>,
+    /// No more changes will come (the last handle to the store is gone).
+    closed: bool,
+}
+
+/// Who should commit what waits, after a handover.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Nobody yet: the writer thread, already waiting for the linger to end, will.
+    Wait,
+    /// The writer thread: wake it.
+    Writer,
+    /// The transaction goes now and is small: if nothing else runs, the thread that handed it
+    /// over may commit it (else the writer thread: wake it).
+    Here,
+}
+
+impl Pending {
+    /// Hands `op` over at `now` and says who should commit what waits.
+    pub(super) fn push(&mut self, op: Op, now: Instant) -> Next {
+        let (was_empty, was_due) = (self.ops.is_empty(), self.goes_at_once());
+        self.gathered.add(&op);
+        self.ops.push(op);
+        self.since.get_or_insert(now);
+        if !was_due && self.goes_at_once() && self.small() {
+            Next::Here
+        } else if was_empty || (!was_due && self.goes_at_once()) {
+            // The writer waits without a deadline while nothing waits, and with the linger's
+            // deadline while lazy changes wait: only a first change or urgency is news to it.
+            Next::Writer
+        } else {
+            Next::Wait
+        }
     }
-    ops
+
+    /// Whether what waits goes without waiting out the linger.
+    fn goes_at_once(&self) -> bool {
+        self.gathered.urgent || self.ops.len() >= MAX_BATCH || (self.closed && !self.ops.is_empty())
+    }
+
+    /// When what waits should go: `None` while nothing waits.
+    pub(super) fn due(&self) -> Option<Instant> {
+        let since = self.since?;
+        Some(if self.goes_at_once() {
+            since
+        } else {
+            since + LINGER
+        })
+    }
+
+    /// Whether the whole of what waits is cheap enough to commit on the thread that completes
+    /// it: a few handovers, no read (a read may scan the whole history) and less than a
+    /// pipe's worth of output (bulk output goes to segment files, on the writer thread).
+    pub(super) fn small(&self) -> bool {
+        self.ops.len() <= SMALL_BATCH
+            && !self.gathered.reads
+            && self.gathered.output < URGENT_OUTPUT
+    }
+
+    /// Takes the ops of the next transaction: the first [`MAX_BATCH`] of what waits.
+    pub(super) fn take(&mut self) -> Vec<Op> {
+        if self.ops.len() <= MAX_BATCH {
+            self.gathered = Gathered::default();
+            self.since = None;
+            return std::mem::take(&mut self.ops);
+        }
+        let rest = self.ops.split_off(MAX_BATCH);
+        let taken = std::mem::replace(&mut self.ops, rest);
+        // What stays has waited as long as what goes.
+        self.gathered = Gathered::default();
+        for op in &self.ops {
+            self.gathered.add(op);
+        }
+        taken
+    }
+
+    /// Notes that no more changes will come: what waits goes at once.
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether no more changes will come and none waits: the writer's work is done.
+    pub(super) fn finished(&self) -> bool {
+        self.closed && self.ops.is_empty()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc::channel;
 
     fn lazy() -> Op {
         Op::Dependencies {
@@ -133,37 +226,16 @@ mod tests {
         }
     }
 
+    fn read() -> Op {
+        Op::Query(Box::new(|_| {}))
+    }
+
     #[test]
     fn small_output_waits_for_company_and_a_pipe_full_does_not() {
         assert!(!output(1).is_urgent());
         assert!(!output(URGENT_OUTPUT - 1).is_urgent());
         assert!(output(URGENT_OUTPUT).is_urgent());
         assert!(Op::Batch(vec![output(URGENT_OUTPUT / 2), output(URGENT_OUTPUT / 2)]).is_urgent());
-    }
-
-    #[test]
-    fn small_output_goes_at_once_when_enough_of_it_waits() {
-        let (tx, rx) = channel();
-        tx.send(output(URGENT_OUTPUT / 2)).expect("send");
-        // A day of linger: were the output to wait for it, the test would hang.
-        let ops = gather(output(URGENT_OUTPUT / 2), &rx, Duration::from_secs(86_400));
-        assert_eq!(ops.len(), 2);
-        // The sender is still there: only the bytes ended the wait.
-        drop(tx);
-    }
-
-    #[test]
-    fn a_keystroke_of_output_waits_out_the_linger() {
-        let (tx, rx) = channel();
-        let linger = Duration::from_millis(20);
-        let start = Instant::now();
-        let ops = gather(output(1), &rx, linger);
-        assert!(
-            start.elapsed() >= linger,
-            "it went before the linger was over"
-        );
-        assert_eq!(ops.len(), 1);
-        drop(tx);
     }
 
     #[test]
@@ -175,54 +247,80 @@ mod tests {
     }
 
     #[test]
-    fn an_urgent_op_goes_with_what_is_queued_without_waiting() {
-        let (tx, rx) = channel();
-        tx.send(lazy()).expect("send");
-        tx.send(urgent()).expect("send");
-        // A day of linger: were the urgent op to wait, the test would hang.
-        let ops = gather(urgent(), &rx, Duration::from_secs(86_400));
-        assert_eq!(ops.len(), 3);
-    }
-
-    #[test]
-    fn lazy_ops_wait_for_an_urgent_one_and_go_with_it() {
-        let (tx, rx) = channel();
-        let (done_tx, done_rx) = channel::<()>();
-        let sender = std::thread::spawn(move || {
-            tx.send(lazy()).expect("send");
-            tx.send(urgent()).expect("send");
-            // The channel stays open until the transaction is gathered: only the urgent op
-            // can end the wait.
-            let _ = done_rx.recv();
-        });
-        let hour = Duration::from_secs(3600);
+    fn lazy_ops_wait_out_the_linger_from_the_first_of_them() {
+        let mut pending = Pending::default();
         let start = Instant::now();
-        let ops = gather(lazy(), &rx, hour);
-        assert!(start.elapsed() < hour, "the urgent op did not end the wait");
-        assert_eq!(ops.len(), 3, "{ops:?}");
-        assert!(ops[2].is_urgent());
-        done_tx.send(()).expect("done");
-        sender.join().expect("sender");
+        assert_eq!(pending.due(), None);
+        // The first wakes the writer, which then sleeps until the linger is over.
+        assert_eq!(pending.push(lazy(), start), Next::Writer);
+        assert_eq!(pending.push(lazy(), start + LINGER / 2), Next::Wait);
+        assert_eq!(pending.due(), Some(start + LINGER));
+        assert_eq!(pending.take().len(), 2);
+        assert_eq!(pending.due(), None);
     }
 
     #[test]
-    fn lazy_ops_alone_go_once_the_linger_is_over() {
-        let (tx, rx) = channel();
-        tx.send(lazy()).expect("send");
-        let ops = gather(lazy(), &rx, Duration::from_millis(1));
-        assert_eq!(ops.len(), 2);
-        // The sender is still there: only the linger ended the wait.
-        drop(tx);
+    fn an_urgent_op_takes_what_waits_at_once_and_may_be_committed_by_its_sender() {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        pending.push(lazy(), start);
+        assert_eq!(pending.push(urgent(), start + LINGER / 4), Next::Here);
+        assert_eq!(pending.due(), Some(start), "due at once");
+        // Once due, later changes are the writer's news no more: they go with the rest.
+        assert_eq!(pending.push(lazy(), start + LINGER / 2), Next::Wait);
+        assert_eq!(pending.take().len(), 3);
+        // Alone, too.
+        assert_eq!(pending.push(urgent(), start), Next::Here);
     }
 
     #[test]
-    fn a_transaction_holds_at_most_max_batch_ops() {
-        let (tx, rx) = channel();
-        for _ in 0..MAX_BATCH + 5 {
-            tx.send(urgent()).expect("send");
+    fn small_output_goes_at_once_when_enough_of_it_waits_and_then_on_the_writer() {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        assert_eq!(pending.push(output(URGENT_OUTPUT / 2), start), Next::Writer);
+        assert_eq!(pending.push(output(URGENT_OUTPUT / 2), start), Next::Writer);
+        assert_eq!(pending.due(), Some(start));
+    }
+
+    #[test]
+    fn reads_and_long_queues_are_left_to_the_writer_thread() {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        assert_eq!(pending.push(read(), start), Next::Writer);
+        assert_eq!(pending.due(), Some(start));
+        pending.take();
+        for _ in 0..SMALL_BATCH {
+            pending.push(lazy(), start);
         }
-        assert_eq!(gather(urgent(), &rx, LINGER).len(), MAX_BATCH);
-        // The rest, and the first op given.
-        assert_eq!(gather(urgent(), &rx, LINGER).len(), 7);
+        assert_eq!(pending.push(urgent(), start), Next::Writer);
+    }
+
+    #[test]
+    fn a_transaction_holds_at_most_max_batch_ops_and_the_rest_stays_due() {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        for _ in 0..MAX_BATCH + 5 {
+            pending.push(lazy(), start);
+        }
+        assert_eq!(pending.due(), Some(start), "a full batch goes at once");
+        assert_eq!(pending.take().len(), MAX_BATCH);
+        assert_eq!(
+            pending.due(),
+            Some(start + LINGER),
+            "the rest waits from when it came"
+        );
+        assert_eq!(pending.take().len(), 5);
+    }
+
+    #[test]
+    fn once_closed_what_waits_goes_at_once_and_then_the_writer_is_done() {
+        let mut pending = Pending::default();
+        let start = Instant::now();
+        pending.push(lazy(), start);
+        pending.close();
+        assert_eq!(pending.due(), Some(start));
+        assert!(!pending.finished());
+        pending.take();
+        assert!(pending.finished());
     }
 }

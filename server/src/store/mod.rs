@@ -1,10 +1,13 @@
 //! The hub's durable task history: one SQLite database in WAL mode, written by one thread.
 //!
-//! The hub never waits for the disk on its hot path: it sends [`Op`]s down a channel, and the
-//! writer thread applies whatever has queued up in one transaction (changes nobody waits for
-//! wait a little for company: `group`), then reports what is now safe ([`Committed`]) so the hub can acknowledge output to engines and publish final states.
-//! Reads go down the same channel and run after the writes queued before them, so a caller
-//! always reads what it wrote. `--db :memory:` keeps the same design without a file.
+//! The hub never waits for the disk on its hot path: it hands [`Op`]s over, and the writer
+//! thread applies whatever has queued up in one transaction (changes nobody waits for wait a
+//! little for company: `group`), then reports what is now safe ([`Committed`]) so the hub can
+//! acknowledge output to engines and publish final states. A small transaction someone waits
+//! for is committed by the thread that hands it over when the writer thread is idle, which
+//! spares the two wake-ups of a handover (`Store::write`). Reads queue with the changes and
+//! run on the writer thread after the writes handed over before them, so a caller always
+//! reads what it wrote. `--db :memory:` keeps the same design without a file.
 
 mod checkpoint;
 mod deps;
@@ -19,6 +22,7 @@ mod schema;
 mod segments;
 mod sessions;
 mod write;
+mod writer;
 
 pub(crate) use deps::PastTask;
 pub(crate) use op::{Committed, Op};
@@ -33,6 +37,7 @@ use tokio::sync::mpsc;
 
 use warren_proto::os::private_dir::{self, DirError};
 use warren_proto::private_file::check_private;
+use writer::{Closer, Handoff, Writer};
 
 /// Why the database can't be used.
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +135,12 @@ impl std::fmt::Display for Location {
 /// The handle to the database and its writer thread. Clones share both.
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
-    tx: std::sync::mpsc::Sender<Op>,
+    handoff: std::sync::Arc<Handoff>,
     location: Location,
     // Held for the hub's life: the flock that keeps a second hub out.
     _lock: std::sync::Arc<Option<File>>,
+    // Dropped with the last clone: the writer then commits what waits and ends.
+    _closer: std::sync::Arc<Closer>,
 }
 
 impl Store {
@@ -156,17 +163,19 @@ impl Store {
         };
         let recovered = read::recover(&conn)
             .map_err(|e| StoreError::Corrupt(location.to_string(), e.to_string()))?;
-        let checkpointer = file.as_deref().and_then(checkpoint::start);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
-        let name = location.to_string();
-        std::thread::Builder::new()
-            .name("warren-store".into())
-            .spawn(move || writer(conn, rx, committed_tx, name, checkpointer))
+        let (committed, committed_rx) = mpsc::unbounded_channel();
+        let writer = Writer::new(
+            conn,
+            committed,
+            location.to_string(),
+            file.as_deref().and_then(checkpoint::start),
+        );
+        let handoff = Handoff::start(writer)
             .map_err(|e| StoreError::Open(location.to_string(), e.to_string()))?;
         Ok((
             Self {
-                tx,
+                _closer: std::sync::Arc::new(Closer(handoff.clone())),
+                handoff,
                 location,
                 _lock: std::sync::Arc::new(lock),
             },
@@ -181,11 +190,17 @@ impl Store {
     }
 
     /// Hands changes to the writer, to be committed together and in this order after every
-    /// change handed over before them.
-    pub(crate) fn write(&self, ops: Vec<Op>) {
+    /// change handed over before them. `alone` is asked only when they complete a small
+    /// transaction that goes at once (a short task's end, say): whether nothing else runs or
+    /// waits, so that no other change is coming to share it.
+    ///
+    /// If so, and the writer thread is not in a transaction, the caller commits it: waking a
+    /// sleeping thread, and being woken by it with the report, each cost more on an idle
+    /// machine (tens of microseconds where the cores halt) than such a commit does. While
+    /// other tasks run, the writer thread commits, and their ends gather while it wakes.
+    pub(crate) fn write(&self, ops: Vec<Op>, alone: impl FnOnce() -> bool) {
         if !ops.is_empty() {
-            // The writer only stops when the hub does.
-            let _ = self.tx.send(Op::Batch(ops));
+            self.handoff.hand_over(Op::Batch(ops), alone);
         }
     }
 }
@@ -224,36 +239,5 @@ fn ensure_private_file(path: &Path) -> Result<(), StoreError> {
             .map(drop)
             .map_err(|e| StoreError::Unwritable(describe(), e.to_string())),
         Err(e) => Err(StoreError::Open(describe(), e.to_string())),
-    }
-}
-
-/// The writer thread: groups of ops (see `group`), one transaction each, then the report and
-/// the reads.
-fn writer(
-    mut conn: rusqlite::Connection,
-    rx: std::sync::mpsc::Receiver<Op>,
-    committed: mpsc::UnboundedSender<Committed>,
-    name: String,
-    mut checkpointer: Option<checkpoint::Nudger>,
-) {
-    while let Ok(first) = rx.recv() {
-        let ops = group::gather(first, &rx, group::LINGER);
-        let mut queries = Vec::new();
-        let mut report = Committed::default();
-        let result = write::apply_batch(&mut conn, ops, &mut queries, &mut report);
-        if let Err(err) = result {
-            // Nothing of this batch was acknowledged; engines still hold the output. Stopping
-            // lets a restarted hub pick everything up again instead of going on half-blind.
-            tracing::error!(database = %name, %err, "cannot commit to the task database; the hub stops");
-            eprintln!("warren-hub: cannot commit to the task database {name}: {err}");
-            std::process::exit(70);
-        }
-        if let Some(checkpointer) = &mut checkpointer {
-            checkpointer.committed(report.row_bytes);
-        }
-        let _ = committed.send(report);
-        for query in queries {
-            query(&mut conn);
-        }
     }
 }

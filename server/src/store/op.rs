@@ -108,4 +108,7 @@ pub(crate) struct Committed {
     /// Bytes of events written into the database's rows (not into segment files): what the
     /// checkpointer counts.
     pub(crate) row_bytes: u64,
+    /// The thread that committed it, for tests of who commits.
+    #[cfg(test)]
+    pub(crate) thread: Option<std::thread::ThreadId>,
 }

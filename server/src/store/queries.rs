@@ -26,9 +26,11 @@ impl Store {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let _ = self.tx.send(Op::Query(Box::new(move |conn| {
+        // A read always runs on the writer thread: whether others run does not matter.
+        let read = Op::Query(Box::new(move |conn| {
             let _ = reply.send(read(conn));
-        })));
+        }));
+        self.handoff.hand_over(read, || false);
         match answer.await {
             Ok(answer) => Ok(answer?),
             Err(_) => Err(QueryError::Stopped),

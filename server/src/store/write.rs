@@ -536,8 +536,8 @@ mod tests {
         {
             let (store, recovered, _commits) = Store::open(location.clone()).expect("open");
             assert_eq!(recovered.last_engine_id, 0);
-            store.write((1..=3).map(engine).collect());
-            store.write(vec![Op::ForgetEngines(vec![1, 2, 3])]);
+            store.write((1..=3).map(engine).collect(), || true);
+            store.write(vec![Op::ForgetEngines(vec![1, 2, 3])], || true);
             store.settled().await.expect("committed");
         }
         // The lock goes with the store; the writer may take a moment to let go of the file.
