@@ -140,14 +140,14 @@ impl Writer {
 
 /// The writer thread: waits until what is pending is due (see `group`), then commits it in one
 /// transaction, until the last handle is gone and nothing waits.
-fn writer_thread(shared: &Handoff) {
+fn writer_thread(handoff: &Handoff) {
     loop {
-        let mut pending = shared.pending();
+        let mut pending = handoff.pending();
         loop {
             match pending.due() {
                 None if pending.finished() => return,
                 None => {
-                    pending = shared
+                    pending = handoff
                         .news
                         .wait(pending)
                         .unwrap_or_else(PoisonError::into_inner);
@@ -157,7 +157,7 @@ fn writer_thread(shared: &Handoff) {
                     if due <= now {
                         break;
                     }
-                    pending = shared
+                    pending = handoff
                         .news
                         .wait_timeout(pending, due - now)
                         .unwrap_or_else(PoisonError::into_inner)
@@ -168,8 +168,11 @@ fn writer_thread(shared: &Handoff) {
         drop(pending);
         // The connection first, then the ops: whoever takes ops holds the connection until
         // they are committed, so transactions commit in the order their ops were handed over.
-        let mut writer = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let ops = shared.pending().take();
+        let mut writer = handoff
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ops = handoff.pending().take();
         writer.commit(ops);
     }
 }
