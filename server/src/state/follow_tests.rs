@@ -62,7 +62,8 @@ async fn next(events: &mut EventStream) -> TaskEvent {
     }
 }
 
-/// Waits (boundedly) until the history records output through `seq`, kept or as a gap.
+/// Waits (boundedly) until the history records output through `seq`, kept or as a gap, and
+/// the hub has had the commit's report.
 async fn committed_through(hub: &Hub, task_id: u64, seq: u64) {
     for _ in 0..1000 {
         let entries = hub
@@ -70,7 +71,11 @@ async fn committed_through(hub: &Hub, task_id: u64, seq: u64) {
             .entries(task_id, 0, None, 1 << 30)
             .await
             .expect("read");
-        if entries.last().is_some_and(|(_, next)| *next > seq) {
+        // The hub's window moves once it has the commit's report, which comes apart from
+        // the read: wait for both.
+        let reported =
+            hub.view(|state| state.tasks.get(&task_id).map(|t| t.log.committed_end()) > Some(seq));
+        if entries.last().is_some_and(|(_, next)| *next > seq) && reported {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

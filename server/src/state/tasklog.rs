@@ -210,6 +210,12 @@ impl TaskLog {
         }
     }
 
+    /// The seq below which the hub knows the database has every event.
+    #[cfg(test)]
+    pub(super) fn committed_end(&self) -> u64 {
+        self.committed_end
+    }
+
     /// The first seq still in the window.
     pub(super) fn window_start(&self) -> u64 {
         self.recent_start
