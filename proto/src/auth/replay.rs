@@ -67,13 +67,17 @@ impl ReplayCache {
             return Err(Full::Replayed);
         }
         let nonce = self.keyed.hash_one(nonce.as_bytes());
-        if self.seen.contains(&nonce) {
+        if self.seen.len() >= self.capacity {
+            return Err(if self.seen.contains(&nonce) {
+                Full::Replayed
+            } else {
+                Full::AtCapacity
+            });
+        }
+        // One look-up: the insert says whether it was there.
+        if !self.seen.insert(nonce) {
             return Err(Full::Replayed);
         }
-        if self.seen.len() >= self.capacity {
-            return Err(Full::AtCapacity);
-        }
-        self.seen.insert(nonce);
         self.by_expiry.entry(last_valid).or_default().push(nonce);
         Ok(())
     }
