@@ -73,8 +73,10 @@ async fn committed_through(hub: &Hub, task_id: u64, seq: u64) {
             .expect("read");
         // The hub's window moves once it has the commit's report, which comes apart from
         // the read: wait for both.
-        let reported =
-            hub.view(|state| state.tasks.get(&task_id).map(|t| t.log.committed_end()) > Some(seq));
+        let reported = hub.view(|state| {
+            let task = state.tasks.get(&task_id);
+            task.is_some_and(|task| task.log.committed_end() > seq)
+        });
         if entries.last().is_some_and(|(_, next)| *next > seq) && reported {
             return;
         }
