@@ -1,4 +1,5 @@
-//! The hub's durable task history: one SQLite database in WAL mode, written by one thread.
+//! The hub's durable task history: one SQLite database in WAL mode, written by one thread at
+//! a time.
 //!
 //! The hub never waits for the disk on its hot path: it hands [`Op`]s over, and the writer
 //! thread applies whatever has queued up in one transaction (changes nobody waits for wait a
