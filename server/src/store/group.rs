@@ -51,38 +51,21 @@ impl Op {
         alone.urgent
     }
 
-    /// Whether it holds a change that is shown, or answered, only once committed.
+    /// Whether it is a change that is shown, or answered, only once committed (a batch's ops
+    /// are asked one by one: see [`Gathered::add`]).
     fn is_awaited(&self) -> bool {
         match self {
             Self::Task(row) => row.state.is_final(),
             Self::Event { .. }
             | Self::Attempt { .. }
             | Self::Dependencies { .. }
-            | Self::Output { .. } => false,
+            | Self::Output { .. }
+            | Self::Batch(_) => false,
             Self::Finish { .. }
             | Self::Engine { .. }
             | Self::ForgetEngines(_)
             | Self::Session(_)
             | Self::Query(_) => true,
-            Self::Batch(ops) => ops.iter().any(Op::is_awaited),
-        }
-    }
-
-    /// Whether it holds a read, which runs on the writer thread whatever its size.
-    fn has_read(&self) -> bool {
-        match self {
-            Self::Query(_) => true,
-            Self::Batch(ops) => ops.iter().any(Op::has_read),
-            _ => false,
-        }
-    }
-
-    /// The output bytes this change holds until it is committed.
-    fn output_bytes(&self) -> u64 {
-        match self {
-            Self::Output { bytes, .. } => *bytes,
-            Self::Batch(ops) => ops.iter().map(Op::output_bytes).sum(),
-            _ => 0,
         }
     }
 }
@@ -100,10 +83,15 @@ struct Gathered {
 }
 
 impl Gathered {
+    /// Adds `op`, or each op of a batch, in one walk.
     fn add(&mut self, op: &Op) {
-        self.output += op.output_bytes();
+        match op {
+            Op::Batch(ops) => ops.iter().for_each(|op| self.add(op)),
+            Op::Output { bytes, .. } => self.output += bytes,
+            Op::Query(_) => self.reads = true,
+            _ => {}
+        }
         self.urgent |= op.is_awaited() || self.output >= URGENT_OUTPUT;
-        self.reads |= op.has_read();
     }
 }
 
@@ -137,9 +125,10 @@ impl Pending {
         self.gathered.add(&op);
         self.ops.push(op);
         self.since.get_or_insert(now);
-        if !was_due && self.goes_at_once() && self.small() {
+        let now_due = !was_due && self.goes_at_once();
+        if now_due && self.small() {
             Next::Here
-        } else if was_empty || (!was_due && self.goes_at_once()) {
+        } else if was_empty || now_due {
             // The writer waits without a deadline while nothing waits, and with the linger's
             // deadline while lazy changes wait: only a first change or urgency is news to it.
             Next::Writer
