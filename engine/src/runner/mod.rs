@@ -1,5 +1,6 @@
 //! Running the engine's tasks: [`Runners`] starts one runner per task (`supervise.rs`: its
-//! process, its output pumps, its timeout, and the signals sent to it) and owns them all.
+//! process, its output pumps, its timeout, and the signals sent to it; `pipes.rs`: its
+//! output pipes) and owns them all.
 //!
 //! Every runner is tracked, so an exiting engine waits for them instead of polling, and each
 //! runs under a `task` span with the task, its attempt and the engine's id. A runner that
@@ -9,6 +10,7 @@
 mod interactive;
 #[cfg(test)]
 mod interactive_tests;
+mod pipes;
 mod supervise;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use warren_proto::v1::{OutputStream, TaskResult, TaskSpec, TaskStarted, TaskStat
 
 use super::Run;
 use super::interactive::{self, Sink};
+use super::pipes::OutputPipes;
 use crate::config::OUTPUT_DRAIN;
 use crate::control::Control;
 use crate::process;
@@ -68,6 +69,7 @@ pub(super) async fn supervise(
     let (task_id, attempt) = (run.task_id, run.attempt);
     let started_us = now_us();
     let mut terminal: Option<Arc<pty::Master>> = None;
+    let mut output: Option<OutputPipes> = None;
     let spawned = process::command(task_id, &spec).and_then(|mut command| {
         if let Some(tty) = &spec.tty {
             let master = pty::Pty::open(tty.rows, tty.cols)
@@ -77,6 +79,12 @@ pub(super) async fn supervise(
                     reason: format!("cannot give the task a terminal: {err}"),
                 })?;
             terminal = Some(Arc::new(master));
+        } else {
+            let pipes = OutputPipes::attach(&mut command).map_err(|err| process::StartError {
+                exit_code: process::EXIT_CANNOT_RUN,
+                reason: format!("cannot make the pipes for the task's output: {err}"),
+            })?;
+            output = Some(pipes);
         }
         command
             .spawn()
@@ -145,11 +153,11 @@ pub(super) async fn supervise(
     if let Some(master) = &terminal {
         pipes.spawn(interactive::pump_tty(master.clone(), run.clone()).in_current_span());
     }
-    if let Some(stdout) = child.stdout.take() {
-        pipes.spawn(pump(stdout, OutputStream::Stdout, run.clone()).in_current_span());
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pipes.spawn(pump(stderr, OutputStream::Stderr, run.clone()).in_current_span());
+    let mut task_ends = None;
+    if let Some(output) = output {
+        pipes.spawn(pump(output.stdout, OutputStream::Stdout, run.clone()).in_current_span());
+        pipes.spawn(pump(output.stderr, OutputStream::Stderr, run.clone()).in_current_span());
+        task_ends = Some(output.task_ends);
     }
     #[cfg(test)]
     if spec.env.contains_key(super::tests::PANIC_HOOK) {
@@ -226,6 +234,8 @@ pub(super) async fn supervise(
     }
     // The feeder ends with what it was given.
     drop(feed);
+    // The pipes end once nothing the task started holds them any more.
+    drop(task_ends);
     // Nothing the task started outlives it.
     process::signal_group(pgid, rustix::process::Signal::KILL.as_raw());
     let drained = tokio::time::timeout(OUTPUT_DRAIN, async {
