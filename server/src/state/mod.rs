@@ -198,9 +198,10 @@ impl Hub {
         state.resume(recovered.live, &recovered.past, clock.now());
         state.resume_sessions(recovered.sessions, clock.now());
         state.settle_dependents();
-        // What resuming decided (tasks it failed) goes to the history now.
+        // What resuming decided (tasks it failed) goes to the history now, its report with
+        // the others once the hub runs.
         let writes = std::mem::take(&mut state.writes);
-        store.write(writes, || state.is_idle());
+        store.write(writes, || false);
         Arc::new(Self {
             state: Mutex::new(state),
             output_budget: Arc::new(Semaphore::new(settings.limits.output_in_flight)),
@@ -229,6 +230,10 @@ impl Hub {
     /// Runs a change under the lock, then hands what it implies for the history to the
     /// writer: the one place changes are committed. It is handed over before the lock is let
     /// go, so the writer sees changes in the order they were made.
+    ///
+    /// A lone short task's end is committed right here (see `Store::write`), and its report
+    /// applied under the same lock: a follower then finds the task's start and end together,
+    /// and its client gets them in one write.
     pub(crate) fn update<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
         let result = change(&mut state);
@@ -236,7 +241,15 @@ impl Hub {
             state.settle_dependents();
         }
         let writes = std::mem::take(&mut state.writes);
-        self.store.write(writes, || state.is_idle());
+        let report = self.store.write(writes, || state.is_idle());
+        if let Some(report) = &report {
+            // Applying a report changes nothing in the history: `writes` stays empty.
+            state.committed(report);
+        }
+        drop(state);
+        if let Some(report) = report {
+            self.after_commit(&report);
+        }
         result
     }
 

@@ -99,16 +99,18 @@ mod tests {
         n: u32,
     ) {
         for id in 0..n {
-            store.write(
-                vec![Op::Engine {
-                    id,
-                    uuid: format!("uuid-{id:08}-{}", "x".repeat(64)),
-                    hostname: "host".into(),
-                    registered_us: i64::from(id),
-                }],
-                || true,
-            );
-            commits.blocking_recv().expect("a commit report");
+            store
+                .write(
+                    vec![Op::Engine {
+                        id,
+                        uuid: format!("uuid-{id:08}-{}", "x".repeat(64)),
+                        hostname: "host".into(),
+                        registered_us: i64::from(id),
+                    }],
+                    || true,
+                )
+                .or_else(|| commits.blocking_recv())
+                .expect("a commit report");
         }
     }
 

@@ -199,10 +199,15 @@ impl Store {
     /// sleeping thread, and being woken by it with the report, each cost more on an idle
     /// machine (tens of microseconds where the cores halt) than such a commit does. While
     /// other tasks run, the writer thread commits, and their ends gather while it wakes.
-    pub(crate) fn write(&self, ops: Vec<Op>, alone: impl FnOnce() -> bool) {
-        if !ops.is_empty() {
-            self.handoff.hand_over(Op::Batch(ops), alone);
+    ///
+    /// A transaction the caller committed has its report handed back, for the caller to
+    /// apply at once, when every report sent before it has been applied (dropped); else it is
+    /// sent like the others.
+    pub(crate) fn write(&self, ops: Vec<Op>, alone: impl FnOnce() -> bool) -> Option<Committed> {
+        if ops.is_empty() {
+            return None;
         }
+        self.handoff.hand_over(Op::Batch(ops), alone)
     }
 }
 

@@ -108,6 +108,8 @@ pub(crate) struct Committed {
     /// Bytes of events written into the database's rows (not into segment files): what the
     /// checkpointer counts.
     pub(crate) row_bytes: u64,
+    /// Set on a report sent to the hub's receiver, until it is applied (dropped).
+    pub(crate) sent: Option<super::writer::SentReport>,
     /// The thread that committed it, for tests of who commits.
     #[cfg(test)]
     pub(crate) thread: Option<std::thread::ThreadId>,

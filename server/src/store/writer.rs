@@ -2,8 +2,11 @@
 //! goes at once while nothing else runs (see `group` for when a transaction goes).
 //!
 //! Whoever takes ops from the queue holds the connection until they are committed, so
-//! transactions commit in the order their ops were handed over.
+//! transactions commit in the order their ops were handed over. Reports are applied in that
+//! order too: the writer thread sends its reports to the hub, and a report committed by the
+//! handing-over thread goes back to it only when every report sent before it is applied.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -41,33 +44,73 @@ impl Handoff {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `op` and sees that it is committed (see `Store::write`).
-    pub(super) fn hand_over(&self, op: Op, alone: impl FnOnce() -> bool) {
+    /// Queues `op` and sees that it is committed (see `Store::write`); the report when this
+    /// thread committed it and is to apply it.
+    pub(super) fn hand_over(&self, op: Op, alone: impl FnOnce() -> bool) -> Option<Committed> {
         let next = self.pending().push(op, Instant::now());
         match next {
-            group::Next::Wait => {}
-            group::Next::Here if alone() && self.commit_here() => {}
-            group::Next::Here | group::Next::Writer => self.news.notify_one(),
+            group::Next::Wait => None,
+            group::Next::Here if alone() => match self.commit_here() {
+                Here::Committed(report) => report,
+                Here::Left => {
+                    self.news.notify_one();
+                    None
+                }
+            },
+            group::Next::Here | group::Next::Writer => {
+                self.news.notify_one();
+                None
+            }
         }
     }
 
-    /// Commits what waits on this thread if the writer thread is idle and it is still small;
-    /// false if it is left to the writer thread.
-    fn commit_here(&self) -> bool {
+    /// Commits what waits on this thread if the writer thread is idle and it is still small.
+    fn commit_here(&self) -> Here {
         let mut writer = match self.writer.try_lock() {
             Ok(writer) => writer,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return false,
+            Err(TryLockError::WouldBlock) => return Here::Left,
         };
         let ops = {
             let mut pending = self.pending();
             if !pending.small() {
-                return false;
+                return Here::Left;
             }
             pending.take()
         };
-        writer.commit(ops);
-        true
+        Here::Committed(writer.commit(ops, Report::Back))
+    }
+}
+
+/// What [`Handoff::commit_here`] did.
+enum Here {
+    /// Committed, with the report if it is handed back.
+    Committed(Option<Committed>),
+    /// Left to the writer thread.
+    Left,
+}
+
+/// Where a commit's report goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Report {
+    /// To the hub's receiver.
+    Sent,
+    /// Back to the thread that committed, unless a report sent earlier is still unapplied.
+    Back,
+}
+
+/// Counts the reports sent and not yet applied: a report is handed back to the thread that
+/// committed only when none is, so that the hub applies reports in the order of their commits.
+#[derive(Debug, Default)]
+pub(super) struct Unapplied(AtomicUsize);
+
+/// Carried by a sent report until it is applied (dropped).
+#[derive(Debug)]
+pub(crate) struct SentReport(Arc<Unapplied>);
+
+impl Drop for SentReport {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -87,6 +130,7 @@ impl Drop for Closer {
 pub(super) struct Writer {
     conn: rusqlite::Connection,
     committed: mpsc::UnboundedSender<Committed>,
+    unapplied: Arc<Unapplied>,
     /// The database's name, for errors.
     name: String,
     checkpointer: Option<checkpoint::Nudger>,
@@ -103,15 +147,17 @@ impl Writer {
         Self {
             conn,
             committed,
+            unapplied: Arc::default(),
             name,
             checkpointer,
         }
     }
 
-    /// Applies `ops` in one transaction, reports it, then runs the reads among them.
-    fn commit(&mut self, ops: Vec<Op>) {
+    /// Applies `ops` in one transaction, reports it as `report` says, then runs the reads
+    /// among them. Returns the report if it is handed back.
+    fn commit(&mut self, ops: Vec<Op>, report_to: Report) -> Option<Committed> {
         if ops.is_empty() {
-            return;
+            return None;
         }
         let mut queries = Vec::new();
         let mut report = Committed::default();
@@ -131,10 +177,19 @@ impl Writer {
         {
             report.thread = Some(std::thread::current().id());
         }
-        let _ = self.committed.send(report);
+        let back = report_to == Report::Back && (self.unapplied.0).load(Ordering::Acquire) == 0;
+        let report = if back {
+            Some(report)
+        } else {
+            (self.unapplied.0).fetch_add(1, Ordering::AcqRel);
+            report.sent = Some(SentReport(self.unapplied.clone()));
+            let _ = self.committed.send(report);
+            None
+        };
         for query in queries {
             query(&mut self.conn);
         }
+        report
     }
 }
 
@@ -173,7 +228,7 @@ fn writer_thread(handoff: &Handoff) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let ops = handoff.pending().take();
-        writer.commit(ops);
+        writer.commit(ops, Report::Sent);
     }
 }
 
@@ -205,12 +260,40 @@ mod tests {
     #[tokio::test]
     async fn a_small_change_someone_waits_for_is_committed_before_write_returns() {
         let (store, _, mut commits) = Store::open(Location::Memory).expect("open");
-        store.write(vec![lazy(1)], || true);
-        store.write(vec![urgent()], || true);
-        // No waiting at all: the report is there as `write` returns.
-        let report = commits.try_recv().expect("committed on this thread");
+        assert!(store.write(vec![lazy(1)], || true).is_none());
+        // No waiting at all: `write` returns the report, for the caller to apply.
+        let report = store
+            .write(vec![urgent()], || true)
+            .expect("committed on this thread and handed back");
         assert_eq!(report.thread, Some(std::thread::current().id()));
-        assert!(commits.try_recv().is_err(), "one transaction for both");
+        assert!(report.sent.is_none());
+        assert!(
+            commits.try_recv().is_err(),
+            "one transaction for both, not sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_report_is_handed_back_only_once_every_report_sent_before_it_is_applied() {
+        let (store, _, mut commits) = Store::open(Location::Memory).expect("open");
+        assert!(store.write(vec![urgent()], || false).is_none());
+        let first = next_report(&mut commits).await.expect("sent by the writer");
+        // The writer thread may hold the connection a moment after sending its report.
+        for _ in 0..6000 {
+            if store.handoff.writer.try_lock().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Not applied yet (held): the next report must follow it through the receiver.
+        assert!(store.write(vec![urgent()], || true).is_none());
+        let second = commits
+            .try_recv()
+            .expect("committed on this thread and sent");
+        assert_eq!(second.thread, Some(std::thread::current().id()));
+        drop((first, second));
+        let third = store.write(vec![urgent()], || true);
+        assert!(third.is_some(), "every earlier report applied: handed back");
     }
 
     #[tokio::test]
