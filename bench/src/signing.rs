@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnixListenerStream;
 use warren_hub::InProcessHub;
 use warren_proto::auth::{DEFAULT_SKEW, Key, Signer, Verifier};
+use warren_proto::socket::QuietStream;
 use warren_proto::transport::{SignedChannel, connect_unix};
 use warren_proto::v1::ListEnginesRequest;
 use warren_proto::v1::control_client::ControlClient;
@@ -35,7 +37,10 @@ fn serve(dir: &Path, key: &Key) -> anyhow::Result<tokio::sync::oneshot::Sender<(
             runtime.block_on(async move {
                 let hub = InProcessHub::new("bench")?;
                 let listen = |listener| {
-                    tokio::net::UnixListener::from_std(listener).map(UnixListenerStream::new)
+                    tokio::net::UnixListener::from_std(listener).map(|listener| {
+                        UnixListenerStream::new(listener)
+                            .map(|accepted| accepted.and_then(QuietStream::from_tokio))
+                    })
                 };
                 let signed_server = hub.serve_control(listen(signed)?, Some(verifier));
                 let carried_server = hub.serve_control(listen(carried)?, None);

@@ -12,6 +12,7 @@
 //!   (local, or remote through a tunnel) and a default one.
 //! - [`passthrough`]: message streams whose output and stdin bytes reach HTTP/2 without
 //!   being copied.
+//! - [`socket`]: the Unix stream every gRPC connection runs on, woken for reading only.
 //! - [`transport`]: dialing a hub's Unix socket as a tonic channel.
 //! - [`private_file`]: the ssh-style check that keeps secrets (the key, the connection file)
 //!   in files only their owner can reach, and the one owner-and-mode check
@@ -31,6 +32,7 @@ pub mod locate;
 pub mod os;
 pub mod passthrough;
 pub mod private_file;
+pub mod socket;
 pub mod transport;
 
 /// The generated code for protobuf package `warren.v1`. With the feature `json`, every message

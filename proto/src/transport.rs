@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tower::Service;
 
 use crate::auth::Signer;
+use crate::socket::QuietStream;
 
 /// Flow-control windows large enough that streaming output is not held up by window updates.
 pub const STREAM_WINDOW: u32 = 8 << 20;
@@ -39,9 +40,9 @@ fn connector(
     path: PathBuf,
 ) -> impl Service<
     Uri,
-    Response = TokioIo<UnixStream>,
+    Response = TokioIo<QuietStream>,
     Error = std::io::Error,
-    Future = impl Future<Output = std::io::Result<TokioIo<UnixStream>>> + Send,
+    Future = impl Future<Output = std::io::Result<TokioIo<QuietStream>>> + Send,
 > + Clone
 + Send {
     tower::service_fn(move |_: Uri| {
@@ -49,7 +50,7 @@ fn connector(
         async move {
             let stream = UnixStream::connect(&path).await?;
             check_peer(&stream, &path)?;
-            Ok(TokioIo::new(stream))
+            Ok(TokioIo::new(QuietStream::from_tokio(stream)?))
         }
     })
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use tonic::transport::Server;
 use warren_proto::auth::Verifier;
+use warren_proto::socket::QuietStream;
 use warren_proto::v1::control_server::ControlServer;
 
 use crate::auth;
@@ -35,7 +36,7 @@ impl InProcessHub {
         verifier: Option<Arc<Verifier>>,
     ) -> Result<(), tonic::transport::Error>
     where
-        I: tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send + 'static,
+        I: tokio_stream::Stream<Item = std::io::Result<QuietStream>> + Send + 'static,
     {
         let control = ControlServer::new(ControlService::new(self.hub.clone()));
         match verifier {

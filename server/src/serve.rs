@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use tonic::transport::Server;
 use warren_proto::auth::Verifier;
+use warren_proto::socket::QuietStream;
 use warren_proto::transport;
 use warren_proto::v1::{control_server::ControlServer, sessions_server::SessionsServer};
 
@@ -42,7 +43,7 @@ pub(crate) fn serve<I, F>(
     tonic_reflection::server::Error,
 >
 where
-    I: tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send + 'static,
+    I: tokio_stream::Stream<Item = std::io::Result<QuietStream>> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -9,12 +9,13 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::{Stream, StreamExt};
 
 use warren_proto::os::PathError;
 use warren_proto::os::private_dir::{self, DirError};
+use warren_proto::socket::QuietStream;
 
 /// Why the hub cannot serve on the socket it was given.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +104,14 @@ pub(crate) fn from_passed(
 pub(crate) fn incoming(
     listener: UnixListener,
     uid: u32,
-) -> impl Stream<Item = io::Result<UnixStream>> {
+) -> impl Stream<Item = io::Result<QuietStream>> {
     UnixListenerStream::new(listener).filter_map(move |conn| match conn {
-        Ok(stream) => match stream.peer_cred() {
-            Ok(cred) if cred.uid() == uid => Some(Ok(stream)),
-            Ok(cred) => {
+        Ok(stream) => match QuietStream::from_tokio(stream) {
+            Ok(stream) if stream.peer().uid == uid => Some(Ok(stream)),
+            Ok(stream) => {
                 tracing::warn!(
-                    peer_uid = cred.uid(),
-                    peer_pid = cred.pid(),
+                    peer_uid = stream.peer().uid,
+                    peer_pid = stream.peer().pid,
                     "refused a connection from another user"
                 );
                 None

@@ -19,7 +19,7 @@ pub(crate) use sessions::SessionsService;
 
 use futures_util::{Stream, StreamExt};
 use tonic::Status;
-use tonic::transport::server::UdsConnectInfo;
+use warren_proto::socket::PeerCred;
 use warren_proto::v1::TaskEvent;
 
 use crate::model::Submitter;
@@ -51,11 +51,10 @@ fn events(stream: EventStream) -> Events {
 fn submitter<T>(request: &tonic::Request<T>) -> Submitter {
     request
         .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| Submitter {
-            uid: cred.uid(),
-            pid: cred.pid().unwrap_or(0).max(0) as u32,
+        .get::<PeerCred>()
+        .map(|peer| Submitter {
+            uid: peer.uid,
+            pid: peer.pid,
         })
         .unwrap_or_default()
 }
