@@ -1,6 +1,8 @@
 //! What the writer is told to do, and what it reports once a transaction has made it safe.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use warren_proto::v1::{Attempt, OutputGap, TaskEvent};
 
 use crate::model::{Progress, SessionRow, TaskRow};
@@ -109,8 +111,23 @@ pub(crate) struct Committed {
     /// checkpointer counts.
     pub(crate) row_bytes: u64,
     /// Set on a report sent to the hub's receiver, until it is applied (dropped).
-    pub(crate) sent: Option<super::writer::SentReport>,
+    pub(crate) sent: Option<SentReport>,
     /// The thread that committed it, for tests of who commits.
     #[cfg(test)]
     pub(crate) thread: Option<std::thread::ThreadId>,
+}
+
+/// Counts the reports sent and not yet applied: a report is handed back to the thread that
+/// committed only when none is, so that the hub applies reports in the order of their commits.
+#[derive(Debug, Default)]
+pub(super) struct Unapplied(pub(super) AtomicUsize);
+
+/// Carried by a sent report until it is applied (dropped).
+#[derive(Debug)]
+pub(crate) struct SentReport(pub(super) Arc<Unapplied>);
+
+impl Drop for SentReport {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -6,11 +6,12 @@
 //! order too: the writer thread sends its reports to the hub, and a report committed by the
 //! handing-over thread goes back to it only when every report sent before it is applied.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+use super::op::{SentReport, Unapplied};
 use super::{Committed, Op, checkpoint, group, write};
 
 /// What the store's handles and its writer thread share: the changes handed over, and the
@@ -97,21 +98,6 @@ enum Report {
     Sent,
     /// Back to the thread that committed, unless a report sent earlier is still unapplied.
     Back,
-}
-
-/// Counts the reports sent and not yet applied: a report is handed back to the thread that
-/// committed only when none is, so that the hub applies reports in the order of their commits.
-#[derive(Debug, Default)]
-pub(super) struct Unapplied(AtomicUsize);
-
-/// Carried by a sent report until it is applied (dropped).
-#[derive(Debug)]
-pub(crate) struct SentReport(Arc<Unapplied>);
-
-impl Drop for SentReport {
-    fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Closes the store's queue when the last handle is dropped.
