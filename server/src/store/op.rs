@@ -120,11 +120,26 @@ pub(crate) struct Committed {
 /// Counts the reports sent and not yet applied: a report is handed back to the thread that
 /// committed only when none is, so that the hub applies reports in the order of their commits.
 #[derive(Debug, Default)]
-pub(super) struct Unapplied(pub(super) AtomicUsize);
+pub(super) struct Unapplied(AtomicUsize);
+
+impl Unapplied {
+    /// Whether every report sent has been applied.
+    pub(super) fn none(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}
 
 /// Carried by a sent report until it is applied (dropped).
 #[derive(Debug)]
-pub(crate) struct SentReport(pub(super) Arc<Unapplied>);
+pub(crate) struct SentReport(Arc<Unapplied>);
+
+impl SentReport {
+    /// Counts one more report sent and not yet applied.
+    pub(super) fn new(unapplied: &Arc<Unapplied>) -> Self {
+        unapplied.0.fetch_add(1, Ordering::AcqRel);
+        Self(unapplied.clone())
+    }
+}
 
 impl Drop for SentReport {
     fn drop(&mut self) {

@@ -6,7 +6,6 @@
 //! order too: the writer thread sends its reports to the hub, and a report committed by the
 //! handing-over thread goes back to it only when every report sent before it is applied.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -163,12 +162,10 @@ impl Writer {
         {
             report.thread = Some(std::thread::current().id());
         }
-        let back = report_to == Report::Back && (self.unapplied.0).load(Ordering::Acquire) == 0;
-        let report = if back {
+        let report = if report_to == Report::Back && self.unapplied.none() {
             Some(report)
         } else {
-            (self.unapplied.0).fetch_add(1, Ordering::AcqRel);
-            report.sent = Some(SentReport(self.unapplied.clone()));
+            report.sent = Some(SentReport::new(&self.unapplied));
             let _ = self.committed.send(report);
             None
         };
