@@ -87,10 +87,15 @@ impl QuietStream {
         }
         let room = match &mut self.room {
             Some(room) => room,
-            None => {
-                let second = self.socket.get_ref().as_fd().try_clone_to_owned()?;
-                self.room.insert(register(second, Interest::WRITABLE)?)
-            }
+            None => match watch_for_room(self.socket.get_ref()) {
+                Ok(room) => self.room.insert(room),
+                Err(_out_of_descriptors) => {
+                    // Rather than fail the connection, try again on the runtime's next turn,
+                    // until the reader makes room (or a descriptor is free again).
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            },
         };
         loop {
             let mut ready = ready!(room.poll_write_ready(cx))?;
@@ -116,6 +121,11 @@ impl AsyncRead for QuietStream {
             }
         }
     }
+}
+
+/// A second descriptor of `socket`, registered for writing.
+fn watch_for_room(socket: &UnixStream) -> io::Result<AsyncFd<OwnedFd>> {
+    register(socket.as_fd().try_clone_to_owned()?, Interest::WRITABLE)
 }
 
 /// Registers a descriptor the caller owns with the runtime's reactor, for `interest`.
