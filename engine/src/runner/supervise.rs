@@ -153,12 +153,11 @@ pub(super) async fn supervise(
     if let Some(master) = &terminal {
         pipes.spawn(interactive::pump_tty(master.clone(), run.clone()).in_current_span());
     }
-    let mut task_ends = None;
-    if let Some(output) = output {
+    let task_ends = output.map(|output| {
         pipes.spawn(pump(output.stdout, OutputStream::Stdout, run.clone()).in_current_span());
         pipes.spawn(pump(output.stderr, OutputStream::Stderr, run.clone()).in_current_span());
-        task_ends = Some(output.task_ends);
-    }
+        output.task_ends
+    });
     #[cfg(test)]
     if spec.env.contains_key(super::tests::PANIC_HOOK) {
         panic!("asked to by the test hook");

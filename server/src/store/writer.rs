@@ -48,20 +48,17 @@ impl Handoff {
     /// thread committed it and is to apply it.
     pub(super) fn hand_over(&self, op: Op, alone: impl FnOnce() -> bool) -> Option<Committed> {
         let next = self.pending().push(op, Instant::now());
-        match next {
-            group::Next::Wait => None,
-            group::Next::Here if alone() => match self.commit_here() {
-                Here::Committed(report) => report,
-                Here::Left => {
-                    self.news.notify_one();
-                    None
-                }
-            },
-            group::Next::Here | group::Next::Writer => {
-                self.news.notify_one();
-                None
-            }
+        if next == group::Next::Wait {
+            return None;
         }
+        if next == group::Next::Here
+            && alone()
+            && let Here::Committed(report) = self.commit_here()
+        {
+            return report;
+        }
+        self.news.notify_one();
+        None
     }
 
     /// Commits what waits on this thread if the writer thread is idle and it is still small.
